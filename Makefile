@@ -1,0 +1,44 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# Each creates .venv on first use; the install is redone only when pyproject.toml changes.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PIP_FLAGS := --disable-pip-version-check --progress-bar off -q
+
+.PHONY: demo test ui bench clean-data help
+
+help:
+	@echo "make demo   - install and run the whole asset graph locally, print the report path"
+	@echo "make test   - install test dependencies and run the whole test suite"
+	@echo "make ui     - start the Dagster UI on http://127.0.0.1:3000"
+	@echo "make bench  - run the benchmarks in bench/"
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install $(PIP_FLAGS) -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install $(PIP_FLAGS) -e '.[dev]'
+	@touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/fraud demo
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest
+
+ui: $(VENV)/.installed
+	$(BIN)/fraud ui
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m bench
+
+clean-data:
+	-$(BIN)/fraud db stop
+	rm -rf .fraud

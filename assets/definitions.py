@@ -1,0 +1,16 @@
+"""The code location: six assets from raw batches to report and alerts (workspace.yaml points here)."""
+from dagster import Definitions, PipesSubprocessClient
+
+from assets.ingestion import raw_transactions
+from assets.modelling import fraud_model
+from assets.processing import processed_transactions
+from assets.reporting import customer_alerts, fraud_report
+from assets.resources import FraudPlatform
+from assets.scoring import fraud_flags
+
+ALL_ASSETS = [raw_transactions, processed_transactions, fraud_model, fraud_flags, fraud_report, customer_alerts]
+
+defs = Definitions(
+    assets=ALL_ASSETS,
+    resources={"fraud": FraudPlatform(), "pipes_subprocess_client": PipesSubprocessClient()},
+)

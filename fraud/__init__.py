@@ -1,0 +1,1 @@
+"""Card-fraud detection domain library: no Dagster and no Pulumi imports here."""

@@ -1,0 +1,1 @@
+"""PostgreSQL: the embedded server, the star schema, migrations and bulk loads."""

@@ -1,0 +1,68 @@
+"""Where the database is: `FRAUD_DATABASE_URL`, or an embedded PostgreSQL from the pgserver wheel in
+`FRAUD_HOME/pg` that stays up between runs and is reused."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+
+from fraud.settings import Settings
+
+
+def _sqlalchemy_url(url: str) -> str:
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def start_embedded(pg_dir: Path) -> str:
+    """Start (or find running) the embedded server; returns its URL (Unix socket in pg_dir, no TCP port)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pgserver warns about XDG_RUNTIME_DIR on headless machines
+        import pgserver
+
+        pg_dir.parent.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(pg_dir, cleanup_mode=None)
+    return server.get_uri()
+
+
+def stop_embedded(pg_dir: Path, timeout: float = 30.0) -> bool:
+    """Fast shutdown of the embedded server, if it runs. Returns whether one was stopped."""
+    pid_file = pg_dir / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text().split()[0])
+    try:
+        os.kill(pid, signal.SIGINT)  # PostgreSQL's "fast" shutdown
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    raise TimeoutError(f"embedded PostgreSQL (pid {pid}) did not stop within {timeout:.0f} s")
+
+
+def database_url(settings: Settings) -> str:
+    if settings.database_url is not None:
+        return _sqlalchemy_url(settings.database_url.get_secret_value())
+    return _sqlalchemy_url(start_embedded(settings.pg_dir))
+
+
+@lru_cache(maxsize=8)
+def _engine_for(url: str) -> Engine:
+    return create_engine(url, pool_pre_ping=True)
+
+
+def get_engine(settings: Settings) -> Engine:
+    return _engine_for(database_url(settings))

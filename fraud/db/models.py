@@ -1,0 +1,111 @@
+"""The star schema (fixes the seed's sql.sql: card tokens instead of card numbers, the holder's address on
+the card dimension instead of the merchant). Alembic migrations in `migrations/` create exactly this."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (ARRAY, BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Integer, Numeric, String,
+                        Text, UniqueConstraint, func)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DimCard(Base):
+    __tablename__ = "dim_card"
+    card_token: Mapped[str] = mapped_column(String(64), primary_key=True, comment="HMAC-SHA256 of the card number")
+    last4: Mapped[str] = mapped_column(String(4))
+    first_name: Mapped[str | None] = mapped_column(Text)
+    last_name: Mapped[str | None] = mapped_column(Text)
+    gender: Mapped[str | None] = mapped_column(String(1))
+    dob: Mapped[date | None] = mapped_column(Date)
+    street: Mapped[str | None] = mapped_column(Text)
+    city: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str | None] = mapped_column(String(2))
+    zip: Mapped[str | None] = mapped_column(String(10))
+    home_lat: Mapped[float | None] = mapped_column(Float)
+    home_long: Mapped[float | None] = mapped_column(Float)
+    city_pop: Mapped[int | None] = mapped_column(Integer)
+    job: Mapped[str | None] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
+    alerts_opt_out: Mapped[bool] = mapped_column(Boolean, server_default="false")
+
+
+class DimMerchant(Base):
+    __tablename__ = "dim_merchant"
+    merchant: Mapped[str] = mapped_column(Text, primary_key=True)
+    merch_lat: Mapped[float | None] = mapped_column(Float)
+    merch_long: Mapped[float | None] = mapped_column(Float)
+
+
+class DimCategory(Base):
+    __tablename__ = "dim_category"
+    category: Mapped[str] = mapped_column(String(50), primary_key=True)
+    description: Mapped[str | None] = mapped_column(Text)
+
+
+class FactTransaction(Base):
+    __tablename__ = "fact_transaction"
+    trans_num: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    card_token: Mapped[str] = mapped_column(ForeignKey("dim_card.card_token"), index=True)
+    merchant: Mapped[str] = mapped_column(ForeignKey("dim_merchant.merchant"), index=True)
+    category: Mapped[str | None] = mapped_column(ForeignKey("dim_category.category"))
+    amount: Mapped[float] = mapped_column(Numeric(12, 2))
+    merch_lat: Mapped[float | None] = mapped_column(Float)
+    merch_long: Mapped[float | None] = mapped_column(Float)
+    batch_id: Mapped[str] = mapped_column(Text, index=True)
+
+
+class TransactionFeatures(Base):
+    __tablename__ = "transaction_features"
+    trans_num: Mapped[str] = mapped_column(ForeignKey("fact_transaction.trans_num"), primary_key=True)
+    feature_version: Mapped[str] = mapped_column(String(16), primary_key=True)
+    values: Mapped[list[float]] = mapped_column(ARRAY(Float), comment="in the order of fraud.features for the version")
+
+
+class TransactionLabel(Base):
+    """Chargeback labels; they may arrive before the transaction is processed, hence no foreign key."""
+    __tablename__ = "transaction_label"
+    trans_num: Mapped[str] = mapped_column(String(64), primary_key=True)
+    is_fraud: Mapped[bool] = mapped_column(Boolean)
+    labelled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FraudScore(Base):
+    __tablename__ = "fraud_score"
+    trans_num: Mapped[str] = mapped_column(ForeignKey("fact_transaction.trans_num"), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
+    flagged: Mapped[bool] = mapped_column(Boolean, index=True)
+    threshold: Mapped[float] = mapped_column(Float)
+    top_reasons: Mapped[list | None] = mapped_column(JSONB)
+    scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CustomerAlert(Base):
+    __tablename__ = "customer_alert"
+    __table_args__ = (UniqueConstraint("trans_num", "channel", name="uq_customer_alert_trans_channel"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    trans_num: Mapped[str] = mapped_column(ForeignKey("fact_transaction.trans_num"))
+    channel: Mapped[str] = mapped_column(String(16))
+    card_token: Mapped[str] = mapped_column(ForeignKey("dim_card.card_token"))
+    model_version: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    message_id: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BatchLoad(Base):
+    """Row accounting per raw batch: rows_in = rows_loaded + rows_quarantined + duplicates_dropped."""
+    __tablename__ = "batch_load"
+    batch_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    source_key: Mapped[str] = mapped_column(Text)
+    rows_in: Mapped[int] = mapped_column(Integer)
+    rows_loaded: Mapped[int] = mapped_column(Integer)
+    rows_quarantined: Mapped[int] = mapped_column(Integer)
+    duplicates_dropped: Mapped[int] = mapped_column(Integer)
+    loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

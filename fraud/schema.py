@@ -1,0 +1,54 @@
+"""The raw transaction contract (Sparkov columns) and the raw-zone key layout."""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from datetime import datetime
+from typing import Iterable
+
+RAW_COLUMNS: tuple[str, ...] = (
+    "trans_date_trans_time", "cc_num", "merchant", "category", "amt", "first", "last", "gender",
+    "street", "city", "state", "zip", "lat", "long", "city_pop", "job", "dob", "trans_num",
+    "unix_time", "merch_lat", "merch_long",
+)
+REQUIRED_COLUMNS: tuple[str, ...] = ("trans_num", "cc_num", "merchant", "amt")
+LABEL_COLUMNS: tuple[str, ...] = ("trans_num", "is_fraud", "labelled_at")
+
+CATEGORIES: tuple[str, ...] = (
+    "entertainment", "food_dining", "gas_transport", "grocery_net", "grocery_pos", "health_fitness",
+    "home", "kids_pets", "misc_net", "misc_pos", "personal_care", "shopping_net", "shopping_pos", "travel",
+)
+
+# Date formats seen in real Sparkov exports; tried in order.
+TIMESTAMP_FORMATS: tuple[str, ...] = (
+    "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH:mm", "M/d/yyyy H:mm", "M/d/yyyy H:mm:ss",
+    "dd-MM-yyyy HH:mm", "dd-MM-yyyy HH:mm:ss",
+)
+DATE_FORMATS: tuple[str, ...] = ("yyyy-MM-dd", "M/d/yyyy", "dd-MM-yyyy")
+
+
+def transactions_key(event_hour: datetime, batch_id: str) -> str:
+    return f"transactions/dt={event_hour:%Y-%m-%d}/hour={event_hour:%H}/{batch_id}.jsonl.gz"
+
+
+def labels_key(day: datetime, batch_id: str) -> str:
+    return f"labels/dt={day:%Y-%m-%d}/{batch_id}.jsonl.gz"
+
+
+def batch_id_of(key: str) -> str:
+    return key.rsplit("/", 1)[-1].removesuffix(".jsonl.gz")
+
+
+def encode_jsonl_gz(rows: Iterable[dict]) -> bytes:
+    buffer = io.BytesIO()
+    # mtime=0 keeps the bytes deterministic, so rewriting a batch is a no-op
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as handle:
+        for row in rows:
+            handle.write(json.dumps(row, separators=(",", ":"), default=str).encode() + b"\n")
+    return buffer.getvalue()
+
+
+def decode_jsonl_gz(data: bytes) -> list[dict]:
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as handle:
+        return [json.loads(line) for line in handle if line.strip()]

@@ -1,0 +1,117 @@
+"""Object store: one small interface, a local-folder implementation laid out like S3, and S3 itself."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, Protocol
+
+from fraud.settings import Settings
+
+
+class ObjectStore(Protocol):
+    bucket: str
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+    def get_bytes(self, key: str) -> bytes: ...
+    def exists(self, key: str) -> bool: ...
+    def list_keys(self, prefix: str = "") -> list[str]: ...
+    def delete(self, key: str) -> None: ...
+    def uri(self, key: str = "") -> str:
+        """Where Spark (or a person) finds the object: a local path or an s3:// URI."""
+        ...
+
+
+class LocalObjectStore:
+    """A bucket as a folder: `<root>/<bucket>/<key>`. Writes are atomic (temp file + rename)."""
+
+    def __init__(self, root: Path, bucket: str):
+        self.bucket = bucket
+        self.root = Path(root) / bucket
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root.resolve() not in path.parents and path != self.root.resolve():
+            raise ValueError(f"key escapes the bucket: {key!r}")
+        return path
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+
+    def get_bytes(self, key: str) -> bytes:
+        path = self._path(key)
+        if not path.is_file():
+            raise KeyError(f"no such object: {self.bucket}/{key}")
+        return path.read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list_keys(self, prefix: str = "") -> list[str]:
+        keys = []
+        for path in self.root.rglob("*"):
+            if path.is_file() and not path.name.startswith(".tmp-"):
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def uri(self, key: str = "") -> str:
+        return str(self.root / key) if key else str(self.root)
+
+
+class S3ObjectStore:
+    """A real S3 bucket through boto3 (objects are encrypted by the bucket's default SSE-KMS key)."""
+
+    def __init__(self, bucket: str, client):
+        self.bucket = bucket
+        self.client = client
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except self.client.exceptions.NoSuchKey as error:
+            raise KeyError(f"no such object: {self.bucket}/{key}") from error
+
+    def exists(self, key: str) -> bool:
+        response = self.client.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+        return any(item["Key"] == key for item in response.get("Contents", []))
+
+    def _iter_keys(self, prefix: str) -> Iterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"]
+
+    def list_keys(self, prefix: str = "") -> list[str]:
+        return sorted(self._iter_keys(prefix))
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def uri(self, key: str = "") -> str:
+        return f"s3://{self.bucket}/{key}"
+
+
+def s3_client(settings: Settings):
+    import boto3
+
+    return boto3.client("s3", region_name=settings.aws_region, endpoint_url=settings.s3_endpoint_url)
+
+
+def object_store(settings: Settings, bucket: str) -> ObjectStore:
+    if settings.mode == "aws":
+        return S3ObjectStore(bucket, s3_client(settings))
+    return LocalObjectStore(settings.store_root, bucket)

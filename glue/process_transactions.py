@@ -1,0 +1,268 @@
+"""Glue ETL job: raw Sparkov batches -> validated, deduplicated, tokenized, featurized transactions.
+
+Runs unchanged in AWS Glue (arguments via getResolvedOptions, GlueContext) and on local PySpark (plain
+SparkSession, the same arguments via argparse). Under Dagster Pipes it reports row accounting as metadata.
+
+    python glue/process_transactions.py --raw-uri R --processed-uri P --transactions-keys k1,k2 [--labels-keys l1]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from fraud.db.engine import get_engine
+from fraud.db.load import PROCESSED_COLUMNS, BatchAccounting, load_processed
+from fraud.features import CATEGORY_FEATURES, FEATURE_NAMES, FEATURE_VERSION, LONGEST_WINDOW_SECONDS, NUMERIC_FEATURES, WINDOWS
+from fraud.privacy import card_token, normalize_card_number
+from fraud.schema import CATEGORIES, DATE_FORMATS, RAW_COLUMNS, TIMESTAMP_FORMATS
+from fraud.settings import Settings
+
+ARGUMENTS = ("raw_uri", "processed_uri", "transactions_keys", "labels_keys")
+RAW_SCHEMA = T.StructType([T.StructField(c, T.StringType()) for c in RAW_COLUMNS] + [T.StructField("_corrupt_record", T.StringType())])
+
+
+def parse_arguments(argv: list[str]) -> dict[str, str]:
+    try:  # inside AWS Glue
+        from awsglue.utils import getResolvedOptions
+
+        return getResolvedOptions(argv, list(ARGUMENTS))
+    except ImportError:
+        parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+        for name in ARGUMENTS:
+            parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default="")
+        return vars(parser.parse_args(argv[1:]))
+
+
+def spark_session() -> SparkSession:
+    try:
+        from awsglue.context import GlueContext
+        from pyspark.context import SparkContext
+
+        return GlueContext(SparkContext.getOrCreate()).spark_session
+    except ImportError:
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers must import fraud/ too
+        return (SparkSession.builder.master("local[2]").appName("fraud-process-transactions")
+                .config("spark.sql.session.timeZone", "UTC")
+                .config("spark.sql.shuffle.partitions", "4")
+                .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+                .config("spark.ui.enabled", "false")
+                .config("spark.ui.showConsoleProgress", "false")
+                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+                .getOrCreate())
+
+
+def _paths(root: str, keys: str) -> list[str]:
+    return [f"{root.rstrip('/')}/{key}" for key in keys.split(",") if key]
+
+
+def read_raw(spark: SparkSession, paths: list[str]) -> DataFrame:
+    return (spark.read.schema(RAW_SCHEMA).option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", "_corrupt_record")
+            .json(paths)
+            .withColumn("source_key", F.input_file_name())
+            .withColumn("batch_id", F.regexp_extract("source_key", r"([^/]+)\.jsonl\.gz$", 1)))
+
+
+def _first_parse(column: str, formats: tuple[str, ...], parse) -> F.Column:
+    return F.coalesce(*[parse(F.col(column), F.lit(fmt)) for fmt in formats])
+
+
+def _tokenizer(key: bytes):
+    @F.pandas_udf(T.StructType([T.StructField("token", T.StringType()), T.StructField("last4", T.StringType())]))
+    def tokenize(numbers):
+        import pandas as pd
+
+        digits = numbers.map(normalize_card_number)
+        return pd.DataFrame({
+            "token": digits.map(lambda d: card_token(d, key) if d else None),
+            "last4": digits.map(lambda d: d[-4:] if d else None),
+        })
+
+    return tokenize
+
+
+def validate(raw: DataFrame, key: bytes) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """Split raw rows into (valid, quarantined with a reason, per-batch duplicate counts)."""
+    deduped = raw.dropDuplicates(list(RAW_COLUMNS) + ["batch_id", "_corrupt_record"])
+    duplicates = raw.groupBy("batch_id").count().join(
+        deduped.groupBy("batch_id").count().withColumnRenamed("count", "kept"), "batch_id"
+    ).select("batch_id", (F.col("count") - F.col("kept")).alias("duplicates_dropped"))
+
+    parsed_time = F.coalesce(
+        _first_parse("trans_date_trans_time", TIMESTAMP_FORMATS, F.try_to_timestamp),
+        F.timestamp_seconds(F.expr("try_cast(try_cast(unix_time AS double) AS bigint)")),
+    )
+    rows = (deduped
+            .withColumn("event_time", parsed_time)
+            .withColumn("amount", F.expr("try_cast(amt AS double)"))
+            .withColumn("card", _tokenizer(key)(F.col("cc_num")))
+            .withColumn("first_seen", F.row_number().over(Window.partitionBy("trans_num").orderBy("batch_id", "source_key"))))
+    reason = (F.when(F.col("_corrupt_record").isNotNull(), "malformed_json")
+              .when(F.coalesce(F.trim("trans_num"), F.lit("")) == "", "missing_trans_num")
+              .when(F.col("card.token").isNull(), "invalid_card_number")
+              .when(F.coalesce(F.trim("merchant"), F.lit("")) == "", "missing_merchant")
+              .when(F.col("amount").isNull() | F.isnan("amount") | (F.col("amount") < 0), "invalid_amount")
+              .when(F.col("event_time").isNull(), "invalid_timestamp")
+              .when(F.col("first_seen") > 1, "conflicting_duplicate_trans_num"))
+    rows = rows.withColumn("quarantine_reason", reason)
+    quarantined = rows.where(F.col("quarantine_reason").isNotNull()).select(
+        *RAW_COLUMNS, "_corrupt_record", "batch_id", "source_key", "quarantine_reason")
+    valid = rows.where(F.col("quarantine_reason").isNull())
+    return valid, quarantined, duplicates
+
+
+def _num(column: str) -> F.Column:
+    return F.expr(f"try_cast({column} AS double)")
+
+
+def features(valid: DataFrame, history: DataFrame | None) -> DataFrame:
+    """Point-in-time features: every window looks strictly before the transaction (rangeBetween(-w, -1))."""
+    current = valid.select(
+        "trans_num", "event_time", F.col("card.token").alias("card_token"), F.col("card.last4").alias("last4"),
+        F.trim("merchant").alias("merchant"), F.lower(F.trim("category")).alias("category"),
+        F.round("amount", 2).alias("amt"), _num("merch_lat").alias("merch_lat"), _num("merch_long").alias("merch_long"),
+        "first", "last", "gender",
+        _first_parse("dob", DATE_FORMATS, lambda c, f: F.to_date(F.try_to_timestamp(c, f))).alias("dob"),
+        "street", "city", "state", "zip", _num("lat").alias("lat"), _num("long").alias("long"),
+        F.expr("try_cast(try_cast(city_pop AS double) AS int)").alias("city_pop"), "job", "batch_id",
+    ).withColumn("event_unix", F.unix_timestamp("event_time")).withColumn("is_current", F.lit(True))
+
+    events = current.select("trans_num", "card_token", "event_unix", "amt", "is_current")
+    if history is not None:
+        past = history.join(current.select("trans_num"), "trans_num", "left_anti").select(
+            "trans_num", "card_token", "event_unix", "amt", F.lit(False).alias("is_current"))
+        events = events.unionByName(past)
+
+    by_card = Window.partitionBy("card_token").orderBy("event_unix")
+    windowed = events
+    for name, seconds in WINDOWS.items():
+        frame = by_card.rangeBetween(-seconds, -1)
+        windowed = (windowed.withColumn(f"card_count_{name}", F.count("amt").over(frame).cast("double"))
+                    .withColumn(f"card_mean_amt_{name}", F.coalesce(F.avg("amt").over(frame), F.lit(0.0))))
+    windowed = windowed.withColumn("prev_unix", F.max("event_unix").over(by_card.rangeBetween(Window.unboundedPreceding, -1)))
+    windowed = windowed.where("is_current").drop("is_current", "card_token", "event_unix", "amt")
+
+    hour = F.hour("event_time")
+    km = 6371.0 * 2 * F.asin(F.sqrt(
+        F.sin(F.radians(F.col("merch_lat") - F.col("lat")) / 2) ** 2
+        + F.cos(F.radians("lat")) * F.cos(F.radians("merch_lat")) * F.sin(F.radians(F.col("merch_long") - F.col("long")) / 2) ** 2))
+    out = (current.join(windowed, "trans_num")
+           .withColumn("amt_log", F.log1p("amt"))
+           .withColumn("hour", hour.cast("double"))
+           .withColumn("is_night", ((hour >= 22) | (hour < 6)).cast("double"))
+           .withColumn("is_weekend", F.dayofweek("event_time").isin(1, 7).cast("double"))
+           .withColumn("age_years", F.coalesce(F.months_between("event_time", "dob") / 12, F.lit(0.0)))
+           .withColumn("city_pop_log", F.coalesce(F.log1p("city_pop"), F.lit(0.0)))
+           .withColumn("distance_km", F.coalesce(km, F.lit(0.0)))
+           .withColumn("amt_over_card_mean_30d", F.when(F.col("card_mean_amt_30d") > 0, F.col("amt") / F.col("card_mean_amt_30d")).otherwise(1.0))
+           .withColumn("secs_since_prev_log", F.log1p(F.coalesce(F.col("event_unix") - F.col("prev_unix"), F.lit(LONGEST_WINDOW_SECONDS)).cast("double"))))
+    for name, feature in zip(CATEGORIES, CATEGORY_FEATURES):
+        out = out.withColumn(feature, (F.col("category") == name).cast("double"))
+    assert tuple(NUMERIC_FEATURES) + tuple(CATEGORY_FEATURES) == FEATURE_NAMES
+    return (out.withColumn("features", F.array(*[F.coalesce(F.col(n).cast("double"), F.lit(0.0)) for n in FEATURE_NAMES]))
+            .withColumn("feature_version", F.lit(FEATURE_VERSION))
+            .withColumn("dt", F.date_format("event_time", "yyyy-MM-dd")))
+
+
+def read_history(spark: SparkSession, processed_uri: str, since_unix: int) -> DataFrame | None:
+    path = f"{processed_uri.rstrip('/')}/transactions"
+    hadoop_path = spark._jvm.org.apache.hadoop.fs.Path(path)
+    if not hadoop_path.getFileSystem(spark._jsc.hadoopConfiguration()).exists(hadoop_path):
+        return None  # first run: no processed history yet
+    history = spark.read.parquet(path)
+    return history.where(F.col("event_unix") >= since_unix).select("trans_num", "card_token", "event_unix", "amt")
+
+
+def read_labels(spark: SparkSession, paths: list[str]):
+    import pandas as pd
+
+    if not paths:
+        return pd.DataFrame(columns=["trans_num", "is_fraud", "labelled_at"])
+    labels = spark.read.schema("trans_num string, is_fraud string, labelled_at string").json(paths)
+    return (labels.where(F.col("trans_num").isNotNull())
+            .select("trans_num", F.expr("try_cast(is_fraud AS int) = 1").alias("is_fraud"),
+                    _first_parse("labelled_at", TIMESTAMP_FORMATS, F.try_to_timestamp).alias("labelled_at"))
+            .where(F.col("labelled_at").isNotNull() & F.col("is_fraud").isNotNull())
+            .toPandas())
+
+
+def run(args: dict[str, str], settings: Settings, report=print) -> dict:
+    spark = spark_session()
+    spark.sparkContext.setLogLevel("ERROR")
+    transaction_paths = _paths(args["raw_uri"], args["transactions_keys"])
+    label_paths = _paths(args["raw_uri"], args["labels_keys"])
+    if not transaction_paths:
+        raise SystemExit("no raw batches given: pass --transactions-keys")
+
+    raw = read_raw(spark, transaction_paths).cache()
+    valid, quarantined, duplicates = validate(raw, settings.token_key())
+    valid = valid.cache()
+    bounds = valid.agg(F.min(F.unix_timestamp("event_time"))).first()[0]
+    history = read_history(spark, args["processed_uri"], (bounds or 0) - LONGEST_WINDOW_SECONDS) if bounds else None
+    processed = features(valid, history).cache()
+
+    # curated zone: the loaded columns plus each feature by name, partitioned by date and batch
+    curated = processed.select(*PROCESSED_COLUMNS, "event_unix", "feature_version", *FEATURE_NAMES, "dt")
+    curated.write.mode("overwrite").partitionBy("dt", "batch_id").parquet(f"{args['processed_uri'].rstrip('/')}/transactions")
+    processed_pdf = processed.select(*PROCESSED_COLUMNS).toPandas()
+    quarantined.write.mode("overwrite").partitionBy("batch_id").json(f"{args['raw_uri'].rstrip('/')}/quarantine")
+
+    counts = (raw.groupBy("batch_id", "source_key").count().withColumnRenamed("count", "rows_in")
+              .join(duplicates, "batch_id", "left")
+              .join(quarantined.groupBy("batch_id").count().withColumnRenamed("count", "rows_quarantined"), "batch_id", "left")
+              .join(processed.groupBy("batch_id").count().withColumnRenamed("count", "rows_loaded"), "batch_id", "left")
+              .fillna(0).collect())
+    accounting = [BatchAccounting(batch_id=r["batch_id"], source_key=r["source_key"],
+                                  rows_in=r["rows_in"], rows_loaded=r["rows_loaded"],
+                                  rows_quarantined=r["rows_quarantined"], duplicates_dropped=r["duplicates_dropped"])
+                  for r in counts]
+    labels = read_labels(spark, label_paths)
+    gained = load_processed(get_engine(settings), processed_pdf, labels, accounting)
+    reasons = {r["quarantine_reason"]: r["count"] for r in quarantined.groupBy("quarantine_reason").count().collect()}
+    summary = {
+        "batches": len(accounting),
+        "rows_in": sum(a.rows_in for a in accounting),
+        "rows_loaded": sum(a.rows_loaded for a in accounting),
+        "rows_quarantined": sum(a.rows_quarantined for a in accounting),
+        "duplicates_dropped": sum(a.duplicates_dropped for a in accounting),
+        "labels_read": len(labels),
+        "quarantine_reasons": reasons,
+        "rows_gained": gained,
+        "feature_version": FEATURE_VERSION,
+    }
+    report(summary)
+    return summary
+
+
+def main(argv: list[str]) -> None:
+    args = parse_arguments(argv)
+    settings = Settings()
+    try:
+        from dagster_pipes import is_dagster_pipes_process, open_dagster_pipes
+    except ImportError:  # plain Glue without the Pipes wheel
+        is_dagster_pipes_process = lambda: False  # noqa: E731
+    if not is_dagster_pipes_process():
+        run(args, settings)
+        return
+    with open_dagster_pipes() as pipes:
+        pipes.log.info(f"processing {len(args['transactions_keys'].split(','))} raw batches")
+
+        def report(summary: dict) -> None:
+            pipes.report_asset_materialization(metadata={
+                "batches": summary["batches"], "rows_in": summary["rows_in"], "rows_loaded": summary["rows_loaded"],
+                "rows_quarantined": summary["rows_quarantined"], "duplicates_dropped": summary["duplicates_dropped"],
+                "labels_read": summary["labels_read"], "feature_version": summary["feature_version"],
+                "quarantine_reasons": {"raw_value": summary["quarantine_reasons"], "type": "json"},
+                "rows_gained": {"raw_value": summary["rows_gained"], "type": "json"},
+            })
+
+        run(args, settings, report)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
