@@ -13,9 +13,10 @@ def normalize_card_number(value: object) -> str | None:
     """Digits of a card number as written in real files ("4.1E+12", "3.73e14", 4111...), else None."""
     if value is None:
         return None
-    text = str(value).strip().replace(" ", "").replace("-", "")
-    if not text:
+    text = str(value).strip()
+    if not text or text.startswith("-"):
         return None
+    text = text.replace(" ", "").replace("-", "")  # "4111 1111 …" and "4111-1111-…" groupings
     if not text.isdigit():
         try:
             number = Decimal(text)

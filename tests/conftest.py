@@ -1,0 +1,77 @@
+"""Shared fixtures: an isolated FRAUD_HOME with its own embedded PostgreSQL, and a moto S3 server."""
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+SEED_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "seed"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_home(prefix: str) -> Path:
+    # mkdtemp + 0755: the embedded server runs as an unprivileged user that must reach its data folder
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    home.chmod(0o755)
+    return home
+
+
+@pytest.fixture(scope="session")
+def fraud_env():
+    """Point Settings at a fresh FRAUD_HOME for the session; stop its database at the end."""
+    from fraud.db.engine import stop_embedded
+
+    home = make_home("fraud-test-")
+    saved = {k: v for k, v in os.environ.items() if k.startswith("FRAUD_")}
+    for key in saved:
+        del os.environ[key]
+    os.environ["FRAUD_HOME"] = str(home)
+    yield home
+    stop_embedded(home / "pg")
+    for key in [k for k in os.environ if k.startswith("FRAUD_")]:
+        del os.environ[key]
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def settings(fraud_env):
+    from fraud.settings import Settings
+
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def engine(settings):
+    from fraud.db.engine import get_engine
+    from fraud.db.migrate import upgrade
+
+    engine = get_engine(settings)
+    upgrade(engine)
+    return engine
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture()
+def aws_credentials(monkeypatch):
+    # moto accepts any credentials; these never leave the machine
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
