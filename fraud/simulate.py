@@ -107,10 +107,11 @@ def simulate(world: World, start: date, days: int, fraud_rate: float, seed: int,
     burst_size = 6
     n_compromised = max(1, int(round(fraud_rate * n_legit / burst_size)))
     victims = rng.choice(n_cards, n_compromised, replace=False)
-    start_sec = rng.integers(0, days * 86400 - 2 * 86400, n_compromised)
+    start_sec = rng.integers(0, max(1, days - 1) * 86400, n_compromised)
     f_card = np.repeat(victims, burst_size)
     f_day_start = np.repeat(start_sec // 86400, burst_size)
     f_offset_days = rng.integers(0, 2, len(f_card))
+    f_offset_days = np.minimum(f_day_start + f_offset_days, days - 1) - f_day_start  # bursts stay in the period
     f_hour = rng.choice(FRAUD_HOURS, len(f_card))
     f_seconds = (f_day_start + f_offset_days) * 86400 + f_hour * 3600 + rng.integers(0, 3600, len(f_card))
     f_category = rng.choice(FRAUD_CATEGORIES, len(f_card))

@@ -1,0 +1,128 @@
+"""`make bench`: each figure is a ratio against a baseline measured in the same run (absolute times drift
+on shared machines; ratios much less so). Uses its own temporary FRAUD_HOME and embedded PostgreSQL."""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from statistics import median
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def timed(fn, repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return median(times)
+
+
+def processed_frame(rows: int):
+    """A processed batch like the Glue job hands to the loader, from the simulator."""
+    from datetime import date
+
+    from fraud.features import FEATURE_NAMES
+    from fraud.privacy import card_token, normalize_card_number
+    from fraud.simulate import build_world, simulate
+
+    world = build_world(max(200, rows // 40), seed=1)
+    days = simulate(world, date(2026, 1, 1), 20, 0.01, seed=1)
+    import pandas as pd
+
+    frame = pd.concat([d.transactions for d in days]).head(rows).reset_index(drop=True)
+    digits = frame["cc_num"].map(normalize_card_number)
+    rng = np.random.default_rng(0)
+    return frame.assign(
+        event_time=pd.to_datetime(frame["trans_date_trans_time"], utc=True), card_token=digits.map(lambda d: card_token(d, b"bench")),
+        last4=digits.str[-4:], batch_id="bench", features=list(rng.random((len(frame), len(FEATURE_NAMES)))),
+    )
+
+
+def bench_load(engine, rows: int) -> tuple[float, float]:
+    """COPY + INSERT … ON CONFLICT (fraud.db.load) against row-by-row INSERTs of the same rows."""
+    from sqlalchemy import text
+
+    from fraud.db.load import load_processed
+
+    frame = processed_frame(rows)
+    labels = frame[["trans_num"]].assign(is_fraud=False, labelled_at=frame["event_time"])
+
+    def reset():
+        with engine.begin() as connection:
+            connection.execute(text("TRUNCATE fact_transaction, transaction_features, transaction_label, dim_card, dim_merchant, batch_load CASCADE"))
+
+    def copy_load():
+        reset()
+        load_processed(engine, frame, labels, [])
+
+    records = [dict(trans_num=r.trans_num, event_time=r.event_time, card_token=r.card_token, last4=r.last4,
+                    merchant=r.merchant, category=r.category, amount=float(r.amt), features=[float(v) for v in r.features])
+               for r in frame.itertuples()]
+
+    def row_by_row():
+        reset()
+        with engine.begin() as connection:
+            for r in records:
+                connection.execute(text("INSERT INTO dim_card (card_token, last4) VALUES (:card_token, :last4) ON CONFLICT DO NOTHING"), r)
+                connection.execute(text("INSERT INTO dim_merchant (merchant) VALUES (:merchant) ON CONFLICT DO NOTHING"), r)
+                connection.execute(text("INSERT INTO fact_transaction (trans_num, event_time, card_token, merchant, category, amount, batch_id) "
+                                        "VALUES (:trans_num, :event_time, :card_token, :merchant, :category, :amount, 'bench') ON CONFLICT DO NOTHING"), r)
+                connection.execute(text("INSERT INTO transaction_features VALUES (:trans_num, 'v1', :features) ON CONFLICT DO NOTHING"), r)
+
+    return timed(row_by_row, 1), timed(copy_load, 3)
+
+
+def bench_scoring(rows: int) -> tuple[float, float]:
+    """LiteRT on the exported .tflite against Keras predict on the same model and rows."""
+    import tensorflow as tf
+
+    from fraud.features import FEATURE_NAMES
+    from fraud.model import _build, export
+    from fraud.scoring import TFLiteScorer
+
+    x = np.random.default_rng(0).random((rows, len(FEATURE_NAMES)), dtype=np.float32)
+    model = _build(x[:1000])
+    scorer = TFLiteScorer(export(model)["model.tflite"])
+    scorer.predict(x[:10])
+    model.predict(x[:10], verbose=0)
+    del tf
+    return timed(lambda: model.predict(x, batch_size=4096, verbose=0)), timed(lambda: scorer.predict(x))
+
+
+def main() -> None:
+    home = Path(tempfile.mkdtemp(prefix="fraud-bench-"))
+    home.chmod(0o755)
+    os.environ["FRAUD_HOME"] = str(home)  # the benchmark's own world; never the user's data
+    from fraud.db.engine import get_engine, stop_embedded
+    from fraud.db.migrate import upgrade
+    from fraud.settings import Settings
+
+    settings = Settings()
+    engine = get_engine(settings)
+    upgrade(engine)
+    table = Table(title="fraud-platform benchmarks (ratio = baseline time / measured time; > 1 is faster)")
+    for column in ("benchmark", "rows", "baseline", "baseline s", "measured s", "ratio"):
+        table.add_column(column)
+    try:
+        with console.status("load: COPY vs row-by-row INSERT"):
+            rows = 20_000
+            base, measured = bench_load(engine, rows)
+        table.add_row("bulk load (COPY + ON CONFLICT)", f"{rows:,}", "row-by-row INSERT", f"{base:.2f}", f"{measured:.2f}", f"{base / measured:.1f}x")
+        with console.status("scoring: LiteRT vs Keras"):
+            rows = 100_000
+            base, measured = bench_scoring(rows)
+        table.add_row("scoring (LiteRT .tflite)", f"{rows:,}", "Keras predict", f"{base:.2f}", f"{measured:.2f}", f"{base / measured:.1f}x")
+    finally:
+        stop_embedded(settings.pg_dir)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
