@@ -36,7 +36,8 @@ def parse_arguments(argv: list[str]) -> dict[str, str]:
         parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         for name in ARGUMENTS:
             parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default="")
-        return vars(parser.parse_args(argv[1:]))
+        known, _ = parser.parse_known_args(argv[1:])  # Pipes may add its own --dagster-pipes-* arguments
+        return vars(known)
 
 
 def spark_session() -> SparkSession:
@@ -239,17 +240,29 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
     return summary
 
 
+def _pipes_params_loader():
+    """Dagster Pipes parameters: CLI arguments in AWS Glue (PipesGlueClient), environment variables locally
+    (PipesSubprocessClient). None when not launched by Dagster."""
+    try:
+        import dagster_pipes
+    except ImportError:  # a Glue job without the dagster-pipes wheel
+        return None
+    for loader in (dagster_pipes.PipesCliArgsParamsLoader(), dagster_pipes.PipesEnvVarParamsLoader()):
+        if loader.is_dagster_pipes_process():
+            return loader
+    return None
+
+
 def main(argv: list[str]) -> None:
     args = parse_arguments(argv)
     settings = Settings()
-    try:
-        from dagster_pipes import is_dagster_pipes_process, open_dagster_pipes
-    except ImportError:  # plain Glue without the Pipes wheel
-        is_dagster_pipes_process = lambda: False  # noqa: E731
-    if not is_dagster_pipes_process():
+    loader = _pipes_params_loader()
+    if loader is None:
         run(args, settings)
         return
-    with open_dagster_pipes() as pipes:
+    from dagster_pipes import open_dagster_pipes
+
+    with open_dagster_pipes(params_loader=loader) as pipes:
         pipes.log.info(f"processing {len(args['transactions_keys'].split(','))} raw batches")
 
         def report(summary: dict) -> None:
