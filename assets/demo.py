@@ -27,6 +27,11 @@ def instance_for(settings: Settings) -> DagsterInstance:
     return DagsterInstance.from_config(str(settings.dagster_home))
 
 
+def _short(value) -> str:
+    raw = getattr(value, "value", value)
+    return f"{raw:.4f}" if isinstance(raw, float) else str(raw)
+
+
 def run_demo(settings: Settings, console: Console | None = None) -> Path:
     console = console or Console()
     instance = instance_for(settings)
@@ -42,7 +47,7 @@ def run_demo(settings: Settings, console: Console | None = None) -> Path:
                                  raise_on_error=True)
             events = result.asset_materializations_for_node(name)
             meta = events[-1].metadata if events else {}
-            shown = ", ".join(f"{k}={getattr(meta[k], 'value', meta[k])}" for k in SHOWN[name] if k in meta)
+            shown = ", ".join(f"{k}={_short(meta[k])}" for k in SHOWN[name] if k in meta)
             progress.console.print(f"[green]✓[/] {name} ({time.monotonic() - started:.1f} s) {shown}")
             progress.advance(task)
     return Path(settings.store_root / settings.reports_bucket / "latest.html").resolve()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -15,6 +16,9 @@ import pandas as pd
 from fraud import metrics
 from fraud.db.queries import features_matrix
 from fraud.features import FEATURE_NAMES, FEATURE_VERSION
+
+# TensorFlow's C++ INFO chatter drowns the progress output; warnings and errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SEED = 42
 HIDDEN_UNITS = (32, 16)

@@ -27,8 +27,8 @@ def build_report(scored: pd.DataFrame, flagged: pd.DataFrame, metadata: dict, bu
     daily = scored.groupby("day").agg(transactions=("trans_num", "size"), flagged=("flagged", "sum")).reset_index()
     labelled = scored["is_fraud"].dropna().astype(bool)
     headline = {
-        "transactions": int(len(scored)),
-        "alerts raised": int(scored["flagged"].sum()),
+        "transactions": f"{len(scored):,}",
+        "alerts raised": f"{int(scored['flagged'].sum()):,}",
         "alerts per day": round(float(daily["flagged"].mean()), 1) if len(daily) else 0.0,
         "labelled fraud rate": f"{labelled.mean():.2%}" if len(labelled) else "n/a",
         "flagged amount": f"{scored.loc[scored['flagged'], 'amount'].sum():,.2f}",

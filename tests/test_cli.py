@@ -1,0 +1,31 @@
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from fraud.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_help_lists_the_commands():
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("demo", "ui", "db"):
+        assert command in result.output
+
+
+def test_db_upgrade_and_counts(fraud_env):
+    runner = CliRunner()
+    upgraded = runner.invoke(app, ["db", "upgrade"])
+    assert upgraded.exit_code == 0 and "revision 0001" in upgraded.output
+    counts = runner.invoke(app, ["db", "counts"])
+    assert counts.exit_code == 0 and "fact_transaction" in counts.output
+
+
+def test_dagster_definitions_validate():
+    result = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Validation successful for code location fraud" in result.stderr + result.stdout
