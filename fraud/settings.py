@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     sim_start: date = date(2026, 11, 1)
     sim_days: int = 10
     sim_fraud_rate: float = 0.008
+    label_delay_days: float = 2.0  # chargebacks arrive this long after the transaction
 
     # model and alerting
     model_name: str = "fraud-mlp"
