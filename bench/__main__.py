@@ -12,7 +12,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+console = Console(width=150)  # a wide table even when piped to a file
 
 
 def timed(fn, repeat: int = 3) -> float:
@@ -30,10 +30,10 @@ def processed_frame(rows: int):
 
     from fraud.features import FEATURE_NAMES
     from fraud.privacy import card_token, normalize_card_number
-    from fraud.simulate import build_world, simulate
+    from fraud.simulate import build_world, simulate_days
 
     world = build_world(max(200, rows // 40), seed=1)
-    days = simulate(world, date(2026, 1, 1), 20, 0.01, seed=1)
+    days = simulate_days(world, date(2026, 1, 1), 20, 0.01, 2.0)
     import pandas as pd
 
     frame = pd.concat([d.transactions for d in days]).head(rows).reset_index(drop=True)
