@@ -8,9 +8,11 @@ SparkSession, the same arguments via argparse). Under Dagster Pipes it reports r
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
+from collections import Counter
+
+import pandas as pd
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -18,7 +20,8 @@ from pyspark.sql import types as T
 
 from fraud.db.engine import get_engine
 from fraud.db.load import PROCESSED_COLUMNS, BatchAccounting, load_processed
-from fraud.features import CATEGORY_FEATURES, FEATURE_NAMES, FEATURE_VERSION, LONGEST_WINDOW_SECONDS, NUMERIC_FEATURES, WINDOWS
+from fraud.features import (CATEGORY_FEATURES, FEATURE_NAMES, FEATURE_VERSION, LONGEST_WINDOW_SECONDS, MERCHANT_FEATURES,
+                            NUMERIC_FEATURES, WINDOWS, merchant_risk)
 from fraud.privacy import card_token, normalize_card_number
 from fraud.schema import CATEGORIES, DATE_FORMATS, RAW_COLUMNS, TIMESTAMP_FORMATS
 from fraud.settings import Settings
@@ -121,7 +124,32 @@ def _num(column: str) -> F.Column:
     return F.expr(f"try_cast({column} AS double)")
 
 
-def features(valid: DataFrame, history: DataFrame | None) -> DataFrame:
+MERCHANT_SCHEMA = T.StructType([T.StructField("trans_num", T.StringType())]
+                               + [T.StructField(name, T.DoubleType()) for name in MERCHANT_FEATURES])
+
+
+def _merchant_group(frame):
+    """applyInPandas body: one merchant's events -> merchant-risk features of its current transactions."""
+    import pandas as pd
+
+    current = frame[frame["is_current"]]
+    values = merchant_risk(frame["event_unix"].to_numpy(), frame["is_fraud"].fillna(False).to_numpy(dtype=bool),
+                           frame["labelled_unix"].to_numpy(dtype=float), current["event_unix"].to_numpy())
+    return pd.DataFrame({"trans_num": current["trans_num"].to_numpy(), **values})[list(MERCHANT_SCHEMA.fieldNames())]
+
+
+def merchant_features(events: DataFrame, labels: DataFrame | None) -> DataFrame:
+    """Merchant risk with labels as known at each transaction's time (see fraud.features.merchant_risk)."""
+    if labels is None:
+        labelled = events.withColumn("is_fraud", F.lit(None).cast("boolean")).withColumn("labelled_unix", F.lit(None).cast("double"))
+    else:
+        labelled = events.join(labels.select("trans_num", "is_fraud", F.unix_timestamp("labelled_at").cast("double").alias("labelled_unix")),
+                               "trans_num", "left")
+    return (labelled.select("merchant", "trans_num", "event_unix", "is_current", "is_fraud", "labelled_unix")
+            .groupBy("merchant").applyInPandas(_merchant_group, MERCHANT_SCHEMA))
+
+
+def features(valid: DataFrame, history: DataFrame | None, labels: DataFrame | None = None) -> DataFrame:
     """Point-in-time features: every window looks strictly before the transaction (rangeBetween(-w, -1))."""
     current = valid.select(
         "trans_num", "event_time", F.col("card.token").alias("card_token"), F.col("card.last4").alias("last4"),
@@ -133,26 +161,30 @@ def features(valid: DataFrame, history: DataFrame | None) -> DataFrame:
         F.expr("try_cast(try_cast(city_pop AS double) AS int)").alias("city_pop"), "job", "batch_id",
     ).withColumn("event_unix", F.unix_timestamp("event_time")).withColumn("is_current", F.lit(True))
 
-    events = current.select("trans_num", "card_token", "event_unix", "amt", "is_current")
+    events = current.select("trans_num", "card_token", "merchant", "event_unix", "amt", "is_current")
     if history is not None:
         past = history.join(current.select("trans_num"), "trans_num", "left_anti").select(
-            "trans_num", "card_token", "event_unix", "amt", F.lit(False).alias("is_current"))
+            "trans_num", "card_token", "merchant", "event_unix", "amt", F.lit(False).alias("is_current"))
         events = events.unionByName(past)
 
     by_card = Window.partitionBy("card_token").orderBy("event_unix")
     windowed = events
     for name, seconds in WINDOWS.items():
-        frame = by_card.rangeBetween(-seconds, -1)
+        frame = by_card.rangeBetween(-seconds, -1)  # [t - w, t): strictly before, same second excluded
         windowed = (windowed.withColumn(f"card_count_{name}", F.count("amt").over(frame).cast("double"))
                     .withColumn(f"card_mean_amt_{name}", F.coalesce(F.avg("amt").over(frame), F.lit(0.0))))
-    windowed = windowed.withColumn("prev_unix", F.max("event_unix").over(by_card.rangeBetween(Window.unboundedPreceding, -1)))
-    windowed = windowed.where("is_current").drop("is_current", "card_token", "event_unix", "amt")
+    windowed = (windowed
+                .withColumn("prev_unix", F.max("event_unix").over(by_card.rangeBetween(Window.unboundedPreceding, -1)))
+                .withColumn("card_distinct_merchants_1d",
+                            F.size(F.collect_set("merchant").over(by_card.rangeBetween(-WINDOWS["1d"], -1))).cast("double")))
+    windowed = windowed.where("is_current").drop("is_current", "card_token", "merchant", "event_unix", "amt")
+    merchant = merchant_features(events, labels)
 
     hour = F.hour("event_time")
     km = 6371.0 * 2 * F.asin(F.sqrt(
         F.sin(F.radians(F.col("merch_lat") - F.col("lat")) / 2) ** 2
         + F.cos(F.radians("lat")) * F.cos(F.radians("merch_lat")) * F.sin(F.radians(F.col("merch_long") - F.col("long")) / 2) ** 2))
-    out = (current.join(windowed, "trans_num")
+    out = (current.join(windowed, "trans_num").join(merchant, "trans_num", "left")
            .withColumn("amt_log", F.log1p("amt"))
            .withColumn("hour", hour.cast("double"))
            .withColumn("is_night", ((hour >= 22) | (hour < 6)).cast("double"))
@@ -176,20 +208,18 @@ def read_history(spark: SparkSession, processed_uri: str, since_unix: int) -> Da
     if not hadoop_path.getFileSystem(spark._jsc.hadoopConfiguration()).exists(hadoop_path):
         return None  # first run: no processed history yet
     history = spark.read.parquet(path)
-    return history.where(F.col("event_unix") >= since_unix).select("trans_num", "card_token", "event_unix", "amt")
+    return history.where(F.col("event_unix") >= since_unix).select("trans_num", "card_token", "merchant", "event_unix", "amt")
 
 
-def read_labels(spark: SparkSession, paths: list[str]):
-    import pandas as pd
-
+def read_labels(spark: SparkSession, paths: list[str]) -> DataFrame | None:
     if not paths:
-        return pd.DataFrame(columns=["trans_num", "is_fraud", "labelled_at"])
+        return None
     labels = spark.read.schema("trans_num string, is_fraud string, labelled_at string").json(paths)
     return (labels.where(F.col("trans_num").isNotNull())
             .select("trans_num", F.expr("try_cast(is_fraud AS int) = 1").alias("is_fraud"),
                     _first_parse("labelled_at", TIMESTAMP_FORMATS, F.try_to_timestamp).alias("labelled_at"))
             .where(F.col("labelled_at").isNotNull() & F.col("is_fraud").isNotNull())
-            .toPandas())
+            .dropDuplicates(["trans_num"]))
 
 
 def run(args: dict[str, str], settings: Settings, report=print) -> dict:
@@ -205,7 +235,9 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
     valid = valid.cache()
     bounds = valid.agg(F.min(F.unix_timestamp("event_time"))).first()[0]
     history = read_history(spark, args["processed_uri"], (bounds or 0) - LONGEST_WINDOW_SECONDS) if bounds else None
-    processed = features(valid, history).cache()
+    labels = read_labels(spark, label_paths)
+    labels = labels.cache() if labels is not None else None
+    processed = features(valid, history, labels).cache()
 
     # curated zone: the loaded columns plus each feature by name, partitioned by date and batch
     curated = processed.select(*PROCESSED_COLUMNS, "event_unix", "feature_version", *FEATURE_NAMES, "dt")
@@ -222,8 +254,13 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
                                   rows_in=r["rows_in"], rows_loaded=r["rows_loaded"],
                                   rows_quarantined=r["rows_quarantined"], duplicates_dropped=r["duplicates_dropped"])
                   for r in counts]
-    labels = read_labels(spark, label_paths)
-    gained = load_processed(get_engine(settings), processed_pdf, labels, accounting)
+    labels_pdf = labels.toPandas() if labels is not None else pd.DataFrame(columns=["trans_num", "is_fraud", "labelled_at"])
+    engine = get_engine(settings)
+    gained: Counter = Counter()
+    for item in accounting:  # one database transaction per batch: a crash leaves whole batches or nothing
+        gained.update(load_processed(engine, processed_pdf[processed_pdf["batch_id"] == item.batch_id], labels_pdf.iloc[:0], [item]))
+    gained.update(load_processed(engine, processed_pdf.iloc[:0], labels_pdf, []))
+    gained = dict(gained)
     reasons = {r["quarantine_reason"]: r["count"] for r in quarantined.groupBy("quarantine_reason").count().collect()}
     summary = {
         "batches": len(accounting),
@@ -231,7 +268,7 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
         "rows_loaded": sum(a.rows_loaded for a in accounting),
         "rows_quarantined": sum(a.rows_quarantined for a in accounting),
         "duplicates_dropped": sum(a.duplicates_dropped for a in accounting),
-        "labels_read": len(labels),
+        "labels_read": len(labels_pdf),
         "quarantine_reasons": reasons,
         "rows_gained": gained,
         "feature_version": FEATURE_VERSION,

@@ -38,6 +38,8 @@ def unscored_features(engine: Engine, feature_version: str, model_version: str, 
 
 
 def features_matrix(frame: pd.DataFrame) -> np.ndarray:
+    if frame.empty:
+        return np.zeros((0, 0), dtype=np.float32)
     return np.array(frame["values"].tolist(), dtype=np.float32).reshape(len(frame), -1)
 
 

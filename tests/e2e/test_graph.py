@@ -14,6 +14,7 @@ from assets.definitions import ALL_ASSETS, defs
 from fraud import registry
 from fraud.db.engine import get_engine, stop_embedded
 from fraud.db.queries import features_matrix, labelled_features
+from fraud.features import FEATURE_VERSION
 from fraud.settings import Settings
 from fraud.storage import object_store
 from tests.conftest import make_home
@@ -93,7 +94,7 @@ def test_whole_graph_end_to_end_and_idempotent(graph_home):
         models = registry.latest_version(object_store(settings, settings.models_bucket), settings.model_name)
         models_root = settings.store_root / settings.models_bucket / settings.model_name / models
         assert {p.name for p in models_root.iterdir()} == {"model.keras", "model.tflite", "metadata.json"}
-        _litert_matches_keras(models_root, features_matrix(labelled_features(engine, "v1")))
+        _litert_matches_keras(models_root, features_matrix(labelled_features(engine, FEATURE_VERSION)))
 
         # report and outbox
         report = settings.store_root / settings.reports_bucket / "latest.html"
