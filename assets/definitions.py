@@ -3,14 +3,16 @@ from dagster import Definitions, PipesSubprocessClient
 
 from assets.ingestion import raw_transactions
 from assets.modelling import fraud_model
-from assets.processing import processed_transactions
+from assets.processing import processed_transactions, rows_accounted_for
 from assets.reporting import customer_alerts, fraud_report
 from assets.resources import FraudPlatform
 from assets.scoring import fraud_flags
 
 ALL_ASSETS = [raw_transactions, processed_transactions, fraud_model, fraud_flags, fraud_report, customer_alerts]
+ALL_CHECKS = [rows_accounted_for]
 
 defs = Definitions(
     assets=ALL_ASSETS,
+    asset_checks=ALL_CHECKS,
     resources={"fraud": FraudPlatform(), "pipes_subprocess_client": PipesSubprocessClient()},
 )

@@ -11,7 +11,7 @@ from dagster import AssetKey, DagsterInstance, materialize
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from assets.definitions import ALL_ASSETS, defs
+from assets.definitions import ALL_ASSETS, ALL_CHECKS, defs
 from fraud.settings import Settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -42,7 +42,7 @@ def run_demo(settings: Settings, console: Console | None = None) -> Path:
         for name in ORDER:
             progress.update(task, description=f"[bold]{name}")
             started = time.monotonic()
-            result = materialize(ALL_ASSETS, selection=[AssetKey(name)], instance=instance, resources=resources,
+            result = materialize([*ALL_ASSETS, *ALL_CHECKS], selection=[AssetKey(name)], instance=instance, resources=resources,
                                  run_config=QUIET,
                                  raise_on_error=True)
             events = result.asset_materializations_for_node(name)

@@ -1,16 +1,34 @@
 import sys
 from pathlib import Path
 
-from dagster import AssetExecutionContext, MaterializeResult, PipesSubprocessClient, asset
+import pandas as pd
+from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetExecutionContext,
+                     MaterializeResult, MetadataValue, PipesSubprocessClient, asset, asset_check)
+from sqlalchemy import text
 
 import glue
 from assets.resources import FraudPlatform
-from fraud.db.queries import table_counts
+from fraud.db.queries import accounting_problems, batch_accounting, table_counts
+from fraud.features import FEATURE_NAMES, FEATURE_VERSION
 from fraud.raw_zone import label_keys, transaction_keys
 from fraud.schema import batch_id_of
 
 GLUE_SCRIPT = Path(glue.__file__).resolve().parent / "process_transactions.py"
 TABLES = ("fact_transaction", "transaction_features", "transaction_label", "dim_card", "dim_merchant", "batch_load")
+
+
+def _feature_summary(engine) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Summary statistics of each feature over the latest 10,000 transactions, and a preview of them."""
+    with engine.connect() as connection:
+        latest = pd.read_sql(text("""
+            SELECT t.trans_num, t.event_time, t.merchant, t.category, t.amount, f.values
+            FROM fact_transaction t JOIN transaction_features f USING (trans_num)
+            WHERE f.feature_version = :version ORDER BY t.event_time DESC LIMIT 10000"""),
+            connection, params={"version": FEATURE_VERSION})
+    values = pd.DataFrame(latest["values"].tolist(), columns=list(FEATURE_NAMES)) if len(latest) else pd.DataFrame(columns=list(FEATURE_NAMES))
+    summary = values.describe().T[["mean", "std", "min", "50%", "max"]].round(3) if len(values) else pd.DataFrame()
+    preview = latest.drop(columns="values").head(10).assign(event_time=lambda d: d["event_time"].astype(str))
+    return summary, preview
 
 
 @asset(group_name="processing", deps=["raw_transactions"], kinds={"spark", "postgres", "parquet"}, owners=["team:fraud-data"],
@@ -25,12 +43,35 @@ def processed_transactions(context: AssetExecutionContext, fraud: FraudPlatform,
     with engine.connect() as connection:
         loaded = {row[0] for row in connection.exec_driver_sql("SELECT batch_id FROM batch_load")}
     new_keys = [k for k in transaction_keys(raw) if batch_id_of(k) not in loaded]
-    if not new_keys:
+    reported = {}
+    if new_keys:
+        command = [sys.executable, str(GLUE_SCRIPT), "--raw-uri", raw.uri(),
+                   "--processed-uri", fraud.store(settings.processed_bucket).uri(),
+                   "--transactions-keys", ",".join(new_keys), "--labels-keys", ",".join(label_keys(raw))]
+        results = pipes_subprocess_client.run(command=command, context=context).get_results()
+        reported = dict(results[0].metadata) if results else {}
+    else:
         context.log.info("every raw batch is already processed")
-        return MaterializeResult(metadata={"new_batches": 0, **table_counts(engine, TABLES)})
-    command = [sys.executable, str(GLUE_SCRIPT), "--raw-uri", raw.uri(),
-               "--processed-uri", fraud.store(settings.processed_bucket).uri(),
-               "--transactions-keys", ",".join(new_keys), "--labels-keys", ",".join(label_keys(raw))]
-    results = pipes_subprocess_client.run(command=command, context=context).get_results()
-    reported = results[0].metadata if results else {}
-    return MaterializeResult(metadata={**reported, "new_batches": len(new_keys), **table_counts(engine, TABLES)})
+    summary, preview = _feature_summary(engine)
+    return MaterializeResult(metadata={
+        **reported, "new_batches": len(new_keys), **table_counts(engine, TABLES), "feature_version": FEATURE_VERSION,
+        "feature_summary": MetadataValue.md(summary.to_markdown() if len(summary) else "no features yet"),
+        "preview": MetadataValue.md(preview.to_markdown(index=False) if len(preview) else "no rows yet"),
+    })
+
+
+@asset_check(asset=processed_transactions, blocking=True,
+             description="Every raw row is accounted for: rows in = loaded + quarantined + duplicates, per batch, "
+                         "and every loaded row is in fact_transaction with its features.")
+def rows_accounted_for(context: AssetCheckExecutionContext, fraud: FraudPlatform) -> AssetCheckResult:
+    batches = batch_accounting(fraud.engine(), FEATURE_VERSION)
+    unbalanced, missing = accounting_problems(batches)
+    return AssetCheckResult(
+        passed=unbalanced.empty and missing.empty,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"batches": len(batches), "rows_in": int(batches["rows_in"].sum()),
+                  "rows_loaded": int(batches["rows_loaded"].sum()), "rows_quarantined": int(batches["rows_quarantined"].sum()),
+                  "duplicates_dropped": int(batches["duplicates_dropped"].sum()),
+                  "unbalanced_batches": MetadataValue.json(unbalanced["batch_id"].tolist()),
+                  "batches_missing_rows": MetadataValue.json(missing["batch_id"].tolist())},
+    )

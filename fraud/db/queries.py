@@ -86,3 +86,22 @@ def scored_transactions(engine: Engine, model_version: str) -> pd.DataFrame:
 def table_counts(engine: Engine, tables: tuple[str, ...]) -> dict[str, int]:
     with engine.connect() as connection:
         return {t: connection.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables}
+
+
+def batch_accounting(engine: Engine, feature_version: str) -> pd.DataFrame:
+    """Per raw batch: the ETL's accounting and what actually landed in fact_transaction / features."""
+    with engine.connect() as connection:
+        return pd.read_sql(text("""
+            SELECT b.batch_id, b.rows_in, b.rows_loaded, b.rows_quarantined, b.duplicates_dropped,
+                   (SELECT count(*) FROM fact_transaction t WHERE t.batch_id = b.batch_id) AS in_fact,
+                   (SELECT count(*) FROM transaction_features f JOIN fact_transaction t USING (trans_num)
+                     WHERE t.batch_id = b.batch_id AND f.feature_version = :version) AS with_features
+            FROM batch_load b ORDER BY b.batch_id"""), connection, params={"version": feature_version})
+
+
+def accounting_problems(batches: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(batches whose rows in != loaded + quarantined + duplicates, batches with rows missing from the tables).
+    A trans_num already loaded by an earlier batch stays there, so a batch may hold fewer fact rows than it loaded."""
+    unbalanced = batches[batches["rows_in"] != batches["rows_loaded"] + batches["rows_quarantined"] + batches["duplicates_dropped"]]
+    missing = batches[(batches["in_fact"] > batches["rows_loaded"]) | (batches["with_features"] < batches["in_fact"])]
+    return unbalanced, missing

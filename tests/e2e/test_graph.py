@@ -10,7 +10,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 from sqlalchemy import text
 
-from assets.definitions import ALL_ASSETS, defs
+from assets.definitions import ALL_ASSETS, ALL_CHECKS, defs
 from fraud import registry
 from fraud.db.engine import get_engine, stop_embedded
 from fraud.db.queries import features_matrix, labelled_features
@@ -55,8 +55,10 @@ def graph_home(fraud_env):
 
 
 def _materialize_all(instance):
-    result = materialize(ALL_ASSETS, instance=instance, resources=defs.resources)
+    result = materialize([*ALL_ASSETS, *ALL_CHECKS], instance=instance, resources=defs.resources)
     assert result.success
+    checks = result.get_asset_check_evaluations()
+    assert [c.check_name for c in checks] == ["rows_accounted_for"] and all(c.passed for c in checks)
     return result
 
 
