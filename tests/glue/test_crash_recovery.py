@@ -1,0 +1,88 @@
+"""SIGKILL the Glue job while it loads, then rerun it: whole batches or nothing, and exact counts after."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from fraud.db.engine import get_engine, stop_embedded
+from fraud.db.migrate import upgrade
+from fraud.raw_zone import label_keys, transaction_keys
+from fraud.settings import Settings
+from fraud.storage import object_store
+from lambdas.generator.handler import handler as generate
+from tests.conftest import make_home
+
+BATCHES = 6
+
+
+@pytest.fixture(scope="module")
+def crash_home():
+    home = make_home("fraud-crash-")
+    settings = Settings(home=home, sim_customers=1500, sim_days=BATCHES)
+    generated = generate({}, settings=settings)
+    upgrade(get_engine(settings))
+    yield settings, generated
+    stop_embedded(home / "pg")
+
+
+def _command(settings: Settings) -> list[str]:
+    raw = object_store(settings, settings.raw_bucket)
+    return [sys.executable, "glue/process_transactions.py", "--raw-uri", raw.uri(),
+            "--processed-uri", object_store(settings, settings.processed_bucket).uri(),
+            "--transactions-keys", ",".join(transaction_keys(raw)), "--labels-keys", ",".join(label_keys(raw))]
+
+
+def _per_batch(engine) -> pd.DataFrame:
+    with engine.connect() as connection:
+        return pd.read_sql(text("""
+            SELECT b.batch_id, b.rows_loaded, (SELECT count(*) FROM fact_transaction t WHERE t.batch_id = b.batch_id) AS in_fact,
+                   (SELECT count(*) FROM transaction_features f JOIN fact_transaction t USING (trans_num)
+                    WHERE t.batch_id = b.batch_id) AS with_features
+            FROM batch_load b"""), connection)
+
+
+def _fact_batches(engine) -> set[str]:
+    with engine.connect() as connection:
+        return set(connection.execute(text("SELECT DISTINCT batch_id FROM fact_transaction")).scalars())
+
+
+def test_killed_mid_load_then_rerun(crash_home):
+    settings, generated = crash_home
+    engine = get_engine(settings)
+    env = {**os.environ, "FRAUD_HOME": str(settings.home)}
+    process = subprocess.Popen(_command(settings), env=env, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    committed_at_kill = 0
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        with engine.connect() as connection:
+            committed_at_kill = connection.execute(text("SELECT count(*) FROM batch_load")).scalar_one()
+        if committed_at_kill >= 1:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    process.wait(timeout=60)
+    assert 1 <= committed_at_kill < BATCHES, "the job was not caught in the middle of its load"
+
+    # whole batches or nothing: every committed batch is complete, no rows of uncommitted ones
+    after_kill = _per_batch(engine)
+    assert (after_kill["in_fact"] == after_kill["rows_loaded"]).all()
+    assert (after_kill["with_features"] == after_kill["in_fact"]).all()
+    assert _fact_batches(engine) == set(after_kill["batch_id"])
+    assert len(after_kill) < BATCHES
+
+    # rerun to the end: exact counts, nothing doubled
+    subprocess.run(_command(settings), env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))), timeout=600)
+    final = _per_batch(engine)
+    expected_rows = sum(b["rows"] for b in generated["batches"])
+    assert len(final) == BATCHES and final["in_fact"].sum() == final["rows_loaded"].sum() == expected_rows
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM transaction_label")).scalar_one() == expected_rows
