@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections import Counter
 
 import pandas as pd
@@ -93,9 +94,6 @@ def _tokenizer(key: bytes):
 def validate(raw: DataFrame, key: bytes) -> tuple[DataFrame, DataFrame, DataFrame]:
     """Split raw rows into (valid, quarantined with a reason, per-batch duplicate counts)."""
     deduped = raw.dropDuplicates(list(RAW_COLUMNS) + ["batch_id", "_corrupt_record"])
-    duplicates = raw.groupBy("batch_id").count().join(
-        deduped.groupBy("batch_id").count().withColumnRenamed("count", "kept"), "batch_id"
-    ).select("batch_id", (F.col("count") - F.col("kept")).alias("duplicates_dropped"))
 
     parsed_time = F.coalesce(
         _first_parse("trans_date_trans_time", TIMESTAMP_FORMATS, F.try_to_timestamp),
@@ -113,7 +111,10 @@ def validate(raw: DataFrame, key: bytes) -> tuple[DataFrame, DataFrame, DataFram
               .when(F.col("amount").isNull() | F.isnan("amount") | (F.col("amount") < 0), "invalid_amount")
               .when(F.col("event_time").isNull(), "invalid_timestamp")
               .when(F.col("first_seen") > 1, "conflicting_duplicate_trans_num"))
-    rows = rows.withColumn("quarantine_reason", reason)
+    rows = rows.withColumn("quarantine_reason", reason).cache()  # tokenized once, read by every output below
+    duplicates = raw.groupBy("batch_id").count().join(
+        rows.groupBy("batch_id").count().withColumnRenamed("count", "kept"), "batch_id"
+    ).select("batch_id", (F.col("count") - F.col("kept")).alias("duplicates_dropped"))
     quarantined = rows.where(F.col("quarantine_reason").isNotNull()).select(
         *RAW_COLUMNS, "_corrupt_record", "batch_id", "source_key", "quarantine_reason")
     valid = rows.where(F.col("quarantine_reason").isNull())
@@ -230,10 +231,18 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
     if not transaction_paths:
         raise SystemExit("no raw batches given: pass --transactions-keys")
 
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        timings[phase] = round(time.perf_counter() - clock, 2)
+        clock = time.perf_counter()
+
     raw = read_raw(spark, transaction_paths).cache()
     valid, quarantined, duplicates = validate(raw, settings.token_key())
-    valid = valid.cache()
     bounds = valid.agg(F.min(F.unix_timestamp("event_time"))).first()[0]
+    lap("read_validate_tokenize")
     history = read_history(spark, args["processed_uri"], (bounds or 0) - LONGEST_WINDOW_SECONDS) if bounds else None
     labels = read_labels(spark, label_paths)
     labels = labels.cache() if labels is not None else None
@@ -242,8 +251,10 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
     # curated zone: the loaded columns plus each feature by name, partitioned by date and batch
     curated = processed.select(*PROCESSED_COLUMNS, "event_unix", "feature_version", *FEATURE_NAMES, "dt")
     curated.write.mode("overwrite").partitionBy("dt", "batch_id").parquet(f"{args['processed_uri'].rstrip('/')}/transactions")
+    lap("features_and_parquet")
     processed_pdf = processed.select(*PROCESSED_COLUMNS).toPandas()
     quarantined.write.mode("overwrite").partitionBy("batch_id").json(f"{args['raw_uri'].rstrip('/')}/quarantine")
+    lap("collect_and_quarantine")
 
     counts = (raw.groupBy("batch_id", "source_key").count().withColumnRenamed("count", "rows_in")
               .join(duplicates, "batch_id", "left")
@@ -261,6 +272,7 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
         gained.update(load_processed(engine, processed_pdf[processed_pdf["batch_id"] == item.batch_id], labels_pdf.iloc[:0], [item]))
     gained.update(load_processed(engine, processed_pdf.iloc[:0], labels_pdf, []))
     gained = dict(gained)
+    lap("database_load")
     reasons = {r["quarantine_reason"]: r["count"] for r in quarantined.groupBy("quarantine_reason").count().collect()}
     summary = {
         "batches": len(accounting),
@@ -272,6 +284,7 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
         "quarantine_reasons": reasons,
         "rows_gained": gained,
         "feature_version": FEATURE_VERSION,
+        "seconds": timings,
     }
     report(summary)
     return summary
@@ -309,6 +322,7 @@ def main(argv: list[str]) -> None:
                 "labels_read": summary["labels_read"], "feature_version": summary["feature_version"],
                 "quarantine_reasons": {"raw_value": summary["quarantine_reasons"], "type": "json"},
                 "rows_gained": {"raw_value": summary["rows_gained"], "type": "json"},
+                "seconds_per_phase": {"raw_value": summary["seconds"], "type": "json"},
             })
 
         run(args, settings, report)
