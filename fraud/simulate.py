@@ -39,6 +39,9 @@ HOUR_WEIGHTS = np.array([1, 0.6, 0.4, 0.3, 0.3, 0.5, 1.5, 3, 4, 5, 5.5, 6, 7, 6.
 WEEKDAY_VOLUME = np.array([0.95, 0.9, 0.95, 1.0, 1.1, 1.25, 1.1])
 MEAN_DAILY_TRANSACTIONS = 2.0  # per card: gamma(2, 1) rate
 MERCHANTS_PER_CATEGORY = 40
+# Card networks as Faker names them, with rough US market shares (all 15-16-digit, Luhn-valid numbers).
+CARD_NETWORKS = ("visa16", "mastercard", "amex", "discover")
+CARD_NETWORK_SHARE = (0.55, 0.28, 0.12, 0.05)
 NEAREST_MERCHANTS = 3  # a purchase goes to one of the card's 3 nearest merchants of the category...
 SHOP_NEAR_HOME = 0.85  # ...with this probability, else to any merchant of the category
 
@@ -92,7 +95,7 @@ def build_world(n_customers: int, seed: int) -> World:
         lat, lon, city, _, _ = fake.local_latlng(country_code="US")
         state = fake.state_abbr(include_territories=False, include_freely_associated_states=False)
         rows.append({
-            "cc_num": fake.credit_card_number(), "first": first, "last": last, "gender": gender,
+            "cc_num": fake.credit_card_number(card_type=rng.choice(CARD_NETWORKS, p=CARD_NETWORK_SHARE)), "first": first, "last": last, "gender": gender,
             "street": fake.street_address(), "city": city, "state": state, "zip": fake.zipcode_in_state(state),
             "lat": round(float(lat) + rng.normal(0, 0.05), 4), "long": round(float(lon) + rng.normal(0, 0.05), 4),
             "city_pop": int(rng.lognormal(9.5, 1.8)) + 50, "job": fake.job(),

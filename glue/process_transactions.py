@@ -56,6 +56,7 @@ def spark_session() -> SparkSession:
                 .config("spark.sql.session.timeZone", "UTC")
                 .config("spark.sql.shuffle.partitions", "4")
                 .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+                .config("spark.driver.memory", "4g")  # local mode: the driver is the executor too
                 .config("spark.ui.enabled", "false")
                 .config("spark.ui.showConsoleProgress", "false")
                 .config("spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -252,7 +253,6 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
     curated = processed.select(*PROCESSED_COLUMNS, "event_unix", "feature_version", *FEATURE_NAMES, "dt")
     curated.write.mode("overwrite").partitionBy("dt", "batch_id").parquet(f"{args['processed_uri'].rstrip('/')}/transactions")
     lap("features_and_parquet")
-    processed_pdf = processed.select(*PROCESSED_COLUMNS).toPandas()
     quarantined.write.mode("overwrite").partitionBy("batch_id").json(f"{args['raw_uri'].rstrip('/')}/quarantine")
     lap("collect_and_quarantine")
 
@@ -268,9 +268,12 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
     labels_pdf = labels.toPandas() if labels is not None else pd.DataFrame(columns=["trans_num", "is_fraud", "labelled_at"])
     engine = get_engine(settings)
     gained: Counter = Counter()
+    empty = pd.DataFrame(columns=list(PROCESSED_COLUMNS))
     for item in accounting:  # one database transaction per batch: a crash leaves whole batches or nothing
-        gained.update(load_processed(engine, processed_pdf[processed_pdf["batch_id"] == item.batch_id], labels_pdf.iloc[:0], [item]))
-    gained.update(load_processed(engine, processed_pdf.iloc[:0], labels_pdf, []))
+        # collected one batch at a time, so the driver never holds the whole run
+        part = processed.where(F.col("batch_id") == item.batch_id).select(*PROCESSED_COLUMNS).toPandas()
+        gained.update(load_processed(engine, part, labels_pdf.iloc[:0], [item]))
+    gained.update(load_processed(engine, empty, labels_pdf, []))
     gained = dict(gained)
     lap("database_load")
     reasons = {r["quarantine_reason"]: r["count"] for r in quarantined.groupBy("quarantine_reason").count().collect()}

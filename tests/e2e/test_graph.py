@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import email
+import email.policy
 import os
 import tempfile
 
@@ -108,6 +109,9 @@ def test_whole_graph_end_to_end_and_idempotent(graph_home):
         assert message["To"].endswith("@example.com") and message.is_multipart()
         assert {part.get_content_type() for part in message.walk()} >= {"text/plain", "text/html"}
 
+        # no card number past the raw zone: curated Parquet, every database table, report, CSV, emails
+        _assert_no_card_numbers(settings, engine)
+
         # a second run changes nothing
         _materialize_all(instance)
         assert _counts(engine) == counts
@@ -122,3 +126,30 @@ def _litert_matches_keras(model_dir, features: np.ndarray) -> None:
     keras_model = tf.keras.models.load_model(model_dir / "model.keras")
     litert = TFLiteScorer((model_dir / "model.tflite").read_bytes()).predict(features)
     assert np.abs(litert - keras_model.predict(features, verbose=0).reshape(-1)).max() <= 1e-5
+
+
+def _assert_no_card_numbers(settings, engine) -> None:
+    import pandas as pd
+
+    from fraud.privacy import card_numbers_in
+
+    raw_cards = set(pd.read_parquet(next((settings.store_root / settings.raw_bucket).rglob("customers.parquet")))["cc_num"])
+    assert all(card_numbers_in(card) for card in raw_cards)  # the scan does recognise the simulator's cards
+    processed = pd.read_parquet(settings.store_root / settings.processed_bucket / "transactions")
+    assert card_numbers_in(processed.to_csv()) == []
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        with raw.cursor() as cursor:
+            tables = [r[0] for r in cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()]
+            for table in tables:
+                with cursor.copy(f"COPY {table} TO STDOUT") as copy:
+                    dump = b"".join(bytes(block) for block in copy).decode()
+                assert card_numbers_in(dump) == [], table
+    for folder in (settings.store_root / settings.reports_bucket, settings.store_root / settings.models_bucket):
+        for path in folder.rglob("*"):
+            if path.is_file() and path.suffix in {".html", ".csv", ".json"}:
+                assert card_numbers_in(path.read_text(errors="ignore")) == [], path
+    for path in settings.outbox_dir.glob("*.eml"):  # what the customer reads (MIME boundaries are random digits)
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        shown = [message["Subject"], message["To"]] + [part.get_content() for part in message.walk() if part.get_content_maintype() == "text"]
+        assert card_numbers_in("\n".join(shown)) == [], path
