@@ -34,6 +34,62 @@ def demo() -> None:
 
 
 @app.command()
+def ingest(
+    file: str = typer.Argument(..., metavar="FILE", show_default=False,
+                               help="A Sparkov-schema CSV (the seed files, the Kaggle files); must exist."),
+    batch_id: str | None = typer.Option(None, "--batch-id", help="Batch id (default: csv-<sha256 of the file>)."),
+) -> None:
+    """Ingest a CSV of card transactions into the raw zone: accepted rows as one raw batch (and its labels when
+    the file has is_fraud), exact duplicates dropped, every other row quarantined with one reason."""
+    from pathlib import Path
+
+    from rich.markup import escape
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+    from rich.text import Text
+
+    from fraud.ingest import IngestError, ingest_csv
+
+    path = Path(file)
+    if not path.is_file():
+        typer.echo(f"error: {file}: {'is a folder, not a file' if path.is_dir() else 'no such file'}", err=True)
+        raise typer.Exit(2)
+    settings = Settings()
+    with Progress(TextColumn("reading {task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(escape(path.name), total=path.stat().st_size)
+        try:
+            summary = ingest_csv(path, settings, batch_id=batch_id,
+                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
+        except IngestError as error:
+            bar.stop()
+            typer.echo(f"error: {file}: {error}", err=True)
+            raise typer.Exit(2) from None
+
+    table = Table(title=f"{escape(path.name)} → batch {summary.batch_id}  ({summary.seconds:.2f} s)", title_justify="left",
+                  show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right", overflow="fold")
+    table.add_row("rows read", f"{summary.rows_read:,}")
+    table.add_row("accepted", f"{summary.accepted:,}")
+    table.add_row("duplicates dropped", f"{summary.duplicates:,}")
+    table.add_row("quarantined", f"{summary.quarantined:,}")
+    for reason, count in summary.reasons.items():
+        table.add_row(f"  {reason}", f"{count:,}")
+    if summary.labels_key:
+        table.add_row("labels (frauds)", f"{summary.labels:,} ({summary.frauds:,})")
+    extra = escape(", ".join(repr(name) for name in summary.extra_columns))
+    table.add_row("extra columns dropped", f"{len(summary.extra_columns)}" + (f": {extra}" if extra else ""))
+    bucket = settings.raw_bucket
+    for name, key in (("transactions", summary.transactions_key), ("labels", summary.labels_key),
+                      ("quarantine", summary.quarantine_key)):
+        table.add_row(f"{name} key", Text(f"{bucket}/{key}", justify="left") if key else "-")
+    console.print(table)
+    if summary.header_problem:
+        console.print(f"[bold red]every row quarantined:[/] {summary.header_problem}")
+
+
+@app.command()
 def ui(port: int = typer.Option(3000, help="Port of the Dagster webserver on 127.0.0.1.")) -> None:
     """Start the Dagster UI (dagster dev) on http://127.0.0.1:PORT with the persistent instance in FRAUD_HOME."""
     settings = Settings()

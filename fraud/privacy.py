@@ -22,7 +22,8 @@ def normalize_card_number(value: object) -> str | None:
             number = Decimal(text)
         except InvalidOperation:
             return None
-        if number != number.to_integral_value() or number <= 0:
+        # inf, NaN and absurd exponents are not card numbers (and must not crash or build huge integers)
+        if not number.is_finite() or number <= 0 or number.adjusted() > 19 or number != number.to_integral_value():
             return None
         text = str(int(number))
     return text if _DIGITS.match(text) else None

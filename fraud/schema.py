@@ -20,12 +20,18 @@ CATEGORIES: tuple[str, ...] = (
     "home", "kids_pets", "misc_net", "misc_pos", "personal_care", "shopping_net", "shopping_pos", "travel",
 )
 
-# Date formats seen in real Sparkov exports; tried in order.
+# Date formats seen in real Sparkov exports; tried in order. Slashed dates are day-first: in the seed files
+# `11/12/2019 5:12` sits beside unix_time 1355202743 = 11 December (2012) 05:12, so d/M/yyyy, not M/d/yyyy.
 TIMESTAMP_FORMATS: tuple[str, ...] = (
-    "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH:mm", "M/d/yyyy H:mm", "M/d/yyyy H:mm:ss",
+    "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH:mm", "d/M/yyyy H:mm", "d/M/yyyy H:mm:ss",
     "dd-MM-yyyy HH:mm", "dd-MM-yyyy HH:mm:ss",
 )
-DATE_FORMATS: tuple[str, ...] = ("yyyy-MM-dd", "M/d/yyyy", "dd-MM-yyyy")
+# The same formats for datetime.strptime (pure-Python readers such as fraud.ingest), in the same order.
+PY_TIMESTAMP_FORMATS: tuple[str, ...] = (
+    "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S",
+    "%d-%m-%Y %H:%M", "%d-%m-%Y %H:%M:%S",
+)
+DATE_FORMATS: tuple[str, ...] = ("yyyy-MM-dd", "d/M/yyyy", "dd-MM-yyyy")
 
 
 def transactions_key(event_hour: datetime, batch_id: str) -> str:

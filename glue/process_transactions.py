@@ -253,7 +253,7 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
     curated = processed.select(*PROCESSED_COLUMNS, "event_unix", "feature_version", *FEATURE_NAMES, "dt")
     curated.write.mode("overwrite").partitionBy("dt", "batch_id").parquet(f"{args['processed_uri'].rstrip('/')}/transactions")
     lap("features_and_parquet")
-    quarantined.write.mode("overwrite").partitionBy("batch_id").json(f"{args['raw_uri'].rstrip('/')}/quarantine")
+    quarantined.write.mode("overwrite").partitionBy("batch_id").json(f"{args['raw_uri'].rstrip('/')}/quarantine/etl")  # fraud ingest writes beside it, in quarantine/ingest/
     lap("collect_and_quarantine")
 
     counts = (raw.groupBy("batch_id", "source_key").count().withColumnRenamed("count", "rows_in")

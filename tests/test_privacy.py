@@ -14,7 +14,8 @@ def test_card_numbers_as_written_in_real_files(raw, digits):
     assert normalize_card_number(raw) == digits
 
 
-@pytest.mark.parametrize("raw", [None, "", "abc", "-4111111111111111", "12.5", "1234"])
+@pytest.mark.parametrize("raw", [None, "", "abc", "-4111111111111111", "12.5", "1234", "inf", "-inf", "nan", "sNaN",
+                                 "1e999999999999", "1e25"])
 def test_invalid_card_numbers_are_rejected(raw):
     assert normalize_card_number(raw) is None
 

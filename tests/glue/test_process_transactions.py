@@ -64,7 +64,7 @@ def test_every_row_is_accounted_for(first_run):
 
 
 def test_quarantine_keeps_rows_with_reasons_in_the_raw_zone(first_run, settings):
-    folder = settings.store_root / settings.raw_bucket / "quarantine" / "batch_id=messy-1"
+    folder = settings.store_root / settings.raw_bucket / "quarantine" / "etl" / "batch_id=messy-1"
     quarantined = [json.loads(line) for path in folder.glob("*.json") for line in path.read_text().splitlines()]
     assert len(quarantined) == 6 and all(q["quarantine_reason"] for q in quarantined)
 
