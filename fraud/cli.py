@@ -34,6 +34,41 @@ def demo() -> None:
 
 
 @app.command()
+def simulate(
+    start_day: str = typer.Option(None, "--start-day", help="First day, YYYY-MM-DD (default FRAUD_SIM_START)."),
+    days: int = typer.Option(None, "--days", min=1, help="Number of daily batches (default FRAUD_SIM_DAYS)."),
+    customers: int = typer.Option(None, "--customers", min=1, help="Cardholders in the world (default FRAUD_SIM_CUSTOMERS)."),
+    seed: int = typer.Option(None, "--seed", help="World and traffic seed (default FRAUD_SIM_SEED)."),
+) -> None:
+    """Simulate days of card traffic into the raw zone: one transaction batch and one delayed label batch per day
+    (deterministic: the same options rewrite the same objects). See docs/simulator.md."""
+    from datetime import date, timedelta
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lambdas.generator.handler import handler
+
+    settings = Settings()
+    try:
+        first = date.fromisoformat(start_day) if start_day else settings.sim_start
+    except ValueError:
+        raise typer.BadParameter(f"not a date (YYYY-MM-DD): {start_day!r}", param_hint="--start-day") from None
+    total = days or settings.sim_days
+    event = {"customers": customers or settings.sim_customers, "seed": settings.sim_seed if seed is None else seed}
+    rows = frauds = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("simulating days", total=total)
+        for offset in range(total):  # one day per call, so the bar moves
+            day = (first + timedelta(days=offset)).isoformat()
+            result = handler({**event, "start_day": day, "days": 1}, settings=settings)
+            for batch in result["batches"]:
+                rows, frauds = rows + batch["rows"], frauds + batch["frauds"]
+            bar.update(task, advance=1, description=f"simulating {day}")
+    console.print(f"{total} daily batches, {rows:,} transactions, {frauds:,} fraudulent "
+                  f"({frauds / max(rows, 1):.2%}) in {settings.raw_bucket}/transactions/")
+
+
+@app.command()
 def ingest(
     file: str = typer.Argument(..., metavar="FILE", show_default=False,
                                help="A Sparkov-schema CSV (the seed files, the Kaggle files); must exist."),

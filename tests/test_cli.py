@@ -29,3 +29,16 @@ def test_dagster_definitions_validate():
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Validation successful for code location fraud" in result.stderr + result.stdout
+
+
+def test_simulate_writes_daily_batches(fraud_env):
+    from fraud.settings import Settings
+    from fraud.storage import object_store
+
+    result = CliRunner().invoke(app, ["simulate", "--start-day", "2027-02-27", "--days", "3", "--customers", "80"])
+    assert result.exit_code == 0, result.output
+    assert "3 daily batches" in result.output
+    keys = object_store(Settings(), Settings().raw_bucket).list_keys("transactions/dt=2027-0")
+    assert [k.split("/")[1] for k in keys] == ["dt=2027-02-27", "dt=2027-02-28", "dt=2027-03-01"]
+    bad = CliRunner().invoke(app, ["simulate", "--start-day", "yesterday"])
+    assert bad.exit_code == 2 and "not a date" in bad.output
