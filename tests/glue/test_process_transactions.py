@@ -28,7 +28,7 @@ def messy_batch(settings):
     rows = [
         row("t1", "2026-11-01 10:00:00", "10.00"),
         row("t2", "2026-11-01 10:30:00", "20.00"),
-        row("t3", "11/1/2026 12:00", "30.00", cc="4.111111111111111E+15"),  # float-written card, US date
+        row("t3", "1/11/2026 12:00", "30.00", cc="4.111111111111111E+15"),  # float-written card, day-first slashed date
         row("t4", "01-11-2026 13:00", "40.00"),  # day-first date
         row("t5", "2026-11-01 14:00:00", "abc"),  # bad amount
         row("", "2026-11-01 14:00:00", "5.00"),  # no trans_num
