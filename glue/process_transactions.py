@@ -24,7 +24,7 @@ from fraud.db.load import PROCESSED_COLUMNS, BatchAccounting, load_processed
 from fraud.features import (CATEGORY_FEATURES, FEATURE_NAMES, FEATURE_VERSION, LONGEST_WINDOW_SECONDS, MERCHANT_FEATURES,
                             NUMERIC_FEATURES, WINDOWS, merchant_risk)
 from fraud.privacy import card_token, normalize_card_number
-from fraud.schema import CATEGORIES, DATE_FORMATS, RAW_COLUMNS, TIMESTAMP_FORMATS
+from fraud.schema import CATEGORIES, DATE_FORMATS, LABEL_COLUMNS, RAW_COLUMNS, TIMESTAMP_FORMATS
 from fraud.settings import Settings
 
 ARGUMENTS = ("raw_uri", "processed_uri", "transactions_keys", "labels_keys")
@@ -132,8 +132,6 @@ MERCHANT_SCHEMA = T.StructType([T.StructField("trans_num", T.StringType())]
 
 def _merchant_group(frame):
     """applyInPandas body: one merchant's events -> merchant-risk features of its current transactions."""
-    import pandas as pd
-
     current = frame[frame["is_current"]]
     values = merchant_risk(frame["event_unix"].to_numpy(), frame["is_fraud"].fillna(False).to_numpy(dtype=bool),
                            frame["labelled_unix"].to_numpy(dtype=float), current["event_unix"].to_numpy())
@@ -254,7 +252,7 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
     curated.write.mode("overwrite").partitionBy("dt", "batch_id").parquet(f"{args['processed_uri'].rstrip('/')}/transactions")
     lap("features_and_parquet")
     quarantined.write.mode("overwrite").partitionBy("batch_id").json(f"{args['raw_uri'].rstrip('/')}/quarantine/etl")  # fraud ingest writes beside it, in quarantine/ingest/
-    lap("collect_and_quarantine")
+    lap("quarantine")
 
     counts = (raw.groupBy("batch_id", "source_key").count().withColumnRenamed("count", "rows_in")
               .join(duplicates, "batch_id", "left")
@@ -265,7 +263,7 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
                                   rows_in=r["rows_in"], rows_loaded=r["rows_loaded"],
                                   rows_quarantined=r["rows_quarantined"], duplicates_dropped=r["duplicates_dropped"])
                   for r in counts]
-    labels_pdf = labels.toPandas() if labels is not None else pd.DataFrame(columns=["trans_num", "is_fraud", "labelled_at"])
+    labels_pdf = labels.toPandas() if labels is not None else pd.DataFrame(columns=list(LABEL_COLUMNS))
     engine = get_engine(settings)
     gained: Counter = Counter()
     empty = pd.DataFrame(columns=list(PROCESSED_COLUMNS))

@@ -75,3 +75,15 @@ def aws_credentials(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def table_dumps(engine) -> dict[str, str]:
+    """Every public table's rows as text (COPY ... TO STDOUT), for leak scans."""
+    with engine.connect() as connection:
+        cursor = connection.connection.driver_connection.cursor()
+        tables = [r[0] for r in cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()]
+        dumps = {}
+        for table in tables:
+            with cursor.copy(f"COPY {table} TO STDOUT") as copy:
+                dumps[table] = b"".join(bytes(block) for block in copy).decode()
+        return dumps

@@ -9,6 +9,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from fraud.features import FEATURE_VERSION
+from fraud.schema import LABEL_COLUMNS
 
 # Columns of the processed frame handed over by the Glue job (one row per valid transaction).
 PROCESSED_COLUMNS: tuple[str, ...] = (
@@ -44,38 +45,47 @@ CREATE TEMP TABLE stg_batch (batch_id text, source_key text, rows_in int, rows_l
     rows_quarantined int, duplicates_dropped int) ON COMMIT DROP;
 """
 
-_MERGE = """
-INSERT INTO dim_category (category)
-    SELECT DISTINCT category FROM stg_transaction WHERE category IS NOT NULL
-    ON CONFLICT DO NOTHING;
-INSERT INTO dim_card (card_token, last4, first_name, last_name, gender, dob, street, city, state, zip,
-                      home_lat, home_long, city_pop, job, email)
-    SELECT DISTINCT ON (card_token) card_token, last4, first, last, left(gender, 1), dob, street, city,
-           left(state, 2), left(zip, 10), lat, long, city_pop, job,
-           -- simulator data has no contact table yet: a deterministic address on a reserved domain
-           CASE WHEN first IS NOT NULL AND last IS NOT NULL
-                THEN lower(regexp_replace(first || '.' || last, '[^A-Za-z.]', '', 'g')) || '.' || last4 || '@example.com'
-           END
-    FROM stg_transaction ORDER BY card_token, event_time DESC
-    ON CONFLICT DO NOTHING;
-INSERT INTO dim_merchant (merchant, merch_lat, merch_long)
-    SELECT DISTINCT ON (merchant) merchant, merch_lat, merch_long FROM stg_transaction ORDER BY merchant, event_time
-    ON CONFLICT DO NOTHING;
-INSERT INTO fact_transaction (trans_num, event_time, card_token, merchant, category, amount, merch_lat, merch_long, batch_id)
-    SELECT trans_num, event_time, card_token, merchant, category, amt, merch_lat, merch_long, batch_id FROM stg_transaction
-    ON CONFLICT (trans_num) DO NOTHING;
-INSERT INTO transaction_features (trans_num, feature_version, values)
-    SELECT trans_num, %(feature_version)s, features FROM stg_transaction
-    ON CONFLICT (trans_num, feature_version) DO UPDATE SET values = EXCLUDED.values;
-INSERT INTO transaction_label (trans_num, is_fraud, labelled_at)
-    SELECT DISTINCT ON (trans_num) trans_num, is_fraud, labelled_at FROM stg_label ORDER BY trans_num, labelled_at DESC
-    ON CONFLICT (trans_num) DO UPDATE SET is_fraud = EXCLUDED.is_fraud, labelled_at = EXCLUDED.labelled_at;
-INSERT INTO batch_load (batch_id, source_key, rows_in, rows_loaded, rows_quarantined, duplicates_dropped)
-    SELECT * FROM stg_batch
-    ON CONFLICT (batch_id) DO UPDATE SET source_key = EXCLUDED.source_key, rows_in = EXCLUDED.rows_in,
-        rows_loaded = EXCLUDED.rows_loaded, rows_quarantined = EXCLUDED.rows_quarantined,
-        duplicates_dropped = EXCLUDED.duplicates_dropped, loaded_at = now();
-"""
+# (target table, statement), run in this order, one statement per call (psycopg sends parameters with the
+# extended protocol, which takes one statement at a time)
+_MERGE: tuple[tuple[str, str], ...] = (
+    ("dim_category", """
+    INSERT INTO dim_category (category)
+        SELECT DISTINCT category FROM stg_transaction WHERE category IS NOT NULL
+        ON CONFLICT DO NOTHING"""),
+    ("dim_card", """
+    INSERT INTO dim_card (card_token, last4, first_name, last_name, gender, dob, street, city, state, zip,
+                          home_lat, home_long, city_pop, job, email)
+        SELECT DISTINCT ON (card_token) card_token, last4, first, last, left(gender, 1), dob, street, city,
+               left(state, 2), left(zip, 10), lat, long, city_pop, job,
+               -- simulator data has no contact table yet: a deterministic address on a reserved domain
+               CASE WHEN first IS NOT NULL AND last IS NOT NULL
+                    THEN lower(regexp_replace(first || '.' || last, '[^A-Za-z.]', '', 'g')) || '.' || last4 || '@example.com'
+               END
+        FROM stg_transaction ORDER BY card_token, event_time DESC
+        ON CONFLICT DO NOTHING"""),
+    ("dim_merchant", """
+    INSERT INTO dim_merchant (merchant, merch_lat, merch_long)
+        SELECT DISTINCT ON (merchant) merchant, merch_lat, merch_long FROM stg_transaction ORDER BY merchant, event_time
+        ON CONFLICT DO NOTHING"""),
+    ("fact_transaction", """
+    INSERT INTO fact_transaction (trans_num, event_time, card_token, merchant, category, amount, merch_lat, merch_long, batch_id)
+        SELECT trans_num, event_time, card_token, merchant, category, amt, merch_lat, merch_long, batch_id FROM stg_transaction
+        ON CONFLICT (trans_num) DO NOTHING"""),
+    ("transaction_features", """
+    INSERT INTO transaction_features (trans_num, feature_version, values)
+        SELECT trans_num, %(feature_version)s, features FROM stg_transaction
+        ON CONFLICT (trans_num, feature_version) DO UPDATE SET values = EXCLUDED.values"""),
+    ("transaction_label", """
+    INSERT INTO transaction_label (trans_num, is_fraud, labelled_at)
+        SELECT DISTINCT ON (trans_num) trans_num, is_fraud, labelled_at FROM stg_label ORDER BY trans_num, labelled_at DESC
+        ON CONFLICT (trans_num) DO UPDATE SET is_fraud = EXCLUDED.is_fraud, labelled_at = EXCLUDED.labelled_at"""),
+    ("batch_load", """
+    INSERT INTO batch_load (batch_id, source_key, rows_in, rows_loaded, rows_quarantined, duplicates_dropped)
+        SELECT * FROM stg_batch
+        ON CONFLICT (batch_id) DO UPDATE SET source_key = EXCLUDED.source_key, rows_in = EXCLUDED.rows_in,
+            rows_loaded = EXCLUDED.rows_loaded, rows_quarantined = EXCLUDED.rows_quarantined,
+            duplicates_dropped = EXCLUDED.duplicates_dropped, loaded_at = now()"""),
+)
 
 
 def _pg_array(values) -> str:
@@ -93,7 +103,7 @@ def _copy(cursor, table: str, columns: tuple[str, ...], frame: pd.DataFrame) -> 
         copy.write(_csv(frame[list(columns)]))
 
 
-COUNTED = ("fact_transaction", "dim_card", "dim_merchant")
+COUNTED = ("fact_transaction", "dim_card", "dim_merchant")  # inserted with DO NOTHING: rowcount = new rows
 
 
 def load_processed(engine: Engine, transactions: pd.DataFrame, labels: pd.DataFrame,
@@ -111,13 +121,10 @@ def load_processed(engine: Engine, transactions: pd.DataFrame, labels: pd.DataFr
         with raw.cursor() as cursor:
             cursor.execute(_STAGING_DDL)
             _copy(cursor, "stg_transaction", PROCESSED_COLUMNS, tx)
-            _copy(cursor, "stg_label", ("trans_num", "is_fraud", "labelled_at"), labels)
+            _copy(cursor, "stg_label", LABEL_COLUMNS, labels)
             _copy(cursor, "stg_batch", tuple(batches.columns), batches)
-            for statement in filter(str.strip, _MERGE.split(";\n")):
-                # one statement per call: psycopg sends parameters with the extended protocol
-                params = {"feature_version": FEATURE_VERSION} if "%(" in statement else None
-                cursor.execute(statement, params)
-                table = statement.split("INSERT INTO", 1)[1].split()[0]
-                if table in gained and "DO UPDATE" not in statement:
-                    gained[table] += cursor.rowcount  # rows inserted (conflicts skipped)
+            for table, statement in _MERGE:
+                cursor.execute(statement, {"feature_version": FEATURE_VERSION} if "%(" in statement else None)
+                if table in gained:
+                    gained[table] += cursor.rowcount  # rows inserted: ON CONFLICT DO NOTHING skips the rest
     return gained

@@ -23,7 +23,7 @@ def _instant(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def _windows(event: dict, settings: Settings) -> list[tuple[datetime, datetime]] | None:
+def _windows(event: dict) -> list[tuple[datetime, datetime]] | None:
     if event.get("start") and event.get("end"):
         return [(_instant(event["start"]), _instant(event["end"]))]
     if event.get("now"):
@@ -40,7 +40,7 @@ def handler(event: dict, context=None, settings: Settings | None = None) -> dict
     customers = int(event.get("customers", settings.sim_customers))
     store = object_store(settings, settings.raw_bucket)
     world = load_or_build_world(store, customers, seed)
-    windows = _windows(event, settings)
+    windows = _windows(event)
     if windows is not None:
         batches = [simulate_window(world, start, end, settings.sim_fraud_rate, settings.label_delay_days) for start, end in windows]
     else:

@@ -18,7 +18,7 @@ from fraud.db.queries import features_matrix, labelled_features
 from fraud.features import FEATURE_VERSION
 from fraud.settings import Settings
 from fraud.storage import object_store
-from tests.conftest import make_home
+from tests.conftest import make_home, table_dumps
 
 EDGES = {
     "raw_transactions": set(),
@@ -137,14 +137,8 @@ def _assert_no_card_numbers(settings, engine) -> None:
     assert all(card_numbers_in(card) for card in raw_cards)  # the scan does recognise the simulator's cards
     processed = pd.read_parquet(settings.store_root / settings.processed_bucket / "transactions")
     assert card_numbers_in(processed.to_csv()) == []
-    with engine.connect() as connection:
-        raw = connection.connection.driver_connection
-        with raw.cursor() as cursor:
-            tables = [r[0] for r in cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()]
-            for table in tables:
-                with cursor.copy(f"COPY {table} TO STDOUT") as copy:
-                    dump = b"".join(bytes(block) for block in copy).decode()
-                assert card_numbers_in(dump) == [], table
+    for table, dump in table_dumps(engine).items():
+        assert card_numbers_in(dump) == [], table
     for folder in (settings.store_root / settings.reports_bucket, settings.store_root / settings.models_bucket):
         for path in folder.rglob("*"):
             if path.is_file() and path.suffix in {".html", ".csv", ".json"}:

@@ -7,12 +7,13 @@ import subprocess
 import sys
 import time
 
-import pandas as pd
 import pytest
 from sqlalchemy import text
 
 from fraud.db.engine import get_engine, stop_embedded
 from fraud.db.migrate import upgrade
+from fraud.db.queries import batch_accounting
+from fraud.features import FEATURE_VERSION
 from fraud.raw_zone import label_keys, transaction_keys
 from fraud.settings import Settings
 from fraud.storage import object_store
@@ -39,15 +40,6 @@ def _command(settings: Settings) -> list[str]:
             "--transactions-keys", ",".join(transaction_keys(raw)), "--labels-keys", ",".join(label_keys(raw))]
 
 
-def _per_batch(engine) -> pd.DataFrame:
-    with engine.connect() as connection:
-        return pd.read_sql(text("""
-            SELECT b.batch_id, b.rows_loaded, (SELECT count(*) FROM fact_transaction t WHERE t.batch_id = b.batch_id) AS in_fact,
-                   (SELECT count(*) FROM transaction_features f JOIN fact_transaction t USING (trans_num)
-                    WHERE t.batch_id = b.batch_id) AS with_features
-            FROM batch_load b"""), connection)
-
-
 def _fact_batches(engine) -> set[str]:
     with engine.connect() as connection:
         return set(connection.execute(text("SELECT DISTINCT batch_id FROM fact_transaction")).scalars())
@@ -72,7 +64,7 @@ def test_killed_mid_load_then_rerun(crash_home):
     assert 1 <= committed_at_kill < BATCHES, "the job was not caught in the middle of its load"
 
     # whole batches or nothing: every committed batch is complete, no rows of uncommitted ones
-    after_kill = _per_batch(engine)
+    after_kill = batch_accounting(engine, FEATURE_VERSION)
     assert (after_kill["in_fact"] == after_kill["rows_loaded"]).all()
     assert (after_kill["with_features"] == after_kill["in_fact"]).all()
     assert _fact_batches(engine) == set(after_kill["batch_id"])
@@ -81,7 +73,7 @@ def test_killed_mid_load_then_rerun(crash_home):
     # rerun to the end: exact counts, nothing doubled
     subprocess.run(_command(settings), env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))), timeout=600)
-    final = _per_batch(engine)
+    final = batch_accounting(engine, FEATURE_VERSION)
     expected_rows = sum(b["rows"] for b in generated["batches"])
     assert len(final) == BATCHES and final["in_fact"].sum() == final["rows_loaded"].sum() == expected_rows
     with engine.connect() as connection:

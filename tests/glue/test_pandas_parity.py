@@ -1,7 +1,6 @@
 """The Spark job and the straightforward pandas implementation (the benchmark's baseline) agree."""
 import numpy as np
 import pandas as pd
-import pytest
 from sqlalchemy import text
 
 from bench.pandas_features import pandas_features
