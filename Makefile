@@ -27,10 +27,17 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install $(PIP_FLAGS) -e '.[dev]'
 	@touch $@
 
+# The browser tests drive Debian's Chromium through Playwright (no browser download from Playwright).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; \
+	else echo "warning: $(CHROMIUM) missing and no root: the browser tests will be skipped" >&2; fi
+
 demo: $(VENV)/.installed
 	$(BIN)/fraud demo
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev | $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 ui: $(VENV)/.installed
