@@ -1,18 +1,19 @@
 """The Alembic migration against a real (embedded) PostgreSQL."""
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
-from fraud.db.migrate import current_revision, downgrade, upgrade
+from fraud.db.migrate import MIGRATIONS, current_revision, downgrade, upgrade
 from fraud.db.models import Base
 
 STAR_SCHEMA = {"dim_card", "dim_merchant", "dim_category", "fact_transaction", "transaction_features",
-               "transaction_label", "fraud_score", "customer_alert", "batch_load"}
+               "transaction_label", "fraud_score", "customer_alert", "customer_alert_transaction", "batch_load"}
 
 
 def test_upgrade_creates_the_star_schema(engine):
     assert STAR_SCHEMA <= set(inspect(engine).get_table_names())
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 
 def test_migration_matches_the_models(engine):

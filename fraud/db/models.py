@@ -87,16 +87,31 @@ class FraudScore(Base):
 
 
 class CustomerAlert(Base):
+    """One alert per group of flagged transactions (a card's flagged transactions of one day) and channel; the
+    unique (group_key, channel) makes a rerun send nothing twice. Status: pending, sent or capped."""
     __tablename__ = "customer_alert"
-    __table_args__ = (UniqueConstraint("trans_num", "channel", name="uq_customer_alert_trans_channel"),)
+    __table_args__ = (UniqueConstraint("group_key", "channel", name="uq_customer_alert_group_channel"),)
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    trans_num: Mapped[str] = mapped_column(ForeignKey("fact_transaction.trans_num"))
+    group_key: Mapped[str] = mapped_column(Text, comment="card token and day of the grouped transactions (+ #n for follow-ups)")
     channel: Mapped[str] = mapped_column(String(16))
     card_token: Mapped[str] = mapped_column(ForeignKey("dim_card.card_token"))
+    alert_day: Mapped[date] = mapped_column(Date)
     model_version: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CustomerAlertTransaction(Base):
+    """The transactions of an alert's group; a transaction is in at most one alert per channel."""
+    __tablename__ = "customer_alert_transaction"
+    __table_args__ = (UniqueConstraint("trans_num", "channel", name="uq_customer_alert_transaction_trans_channel"),)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("customer_alert.id", ondelete="CASCADE"), primary_key=True)
+    trans_num: Mapped[str] = mapped_column(ForeignKey("fact_transaction.trans_num"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
 
 
 class BatchLoad(Base):
