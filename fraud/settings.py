@@ -27,7 +27,16 @@ class Settings(BaseSettings):
     models_bucket: str = "fraud-models"
     reports_bucket: str = "fraud-reports"
     aws_region: str = "us-east-1"
-    s3_endpoint_url: str | None = None
+    aws_endpoint_url: str | None = None  # one endpoint for every AWS API (tests: a moto server on 127.0.0.1)
+    s3_endpoint_url: str | None = None  # S3 only; falls back to aws_endpoint_url
+
+    # aws mode: names of the deployed pieces (stack outputs, see `fraud aws-env`); secrets stay in Secrets Manager
+    glue_job_name: str = "fraud-process-transactions"
+    db_secret_arn: str | None = None  # RDS-managed master secret: {"username", "password"}
+    db_host: str | None = None
+    db_port: int = 5432
+    db_name: str = "fraud"
+    card_token_key_secret_arn: str | None = None  # a SecretString holding the HMAC key
 
     # database: empty means "start the embedded PostgreSQL in FRAUD_HOME/pg"
     database_url: SecretStr | None = None
@@ -53,6 +62,16 @@ class Settings(BaseSettings):
     mail_from: str = "alerts@fraud-platform.example"
     smtp_host: str | None = None
     smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = 10.0
+    smtp_retry_attempts: int = 3  # per alert and run, for transient errors (4xx, connection refused/dropped)
+    smtp_retry_backoff_seconds: float = 1.0  # first wait; doubles per attempt
+    # auto: SES in aws mode, SMTP when FRAUD_SMTP_HOST is set, else .eml files in FRAUD_HOME/outbox
+    mail_channel: Literal["auto", "outbox", "smtp", "ses"] = "auto"
+    ses_configuration_set: str | None = None
+    alert_daily_cap_per_customer: int = 2  # alert emails per customer (email address) for one day's transactions
 
     @property
     def store_root(self) -> Path:
@@ -75,7 +94,11 @@ class Settings(BaseSettings):
         if self.card_token_key is not None:
             return self.card_token_key.get_secret_value().encode()
         if self.mode == "aws":
-            raise RuntimeError("FRAUD_CARD_TOKEN_KEY must be set in aws mode (from Secrets Manager)")
+            if self.card_token_key_secret_arn is None:
+                raise RuntimeError("aws mode needs FRAUD_CARD_TOKEN_KEY_SECRET_ARN (or FRAUD_CARD_TOKEN_KEY)")
+            from fraud.aws import secret_string
+
+            return secret_string(self, self.card_token_key_secret_arn).strip().encode()
         path = self.home / "secrets" / "card_token_key"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)

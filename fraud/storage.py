@@ -3,10 +3,17 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
 
 from fraud.settings import Settings
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    last_modified: float  # seconds since the epoch: S3's LastModified, a file's mtime
 
 
 class ObjectStore(Protocol):
@@ -16,6 +23,7 @@ class ObjectStore(Protocol):
     def get_bytes(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def list_keys(self, prefix: str = "") -> list[str]: ...
+    def list_objects(self, prefix: str = "") -> list[StoredObject]: ...
     def delete(self, key: str) -> None: ...
     def uri(self, key: str = "") -> str:
         """Where Spark (or a person) finds the object: a local path or an s3:// URI."""
@@ -54,13 +62,19 @@ class LocalObjectStore:
         return self._path(key).is_file()
 
     def list_keys(self, prefix: str = "") -> list[str]:
-        keys = []
+        return [item.key for item in self.list_objects(prefix)]
+
+    def list_objects(self, prefix: str = "") -> list[StoredObject]:
+        objects = []
         for path in self.root.rglob("*"):
             if path.is_file() and not path.name.startswith(".tmp-"):
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
-                    keys.append(key)
-        return sorted(keys)
+                    try:
+                        objects.append(StoredObject(key, path.stat().st_mtime))
+                    except FileNotFoundError:  # deleted between the walk and the stat
+                        continue
+        return sorted(objects, key=lambda item: item.key)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -89,14 +103,18 @@ class S3ObjectStore:
         response = self.client.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
         return any(item["Key"] == key for item in response.get("Contents", []))
 
-    def _iter_keys(self, prefix: str) -> Iterator[str]:
+    def _iter_objects(self, prefix: str) -> Iterator[StoredObject]:
+        # ListObjectsV2 returns at most 1,000 keys per call: the paginator follows the continuation tokens
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             for item in page.get("Contents", []):
-                yield item["Key"]
+                yield StoredObject(item["Key"], item["LastModified"].timestamp())
 
     def list_keys(self, prefix: str = "") -> list[str]:
-        return sorted(self._iter_keys(prefix))
+        return [item.key for item in self.list_objects(prefix)]
+
+    def list_objects(self, prefix: str = "") -> list[StoredObject]:
+        return sorted(self._iter_objects(prefix), key=lambda item: item.key)
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)
@@ -106,9 +124,9 @@ class S3ObjectStore:
 
 
 def s3_client(settings: Settings):
-    import boto3
+    from fraud.aws import client
 
-    return boto3.client("s3", region_name=settings.aws_region, endpoint_url=settings.s3_endpoint_url)
+    return client(settings, "s3")
 
 
 def object_store(settings: Settings, bucket: str) -> ObjectStore:

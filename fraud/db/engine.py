@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from fraud.settings import Settings
 
@@ -53,9 +53,23 @@ def stop_embedded(pg_dir: Path, timeout: float = 30.0) -> bool:
     raise TimeoutError(f"embedded PostgreSQL (pid {pid}) did not stop within {timeout:.0f} s")
 
 
+def rds_url(settings: Settings) -> str:
+    """aws mode: RDS with the credentials of its managed secret (rotated by AWS, so read at connect time)."""
+    from fraud.aws import secret_json
+
+    if settings.db_host is None:
+        raise RuntimeError("aws mode needs FRAUD_DB_HOST (the RDS endpoint; `fraud aws-env` prints it)")
+    secret = secret_json(settings, settings.db_secret_arn)
+    return URL.create("postgresql+psycopg", username=secret["username"], password=secret["password"],
+                      host=settings.db_host, port=settings.db_port, database=settings.db_name,
+                      query={"sslmode": "require"}).render_as_string(hide_password=False)
+
+
 def database_url(settings: Settings) -> str:
     if settings.database_url is not None:
         return _sqlalchemy_url(settings.database_url.get_secret_value())
+    if settings.mode == "aws" and settings.db_secret_arn is not None:
+        return rds_url(settings)
     return _sqlalchemy_url(start_embedded(settings.pg_dir))
 
 
