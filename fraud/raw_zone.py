@@ -6,7 +6,7 @@ from datetime import datetime
 import pandas as pd
 
 from fraud.schema import batch_id_of, encode_jsonl_gz, labels_key, transactions_key
-from fraud.storage import ObjectStore
+from fraud.storage import ObjectStore, StoredObject
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
@@ -31,6 +31,15 @@ def transaction_keys(store: ObjectStore) -> list[str]:
 
 def label_keys(store: ObjectStore) -> list[str]:
     return [k for k in store.list_keys("labels/") if k.endswith(".jsonl.gz")]
+
+
+def transaction_objects(store: ObjectStore) -> list[StoredObject]:
+    """Transaction batches with their arrival times (for the raw-batch sensor)."""
+    return [o for o in store.list_objects("transactions/") if o.key.endswith(".jsonl.gz")]
+
+
+def label_objects(store: ObjectStore) -> list[StoredObject]:
+    return [o for o in store.list_objects("labels/") if o.key.endswith(".jsonl.gz")]
 
 
 def batch_ids(keys: list[str]) -> list[str]:
