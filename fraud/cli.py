@@ -125,6 +125,28 @@ def ingest(
 
 
 @app.command()
+def report() -> None:
+    """Build the stakeholder report of the promoted model (HTML + CSV of flagged transactions) into the reports
+    bucket and print the path of latest.html."""
+    from fraud.db.engine import get_engine
+    from fraud.db.migrate import upgrade
+    from fraud.report import publish_report
+
+    settings = Settings()
+    engine = get_engine(settings)
+    upgrade(engine)
+    try:
+        published = publish_report(engine, settings)
+    except LookupError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    headline = published.report.headline
+    console.print(f"{headline['transactions']:,} transactions, {headline['flagged']:,} flagged, "
+                  f"{headline['emails_sent']:,} customer emails sent; CSV: {published.csv}")
+    print(f"report: {published.latest}")
+
+
+@app.command()
 def ui(port: int = typer.Option(3000, help="Port of the Dagster webserver on 127.0.0.1.")) -> None:
     """Start the Dagster UI (dagster dev) on http://127.0.0.1:PORT with the persistent instance in FRAUD_HOME."""
     settings = Settings()

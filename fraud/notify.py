@@ -1,117 +1,84 @@
-"""Customer alert emails: rendered from templates (autoescaped), delivered through a mailer, and recorded in
-`customer_alert` so that a transaction's alert on a channel is sent at most once."""
+"""The customer alert email: one message per alert (a card's flagged transactions of one day), rendered from
+templates with a plain-text and an HTML part. The HTML template is autoescaped: merchant and holder names
+come from transaction data and must never become markup."""
 from __future__ import annotations
 
-import smtplib
+import hashlib
+import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime
 from email.message import EmailMessage
-from email.utils import make_msgid
-from pathlib import Path
-from typing import Protocol
+from email.utils import formataddr
 
 import pandas as pd
-from jinja2 import Environment, PackageLoader, select_autoescape
-from sqlalchemy import Engine, text
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from fraud.privacy import mask_card
 
-_env = Environment(loader=PackageLoader("fraud", "templates"), autoescape=select_autoescape(["html"]))
-
-
-class Mailer(Protocol):
-    channel: str
-
-    def send(self, message: EmailMessage) -> None: ...
-
-
-class OutboxMailer:
-    """Writes each message as an .eml file named after its alert key (local default)."""
-    channel = "email"
-
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
-
-    def send(self, message: EmailMessage) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        name = message["X-Alert-Key"].replace("/", "_")
-        tmp = self.folder / f".{name}.tmp"
-        tmp.write_bytes(bytes(message))
-        tmp.replace(self.folder / f"{name}.eml")
-
-
-class SmtpMailer:
-    channel = "email"
-
-    def __init__(self, host: str, port: int):
-        self.host, self.port = host, port
-
-    def send(self, message: EmailMessage) -> None:
-        with smtplib.SMTP(self.host, self.port, timeout=10) as smtp:
-            smtp.send_message(message)
+_env = Environment(loader=PackageLoader("fraud", "templates"), autoescape=select_autoescape(["html", "html.j2"]),
+                   undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
 @dataclass(frozen=True)
-class AlertResult:
-    queued: int
-    sent: int
-    skipped_opted_out: int
-    failed: int
+class AlertLine:
+    merchant: str
+    amount: float
+    event_time: datetime
 
 
-def render(row: dict, sender: str) -> EmailMessage:
-    context = {
-        "name": " ".join(filter(None, [row.get("first_name"), row.get("last_name")])) or "customer",
-        "card": mask_card(row["last4"]),
-        "merchant": str(row["merchant"]).removeprefix("fraud_"),
-        "amount": f"${float(row['amount']):,.2f}",
-        "when": pd.Timestamp(row["event_time"]).strftime("%Y-%m-%d %H:%M UTC"),
+@dataclass(frozen=True)
+class AlertEmail:
+    group_key: str
+    channel: str
+    alert_day: date
+    email: str
+    holder: str | None
+    last4: str
+    lines: tuple[AlertLine, ...]
+
+    @property
+    def ref(self) -> str:
+        """A stable, opaque id of the alert: Message-ID, outbox file name (no card token in the mail)."""
+        return "alert-" + hashlib.sha256(f"{self.group_key}|{self.channel}".encode()).hexdigest()[:24]
+
+
+def display_merchant(name: str) -> str:
+    # Sparkov-style data prefixes every merchant with "fraud_"; that must not reach a customer
+    return str(name).removeprefix("fraud_")
+
+
+def _one_line(text: str, limit: int = 60) -> str:
+    flat = re.sub(r"\s+", " ", text).strip()  # no header injection through a name with a newline
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def subject(alert: AlertEmail) -> str:
+    card = mask_card(alert.last4)
+    if len(alert.lines) == 1:
+        return _one_line(f"Did you make this payment at {display_merchant(alert.lines[0].merchant)}?", 70) + f" (card {card})"
+    return f"Did you make these {len(alert.lines)} payments on {alert.alert_day:%d %b %Y}? (card {card})"
+
+
+def context(alert: AlertEmail) -> dict:
+    return {
+        "name": alert.holder or "customer",
+        "card": mask_card(alert.last4),
+        "day": f"{alert.alert_day:%A %d %B %Y}",
+        "payments": [{"merchant": display_merchant(line.merchant), "amount": f"${line.amount:,.2f}",
+                      "when": pd.Timestamp(line.event_time).tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC")}
+                     for line in alert.lines],
+        "total": f"${sum(line.amount for line in alert.lines):,.2f}",
     }
+
+
+def render(alert: AlertEmail, sender: str) -> EmailMessage:
+    values = context(alert)
     message = EmailMessage()
     message["From"] = sender
-    message["To"] = row["email"]
-    message["Subject"] = f"Did you make this payment at {context['merchant']}?"
-    message["Message-ID"] = make_msgid(domain=sender.split("@")[-1])
-    message["X-Alert-Key"] = f"{row['trans_num']}-email"
-    message.set_content(_env.get_template("alert.txt.j2").render(**context))
-    message.add_alternative(_env.get_template("alert.html.j2").render(**context), subtype="html")
+    message["To"] = formataddr((_one_line(alert.holder or "", 80), alert.email)) if alert.holder else alert.email
+    message["Subject"] = subject(alert)
+    message["Message-ID"] = f"<{alert.ref}@{sender.rsplit('@', 1)[-1].strip('>')}>"
+    message["X-Fraud-Alert"] = alert.ref
+    message.set_content(_env.get_template("alert.txt.j2").render(**values))
+    message.add_alternative(_env.get_template("alert.html.j2").render(**values), subtype="html")
     return message
-
-
-def send_alerts(engine: Engine, flagged: pd.DataFrame, mailer: Mailer, sender: str) -> AlertResult:
-    """Queue one alert per flagged transaction and channel (idempotent), then deliver every queued one."""
-    eligible = flagged[~flagged["alerts_opt_out"].astype(bool) & flagged["email"].notna()]
-    with engine.begin() as connection:
-        if len(eligible):
-            connection.execute(text("""
-                INSERT INTO customer_alert (trans_num, channel, card_token, model_version, status)
-                VALUES (:trans_num, :channel, :card_token, :model_version, 'pending')
-                ON CONFLICT ON CONSTRAINT uq_customer_alert_trans_channel DO NOTHING"""),
-                [{"trans_num": r.trans_num, "channel": mailer.channel, "card_token": r.card_token,
-                  "model_version": r.model_version} for r in eligible.itertuples()])
-        pending = set(connection.execute(text(
-            "SELECT trans_num FROM customer_alert WHERE channel = :channel AND status = 'pending'"),
-            {"channel": mailer.channel}).scalars())
-    sent = failed = 0
-    for row in eligible[eligible["trans_num"].isin(pending)].to_dict("records"):
-        message = render(row, sender)
-        try:
-            mailer.send(message)
-        except (OSError, smtplib.SMTPException):
-            failed += 1  # stays pending; the next run retries it
-            continue
-        with engine.begin() as connection:
-            connection.execute(text("""
-                UPDATE customer_alert SET status = 'sent', sent_at = :now, message_id = :message_id
-                WHERE trans_num = :trans_num AND channel = :channel AND status = 'pending'"""),
-                {"now": datetime.now(timezone.utc), "message_id": message["Message-ID"],
-                 "trans_num": row["trans_num"], "channel": mailer.channel})
-        sent += 1
-    return AlertResult(queued=len(pending), sent=sent, skipped_opted_out=int(flagged["alerts_opt_out"].astype(bool).sum()),
-                       failed=failed)
-
-
-def mailer_for(settings) -> Mailer:
-    if settings.smtp_host:
-        return SmtpMailer(settings.smtp_host, settings.smtp_port)
-    return OutboxMailer(settings.outbox_dir)

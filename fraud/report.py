@@ -1,58 +1,247 @@
-"""The stakeholder report: one self-contained HTML file (plots embedded, no external assets)."""
+"""The stakeholder report: one self-contained HTML file (plots embedded as data URIs, CSS inline, no script,
+no external fonts) answering "how much fraud, where, how well does the live model do, how many alerts did we
+raise", plus a CSV of the flagged transactions. Jinja2 autoescapes every value from the data."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import numpy as np
 import pandas as pd
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from sqlalchemy import Engine
 
-from fraud import plots
+from fraud import metrics, plots, registry
+from fraud.alerts import CHANNEL
+from fraud.db import queries
+from fraud.notify import display_merchant
 from fraud.privacy import mask_card
+from fraud.settings import Settings
+from fraud.storage import object_store
 
-_env = Environment(loader=PackageLoader("fraud", "templates"), autoescape=select_autoescape(["html", "j2"]))
+_env = Environment(loader=PackageLoader("fraud", "templates"), autoescape=select_autoescape(["html", "html.j2"]),
+                   undefined=StrictUndefined)
+
+
+@dataclass(frozen=True)
+class ReportData:
+    scored: pd.DataFrame  # queries.scored_transactions: every transaction the model scored
+    flagged: pd.DataFrame  # queries.flagged_for_report
+    alerts: pd.DataFrame  # queries.alerts_per_day: day, status, alerts
+    freshness: dict[str, object]
+    metadata: dict  # the model version's metadata.json
+    budget: int  # alerts the fraud team reviews per day
 
 
 @dataclass(frozen=True)
 class Report:
     html: str
     flagged_csv: str
-    headline: dict[str, object]
-    plot_daily_png_b64: str
+    headline: dict[str, float | int | str]  # raw figures, for Dagster metadata
+    plot_alerts_png_b64: str
+    plots: dict[str, str] = field(default_factory=dict)
 
 
-def build_report(scored: pd.DataFrame, flagged: pd.DataFrame, metadata: dict, budget: int, top_n: int = 25) -> Report:
-    """scored: every scored transaction of the model; flagged: flagged ones joined to card and merchant."""
-    scored = scored.assign(day=pd.to_datetime(scored["event_time"], utc=True).dt.date, amount=scored["amount"].astype(float))
-    daily = scored.groupby("day").agg(transactions=("trans_num", "size"), flagged=("flagged", "sum")).reset_index()
+def _utc(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values, utc=True)
+
+
+def _frauds(is_fraud: pd.Series) -> pd.Series:
+    """Labelled fraud as bool (an unknown label is not a fraud)."""
+    return is_fraud.astype("boolean").fillna(False).astype(bool)
+
+
+def daily_summary(scored: pd.DataFrame, alerts: pd.DataFrame) -> pd.DataFrame:
+    """Per UTC day: transactions, flagged, labelled, frauds, fraud_rate (of labelled), emails (alerts sent)."""
+    frame = scored.assign(day=_utc(scored["event_time"]).dt.date, labelled=scored["is_fraud"].notna(),
+                          fraud=_frauds(scored["is_fraud"]))
+    daily = frame.groupby("day").agg(transactions=("trans_num", "size"), flagged=("flagged", "sum"),
+                                     labelled=("labelled", "sum"), frauds=("fraud", "sum")).reset_index()
+    daily["fraud_rate"] = (daily["frauds"] / daily["labelled"].where(daily["labelled"] > 0)).astype(float)
+    sent = alerts[alerts["status"] == "sent"].groupby("day")["alerts"].sum() if len(alerts) else pd.Series(dtype=int)
+    daily["emails"] = daily["day"].map(sent).fillna(0).astype(int)
+    return daily
+
+
+def breakdown(scored: pd.DataFrame, by: str, top: int | None = None) -> pd.DataFrame:
+    """Per value of `by`: transactions, flagged, frauds (labelled), fraud_rate, amount, flagged_amount; most flagged first."""
+    frame = scored.assign(**{by: scored[by].fillna("(unknown)")}, amount=scored["amount"].astype(float),
+                          fraud=_frauds(scored["is_fraud"]), labelled=scored["is_fraud"].notna())
+    frame["flagged_amount"] = frame["amount"].where(frame["flagged"], 0.0)
+    table = frame.groupby(by).agg(transactions=("trans_num", "size"), flagged=("flagged", "sum"), frauds=("fraud", "sum"),
+                                  labelled=("labelled", "sum"), amount=("amount", "sum"),
+                                  flagged_amount=("flagged_amount", "sum")).reset_index()
+    table["fraud_rate"] = table["frauds"] / table["labelled"].where(table["labelled"] > 0)
+    table = table.sort_values(["flagged", "frauds", "transactions"], ascending=False).reset_index(drop=True)
+    return table.head(top) if top else table
+
+
+def live_metrics(scored: pd.DataFrame, threshold: float) -> dict[str, float | int]:
+    """Quality of the live model on the scored transactions whose label has arrived."""
+    labelled = scored[scored["is_fraud"].notna()]
+    y = labelled["is_fraud"].astype(bool).to_numpy()
+    s = labelled["score"].astype(float).to_numpy()
+    precision, recall = metrics.precision_recall_at(y, s >= threshold) if len(y) else (float("nan"), float("nan"))
+    return {"labelled transactions": int(len(y)), "labelled frauds": int(y.sum()),
+            "average precision": metrics.average_precision(y, s) if len(y) else float("nan"),
+            "ROC AUC": metrics.roc_auc(y, s) if len(y) else float("nan"),
+            "precision at threshold": precision, "recall at threshold": recall}
+
+
+def reasons_text(value: object) -> list[str]:
+    """fraud_score.top_reasons as short strings: a list of {feature, contribution} or of strings (JSON or not)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return [value]
+    if not isinstance(value, (list, tuple)):
+        return []
+    shown = []
+    for item in value:
+        if isinstance(item, dict):
+            name = item.get("feature") or item.get("name") or "?"
+            weight = item.get("contribution", item.get("value"))
+            shown.append(f"{name} ({weight:+.3f})" if isinstance(weight, (int, float)) else str(name))
+        elif item is not None:
+            shown.append(str(item))
+    return shown
+
+
+def _number(value: object) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _when(value: object) -> str:
+    if value is None or pd.isna(value):
+        return "n/a"
+    return pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC") if pd.Timestamp(value).tzinfo \
+        else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
+
+
+def _csv_safe(value: object) -> object:
+    # a cell starting with = + - @ is a formula to a spreadsheet: merchant names are data, not formulas
+    return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@") else value
+
+
+def flagged_csv(flagged: pd.DataFrame) -> str:
+    frame = pd.DataFrame({
+        "trans_num": flagged["trans_num"], "event_time": _utc(flagged["event_time"]).dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "card": flagged["last4"].map(mask_card), "merchant": flagged["merchant"].map(display_merchant).map(_csv_safe),
+        "category": flagged["category"], "state": flagged["state"], "amount": flagged["amount"].astype(float).round(2),
+        "score": flagged["score"].astype(float).round(6), "threshold": flagged["threshold"],
+        "model_version": flagged["model_version"], "labelled_fraud": flagged["is_fraud"],
+        "reasons": flagged["top_reasons"].map(lambda r: "; ".join(reasons_text(r))).map(_csv_safe)})
+    return frame.to_csv(index=False)
+
+
+def build_report(data: ReportData, top_n: int = 25, now: datetime | None = None) -> Report:
+    scored = data.scored.assign(score=data.scored["score"].astype(float))
+    threshold = float(data.metadata.get("threshold", 0.5))
+    version = str(data.metadata.get("version", "?"))
+    daily = daily_summary(scored, data.alerts)
+    live = live_metrics(scored, threshold)
     labelled = scored["is_fraud"].dropna().astype(bool)
+    sent = int(data.alerts.loc[data.alerts["status"] == "sent", "alerts"].sum()) if len(data.alerts) else 0
+    pending = int(data.alerts.loc[data.alerts["status"] == "pending", "alerts"].sum()) if len(data.alerts) else 0
+    flagged_amount = float(scored.loc[scored["flagged"], "amount"].astype(float).sum())
+    per_day = float(daily["flagged"].mean()) if len(daily) else 0.0
     headline = {
-        "transactions": f"{len(scored):,}",
-        "alerts raised": f"{int(scored['flagged'].sum()):,}",
-        "alerts per day": round(float(daily["flagged"].mean()), 1) if len(daily) else 0.0,
-        "labelled fraud rate": f"{labelled.mean():.2%}" if len(labelled) else "n/a",
-        "flagged amount": f"{scored.loc[scored['flagged'], 'amount'].sum():,.2f}",
+        "transactions": int(len(scored)), "flagged": int(scored["flagged"].sum()), "flagged_per_day": round(per_day, 1),
+        "alert_budget_per_day": data.budget, "labelled_fraud_rate": float(labelled.mean()) if len(labelled) else float("nan"),
+        "flagged_amount": round(flagged_amount, 2), "live_precision": live["precision at threshold"],
+        "live_recall": live["recall at threshold"], "live_average_precision": live["average precision"],
+        "emails_sent": sent, "emails_pending": pending, "model_version": version,
     }
-    by_category = (scored.assign(frauds=scored["is_fraud"].fillna(False).astype(bool))
-                   .groupby("category").agg(transactions=("trans_num", "size"), flagged=("flagged", "sum"),
-                                             frauds=("frauds", "sum"), amount=("amount", "sum"))
-                   .sort_values("flagged", ascending=False).reset_index())
-    top = flagged.head(top_n).assign(card=flagged["last4"].map(mask_card), amount=flagged["amount"].astype(float),
-                                     event_time=pd.to_datetime(flagged["event_time"], utc=True).dt.strftime("%Y-%m-%d %H:%M"))
-    metric_rows = [(name, "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float) else value))
-                   for name, value in metadata.get("metrics", {}).items()]
-    plot_daily = plots.daily_volume(daily, budget)
+    headline = {name: value.item() if isinstance(value, np.generic) else value for name, value in headline.items()}
+
+    def pct(value: float) -> str:
+        return "n/a" if value != value else f"{value:.1%}"  # NaN != NaN
+
+    cards = [
+        ("Transactions scored", f"{headline['transactions']:,}",
+         f"{daily['day'].min()} – {daily['day'].max()}" if len(daily) else "no data"),
+        ("Flagged", f"{headline['flagged']:,}", f"{per_day:.1f}/day, budget {data.budget}/day"),
+        ("Labelled fraud rate", pct(headline["labelled_fraud_rate"]), f"{int(labelled.sum()):,} of {len(labelled):,} labelled"),
+        ("Flagged amount", f"${flagged_amount:,.0f}", "sum of flagged payments"),
+        ("Live precision", pct(live["precision at threshold"]), f"recall {pct(live['recall at threshold'])}"),
+        ("Customer emails", f"{sent:,}", f"{pending:,} pending"),
+    ]
+    by_category, by_state = breakdown(scored, "category"), breakdown(scored, "state")
+    by_merchant = breakdown(scored.assign(merchant=scored["merchant"].map(display_merchant)), "merchant", top=15)
+    y = labelled.to_numpy()
+    s = scored.loc[labelled.index, "score"].to_numpy()
+    images = {
+        "volume": plots.volume_and_fraud_rate(daily),
+        "alerts": plots.alerts_against_budget(daily, data.budget),
+        "scores": plots.score_distribution(scored["score"], scored["is_fraud"], threshold),
+        "pr_curve": plots.precision_recall(y, s, threshold),
+        "category": plots.breakdown_bars(by_category, "category", "Flagged and fraud by category"),
+        "state": plots.breakdown_bars(by_state, "state", "Flagged and fraud by cardholder state"),
+    }
+    top = data.flagged.head(top_n)
+    top_rows = [{"time": _when(r.event_time), "card": mask_card(r.last4), "merchant": display_merchant(r.merchant),
+                 "category": r.category or "", "state": r.state or "", "amount": f"{float(r.amount):,.2f}",
+                 "score": f"{float(r.score):.3f}",
+                 "label": "" if pd.isna(r.is_fraud) else ("fraud" if r.is_fraud else "genuine"),
+                 "reasons": reasons_text(r.top_reasons)} for r in top.itertuples()]
+    trained = [(name, _number(value)) for name, value in data.metadata.get("metrics", {}).items()
+               if not isinstance(value, (dict, list))]
+    freshness = [(name.replace("_", " "), _when(value)) for name, value in data.freshness.items()]
     html = _env.get_template("report.html.j2").render(
-        generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        model_version=metadata.get("version", "?"),
-        data_until=str(pd.to_datetime(scored["event_time"], utc=True).max()) if len(scored) else "n/a",
-        headline=list(headline.items()),
-        plot_daily=plot_daily,
-        plot_scores=plots.score_distribution(scored["score"], float(metadata.get("threshold", 0.5))),
-        model_metrics=metric_rows,
-        by_category=by_category.to_dict("records"),
-        top_flagged=top.to_dict("records"),
+        generated_at=(now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC"),
+        model_version=version, threshold=f"{threshold:.4f}",
+        data_until=_when(data.freshness.get("latest_transaction")),
+        cards=cards, images=images, live=[(k, _number(v)) for k, v in live.items()], trained=trained,
+        training_window=data.metadata.get("training_window") or data.metadata.get("train_window"),
+        freshness=freshness, budget=data.budget,
+        breakdowns=[("Category", "category", by_category), ("Cardholder state", "state", by_state),
+                    ("Merchant (top 15 by flagged)", "merchant", by_merchant)],
+        top_flagged=top_rows, flagged_total=len(data.flagged), top_n=top_n,
     )
-    csv = flagged.assign(card=flagged["last4"].map(mask_card))[
-        ["trans_num", "event_time", "card", "merchant", "category", "amount", "score", "model_version"]].to_csv(index=False)
-    return Report(html=html, flagged_csv=csv, headline=headline, plot_daily_png_b64=plot_daily)
+    return Report(html=html, flagged_csv=flagged_csv(data.flagged), headline=headline,
+                  plot_alerts_png_b64=images["alerts"], plots=images)
+
+
+@dataclass(frozen=True)
+class PublishedReport:
+    report: Report
+    latest: str  # where latest.html is (a path locally, s3:// in aws mode)
+    snapshot: str
+    csv: str
+
+
+def load_report_data(engine: Engine, settings: Settings) -> ReportData:
+    store = object_store(settings, settings.models_bucket)
+    version = registry.latest_version(store, settings.model_name)
+    if version is None:
+        raise LookupError("no promoted model yet: materialize fraud_model first")
+    return ReportData(scored=queries.scored_transactions(engine, version), flagged=queries.flagged_for_report(engine, version),
+                      alerts=queries.alerts_per_day(engine, CHANNEL), freshness=queries.data_freshness(engine, version),
+                      metadata={"version": version, **registry.load_metadata(store, settings.model_name, version)},
+                      budget=settings.alert_budget_per_day)
+
+
+def publish_report(engine: Engine, settings: Settings, now: datetime | None = None) -> PublishedReport:
+    """Build the report of the promoted model and write it to the reports bucket: reports/<timestamp>/ and latest."""
+    now = now or datetime.now(timezone.utc)
+    report = build_report(load_report_data(engine, settings), now=now)
+    store = object_store(settings, settings.reports_bucket)
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    html, csv = report.html.encode(), report.flagged_csv.encode()
+    for key, body, kind in ((f"reports/{stamp}/report.html", html, "text/html; charset=utf-8"),
+                            (f"reports/{stamp}/flagged.csv", csv, "text/csv; charset=utf-8"),
+                            ("latest.html", html, "text/html; charset=utf-8"),
+                            ("latest-flagged.csv", csv, "text/csv; charset=utf-8")):
+        store.put_bytes(key, body, kind)
+    return PublishedReport(report, store.uri("latest.html"), store.uri(f"reports/{stamp}/report.html"),
+                           store.uri("latest-flagged.csv"))

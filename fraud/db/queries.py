@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from fraud.scoring import Scored
 
@@ -105,3 +105,123 @@ def accounting_problems(batches: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
     unbalanced = batches[batches["rows_in"] != batches["rows_loaded"] + batches["rows_quarantined"] + batches["duplicates_dropped"]]
     missing = batches[(batches["in_fact"] > batches["rows_loaded"]) | (batches["with_features"] < batches["in_fact"])]
     return unbalanced, missing
+
+
+# --- customer alerts (one per card-day group and channel; see fraud/alerts.py) ---
+
+def alert_candidates(connection: Connection, model_version: str, channel: str) -> pd.DataFrame:
+    """Flagged transactions of the model that are in no alert of the channel yet, with the cardholder's contact."""
+    return pd.read_sql(text("""
+        SELECT s.trans_num, s.model_version, t.event_time, t.card_token, c.email, c.alerts_opt_out
+        FROM fraud_score s
+        JOIN fact_transaction t USING (trans_num)
+        JOIN dim_card c USING (card_token)
+        LEFT JOIN customer_alert_transaction l ON l.trans_num = s.trans_num AND l.channel = :channel
+        WHERE s.model_version = :model AND s.flagged AND l.trans_num IS NULL
+        ORDER BY t.event_time, s.trans_num"""), connection, params={"model": model_version, "channel": channel})
+
+
+def customer_alerts_for(connection: Connection, channel: str, emails: list[str]) -> pd.DataFrame:
+    """Existing alerts of the channel to these customers (lower-cased email), for grouping and the daily cap."""
+    return pd.read_sql(text("""
+        SELECT a.id, a.group_key, a.card_token, a.alert_day, a.status, lower(c.email) AS email
+        FROM customer_alert a JOIN dim_card c USING (card_token)
+        WHERE a.channel = :channel AND lower(c.email) = ANY(:emails)
+        ORDER BY a.id"""), connection, params={"channel": channel, "emails": list(emails)})
+
+
+def insert_customer_alert(connection: Connection, group_key: str, channel: str, card_token: str, alert_day, model_version: str,
+                          status: str, trans_nums: list[str]) -> int | None:
+    """A new alert and its transactions; None (and nothing written) when the group key exists on the channel."""
+    alert_id = connection.execute(text("""
+        INSERT INTO customer_alert (group_key, channel, card_token, alert_day, model_version, status)
+        VALUES (:key, :channel, :card, :day, :model, :status)
+        ON CONFLICT ON CONSTRAINT uq_customer_alert_group_channel DO NOTHING
+        RETURNING id"""), {"key": group_key, "channel": channel, "card": card_token, "day": alert_day,
+                           "model": model_version, "status": status}).scalar_one_or_none()
+    if alert_id is not None:
+        link_alert_transactions(connection, alert_id, channel, trans_nums)
+    return alert_id
+
+
+def link_alert_transactions(connection: Connection, alert_id: int, channel: str, trans_nums: list[str]) -> int:
+    result = connection.execute(text("""
+        INSERT INTO customer_alert_transaction (alert_id, trans_num, channel) VALUES (:alert, :trans_num, :channel)
+        ON CONFLICT DO NOTHING"""), [{"alert": alert_id, "trans_num": t, "channel": channel} for t in trans_nums])
+    return result.rowcount
+
+
+def pending_alert_lines(engine: Engine, channel: str) -> pd.DataFrame:
+    """Every pending alert of the channel, one row per transaction, with what its email shows."""
+    with engine.connect() as connection:
+        return pd.read_sql(text("""
+            SELECT a.id, a.group_key, a.alert_day, c.email, c.first_name, c.last_name, c.last4, c.alerts_opt_out,
+                   t.trans_num, t.event_time, t.amount, t.merchant
+            FROM customer_alert a
+            JOIN customer_alert_transaction l ON l.alert_id = a.id
+            JOIN fact_transaction t ON t.trans_num = l.trans_num
+            JOIN dim_card c ON c.card_token = a.card_token
+            WHERE a.channel = :channel AND a.status = 'pending'
+            ORDER BY a.id, t.event_time, t.trans_num"""), connection, params={"channel": channel})
+
+
+def claim_pending_alert(connection: Connection, alert_id: int) -> bool:
+    """Lock a still-pending alert for this transaction; False when it was sent meanwhile or another run holds it."""
+    return connection.execute(text("""
+        SELECT id FROM customer_alert WHERE id = :id AND status = 'pending' FOR UPDATE SKIP LOCKED"""),
+        {"id": alert_id}).first() is not None
+
+
+def record_alert_delivery(connection: Connection, alert_id: int, status: str, attempts: int, error: str | None,
+                          message_id: str | None = None) -> None:
+    """Add this run's attempts; the last error stays on record even after a later success."""
+    connection.execute(text("""
+        UPDATE customer_alert SET status = CAST(:status AS varchar), attempts = attempts + :attempts,
+               last_error = COALESCE(:error, last_error), message_id = COALESCE(:message_id, message_id),
+               sent_at = CASE WHEN CAST(:status AS varchar) = 'sent' THEN now() ELSE sent_at END
+        WHERE id = :id"""), {"id": alert_id, "status": status, "attempts": attempts, "error": error, "message_id": message_id})
+
+
+def alert_status_counts(engine: Engine, channel: str) -> dict[str, int]:
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT status, count(*) FROM customer_alert WHERE channel = :channel GROUP BY status"),
+                                  {"channel": channel}).all()
+    return {status: count for status, count in rows}
+
+
+
+# --- the stakeholder report (fraud/report.py) ---
+
+def flagged_for_report(engine: Engine, model_version: str) -> pd.DataFrame:
+    """The model's flagged transactions with what the report and its CSV show (never the card token)."""
+    query = text("""
+        SELECT s.trans_num, s.score, s.threshold, s.model_version, s.top_reasons, t.event_time, t.amount, t.merchant,
+               t.category, c.last4, c.state, l.is_fraud
+        FROM fraud_score s
+        JOIN fact_transaction t USING (trans_num)
+        JOIN dim_card c USING (card_token)
+        LEFT JOIN transaction_label l USING (trans_num)
+        WHERE s.model_version = :model AND s.flagged
+        ORDER BY s.score DESC, s.trans_num""")
+    with engine.connect() as connection:
+        return pd.read_sql(query, connection, params={"model": model_version})
+
+
+def alerts_per_day(engine: Engine, channel: str) -> pd.DataFrame:
+    """Customer alerts by the day of their transactions and status: day, status, alerts."""
+    with engine.connect() as connection:
+        return pd.read_sql(text("""
+            SELECT alert_day AS day, status, count(*) AS alerts FROM customer_alert WHERE channel = :channel
+            GROUP BY alert_day, status ORDER BY alert_day"""), connection, params={"channel": channel})
+
+
+def data_freshness(engine: Engine, model_version: str) -> dict[str, object]:
+    """Latest transaction, load, label and score times: how current the report's data is."""
+    with engine.connect() as connection:
+        row = connection.execute(text("""
+            SELECT (SELECT max(event_time) FROM fact_transaction) AS latest_transaction,
+                   (SELECT max(loaded_at) FROM batch_load) AS latest_load,
+                   (SELECT max(labelled_at) FROM transaction_label) AS latest_label,
+                   (SELECT max(scored_at) FROM fraud_score WHERE model_version = :model) AS latest_score"""),
+            {"model": model_version}).mappings().one()
+    return dict(row)

@@ -1,0 +1,142 @@
+"""The stakeholder report on a hand-built scored world in real PostgreSQL: self-contained HTML, figures that
+match the data, breakdowns, reasons, escaping, the CSV, the CLI command and the Dagster asset's metadata."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import materialize
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from assets.reporting import fraud_report
+from assets.resources import FraudPlatform
+from fraud import metrics
+from fraud.cli import app
+from fraud.privacy import card_numbers_in
+from fraud.report import breakdown, publish_report, reasons_text
+from tests.scored_world import HOSTILE_MERCHANT, THRESHOLD, build_world
+
+REASONS = [{"feature": "amt_over_card_mean_30d", "contribution": 0.4213}, {"feature": "night", "contribution": -0.05}]
+
+
+@pytest.fixture(scope="module")
+def published(engine, settings):
+    world = build_world(engine, settings, "report", cards=8, days=4, seed=11)
+    flagged = world.transactions[world.transactions["flagged"]].sort_values("score", ascending=False)
+    with engine.begin() as connection:  # the scorer's explanations: dicts on one, plain strings on another
+        connection.execute(text("UPDATE fraud_score SET top_reasons = CAST(:r AS jsonb) WHERE trans_num = :t"),
+                           [{"t": flagged.iloc[0]["trans_num"], "r": json.dumps(REASONS)},
+                            {"t": flagged.iloc[1]["trans_num"], "r": json.dumps(["card testing pattern"])}])
+    return world, publish_report(engine, settings)
+
+
+def test_report_is_one_self_contained_file(published):
+    world, result = published
+    html = Path(result.latest).read_text()
+    assert Path(result.snapshot).read_text() == html
+    assert "<script" not in html.lower() and "<link" not in html.lower() and "@import" not in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html), "no external resources"
+    images = re.findall(r'<img class="plot" alt="([^"]+)" src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) == 6
+    for alt, data in images:
+        png = base64.b64decode(data)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000, alt
+    assert world.model_version in html and "data up to 2026-11-05" in html
+
+
+def test_headline_figures_match_the_data(published):
+    world, result = published
+    frame = world.transactions
+    headline = result.report.headline
+    assert headline["transactions"] == len(frame)
+    assert headline["flagged"] == int(frame["flagged"].sum())
+    assert headline["flagged_amount"] == pytest.approx(frame.loc[frame["flagged"], "amt"].sum())
+    assert headline["labelled_fraud_rate"] == pytest.approx(frame["is_fraud"].mean())
+    precision, recall = metrics.precision_recall_at(frame["is_fraud"].to_numpy(), frame["flagged"].to_numpy())
+    assert (headline["live_precision"], headline["live_recall"]) == (pytest.approx(precision), pytest.approx(recall))
+    assert headline["live_average_precision"] == pytest.approx(
+        metrics.average_precision(frame["is_fraud"].to_numpy(), frame["score"].to_numpy()))
+    html = result.report.html
+    assert f"{len(frame):,}" in html and f"{precision:.1%}" in html
+
+
+def test_breakdowns_and_top_flagged_table(published):
+    world, result = published
+    html = result.report.html
+    frame = world.transactions
+    for state, rows in frame.groupby("state"):
+        flagged = int(rows["flagged"].sum())
+        assert re.search(rf"<tr><td>{state}</td><td class=\"num\">{len(rows):,}</td><td class=\"num\">{flagged:,}</td>", html)
+    for category in frame["category"].unique():
+        assert f"<td>{category}</td>" in html
+    top = html[html.index('id="top-flagged"'):]
+    top = top[: top.index("</table>")]
+    assert top.count("<tr><td>2026-11-") == min(25, int(frame["flagged"].sum()))
+    best = frame[frame["flagged"]].sort_values("score", ascending=False).iloc[0]
+    assert f"•••• {best['last4']}" in top and f"{best['score']:.3f}" in top
+    assert "amt_over_card_mean_30d (+0.421)" in top and "night (-0.050)" in top and "card testing pattern" in top
+    assert "fraud_" not in top  # the data set's merchant prefix is not shown
+
+
+def test_hostile_names_are_escaped_in_the_report(published):
+    _, result = published
+    html = result.report.html
+    assert "<script" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt; &amp; &#34;Quotes&#39; Shop&#34;" in html
+
+
+def test_flagged_csv_beside_the_report(published, engine):
+    world, result = published
+    csv = pd.read_csv(io.StringIO(Path(result.csv).read_text()))
+    flagged = world.transactions[world.transactions["flagged"]]
+    assert sorted(csv["trans_num"]) == sorted(flagged["trans_num"])
+    assert csv["card"].str.fullmatch(r"•••• \d{4}").all()
+    assert HOSTILE_MERCHANT.removeprefix("fraud_") in set(csv["merchant"])
+    assert csv["reasons"].fillna("").str.contains("amt_over_card_mean_30d").sum() == 1
+    text_csv = Path(result.csv).read_text()
+    assert not any(token in text_csv for token in flagged["card_token"]) and card_numbers_in(text_csv) == []
+    assert (csv["score"] >= THRESHOLD).all()
+
+
+def test_reasons_in_any_shape():
+    assert reasons_text(None) == [] and reasons_text([]) == []
+    assert reasons_text(REASONS) == ["amt_over_card_mean_30d (+0.421)", "night (-0.050)"]
+    assert reasons_text(json.dumps(["a", {"feature": "b"}])) == ["a", "b"]
+    assert reasons_text("velocity") == ["velocity"]
+
+
+def test_breakdown_on_a_hand_computed_case():
+    scored = pd.DataFrame({"trans_num": list("abcde"), "category": ["x", "x", "y", "y", None],
+                           "flagged": [True, False, True, True, False], "amount": [10.0, 20.0, 5.0, 7.0, 1.0],
+                           "is_fraud": [True, None, False, True, None]})
+    table = breakdown(scored, "category").set_index("category")
+    assert list(table.index) == ["y", "x", "(unknown)"]
+    assert table.loc["y"].to_dict() == {"transactions": 2, "flagged": 2, "frauds": 1, "labelled": 2, "amount": 12.0,
+                                        "flagged_amount": 12.0, "fraud_rate": 0.5}
+    assert table.loc["x", "fraud_rate"] == 1.0 and np.isnan(table.loc["(unknown)", "fraud_rate"])
+
+
+def test_cli_report_prints_the_path(published):
+    result = CliRunner().invoke(app, ["report"])
+    assert result.exit_code == 0, result.output
+    path = Path(re.search(r"^report: (.+)$", result.output, re.M).group(1))
+    assert path.name == "latest.html" and path.is_file()
+
+
+def test_asset_metadata_has_headline_and_plot(published):
+    world, _ = published
+    result = materialize([fraud_report], resources={"fraud": FraudPlatform()})
+    assert result.success
+    metadata = result.asset_materializations_for_node("fraud_report")[0].metadata
+    assert metadata["transactions"].value == len(world.transactions)
+    assert metadata["flagged"].value == int(world.transactions["flagged"].sum())
+    assert metadata["model_version"].value == world.model_version
+    assert metadata["alerts_per_day_plot"].value.startswith("![alerts per day](data:image/png;base64,iVBOR")
+    assert Path(metadata["report"].value).is_file()
