@@ -2,7 +2,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetExecutionContext,
+from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, Config,
                      MaterializeResult, MetadataValue, PipesSubprocessClient, asset, asset_check)
 from sqlalchemy import text
 
@@ -31,24 +31,37 @@ def _feature_summary(engine) -> tuple[pd.DataFrame, pd.DataFrame]:
     return summary, preview
 
 
+class RawBatchSelection(Config):
+    """Which pending raw batches a run processes: the raw-batch sensor names one; empty means all of them."""
+    batch_ids: list[str] = []
+
+    def wants(self, batch_id: str) -> bool:
+        return not self.batch_ids or batch_id in self.batch_ids
+
+
 @asset(group_name="processing", deps=["raw_transactions"], kinds={"spark", "postgres", "parquet"}, owners=["team:fraud-data"],
        description="Validated, deduplicated, tokenized transactions with point-in-time features: curated Parquet in "
                    "the processed bucket and the star schema in PostgreSQL. Runs the glue/ PySpark job through "
                    "Dagster Pipes (local Spark here, AWS Glue in aws mode).")
-def processed_transactions(context: AssetExecutionContext, fraud: FraudPlatform,
+def processed_transactions(context: AssetExecutionContext, config: RawBatchSelection, fraud: FraudPlatform,
                            pipes_subprocess_client: PipesSubprocessClient) -> MaterializeResult:
     settings = fraud.settings()
     engine = fraud.engine()
     raw = fraud.store(settings.raw_bucket)
     with engine.connect() as connection:
         loaded = {row[0] for row in connection.exec_driver_sql("SELECT batch_id FROM batch_load")}
-    new_keys = [k for k in transaction_keys(raw) if batch_id_of(k) not in loaded]
+    new_keys = [k for k in transaction_keys(raw) if batch_id_of(k) not in loaded and config.wants(batch_id_of(k))]
     reported = {}
     if new_keys:
-        command = [sys.executable, str(GLUE_SCRIPT), "--raw-uri", raw.uri(),
-                   "--processed-uri", fraud.store(settings.processed_bucket).uri(),
-                   "--transactions-keys", ",".join(new_keys), "--labels-keys", ",".join(label_keys(raw))]
-        results = pipes_subprocess_client.run(command=command, context=context).get_results()
+        arguments = {"raw_uri": raw.uri(), "processed_uri": fraud.store(settings.processed_bucket).uri(),
+                     "transactions_keys": ",".join(new_keys), "labels_keys": ",".join(label_keys(raw))}
+        if settings.mode == "aws":  # the deployed Glue job (infra/), watched through Dagster Pipes
+            invocation = fraud.glue_pipes_client().run(context=context, start_job_run_params={
+                "JobName": settings.glue_job_name, "Arguments": {f"--{k}": v for k, v in arguments.items()}})
+        else:  # the same script on local PySpark
+            command = [sys.executable, str(GLUE_SCRIPT), *(part for k, v in arguments.items() for part in (f"--{k.replace('_', '-')}", v))]
+            invocation = pipes_subprocess_client.run(command=command, context=context)
+        results = invocation.get_results()
         reported = dict(results[0].metadata) if results else {}
     else:
         context.log.info("every raw batch is already processed")

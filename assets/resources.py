@@ -4,6 +4,7 @@ from __future__ import annotations
 from dagster import ConfigurableResource
 from sqlalchemy import Engine
 
+from fraud import aws
 from fraud.db.engine import get_engine
 from fraud.db.migrate import upgrade
 from fraud.settings import Settings
@@ -18,6 +19,19 @@ class FraudPlatform(ConfigurableResource):
 
     def store(self, bucket: str) -> ObjectStore:
         return object_store(self.settings(), bucket)
+
+    def glue_pipes_client(self):
+        """aws mode: runs the deployed Glue job; context goes through the processed bucket, messages and logs
+        come back from the job's CloudWatch output stream."""
+        from dagster_aws.pipes import PipesCloudWatchMessageReader, PipesGlueClient, PipesS3ContextInjector
+
+        settings = self.settings()
+        return PipesGlueClient(
+            client=aws.client(settings, "glue"),
+            context_injector=PipesS3ContextInjector(bucket=settings.processed_bucket, client=aws.client(settings, "s3"),
+                                                    key_prefix="dagster-pipes/"),
+            message_reader=PipesCloudWatchMessageReader(client=aws.client(settings, "logs")),
+        )
 
     def engine(self) -> Engine:
         engine = get_engine(self.settings())

@@ -26,13 +26,14 @@ from fraud.features import (CATEGORY_FEATURES, FEATURE_NAMES, FEATURE_VERSION, L
 from fraud.privacy import card_token, normalize_card_number
 from fraud.schema import CATEGORIES, DATE_FORMATS, LABEL_COLUMNS, RAW_COLUMNS, TIMESTAMP_FORMATS
 from fraud.settings import Settings
+from fraud.storage import s3_client
 
 ARGUMENTS = ("raw_uri", "processed_uri", "transactions_keys", "labels_keys")
 RAW_SCHEMA = T.StructType([T.StructField(c, T.StringType()) for c in RAW_COLUMNS] + [T.StructField("_corrupt_record", T.StringType())])
 
 
 def parse_arguments(argv: list[str]) -> dict[str, str]:
-    try:  # inside AWS Glue
+    try:  # inside AWS Glue: job arguments are --raw_uri, --processed_uri, ...
         from awsglue.utils import getResolvedOptions
 
         return getResolvedOptions(argv, list(ARGUMENTS))
@@ -42,6 +43,14 @@ def parse_arguments(argv: list[str]) -> dict[str, str]:
             parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default="")
         known, _ = parser.parse_known_args(argv[1:])  # Pipes may add its own --dagster-pipes-* arguments
         return vars(known)
+
+
+def settings_from(argv: list[str]) -> Settings:
+    """Settings from the environment, overridden by `--fraud_<setting> value` job arguments: AWS Glue has no
+    per-job environment variables, so the deployed job carries its (non-secret) settings as default arguments
+    (e.g. --fraud_mode aws --fraud_db_secret_arn ...); secrets themselves stay in Secrets Manager."""
+    overrides = {argv[i][len("--fraud_"):]: argv[i + 1] for i in range(1, len(argv) - 1) if argv[i].startswith("--fraud_")}
+    return Settings(**overrides)
 
 
 def spark_session() -> SparkSession:
@@ -306,14 +315,17 @@ def _pipes_params_loader():
 
 def main(argv: list[str]) -> None:
     args = parse_arguments(argv)
-    settings = Settings()
+    settings = settings_from(argv)
     loader = _pipes_params_loader()
     if loader is None:
         run(args, settings)
         return
-    from dagster_pipes import open_dagster_pipes
+    from dagster_pipes import PipesCliArgsParamsLoader, PipesDefaultContextLoader, PipesS3ContextLoader, open_dagster_pipes
 
-    with open_dagster_pipes(params_loader=loader) as pipes:
+    # PipesGlueClient passes the context as an S3 object named in CLI arguments; the subprocess client inlines it
+    context_loader = (PipesS3ContextLoader(client=s3_client(settings)) if isinstance(loader, PipesCliArgsParamsLoader)
+                      else PipesDefaultContextLoader())
+    with open_dagster_pipes(params_loader=loader, context_loader=context_loader) as pipes:
         pipes.log.info(f"processing {len(args['transactions_keys'].split(','))} raw batches")
 
         def report(summary: dict) -> None:
