@@ -13,7 +13,7 @@ NEWEST = datetime(2090, 1, 10, 12, tzinfo=timezone.utc)  # later than any other 
 def test_reviewed_means_labelled_or_alerted_and_sent(engine):
     rows = {  # trans_num: age before the newest transaction
         "rv-plain": timedelta(0), "rv-labelled": timedelta(hours=1), "rv-sent": timedelta(hours=2),
-        "rv-pending-alert": timedelta(hours=3), "rv-old": timedelta(days=8),
+        "rv-pending-alert": timedelta(hours=3), "rv-old": timedelta(days=8), "rv-label-not-yet-known": timedelta(hours=4),
     }
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO dim_card (card_token, last4) VALUES ('rv-card', '0000') ON CONFLICT DO NOTHING"))
@@ -23,6 +23,9 @@ def test_reviewed_means_labelled_or_alerted_and_sent(engine):
             VALUES (:t, :at, 'rv-card', 'rv-shop', 10, 'rv-batch')"""),
             [{"t": t, "at": NEWEST - age} for t, age in rows.items()])
         connection.execute(text("INSERT INTO transaction_label VALUES ('rv-labelled', false, :at)"), {"at": NEWEST})
+        # a simulated chargeback that only arrives after the newest transaction: not known yet
+        connection.execute(text("INSERT INTO transaction_label VALUES ('rv-label-not-yet-known', true, :at)"),
+                           {"at": NEWEST + timedelta(days=2)})
         for trans_num, status in (("rv-sent", "sent"), ("rv-pending-alert", "pending")):
             alert = connection.execute(text("""
                 INSERT INTO customer_alert (group_key, channel, card_token, alert_day, model_version, status)
@@ -32,6 +35,6 @@ def test_reviewed_means_labelled_or_alerted_and_sent(engine):
 
     since, until = recent_window(engine, 7)
     assert until > NEWEST >= since == until - timedelta(days=7)  # the newest transaction is inside [since, until)
-    # plain and pending-alert: nobody has seen them; rv-old is outside the window
-    assert count_unreviewed(engine, since, until) == 2
-    assert count_unreviewed(engine, since - timedelta(days=2), until) == 3
+    # plain, pending alert, label not known yet: nobody has seen them; rv-old is outside the window
+    assert count_unreviewed(engine, since, until) == 3
+    assert count_unreviewed(engine, since - timedelta(days=2), until) == 4

@@ -1,8 +1,12 @@
 """Which transactions a newly promoted model rescores: the unreviewed ones of the last days.
 
-A transaction counts as reviewed once a person or the cardholder has seen it: it has a label (a chargeback
-or an analyst's verdict) or it belongs to a customer alert that was sent. Rescoring leaves those alone, so
-a new model never reopens a case that is already closed or already in the customer's inbox.
+A transaction counts as reviewed once a person or the cardholder has seen it: it has a known label (a
+chargeback or an analyst's verdict) or it belongs to a customer alert that was sent. Rescoring leaves those
+alone, so a new model never reopens a case that is already closed or already in the customer's inbox.
+
+"Known" is point in time, as everywhere else in the project: a label counts from its `labelled_at` on, and
+"now" is the newest transaction in the database (live traffic: the clock; replayed or simulated history,
+whose label files carry future `labelled_at` times: the end of that history).
 """
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import Engine, text
 
 # a SQL condition on `fact_transaction t`
-UNREVIEWED = """NOT EXISTS (SELECT 1 FROM transaction_label l WHERE l.trans_num = t.trans_num)
+UNREVIEWED = """NOT EXISTS (SELECT 1 FROM transaction_label l WHERE l.trans_num = t.trans_num
+                    AND l.labelled_at <= (SELECT max(event_time) FROM fact_transaction))
     AND NOT EXISTS (SELECT 1 FROM customer_alert_transaction x JOIN customer_alert a ON a.id = x.alert_id
                     WHERE x.trans_num = t.trans_num AND a.status = 'sent')"""
 
