@@ -161,6 +161,39 @@ def ui(port: int = typer.Option(3000, help="Port of the Dagster webserver on 127
         pass
 
 
+@app.command("aws-env")
+def aws_env(
+    stack: str = typer.Option(None, "--stack", help="Pulumi stack of infra/ (runs `pulumi stack output --json`)."),
+    outputs: str = typer.Option(None, "--outputs", help="A saved `pulumi stack output --json` file."),
+    export: bool = typer.Option(False, "--export", help="Prefix each line with `export `."),
+) -> None:
+    """Print the FRAUD_* settings that point the Dagster code location at a deployed stack (see infra/README.md).
+    Names and ARNs only: secrets stay in Secrets Manager."""
+    from pathlib import Path
+
+    from fraud.aws_env import StackOutputsError, read_outputs_file, read_stack_outputs, settings_lines
+
+    if (stack is None) == (outputs is None):
+        raise typer.BadParameter("give exactly one of --stack or --outputs")
+    try:
+        values = read_outputs_file(Path(outputs)) if outputs else read_stack_outputs(stack)
+        lines = settings_lines(values, export=export)
+    except StackOutputsError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    print("\n".join(lines))
+
+
+@app.command()
+def package(force: bool = typer.Option(False, "--force", help="Rebuild even when nothing changed.")) -> None:
+    """Build the Lambda zips and the Glue job's fraud/ zip into dist/ (what `pulumi up` deploys)."""
+    from lambdas.package import DIST_DIR, FUNCTIONS, build_function, build_glue_library, describe
+
+    for name in sorted(FUNCTIONS):
+        console.print(describe(build_function(name, DIST_DIR, force)), highlight=False)
+    console.print(f"{build_glue_library(DIST_DIR)}: the fraud/ package for the Glue job", highlight=False)
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the Alembic migrations up to head."""

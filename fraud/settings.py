@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     db_port: int = 5432
     db_name: str = "fraud"
     card_token_key_secret_arn: str | None = None  # a SecretString holding the HMAC key
+    generator_function_name: str | None = None  # the deployed Lambdas (infra/ stack outputs)
+    scorer_function_name: str | None = None
+    scorer_function_url: str | None = None  # IAM-authenticated function URL of the scorer
 
     # database: empty means "start the embedded PostgreSQL in FRAUD_HOME/pg"
     database_url: SecretStr | None = None

@@ -1,0 +1,86 @@
+"""IAM building blocks shared by the components: policy documents from Outputs, and the short, justified
+list of places where an AWS API cannot be limited to this project's own ARNs."""
+from __future__ import annotations
+
+import pulumi
+
+# Actions that AWS only authorizes on Resource "*" (or whose resource is created by AWS on the fly), with why.
+# Every other statement in this program names this project's own ARNs.
+ACTIONS_REQUIRING_ANY_RESOURCE: dict[str, str] = {
+    # A Lambda function or Glue connection in a VPC gets elastic network interfaces that the service creates
+    # in our subnets; their ARNs do not exist before the call, and Lambda validates these on "*" at create time.
+    "ec2:CreateNetworkInterface": "ENI created by Lambda/Glue in the private subnets; its ARN does not exist yet",
+    "ec2:DeleteNetworkInterface": "the service-created ENI above, removed when idle",
+    "ec2:AssignPrivateIpAddresses": "the service-created ENI above",
+    "ec2:UnassignPrivateIpAddresses": "the service-created ENI above",
+    # Describe* calls have no resource-level permissions in EC2.
+    "ec2:DescribeNetworkInterfaces": "EC2 Describe* calls support no resource-level permissions",
+    "ec2:DescribeSubnets": "EC2 Describe* calls support no resource-level permissions",
+    "ec2:DescribeVpcs": "EC2 Describe* calls support no resource-level permissions",
+    "ec2:DescribeSecurityGroups": "EC2 Describe* calls support no resource-level permissions",
+    "ec2:DescribeVpcEndpoints": "EC2 Describe* calls support no resource-level permissions (Glue checks the S3 endpoint)",
+    "ec2:DescribeRouteTables": "EC2 Describe* calls support no resource-level permissions (Glue checks the S3 route)",
+    "ec2:DescribeVpcAttribute": "EC2 Describe* calls support no resource-level permissions (Glue checks DNS support)",
+    # CloudWatch metrics have no ARNs; the statement is limited to the Glue namespace by a condition.
+    "cloudwatch:PutMetricData": "metrics have no ARNs; limited to the Glue namespace by condition",
+}
+
+# AWS-named resources a role must reach that no stack can create or rename, as ARN templates.
+# {region} and {account} are filled in, so they are still limited to this account and region.
+AWS_NAMED_RESOURCES: dict[str, str] = {
+    # Glue writes job driver/executor logs to these fixed log groups (continuous logging under logs-v2).
+    "arn:aws:logs:{region}:{account}:log-group:/aws-glue/jobs/*": "Glue's fixed job log groups",
+    # glue:GetConnection is authorized on the connection and on the account's Data Catalog.
+    "arn:aws:glue:{region}:{account}:catalog": "the account's Glue Data Catalog, needed for GetConnection",
+    # Glue tags the ENIs it creates for its connection (condition: only its own tag key).
+    "arn:aws:ec2:{region}:{account}:network-interface/*": "ENIs Glue creates in our subnets, tagged by Glue",
+}
+
+
+def aws_named(template: str, region: str, account: str) -> str:
+    if template not in AWS_NAMED_RESOURCES:
+        raise KeyError(f"{template} is not a justified AWS-named resource; add it to AWS_NAMED_RESOURCES with a reason")
+    return template.format(region=region, account=account)
+
+
+def statement(actions: list[str], resources: list, sid: str, condition: dict | None = None) -> dict:
+    """One Allow statement; refuses wildcard actions and "*" resources that are not justified above."""
+    for action in actions:
+        if "*" in action:
+            raise ValueError(f"{sid}: wildcard action {action!r}; list the actions")
+    if "*" in resources and not all(a in ACTIONS_REQUIRING_ANY_RESOURCE for a in actions):
+        raise ValueError(f"{sid}: Resource '*' for actions that support resource-level permissions")
+    body = {"Sid": sid, "Effect": "Allow", "Action": sorted(actions), "Resource": resources}
+    if condition:
+        body["Condition"] = condition
+    return body
+
+
+def policy_document(statements: list[dict]) -> pulumi.Output[str]:
+    """A policy JSON whose ARNs may still be Outputs of other resources."""
+    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def assume_role_policy(service: str | None = None, principal_arn: pulumi.Input[str] | None = None) -> pulumi.Output[str]:
+    principal = {"Service": service} if service else {"AWS": principal_arn}
+    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}]})
+
+
+def vpc_eni_statement(sid: str) -> dict:
+    return statement(["ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:DescribeNetworkInterfaces",
+                      "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses", "ec2:DescribeSubnets"],
+                     ["*"], sid)
+
+
+def kms_statement(key_arn: pulumi.Input[str], sid: str = "ProjectKey") -> dict:
+    return statement(["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], [key_arn], sid)
+
+
+def objects(bucket_arn: pulumi.Input[str], *prefixes: str) -> list[pulumi.Output[str]]:
+    """Object ARNs under the given key prefixes of one bucket."""
+    return [pulumi.Output.concat(bucket_arn, "/", prefix, "*") for prefix in prefixes]
+
+
+__all__ = ["ACTIONS_REQUIRING_ANY_RESOURCE", "AWS_NAMED_RESOURCES", "assume_role_policy", "aws_named",
+           "kms_statement", "objects", "policy_document", "statement", "vpc_eni_statement"]
