@@ -7,6 +7,7 @@ from assets.processing import processed_transactions, rows_accounted_for
 from assets.reporting import customer_alerts, fraud_report
 from assets.resources import FraudPlatform
 from assets.scoring import fraud_flags
+from assets.sensors import JOBS, SCHEDULES, SENSORS
 
 ALL_ASSETS = [raw_transactions, processed_transactions, fraud_model, fraud_flags, fraud_report, customer_alerts]
 ALL_CHECKS = [rows_accounted_for]
@@ -14,5 +15,8 @@ ALL_CHECKS = [rows_accounted_for]
 defs = Definitions(
     assets=ALL_ASSETS,
     asset_checks=ALL_CHECKS,
+    jobs=JOBS,
+    sensors=SENSORS,
+    schedules=SCHEDULES,
     resources={"fraud": FraudPlatform(), "pipes_subprocess_client": PipesSubprocessClient()},
 )

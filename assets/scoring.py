@@ -1,15 +1,42 @@
-from dagster import AssetExecutionContext, MaterializeResult, asset
+from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 
 from assets.resources import FraudPlatform
+from fraud import registry
+from fraud.db.review import count_unreviewed, recent_window
 from lambdas.scorer.handler import handler as score
+
+
+class ScoringScope(Config):
+    """What a run scores. Default: every transaction the promoted model has not scored yet ("Materialize all").
+    The raw-batch sensor names its batch; the model-promotion sensor asks for the unreviewed transactions of
+    the last `rescore_days` days (no label and no sent customer alert: fraud.db.review)."""
+    batch_ids: list[str] = []
+    rescore_days: int = 0
 
 
 @asset(group_name="scoring", deps=["processed_transactions", "fraud_model"], kinds={"python", "postgres"},
        owners=["team:fraud-ml"],
        description="Fraud scores and flags in `fraud_score`, written by the scorer Lambda (LiteRT, no TensorFlow; "
-                   "in-process locally) for every transaction the promoted model has not scored yet.")
-def fraud_flags(context: AssetExecutionContext, fraud: FraudPlatform) -> MaterializeResult:
-    fraud.engine()  # make sure the schema is migrated before the handler writes
-    result = score({}, settings=fraud.settings())
+                   "in-process locally) for every transaction the promoted model has not scored yet; a run config "
+                   "narrows it to given raw batches or to rescoring the last days' unreviewed transactions.")
+def fraud_flags(context: AssetExecutionContext, config: ScoringScope, fraud: FraudPlatform) -> MaterializeResult:
+    settings = fraud.settings()
+    engine = fraud.engine()  # make sure the schema is migrated before the handler writes
+    if config.batch_ids or config.rescore_days:
+        if registry.latest_version(fraud.store(settings.models_bucket), settings.model_name) is None:
+            # a batch that lands before the first model is scored by the first materialization of fraud_flags
+            context.log.warning("no promoted model yet: nothing scored")
+            return MaterializeResult(metadata={"scored": 0, "flagged": 0, "model_version": "none"})
+    if config.batch_ids:
+        results = [score({"batch_id": batch_id}, settings=settings) for batch_id in config.batch_ids]
+        result = {"model_version": results[-1]["model_version"], "batches": len(results),
+                  **{k: sum(r[k] for r in results) for k in ("scored", "flagged", "pending")}}
+    elif config.rescore_days:
+        since, until = recent_window(engine, config.rescore_days)
+        window = {"since": since.isoformat(), "until": until.isoformat()}
+        result = {**score({**window, "unreviewed_only": True}, settings=settings), **window,
+                  "unreviewed_in_window": count_unreviewed(engine, since, until)}
+    else:
+        result = score({}, settings=settings)
     context.log.info(f"scored {result['scored']} transactions with {result['model_version']}")
     return MaterializeResult(metadata=result)

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     test_days: int = 3
     train_epochs: int = 30
 
+    # automation (assets/sensors.py)
+    rescore_days: int = 7  # a newly promoted model rescores unreviewed transactions of this many last days
+    retrain_min_new_labels: int = 2000  # labels loaded since the last retraining that trigger the next one
+
     # mail
     mail_from: str = "alerts@fraud-platform.example"
     smtp_host: str | None = None

@@ -56,3 +56,18 @@ def test_s3_listing_pages_past_1000_keys(moto_endpoint, aws_credentials):
     for i in range(1005):
         store.put_bytes(f"k/{i:05d}", b"")
     assert len(store.list_keys("k/")) == 1005
+
+
+def test_listings_carry_arrival_times(moto_endpoint, aws_credentials, tmp_path):
+    import time
+
+    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket="arrivals")
+    for store in (LocalObjectStore(tmp_path, "arrivals"), S3ObjectStore("arrivals", client)):
+        before = time.time()
+        store.put_bytes("transactions/dt=2026-11-02/hour=00/b.jsonl.gz", b"x")
+        store.put_bytes("transactions/dt=2026-11-01/hour=00/a.jsonl.gz", b"y")
+        listed = store.list_objects("transactions/")
+        assert [o.key for o in listed] == store.list_keys("transactions/") == sorted(o.key for o in listed)
+        # S3 stamps whole seconds
+        assert all(before - 1 <= o.last_modified <= time.time() + 1 for o in listed)
