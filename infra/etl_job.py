@@ -30,7 +30,7 @@ class EtlJobArgs:
     db_name: str
     db_secret_arn: pulumi.Input[str]
     card_token_secret_arn: pulumi.Input[str]
-    settings_env: dict[str, pulumi.Input[str]]  # FRAUD_* settings for the driver and executors (no secrets)
+    settings_env: dict[str, pulumi.Input[str]]  # FRAUD_* settings, passed as --fraud_* arguments (no secrets)
     additional_python_modules: list[str]
     worker_type: str
     workers: int
@@ -77,6 +77,7 @@ class EtlJob(pulumi.ComponentResource):
                       "WriteQuarantine"),
             statement(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
                       objects(args.processed_bucket.arn, "transactions/"), "CuratedParquet"),
+            statement(["s3:GetObject"], objects(args.processed_bucket.arn, "dagster-pipes/"), "PipesContext"),
             statement(["s3:ListBucket", "s3:GetBucketLocation"],
                       [artifacts.arn, args.raw_bucket.arn, args.processed_bucket.arn], "ListOwnBuckets"),
             statement(["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
@@ -97,8 +98,9 @@ class EtlJob(pulumi.ComponentResource):
                       {"StringEquals": {"cloudwatch:namespace": "Glue"}}),
         ]), opts=pulumi.ResourceOptions(parent=self.role))
 
-        env = ",".join(f"{key}={{{i}}}" for i, key in enumerate(args.settings_env))
-        settings_env = pulumi.Output.format(env, *args.settings_env.values())
+        # Glue has no per-job environment variables (only CUSTOMER_-prefixed ones): the script reads its
+        # settings from `--fraud_<setting> value` arguments (glue/process_transactions.py, settings_from)
+        settings_arguments = {f"--{key.lower()}": value for key, value in args.settings_env.items()}
         self.job = aws.glue.Job(
             f"{name}-process-transactions", role_arn=self.role.arn, glue_version=GLUE_VERSION,
             worker_type=args.worker_type, number_of_workers=args.workers, timeout=args.timeout_minutes,
@@ -116,9 +118,7 @@ class EtlJob(pulumi.ComponentResource):
                 "--enable-continuous-cloudwatch-log": "true",
                 "--raw_uri": pulumi.Output.format("s3://{0}", args.raw_bucket.bucket),
                 "--processed_uri": pulumi.Output.format("s3://{0}", args.processed_bucket.bucket),
-                # Glue 5.0 passes these to the driver and executors as environment: fraud/settings.py reads them
-                "--customer-driver-env-vars": settings_env,
-                "--customer-executor-env-vars": settings_env,
+                **settings_arguments,
             },
             opts=child)
         self.register_outputs({"job_name": self.job.name, "role_arn": self.role.arn})

@@ -44,6 +44,9 @@ class OrchestrationAccess(pulumi.ComponentResource):
             statement(READ_WRITE, objects(args.raw_bucket.arn, "transactions/", "labels/", "quarantine/ingest/"), "RawZone"),
             statement(READ, objects(args.raw_bucket.arn, "quarantine/etl/"), "ReadEtlQuarantine"),
             statement(READ, objects(args.processed_bucket.arn, "transactions/"), "ReadCurated"),
+            # Dagster Pipes hands the Glue job its context through the processed bucket
+            statement(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], objects(args.processed_bucket.arn, "dagster-pipes/"),
+                      "PipesContext"),
             statement(READ_WRITE, objects(args.models_bucket.arn, "fraud-mlp/"), "ModelRegistry"),
             statement(READ_WRITE, objects(args.reports_bucket.arn, ""), "Reports"),
             statement(["s3:ListBucket", "s3:GetBucketLocation"], [b.arn for b in buckets], "ListBuckets"),

@@ -283,6 +283,12 @@ def test_glue_script_object_is_built_from_glue_folder_and_job_uses_it(program):
     assert job["connections"] == [connection["name"]]
     properties = _unsecret(connection["connectionProperties"])  # the provider marks these secret
     assert properties["SECRET_ID"] == program.outputs["db_secret_arn"] and "PASSWORD" not in properties
+    # the script's settings come as --fraud_<setting> arguments (Glue has no job environment variables)
+    arguments = job["defaultArguments"]
+    assert arguments["--fraud_mode"] == "aws" and arguments["--fraud_db_secret_arn"] == program.outputs["db_secret_arn"]
+    assert arguments["--fraud_card_token_key_secret_arn"] == program.outputs["card_token_key_secret_arn"]
+    from fraud.settings import Settings
+    assert {k[len("--fraud_"):] for k in arguments if k.startswith("--fraud_")} <= set(Settings.model_fields)
 
 
 def test_generator_schedule_rate_comes_from_config(program):
