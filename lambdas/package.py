@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -86,6 +85,9 @@ PRUNED_PARTS = {"tests", "__pycache__"}
 PRUNED_SUFFIXES = (".pyc", ".pyi", ".h", ".c", ".pxd", ".pyx", ".a")
 PRUNED_PREFIXES = ("ai_edge_litert/vendors/", "ai_edge_litert/libLiteRtWebGpuAccelerator.so", "ai_edge_litert/aot/",
                    "ai_edge_litert/tools/")
+
+# what the project's packages consist of (pyproject's package data); editor backups and stray files stay out
+PROJECT_SUFFIXES = {".py", ".j2", ".ini", ".mako"}
 
 # the Glue job ships the same domain library; Glue 5.0 is Python 3.11
 GLUE_LIBRARY_ZIP = "glue-fraud-lib.zip"
@@ -193,7 +195,7 @@ def project_files(function: str) -> list[tuple[Path, str]]:
     for root in roots:
         for path in sorted(root.rglob("*")):
             relative = path.relative_to(REPO_ROOT).as_posix()
-            if path.is_file() and not _pruned(relative):
+            if path.is_file() and path.suffix in PROJECT_SUFFIXES and not _pruned(relative):
                 files.append((path, relative))
     return files
 
