@@ -42,7 +42,8 @@ buckets = lake.buckets
 
 zones = config.get_object("availabilityZones") or aws.get_availability_zones(state="available").names[:2]
 network = Network(prefix, NetworkArgs(cidr=config.get("vpcCidr") or "10.40.0.0/16", availability_zones=zones,
-                                      region=region))
+                                      region=region,
+                                      extra_interface_endpoints=tuple(config.get_object("extraInterfaceEndpoints") or ())))
 
 database = Database(prefix, DatabaseArgs(
     subnet_ids=network.private_subnet_ids, security_group_id=network.database_sg.id, kms_key_arn=lake.key.arn,

@@ -18,6 +18,9 @@ class NetworkArgs:
     cidr: str
     availability_zones: list[str]  # two, for RDS subnet groups and Lambda resilience
     region: str
+    # Secrets Manager (the scorer's database secret) and Logs (Glue drivers) always; more on request, e.g.
+    # glue, lambda, sts, email for a Dagster deployment inside these subnets (there is no NAT)
+    extra_interface_endpoints: tuple[str, ...] = ()
 
 
 class Network(pulumi.ComponentResource):
@@ -62,7 +65,7 @@ class Network(pulumi.ComponentResource):
                                          service_name=f"com.amazonaws.{args.region}.{service}",
                                          private_dns_enabled=True, subnet_ids=self.private_subnet_ids,
                                          security_group_ids=[self.endpoints_sg.id], opts=in_vpc)
-            for service in ("secretsmanager", "logs")  # logs: Glue drivers write their logs from inside the VPC
+            for service in dict.fromkeys(("secretsmanager", "logs", *args.extra_interface_endpoints))
         }
 
         for client, sg in clients.items():

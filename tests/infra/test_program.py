@@ -176,9 +176,12 @@ def test_database_is_encrypted_private_with_managed_password_backups_and_tls(pro
     assert db["dbSubnetGroupName"] == subnet_group[2]["name"] and set(subnet_group[1]["subnetIds"]) == private
 
 
-def test_deletion_protection_follows_config():
-    program = run_program(BASE_CONFIG | {"fraud-platform:dbDeletionProtection": "false"})
+def test_deletion_protection_and_extra_endpoints_follow_config():
+    program = run_program(BASE_CONFIG | {"fraud-platform:dbDeletionProtection": "false",
+                                         "fraud-platform:extraInterfaceEndpoints": '["glue", "lambda", "logs"]'})
     assert program.one("aws:rds/instance:Instance", "postgres")[1]["deletionProtection"] is False
+    services = sorted(i["serviceName"].rsplit(".", 1)[-1] for _, i, _ in program.of_type("aws:ec2/vpcEndpoint:VpcEndpoint"))
+    assert services == ["glue", "lambda", "logs", "s3", "secretsmanager"]
 
 
 def test_network_has_no_internet_route_and_postgres_admits_only_the_three_clients(program):
