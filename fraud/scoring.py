@@ -1,33 +1,54 @@
-"""Scoring with LiteRT: runs the exported `.tflite` file; never imports TensorFlow."""
+"""Scoring with LiteRT: the promoted model (`LATEST` in the models bucket) run from its `.tflite` file, and
+batch scoring of processed transactions into `fraud_score` with flags and top reasons (`fraud.attribution`).
+
+Never imports TensorFlow (nor pandas): the scorer Lambda ships with LiteRT and NumPy only."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
+from sqlalchemy import Engine
+
+from fraud import registry
+from fraud.attribution import reasons_json, score_and_attribute
+from fraud.db.scores import Selection, pending_pages, recent_features, write_scores
+from fraud.features import FEATURE_NAMES, FEATURE_VERSION
+from fraud.settings import Settings
+from fraud.storage import object_store
+
+PAGE_ROWS = 50_000  # transactions read, scored and written per round trip
 
 
 class TFLiteScorer:
+    """One LiteRT interpreter. Thread-safe: calls are serialised (an interpreter holds its tensors)."""
+
     def __init__(self, model_content: bytes):
         self._interpreter = Interpreter(model_content=model_content)
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._batch = None
+        self._lock = threading.Lock()
         self.n_features = int(self._input["shape"][-1])
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        features = np.asarray(features, dtype=np.float32)
+        features = np.ascontiguousarray(features, dtype=np.float32)
         if features.ndim != 2 or features.shape[1] != self.n_features:
             raise ValueError(f"expected features of shape (n, {self.n_features}), got {features.shape}")
         if len(features) == 0:
             return np.zeros(0, dtype=np.float32)
-        if self._batch != len(features):
-            self._interpreter.resize_tensor_input(self._input["index"], list(features.shape))
-            self._interpreter.allocate_tensors()
-            self._batch = len(features)
-        self._interpreter.set_tensor(self._input["index"], features)
-        self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output["index"]).reshape(-1).copy()
+        with self._lock:
+            if self._batch != len(features):
+                self._interpreter.resize_tensor_input(self._input["index"], list(features.shape))
+                self._interpreter.allocate_tensors()
+                self._batch = len(features)
+            self._interpreter.set_tensor(self._input["index"], features)
+            self._interpreter.invoke()
+            return self._interpreter.get_tensor(self._output["index"]).reshape(-1).copy()
 
 
 @dataclass(frozen=True)
@@ -39,3 +60,109 @@ class Scored:
 
 def flag(trans_nums: list[str], scores: np.ndarray, threshold: float) -> list[Scored]:
     return [Scored(t, float(s), bool(s >= threshold)) for t, s in zip(trans_nums, scores)]
+
+
+class NoPromotedModel(RuntimeError):
+    pass
+
+
+@dataclass
+class PromotedModel:
+    """A model version as the scorer uses it: metadata (version, threshold, feature_names, feature_version),
+    its LiteRT interpreter, and the attribution baseline (computed once, on first use)."""
+    version: str
+    metadata: dict
+    scorer: TFLiteScorer
+    _baseline: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def threshold(self) -> float:
+        return float(self.metadata["threshold"])
+
+    @property
+    def feature_version(self) -> str:
+        return str(self.metadata["feature_version"])
+
+    def baseline(self, engine: Engine) -> np.ndarray:
+        if self._baseline is None:
+            self._baseline = attribution_baseline(engine, self.metadata)
+        return self._baseline
+
+
+def attribution_baseline(engine: Engine, metadata: dict) -> np.ndarray:
+    """The occlusion baseline: `feature_baseline` from the model metadata when training recorded one, else the
+    per-feature medians of the latest 20,000 transactions before the end of the training window (all
+    transactions when the window is unknown), else zeros (no data at all)."""
+    n = len(metadata["feature_names"])
+    recorded = metadata.get("feature_baseline")
+    if recorded is not None and len(recorded) == n:
+        return np.asarray(recorded, dtype=np.float32)
+    end = (metadata.get("training_window") or {}).get("end")
+    until = datetime.fromisoformat(end) if end else None
+    sample = recent_features(engine, metadata["feature_version"], until)
+    if not len(sample) and until is not None:
+        sample = recent_features(engine, metadata["feature_version"])
+    return np.median(sample, axis=0).astype(np.float32) if len(sample) else np.zeros(n, dtype=np.float32)
+
+
+def load_model(settings: Settings, version: str) -> PromotedModel:
+    store = object_store(settings, settings.models_bucket)
+    metadata = registry.load_metadata(store, settings.model_name, version)
+    if tuple(metadata["feature_names"]) != FEATURE_NAMES or metadata["feature_version"] != FEATURE_VERSION:
+        raise RuntimeError(f"model {version} was trained on other features than this scorer computes")
+    scorer = TFLiteScorer(registry.load_tflite(store, settings.model_name, version))
+    if scorer.n_features != len(FEATURE_NAMES):
+        raise RuntimeError(f"model {version} takes {scorer.n_features} inputs, not {len(FEATURE_NAMES)}")
+    return PromotedModel(version, metadata, scorer)
+
+
+class ModelCache:
+    """The promoted model, loaded once per version and kept across warm invocations / requests. `LATEST` is
+    re-read when the last check is older than `max_age` seconds (0: on every call)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple, tuple[PromotedModel, float]] = {}
+
+    def get(self, settings: Settings, max_age: float = 0.0) -> PromotedModel:
+        key = (settings.mode, str(settings.store_root), settings.s3_endpoint_url, settings.models_bucket, settings.model_name)
+        with self._lock:
+            cached = self._entries.get(key)
+            now = time.monotonic()
+            if cached is not None and now - cached[1] < max_age:
+                return cached[0]
+            version = registry.latest_version(object_store(settings, settings.models_bucket), settings.model_name)
+            if version is None:
+                raise NoPromotedModel(f"no promoted model: {settings.models_bucket}/{settings.model_name}/LATEST is missing")
+            model = cached[0] if cached is not None and cached[0].version == version else load_model(settings, version)
+            self._entries[key] = (model, now)
+            return model
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    scored: int  # fraud_score rows written (rows another run wrote first are not counted)
+    flagged: int  # flagged among the pending transactions
+    pending: int  # transactions this model version had not scored when read
+
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+def score_selection(engine: Engine, model: PromotedModel, selection: Selection, predict: Predict | None = None,
+                    page_rows: int = PAGE_ROWS) -> BatchResult:
+    """Score every selected transaction the model has not scored yet: stream their feature vectors, and per
+    page score them with their top reasons (one interpreter pass over each row and its occluded copies) and
+    write them.
+    `predict` swaps in another runner of the same model (the benchmark's Keras baseline)."""
+    predict = predict or model.scorer.predict
+    baseline = model.baseline(engine)
+    written = flagged = pending = 0
+    for page in pending_pages(engine, model.feature_version, model.version, selection, page_rows):
+        scores, contributions = score_and_attribute(predict, page.features, baseline)
+        flags = scores >= model.threshold
+        written += write_scores(engine, model.version, model.threshold, page.trans_nums, scores, flags,
+                                reasons_json(contributions, FEATURE_NAMES))
+        flagged += int(flags.sum())
+        pending += len(page.trans_nums)
+    return BatchResult(scored=written, flagged=flagged, pending=pending)

@@ -1,58 +1,105 @@
-"""Scorer Lambda: loads the promoted model (`LATEST`) from the models bucket and scores processed
-transactions from the database with LiteRT. Imports no TensorFlow.
+"""Scorer Lambda: scores transactions with the promoted model (`LATEST` in the models bucket) run by LiteRT.
+Imports no TensorFlow and no pandas. The model is cached across warm invocations; batch invocations re-read
+`LATEST` every time, real-time ones at most every 30 s (each check is an object-store read).
 
-Event: {"batch_id": "..."} scores one batch; {} scores every transaction the promoted model has not scored.
+Batch events write `fraud_score` rows (once per transaction and model version) with the flag from the
+model's threshold and the top 3 reasons (`fraud.attribution`):
+  {"batch_id": "sim-2026-11-01"}                              one processed batch
+  {"since": "2026-11-01T00:00:00Z", "until": "2026-11-02T00:00:00Z"}   event time in [since, until)
+  {"since": …, "until": …, "unreviewed_only": true}            only those without label or sent alert
+  {}                                                           everything the promoted model has not scored
+  → {"model_version", "threshold", "scored", "flagged", "pending"}
+
+Real-time events score one raw Sparkov transaction from its online features and write nothing:
+  {"transaction": {"trans_num": …, "cc_num": …, "merchant": …, "amt": …, "trans_date_trans_time": …, …}}
+  → {"trans_num", "score", "flagged", "threshold", "model_version", "feature_version", "reasons"}
+  → {"error": {"code", "field", "message"}, "status": 422} when the transaction is invalid or its card unknown
+A Lambda function URL request (IAM auth; POST, body = the transaction as JSON) gets the same as an HTTP
+response: 200, 400 (body not a JSON object), 405 (not a POST), 413 (body over 16 KiB) or 422.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+import json
+from datetime import datetime, timezone
 
-from fraud import registry
 from fraud.db.engine import get_engine
-from fraud.db.queries import features_matrix, unscored_features, write_scores
-from fraud.features import FEATURE_NAMES
-from fraud.scoring import TFLiteScorer, flag
+from fraud.db.scores import Selection
+from fraud.online_features import InvalidTransaction
+from fraud.realtime import RealtimeScorer
+from fraud.scoring import ModelCache, score_selection
 from fraud.settings import Settings
-from fraud.storage import object_store
 
-CHUNK_ROWS = 50_000
+MAX_BODY_BYTES = 16 * 1024
 
-
-@dataclass
-class LoadedModel:
-    version: str
-    metadata: dict
-    scorer: TFLiteScorer
+_models = ModelCache()  # survives warm invocations
+_realtime: dict[str, RealtimeScorer] = {}
 
 
-_cache: dict[str, LoadedModel] = {}  # survives warm invocations
+def _instant(value: str) -> datetime:
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def load_latest(settings: Settings) -> LoadedModel:
-    store = object_store(settings, settings.models_bucket)
-    version = registry.latest_version(store, settings.model_name)
-    if version is None:
-        raise RuntimeError(f"no promoted model: {settings.models_bucket}/{settings.model_name}/LATEST is missing")
-    if version not in _cache:  # re-checked on every invocation, loaded once per version
-        metadata = registry.load_metadata(store, settings.model_name, version)
-        if tuple(metadata["feature_names"]) != FEATURE_NAMES:
-            raise RuntimeError(f"model {version} was trained on other features than this scorer computes")
-        _cache.clear()
-        _cache[version] = LoadedModel(version, metadata, TFLiteScorer(registry.load_tflite(store, settings.model_name, version)))
-    return _cache[version]
+def score_batch(event: dict, settings: Settings) -> dict:
+    model = _models.get(settings)  # re-checks LATEST on every invocation
+    selection = Selection(batch_id=event.get("batch_id"),
+                          since=_instant(event["since"]) if event.get("since") else None,
+                          until=_instant(event["until"]) if event.get("until") else None,
+                          unreviewed_only=bool(event.get("unreviewed_only")))
+    result = score_selection(get_engine(settings), model, selection)
+    return {"model_version": model.version, "threshold": model.threshold, "scored": result.scored,
+            "flagged": result.flagged, "pending": result.pending}
+
+
+def _scorer(settings: Settings) -> RealtimeScorer:
+    key = settings.model_dump_json()
+    if key not in _realtime:
+        _realtime[key] = RealtimeScorer(settings, _models)
+    return _realtime[key]
+
+
+def score_transaction(transaction: object, settings: Settings) -> dict:
+    if not isinstance(transaction, dict):
+        return _error(InvalidTransaction("malformed_request", "transaction", "transaction must be a JSON object"))
+    try:
+        return _scorer(settings).score(transaction)
+    except InvalidTransaction as problem:
+        return _error(problem)
+
+
+def _error(problem: InvalidTransaction, status: int = 422) -> dict:
+    return {"error": {"code": problem.code, "field": problem.field, "message": problem.message}, "status": status}
+
+
+def _is_function_url(event: dict) -> bool:
+    return "http" in (event.get("requestContext") or {})
+
+
+def score_http(event: dict, settings: Settings) -> dict:
+    body = event.get("body") or ""
+    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+    if event["requestContext"]["http"].get("method", "POST") != "POST":
+        result = _error(InvalidTransaction("method_not_allowed", "method", "POST the transaction as JSON"), 405)
+    elif len(raw) > MAX_BODY_BYTES:
+        result = _error(InvalidTransaction("body_too_large", "body", f"the body must be at most {MAX_BODY_BYTES} bytes"), 413)
+    else:
+        try:
+            transaction = json.loads(raw)
+        except ValueError:
+            transaction = None
+        if isinstance(transaction, dict):
+            result = score_transaction(transaction, settings)
+        else:
+            result = _error(InvalidTransaction("malformed_request", "body", "the body must be a JSON object"), 400)
+    status = result.pop("status", 200)
+    return {"statusCode": status, "headers": {"content-type": "application/json"}, "body": json.dumps(result)}
 
 
 def handler(event: dict, context=None, settings: Settings | None = None) -> dict:
     settings = settings or Settings()
-    model = load_latest(settings)
-    engine = get_engine(settings)
-    threshold = float(model.metadata["threshold"])
-    pending = unscored_features(engine, model.metadata["feature_version"], model.version, event.get("batch_id"))
-    written = flagged = 0
-    for start in range(0, len(pending), CHUNK_ROWS):
-        chunk = pending.iloc[start:start + CHUNK_ROWS]
-        scored = flag(chunk["trans_num"].tolist(), model.scorer.predict(features_matrix(chunk)), threshold)
-        written += write_scores(engine, model.version, threshold, scored)
-        flagged += sum(s.flagged for s in scored)
-    return {"model_version": model.version, "threshold": threshold, "scored": written, "flagged": flagged,
-            "pending": int(len(pending))}
+    if _is_function_url(event):
+        return score_http(event, settings)
+    if "transaction" in event:
+        return score_transaction(event["transaction"], settings)
+    return score_batch(event, settings)

@@ -1,0 +1,269 @@
+"""Scoring benchmarks (issue 7), in the benchmark's own FRAUD_HOME:
+
+- batch: PostgreSQL → LiteRT → `fraud_score` end to end (`fraud.scoring.score_selection`: read the feature
+  vectors, score each transaction with its top-3 reasons, write the rows), against the same path with the
+  same model run by Keras `model.predict`; plus the LiteRT scoring call alone;
+- real-time: `fraud serve` in a subprocess on loopback, 32 concurrent httpx clients posting raw transactions
+  of known cards for 30 s (each sends its next request when the previous answer arrives); p50/p99 latency
+  and errors, beside the in-process latency of the LiteRT call alone and of the online-feature query alone.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from fraud.features import FEATURE_NAMES, FEATURE_VERSION
+from fraud.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+REQUEST_FIELDS = ("cc_num", "merchant", "category", "amt", "lat", "long", "city_pop", "dob", "merch_lat", "merch_long")
+
+
+def load_world(engine: Engine, settings: Settings, rows: int, batch_id: str, seed: int = 1) -> pd.DataFrame:
+    """Simulated transactions loaded like the ETL loads them (cards tokenized with the settings' key), with
+    random feature vectors: the batch benchmark measures the scoring path, not the model's quality. Returns the
+    loaded rows with their raw card numbers, for real-time requests on known cards."""
+    from fraud.db.load import load_processed
+    from fraud.privacy import card_token, normalize_card_number
+    from fraud.simulate import build_world, simulate_days
+
+    world = build_world(max(200, rows // 40), seed=seed)
+    days = simulate_days(world, date(2026, 1, 1), 20, 0.01, 2.0)
+    frame = pd.concat([d.transactions for d in days]).head(rows).reset_index(drop=True)
+    key = settings.token_key()
+    digits = frame["cc_num"].map(normalize_card_number)
+    rng = np.random.default_rng(seed)
+    frame = frame.assign(trans_num=batch_id + "-" + frame["trans_num"],
+                         event_time=pd.to_datetime(frame["trans_date_trans_time"], utc=True),
+                         card_token=digits.map(lambda d: card_token(d, key)), last4=digits.str[-4:], batch_id=batch_id,
+                         features=list(rng.random((len(frame), len(FEATURE_NAMES)))))
+    load_processed(engine, frame, pd.DataFrame(columns=["trans_num", "is_fraud", "labelled_at"]), [])
+    return frame
+
+
+def mlp(features: np.ndarray):
+    """The training code's network (normalisation inside), untrained: speed does not depend on the weights."""
+    from fraud.model import _build
+
+    return _build(features)
+
+
+def publish(settings: Settings, version: str, keras_model) -> None:
+    import json
+
+    from fraud import registry
+    from fraud.model import export
+    from fraud.storage import object_store
+
+    files = export(keras_model)
+    files["metadata.json"] = json.dumps({"version": version, "threshold": 0.5, "feature_names": list(FEATURE_NAMES),
+                                         "feature_version": FEATURE_VERSION}).encode()
+    store = object_store(settings, settings.models_bucket)
+    registry.publish(store, settings.model_name, version, files)
+    registry.promote(store, settings.model_name, version)
+
+
+@dataclass(frozen=True)
+class BatchFigures:
+    rows: int
+    litert_seconds: float
+    keras_seconds: float
+    litert_call_seconds: float  # the scoring call alone (rows and their occluded copies), no database
+
+
+def bench_batch(engine: Engine, settings: Settings, keras_model, batch_id: str) -> BatchFigures:
+    """The same batch scored twice end to end, by two model versions of the same network: LiteRT, then Keras."""
+    from fraud.attribution import score_and_attribute
+    from fraud.db.scores import Selection
+    from fraud.scoring import ModelCache, score_selection
+
+    model = ModelCache().get(settings)
+    model.baseline(engine)
+    selection = Selection(batch_id=batch_id)
+    started = time.perf_counter()
+    litert = score_selection(engine, model, selection)
+    litert_seconds = time.perf_counter() - started
+
+    as_keras = replace(model, version=model.version + "-keras")
+    started = time.perf_counter()
+    keras = score_selection(engine, as_keras, selection,
+                            predict=lambda x: keras_model.predict(x, batch_size=4096, verbose=0).reshape(-1))
+    keras_seconds = time.perf_counter() - started
+    assert litert.scored == keras.scored == litert.pending, (litert, keras)
+
+    x = np.random.default_rng(0).random((litert.pending, len(FEATURE_NAMES)), dtype=np.float32)
+    started = time.perf_counter()
+    score_and_attribute(model.scorer.predict, x, model.baseline(engine))
+    return BatchFigures(litert.pending, litert_seconds, keras_seconds, time.perf_counter() - started)
+
+
+def requests_for(frame: pd.DataFrame, count: int, seed: int = 2) -> list[dict]:
+    """Raw transactions of known cards at known merchants, after the loaded history (new trans_nums)."""
+    rng = np.random.default_rng(seed)
+    picks = frame.iloc[rng.integers(0, len(frame), count)]
+    start = frame["event_time"].max() + pd.Timedelta(hours=1)
+    out = []
+    for i, row in enumerate(picks.to_dict("records")):
+        when = start + pd.Timedelta(seconds=int(rng.integers(0, 86_400)))
+        body = {k: row[k] for k in REQUEST_FIELDS if row.get(k) is not None and row[k] == row[k]}
+        out.append({**body, "trans_num": f"rt-{i}", "trans_date_trans_time": when.strftime("%Y-%m-%d %H:%M:%S"),
+                    "amt": round(float(rng.gamma(2.0, 40.0)), 2)})
+    return out
+
+
+def percentile_ms(latencies: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(latencies) * 1000, q)) if latencies else float("nan")
+
+
+async def load_test(url: str, token: str, bodies: list[dict], clients: int, seconds: float) -> tuple[list[float], dict[str, int]]:
+    """`clients` concurrent clients, each posting its next body as soon as the previous answer arrived."""
+    import httpx
+
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, limits=limits,
+                                 timeout=10.0) as client:
+        async def one_client(offset: int) -> None:
+            i = offset
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                try:
+                    response = await client.post("/v1/score", json=bodies[i % len(bodies)])
+                    if response.status_code == 200:
+                        latencies.append(time.perf_counter() - started)
+                    else:
+                        errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
+                except httpx.HTTPError as error:
+                    errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
+                i += clients
+
+        await asyncio.gather(*(one_client(k) for k in range(clients)))
+    return latencies, errors
+
+
+def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"fraud serve exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("fraud serve did not become healthy")
+
+
+def start_server(settings: Settings, port: int, token: str) -> subprocess.Popen:
+    env = {**os.environ, "FRAUD_HOME": str(settings.home), "FRAUD_API_TOKEN": token}
+    return subprocess.Popen([sys.executable, "-m", "fraud.cli", "serve", "--port", str(port), "--rate-limit", "0"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@dataclass(frozen=True)
+class RealtimeFigures:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: dict[str, int]
+    litert_p50_ms: float
+    litert_p99_ms: float
+    query_p50_ms: float
+    query_p99_ms: float
+
+
+def in_process_latencies(settings: Settings, bodies: list[dict], repeat: int = 2000) -> tuple[list[float], list[float]]:
+    """One at a time, in this process: the LiteRT call (a row and its occluded copies), and the online-feature query."""
+    from fraud.attribution import score_and_attribute
+    from fraud.db.engine import get_engine
+    from fraud.online_features import online_features, parse_transaction
+    from fraud.scoring import ModelCache
+
+    engine = get_engine(settings)
+    model = ModelCache().get(settings)
+    baseline = model.baseline(engine)
+    key = settings.token_key()
+    transactions = [parse_transaction(b, key) for b in bodies[:repeat]]
+    query, litert = [], []
+    with engine.connect() as connection:
+        for tx in transactions:
+            started = time.perf_counter()
+            features, _ = online_features(connection, tx)
+            query.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            score_and_attribute(model.scorer.predict, features[None, :], baseline)
+            litert.append(time.perf_counter() - started)
+    return litert, query
+
+
+def bench_realtime(settings: Settings, frame: pd.DataFrame, port: int, clients: int = 32, seconds: float = 30.0) -> RealtimeFigures:
+    bodies = requests_for(frame, 5_000)
+    litert, query = in_process_latencies(settings, bodies)
+    token = secrets.token_urlsafe(24)
+    url = f"http://127.0.0.1:{port}"
+    process = start_server(settings, port, token)
+    try:
+        wait_healthy(url, process)
+        asyncio.run(load_test(url, token, bodies[:200], clients, 2.0))  # warm-up: connections, plans, caches
+        started = time.perf_counter()
+        latencies, errors = asyncio.run(load_test(url, token, bodies, clients, seconds))
+        elapsed = time.perf_counter() - started
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return RealtimeFigures(len(latencies) + sum(errors.values()), elapsed, percentile_ms(latencies, 50), percentile_ms(latencies, 99),
+                           errors, percentile_ms(litert, 50), percentile_ms(litert, 99), percentile_ms(query, 50), percentile_ms(query, 99))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run(console, settings: Settings, engine: Engine, rows: int = 100_000) -> list[tuple[str, ...]]:
+    """Rows for the benchmark table: (benchmark, rows, baseline, baseline s, measured s, ratio)."""
+    with console.status(f"scoring: loading {rows:,} processed transactions"):
+        frame = load_world(engine, settings, rows, "bench-scoring")
+        keras_model = mlp(np.stack(frame["features"].to_numpy()[:10_000]).astype(np.float32))
+        publish(settings, "bench-mlp", keras_model)
+    with console.status("scoring: batch, LiteRT vs Keras, end to end"):
+        batch = bench_batch(engine, settings, keras_model, "bench-scoring")
+    with console.status("scoring: real-time API, 32 clients for 30 s"):
+        realtime = bench_realtime(settings, frame, free_port())
+    per_second = batch.rows / batch.litert_seconds
+    console.print(f"batch scoring: LiteRT call alone (score + occlusion for {batch.rows:,} rows) {batch.litert_call_seconds:.2f} s; "
+                  f"end to end {per_second:,.0f} transactions/s (goal 50,000)")
+    console.print(f"real-time API: {realtime.requests:,} requests in {realtime.seconds:.0f} s "
+                  f"({realtime.requests / realtime.seconds:,.0f}/s), p50 {realtime.p50_ms:.1f} ms, p99 {realtime.p99_ms:.1f} ms "
+                  f"(goal 20 ms), errors {realtime.errors or 0}; in process, one at a time: LiteRT call p50 "
+                  f"{realtime.litert_p50_ms:.2f} / p99 {realtime.litert_p99_ms:.2f} ms, online-feature query p50 "
+                  f"{realtime.query_p50_ms:.2f} / p99 {realtime.query_p99_ms:.2f} ms")
+    return [
+        ("batch scoring DB → LiteRT → fraud_score (with reasons)", f"{batch.rows:,}", "same path, Keras predict",
+         f"{batch.keras_seconds:.2f}", f"{batch.litert_seconds:.2f}", f"{batch.keras_seconds / batch.litert_seconds:.1f}x"),
+        ("batch scoring end to end throughput", f"{batch.rows:,}", "(goal: 50,000 tx/s)", "", f"{batch.litert_seconds:.2f}",
+         f"{per_second:,.0f} tx/s"),
+        ("real-time API p50 / p99, 32 clients, 30 s", f"{realtime.requests:,}", "LiteRT call alone p50 / p99",
+         f"{realtime.litert_p50_ms:.2f} / {realtime.litert_p99_ms:.2f} ms", f"{realtime.p50_ms:.1f} / {realtime.p99_ms:.1f} ms",
+         f"errors: {sum(realtime.errors.values())}"),
+    ]

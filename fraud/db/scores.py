@@ -1,0 +1,96 @@
+"""The scorer's database I/O: feature vectors still to be scored (COPY out), the attribution baseline, and
+`fraud_score` rows (COPY into a staging table + `INSERT … ON CONFLICT DO NOTHING`, so a (transaction, model
+version) pair is written once and re-scoring is a no-op). No pandas: the scorer Lambda ships without it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterator, Sequence
+
+import numpy as np
+from sqlalchemy import Engine
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which transactions a batch invocation scores: one batch and/or an event-time range [since, until),
+    optionally only the unreviewed ones (no label, no sent customer alert: `fraud.db.review`); all by default."""
+    batch_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    unreviewed_only: bool = False
+
+
+@dataclass(frozen=True)
+class Page:
+    trans_nums: list[str]
+    features: np.ndarray  # (n, d) float32
+
+
+# No ORDER BY: sorting wide rows spills to disk; the scorer takes the rows in whatever order they come.
+_PENDING = """
+SELECT f.trans_num, f.values
+FROM transaction_features f JOIN fact_transaction t ON t.trans_num = f.trans_num
+WHERE f.feature_version = %(version)s
+  AND NOT EXISTS (SELECT 1 FROM fraud_score s WHERE s.trans_num = f.trans_num AND s.model_version = %(model)s)
+  AND (%(batch)s::text IS NULL OR t.batch_id = %(batch)s)
+  AND (%(since)s::timestamptz IS NULL OR t.event_time >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR t.event_time < %(until)s) {unreviewed}"""
+
+
+def _unreviewed() -> str:
+    from fraud.db.review import UNREVIEWED  # what "reviewed" means lives with the rescoring rules
+
+    return UNREVIEWED
+
+
+def pending_pages(engine: Engine, feature_version: str, model_version: str, selection: Selection,
+                  page_rows: int = 50_000) -> Iterator[Page]:
+    """The selected transactions `model_version` has not scored yet, with their feature vectors, in pages of
+    `page_rows` from a server-side cursor (binary rows: no float text to parse). Its snapshot is taken at
+    the start, so scores written meanwhile on other connections do not change what it returns."""
+    params = {"version": feature_version, "model": model_version, "batch": selection.batch_id,
+              "since": selection.since, "until": selection.until}
+    query = _PENDING.format(unreviewed=f"AND {_unreviewed()}" if selection.unreviewed_only else "")
+    with engine.connect() as connection:
+        with connection.connection.driver_connection.cursor(name="pending_scores", binary=True) as cursor:
+            cursor.execute(query, params)
+            while rows := cursor.fetchmany(page_rows):
+                yield Page([r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.float32))
+
+
+_STAGING = "CREATE TEMP TABLE stg_score (trans_num text, score float8, flagged boolean, reasons text) ON COMMIT DROP"
+_MERGE = """
+INSERT INTO fraud_score (trans_num, model_version, score, flagged, threshold, top_reasons)
+    SELECT trans_num, %(model)s, score, flagged, %(threshold)s, reasons::jsonb FROM stg_score
+    ON CONFLICT (trans_num, model_version) DO NOTHING"""
+
+
+def write_scores(engine: Engine, model_version: str, threshold: float, trans_nums: Sequence[str],
+                 scores: np.ndarray, flagged: np.ndarray, reasons: Sequence[str]) -> int:
+    """Insert scores with their top reasons (JSON text per row); returns how many rows were new."""
+    if not len(trans_nums):
+        return 0
+    with engine.begin() as connection:
+        cursor = connection.connection.driver_connection.cursor()
+        cursor.execute(_STAGING)
+        with cursor.copy("COPY stg_score FROM STDIN (FORMAT binary)") as copy:
+            copy.set_types(["text", "float8", "bool", "text"])
+            for row in zip(trans_nums, np.asarray(scores, dtype=np.float64).tolist(), np.asarray(flagged).tolist(), reasons):
+                copy.write_row(row)
+        cursor.execute(_MERGE, {"model": model_version, "threshold": float(threshold)})
+        return cursor.rowcount
+
+
+_RECENT = """
+SELECT f.values FROM transaction_features f JOIN fact_transaction t ON t.trans_num = f.trans_num
+WHERE f.feature_version = %(version)s AND (%(until)s::timestamptz IS NULL OR t.event_time < %(until)s)
+ORDER BY t.event_time DESC LIMIT %(sample)s"""
+
+
+def recent_features(engine: Engine, feature_version: str, until: datetime | None = None, sample: int = 20_000) -> np.ndarray:
+    """Feature vectors of the latest `sample` transactions before `until`: (n, d) float32, n may be 0."""
+    with engine.connect() as connection:
+        cursor = connection.connection.driver_connection.cursor(binary=True)
+        rows = cursor.execute(_RECENT, {"version": feature_version, "until": until, "sample": sample}).fetchall()
+    return np.array([r[0] for r in rows], dtype=np.float32)

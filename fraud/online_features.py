@@ -1,0 +1,319 @@
+"""Online features: the feature vector of one new transaction, computed from the card's and the merchant's
+history in PostgreSQL with the Glue job's definitions (`glue/process_transactions.py`, `fraud/features.py`).
+
+The same rules as the ETL, point in time:
+- every window is [t - w, t) on whole seconds, so the history holds only transactions strictly before the
+  transaction's second (it never sees itself, another one in the same second, or anything later);
+- a merchant's fraud counts only labels with `labelled_at < t`;
+- the seconds since the card's previous transaction look back at most 30 days (the ETL reads 30 days of
+  history; with none, the value is 30 days), so both paths agree whenever the gap is under 30 days.
+
+Validation follows the ETL's quarantine rules (and `fraud ingest`'s absurd-amount rule); a transaction that
+would be quarantined raises `InvalidTransaction` with the same reason code. Holder and merchant fields the
+caller leaves out (a till rarely knows the holder's birth date or home) are taken from `dim_card` and
+`dim_merchant`, where the batch path got them from the same raw row.
+
+No pandas here: the scorer Lambda ships without it.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Mapping
+
+import numpy as np
+from sqlalchemy import Connection, text
+
+from fraud.features import (CATEGORY_FEATURES, FEATURE_NAMES, LONGEST_WINDOW_SECONDS, MERCHANT_WINDOWS,
+                            NUMERIC_FEATURES, WINDOWS)
+from fraud.privacy import card_token, normalize_card_number
+from fraud.schema import CATEGORIES, DATE_FORMATS, PY_TIMESTAMP_FORMATS, TIMESTAMP_FORMATS
+
+ABSURD_AMOUNT = 1_000_000.0  # as fraud.ingest: larger amounts are data errors, not purchases
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$", re.ASCII)
+_PY_DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y")
+_INT32 = 2**31 - 1
+
+
+class InvalidTransaction(ValueError):
+    """A transaction the ETL would quarantine (or that cannot be scored): `code` is the quarantine reason."""
+
+    def __init__(self, code: str, field: str, message: str):
+        super().__init__(message)
+        self.code, self.field, self.message = code, field, message
+
+
+# --- raw values, read the way the Spark job reads them --------------------------------------------------------
+
+
+def _spark_shape(pattern: str) -> re.Pattern[str]:
+    """The strings a Spark datetime pattern accepts: `yyyy` four digits, `MM` two, `M` one or two, ..."""
+    widths = {"yyyy": r"\d{4}", "MM": r"\d{2}", "dd": r"\d{2}", "HH": r"\d{2}", "mm": r"\d{2}", "ss": r"\d{2}",
+              "M": r"\d{1,2}", "d": r"\d{1,2}", "H": r"\d{1,2}"}
+    tokens = re.findall(r"yyyy|MM|dd|HH|mm|ss|M|d|H|[^A-Za-z]", pattern)
+    return re.compile("^" + "".join(widths.get(t, re.escape(t)) for t in tokens) + "$", re.ASCII)
+
+
+# strptime is laxer than Spark ("%m" also reads "4"): the shape check keeps both readers in agreement
+_TIME_PARSERS = tuple((_spark_shape(s), p) for s, p in zip(TIMESTAMP_FORMATS, PY_TIMESTAMP_FORMATS))
+_DATE_PARSERS = tuple((_spark_shape(s), p) for s, p in zip(DATE_FORMATS, _PY_DATE_FORMATS))
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _first_parse(value: str, parsers) -> datetime | None:
+    for shape, python_format in parsers:
+        if shape.match(value):
+            try:
+                return datetime.strptime(value, python_format)
+            except ValueError:
+                continue
+    return None
+
+
+def parse_number(value: object) -> float | None:
+    """A finite decimal number, else None (as the ETL's `try_cast(... AS double)` on well-formed input)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        raw = _text(value)
+        if not _NUMBER.match(raw):
+            return None
+        number = float(raw)
+    return number if math.isfinite(number) else None
+
+
+def parse_event_time(raw: Mapping[str, object]) -> datetime | None:
+    """`trans_date_trans_time` in the schema's formats, else the whole seconds of `unix_time`; UTC."""
+    parsed = _first_parse(_text(raw.get("trans_date_trans_time")), _TIME_PARSERS)
+    if parsed is not None:
+        return parsed.replace(tzinfo=timezone.utc)
+    seconds = parse_number(raw.get("unix_time"))
+    if seconds is None:
+        return None
+    try:
+        return EPOCH + timedelta(seconds=int(seconds))  # try_cast(... AS bigint) truncates toward zero
+    except OverflowError:
+        return None
+
+
+def parse_date(value: object) -> date | None:
+    parsed = _first_parse(_text(value), _DATE_PARSERS)
+    return parsed.date() if parsed else None
+
+
+def spark_round2(amount: float) -> float:
+    """Spark's round(x, 2): half up on the decimal value (Python's round() is half-even on the binary one)."""
+    return float(Decimal(repr(amount)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+# --- the validated transaction --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """One validated raw transaction: the card as a token (the card number goes no further)."""
+    trans_num: str
+    event_time: datetime  # UTC, whole seconds
+    card_token: str
+    last4: str
+    merchant: str
+    amt: float
+    category: str | None = None
+    lat: float | None = None
+    long: float | None = None
+    merch_lat: float | None = None
+    merch_long: float | None = None
+    city_pop: int | None = None
+    dob: date | None = None
+
+    @property
+    def event_unix(self) -> int:
+        return int((self.event_time - EPOCH).total_seconds())
+
+
+def _coordinate(raw: Mapping[str, object], name: str, limit: float) -> float | None:
+    value = parse_number(raw.get(name))
+    if value is not None and abs(value) > limit:
+        raise InvalidTransaction("invalid_coordinate", name, f"{name} must be between -{limit:g} and {limit:g}, got {value:g}")
+    return value
+
+
+def parse_transaction(raw: Mapping[str, object], token_key: bytes) -> Transaction:
+    """Validate one raw Sparkov transaction (string or JSON values) and tokenize its card."""
+    trans_num = _text(raw.get("trans_num"))
+    if not trans_num:
+        raise InvalidTransaction("missing_trans_num", "trans_num", "trans_num is required")
+    digits = normalize_card_number(raw.get("cc_num"))
+    if digits is None:
+        raise InvalidTransaction("invalid_card_number", "cc_num", "cc_num is not a card number (8 to 19 digits)")
+    merchant = _text(raw.get("merchant"))
+    if not merchant:
+        raise InvalidTransaction("missing_merchant", "merchant", "merchant is required")
+    amount = parse_number(raw.get("amt"))
+    if amount is None:
+        raise InvalidTransaction("invalid_amount", "amt", "amt must be a finite number")
+    if amount < 0:
+        raise InvalidTransaction("negative_amount", "amt", "amt must not be negative")
+    if amount > ABSURD_AMOUNT:
+        raise InvalidTransaction("absurd_amount", "amt", f"amt over {ABSURD_AMOUNT:,.0f} is not a card purchase")
+    when = parse_event_time(raw)
+    if when is None:
+        raise InvalidTransaction("invalid_timestamp", "trans_date_trans_time",
+                                 "trans_date_trans_time (e.g. 2026-11-01 14:30:00) or unix_time is required")
+    population = parse_number(raw.get("city_pop"))
+    category = _text(raw.get("category")).lower() or None
+    return Transaction(
+        trans_num=trans_num, event_time=when, card_token=card_token(digits, token_key), last4=digits[-4:],
+        merchant=merchant, amt=spark_round2(amount), category=category,
+        lat=_coordinate(raw, "lat", 90), long=_coordinate(raw, "long", 180),
+        merch_lat=_coordinate(raw, "merch_lat", 90), merch_long=_coordinate(raw, "merch_long", 180),
+        city_pop=int(population) if population is not None and abs(population) <= _INT32 else None,
+        dob=parse_date(raw.get("dob")),
+    )
+
+
+# --- history ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class History:
+    """What the database knows before the transaction's second: card and merchant aggregates, and the
+    cardholder's and merchant's stored attributes (None when unknown)."""
+    card_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(WINDOWS, 0))
+    card_means: dict[str, float | None] = field(default_factory=lambda: dict.fromkeys(WINDOWS))
+    previous_unix: int | None = None
+    distinct_merchants_1d: int = 0
+    merchant_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MERCHANT_WINDOWS, 0))
+    merchant_frauds: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MERCHANT_WINDOWS, 0))
+    known_card: bool = False
+    dob: date | None = None
+    home_lat: float | None = None
+    home_long: float | None = None
+    city_pop: int | None = None
+    merch_lat: float | None = None
+    merch_long: float | None = None
+
+
+def _history_sql() -> str:
+    card = ",\n".join(
+        f"count(*) FILTER (WHERE event_time >= :card_{w}) AS card_count_{w}, "
+        f"(avg(amount) FILTER (WHERE event_time >= :card_{w}))::float8 AS card_mean_{w}" for w in WINDOWS)
+    merchant = ",\n".join(
+        f"count(*) FILTER (WHERE t.event_time >= :merchant_{w}) AS merchant_count_{w}, "
+        f"count(*) FILTER (WHERE t.event_time >= :merchant_{w} AND l.is_fraud AND l.labelled_at < :t) AS merchant_fraud_{w}"
+        for w in MERCHANT_WINDOWS)
+    # One round trip; each side walks its own index (fact_transaction.card_token, .merchant).
+    return f"""
+    WITH card AS (
+        SELECT {card},
+               floor(extract(epoch FROM max(event_time)))::bigint AS previous_unix,
+               count(DISTINCT merchant) FILTER (WHERE event_time >= :card_1d) AS distinct_merchants_1d
+        FROM fact_transaction
+        WHERE card_token = :card AND event_time >= :card_since AND event_time < :t
+    ), merchant AS (
+        SELECT {merchant}
+        FROM fact_transaction t LEFT JOIN transaction_label l ON l.trans_num = t.trans_num
+        WHERE t.merchant = :merchant AND t.event_time >= :merchant_since AND t.event_time < :t
+    )
+    SELECT card.*, merchant.*, c.card_token IS NOT NULL AS known_card, c.dob, c.home_lat, c.home_long, c.city_pop,
+           m.merch_lat, m.merch_long
+    FROM card CROSS JOIN merchant
+    LEFT JOIN dim_card c ON c.card_token = :card
+    LEFT JOIN dim_merchant m ON m.merchant = :merchant"""
+
+
+HISTORY_SQL = text(_history_sql())
+
+
+def history_parameters(tx: Transaction) -> dict[str, object]:
+    t = tx.event_time
+    return {"card": tx.card_token, "merchant": tx.merchant, "t": t,
+            "card_since": t - timedelta(seconds=LONGEST_WINDOW_SECONDS),
+            "merchant_since": t - timedelta(seconds=max(MERCHANT_WINDOWS.values())),
+            **{f"card_{w}": t - timedelta(seconds=s) for w, s in WINDOWS.items()},
+            **{f"merchant_{w}": t - timedelta(seconds=s) for w, s in MERCHANT_WINDOWS.items()}}
+
+
+def fetch_history(connection: Connection, tx: Transaction) -> History:
+    row = connection.execute(HISTORY_SQL, history_parameters(tx)).mappings().one()
+    return History(
+        card_counts={w: int(row[f"card_count_{w}"]) for w in WINDOWS},
+        card_means={w: row[f"card_mean_{w}"] for w in WINDOWS},
+        previous_unix=row["previous_unix"], distinct_merchants_1d=int(row["distinct_merchants_1d"]),
+        merchant_counts={w: int(row[f"merchant_count_{w}"]) for w in MERCHANT_WINDOWS},
+        merchant_frauds={w: int(row[f"merchant_fraud_{w}"]) for w in MERCHANT_WINDOWS},
+        known_card=bool(row["known_card"]), dob=row["dob"], home_lat=row["home_lat"], home_long=row["home_long"],
+        city_pop=row["city_pop"], merch_lat=row["merch_lat"], merch_long=row["merch_long"],
+    )
+
+
+# --- the vector ------------------------------------------------------------------------------------------------
+
+
+def months_between(later: datetime, earlier: date) -> float:
+    """Spark's months_between(timestamp, date): whole months when the days of month agree (or both are month
+    ends), otherwise 31-day months including the time of day; rounded to 8 digits."""
+    start = datetime(earlier.year, earlier.month, earlier.day, tzinfo=timezone.utc)
+    months = (later.year - start.year) * 12 + (later.month - start.month)
+
+    def month_end(moment: datetime) -> bool:
+        return (moment + timedelta(days=1)).month != moment.month
+
+    if later.day == start.day or (month_end(later) and month_end(start)):
+        return float(months)
+    seconds = ((later.day - start.day) * 86400 + later.hour * 3600 + later.minute * 60 + later.second)
+    return round(months + seconds / (31 * 86400), 8)
+
+
+def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    a = (math.sin(math.radians(lat2 - lat1) / 2) ** 2
+         + math.cos(math.radians(lat1)) * math.cos(math.radians(lat2)) * math.sin(math.radians(lon2 - lon1) / 2) ** 2)
+    return 6371.0 * 2 * math.asin(math.sqrt(min(1.0, a)))
+
+
+def _first_known(*values):
+    return next((v for v in values if v is not None), None)
+
+
+def feature_vector(tx: Transaction, history: History) -> np.ndarray:
+    """The model's input for `tx` in FEATURE_NAMES order (float64), from the transaction and its history."""
+    t = tx.event_time
+    lat, long = _first_known(tx.lat, history.home_lat), _first_known(tx.long, history.home_long)
+    merch_lat, merch_long = _first_known(tx.merch_lat, history.merch_lat), _first_known(tx.merch_long, history.merch_long)
+    dob, population = _first_known(tx.dob, history.dob), _first_known(tx.city_pop, history.city_pop)
+    mean_30d = history.card_means["30d"] or 0.0
+    gap = tx.event_unix - history.previous_unix if history.previous_unix is not None else LONGEST_WINDOW_SECONDS
+    values: dict[str, float] = {
+        "amt_log": math.log1p(tx.amt),
+        "hour": float(t.hour),
+        "is_night": float(t.hour >= 22 or t.hour < 6),
+        "is_weekend": float(t.weekday() >= 5),
+        "age_years": months_between(t, dob) / 12 if dob else 0.0,
+        "city_pop_log": math.log1p(population) if population is not None and population > -1 else 0.0,
+        "distance_km": _haversine_km(lat, long, merch_lat, merch_long) if None not in (lat, long, merch_lat, merch_long) else 0.0,
+        **{f"card_count_{w}": float(history.card_counts[w]) for w in WINDOWS},
+        **{f"card_mean_amt_{w}": float(history.card_means[w] or 0.0) for w in WINDOWS},
+        "amt_over_card_mean_30d": tx.amt / mean_30d if mean_30d > 0 else 1.0,
+        "secs_since_prev_log": math.log1p(gap),
+        "card_distinct_merchants_1d": float(history.distinct_merchants_1d),
+        **{f"merchant_count_{w}": float(history.merchant_counts[w]) for w in MERCHANT_WINDOWS},
+        **{f"merchant_fraud_rate_{w}": history.merchant_frauds[w] / history.merchant_counts[w] if history.merchant_counts[w] else 0.0
+           for w in MERCHANT_WINDOWS},
+        **{feature: float(tx.category == name) for name, feature in zip(CATEGORIES, CATEGORY_FEATURES)},
+    }
+    assert tuple(values) == NUMERIC_FEATURES + CATEGORY_FEATURES == FEATURE_NAMES
+    return np.fromiter(values.values(), dtype=np.float64, count=len(FEATURE_NAMES))
+
+
+def online_features(connection: Connection, tx: Transaction) -> tuple[np.ndarray, History]:
+    history = fetch_history(connection, tx)
+    return feature_vector(tx, history), history

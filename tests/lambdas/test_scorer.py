@@ -1,0 +1,148 @@
+"""The scorer Lambda on the real database with real `.tflite` models run by LiteRT: batch scoring with top
+reasons, idempotent per transaction and model version, a newer LATEST picked up by a warm handler, time-range
+selection, and the real-time event (direct and as a Lambda function URL request)."""
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from fraud import registry
+from fraud.storage import object_store
+from bench.scoring import load_world, requests_for
+from fraud.features import FEATURE_NAMES, FEATURE_VERSION
+from fraud.online_features import online_features, parse_transaction
+from fraud.scoring import attribution_baseline
+from lambdas.scorer.handler import handler
+from tests.litert_models import logistic, publish_logistic, weights_for
+
+REPO = Path(__file__).resolve().parents[2]
+WEIGHTS = weights_for(amt_log=0.0, card_count_1h=3.0, merchant_fraud_rate_7d=2.0, distance_km=1.0, hour=-1.0)
+BIAS = -3.5
+THRESHOLD = 0.6
+
+
+@pytest.fixture(scope="module")
+def world(settings, engine):
+    """Two processed batches (random feature vectors) and a model name of their own, so LATEST is theirs."""
+    mine = settings.model_copy(update={"model_name": "scorer-test-mlp"})
+    first = load_world(engine, mine, 1_500, "scorer-test-a", seed=11)
+    second = load_world(engine, mine, 700, "scorer-test-b", seed=12)
+    publish_logistic(mine, "scorer-v1", WEIGHTS, BIAS, THRESHOLD)
+    return mine, engine, first, second
+
+
+def stored_scores(engine, model_version: str, batch_id: str) -> pd.DataFrame:
+    with engine.connect() as connection:
+        return pd.read_sql(text("""
+            SELECT s.trans_num, s.score, s.flagged, s.threshold, s.top_reasons, f.values
+            FROM fraud_score s JOIN fact_transaction t USING (trans_num) JOIN transaction_features f USING (trans_num)
+            WHERE s.model_version = :model AND t.batch_id = :batch"""), connection, params={"model": model_version, "batch": batch_id})
+
+
+def test_batch_scores_with_reasons_once_per_model_version(world):
+    settings, engine, first, second = world
+    result = handler({"batch_id": "scorer-test-a"}, settings=settings)
+    assert result["model_version"] == "scorer-v1" and result["threshold"] == THRESHOLD
+    assert result["scored"] == result["pending"] == len(first)
+    json.dumps(result)  # a Lambda result must serialise
+
+    rows = stored_scores(engine, "scorer-v1", "scorer-test-a")
+    assert len(rows) == len(first) and stored_scores(engine, "scorer-v1", "scorer-test-b").empty  # only that batch
+    x = np.array(rows["values"].tolist())
+    np.testing.assert_allclose(rows["score"], logistic(x, WEIGHTS, BIAS), atol=1e-5)  # LiteRT = the model's formula
+    assert (rows["flagged"] == (rows["score"] >= THRESHOLD)).all() and result["flagged"] == rows["flagged"].sum() > 0
+    assert (rows["threshold"] == THRESHOLD).all()
+    # the reasons are the model's own occlusion contributions against the median transaction
+    baseline = attribution_baseline(engine, {"feature_names": list(FEATURE_NAMES), "feature_version": FEATURE_VERSION})
+    occluded = np.repeat(x[:, None, :], len(FEATURE_NAMES), axis=1)
+    occluded[:, np.arange(len(FEATURE_NAMES)), np.arange(len(FEATURE_NAMES))] = baseline
+    contributions = logistic(x, WEIGHTS, BIAS)[:, None] - logistic(occluded, WEIGHTS, BIAS)
+    for reasons, expected in zip(rows["top_reasons"], contributions):
+        assert len(reasons) <= 3 and all(r["contribution"] > 0 for r in reasons)
+        top = [FEATURE_NAMES[j] for j in np.argsort(-expected)[:3] if expected[j] > 1e-6]
+        assert [r["feature"] for r in reasons][:len(top)] == top
+        for r in reasons:
+            assert r["contribution"] == pytest.approx(expected[FEATURE_NAMES.index(r["feature"])], abs=1e-5)
+    assert (rows["top_reasons"].map(len) > 0).mean() > 0.5
+
+    again = handler({"batch_id": "scorer-test-a"}, settings=settings)
+    assert again["scored"] == again["pending"] == 0
+    assert len(stored_scores(engine, "scorer-v1", "scorer-test-a")) == len(first)
+
+
+def test_a_newer_promoted_model_is_picked_up_by_a_warm_handler(world):
+    settings, engine, first, second = world
+    handler({"batch_id": "scorer-test-b"}, settings=settings)  # warm: scorer-v1 cached
+    publish_logistic(settings, "scorer-v2", weights_for(amt_log=1.0), -2.0, 0.9)
+    result = handler({"batch_id": "scorer-test-b"}, settings=settings)
+    assert result["model_version"] == "scorer-v2" and result["scored"] == len(second)
+    rows = stored_scores(engine, "scorer-v2", "scorer-test-b")
+    x = np.array(rows["values"].tolist())
+    np.testing.assert_allclose(rows["score"], logistic(x, weights_for(amt_log=1.0), -2.0), atol=1e-5)
+    assert len(stored_scores(engine, "scorer-v1", "scorer-test-b")) == len(second)  # the old version's rows stay
+
+
+def test_time_range_scores_exactly_that_range(world):
+    settings, engine, first, second = world
+    publish_logistic(settings, "scorer-v3", WEIGHTS, BIAS, THRESHOLD)
+    since, until = first["event_time"].quantile(0.25), first["event_time"].quantile(0.5)
+    result = handler({"since": since.isoformat(), "until": until.isoformat()}, settings=settings)
+    with engine.connect() as connection:
+        expected = set(connection.execute(text("SELECT trans_num FROM fact_transaction WHERE event_time >= :s AND event_time < :u"),
+                                          {"s": since, "u": until}).scalars())
+        scored = set(connection.execute(text("SELECT trans_num FROM fraud_score WHERE model_version = 'scorer-v3'")).scalars())
+    assert scored == expected and result["scored"] == len(expected) > 0
+
+
+def test_real_time_event_scores_one_transaction_and_writes_nothing(world):
+    settings, engine, first, _ = world
+    body = requests_for(first, 1)[0]
+    result = handler({"transaction": body}, settings=settings)
+    assert set(result) == {"trans_num", "score", "flagged", "threshold", "model_version", "feature_version", "reasons"}
+    latest = registry.latest_version(object_store(settings, settings.models_bucket), settings.model_name)
+    assert result["model_version"] == latest and result["flagged"] == (result["score"] >= THRESHOLD)
+    with engine.connect() as connection:
+        features, _ = online_features(connection, parse_transaction(body, settings.token_key()))
+    assert result["score"] == pytest.approx(logistic(features[None, :], WEIGHTS, BIAS)[0], abs=1e-5)
+    assert all(r["feature"] in FEATURE_NAMES and r["contribution"] > 0 for r in result["reasons"])
+    json.dumps(result)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM fact_transaction WHERE trans_num = :t"), {"t": body["trans_num"]}).scalar_one() == 0
+
+    invalid = handler({"transaction": {**body, "amt": "-5"}}, settings=settings)
+    assert invalid == {"error": {"code": "negative_amount", "field": "amt", "message": "amt must not be negative"}, "status": 422}
+    unknown = handler({"transaction": {**body, "cc_num": "4024007103939509"}}, settings=settings)
+    assert unknown["error"]["code"] == "unknown_card" and "9509" in unknown["error"]["message"]
+    assert "4024007103939509" not in json.dumps(unknown)
+    assert handler({"transaction": "not an object"}, settings=settings)["status"] == 422
+
+
+def function_url_event(body: bytes, method: str = "POST", encoded: bool = False) -> dict:
+    return {"version": "2.0", "rawPath": "/", "requestContext": {"http": {"method": method, "path": "/"}},
+            "body": base64.b64encode(body).decode() if encoded else body.decode(), "isBase64Encoded": encoded}
+
+
+def test_function_url_requests_get_http_answers(world):
+    settings, _, first, _ = world
+    body = json.dumps(requests_for(first, 1, seed=5)[0]).encode()
+    ok = handler(function_url_event(body, encoded=True), settings=settings)
+    assert ok["statusCode"] == 200 and "score" in json.loads(ok["body"])
+    assert handler(function_url_event(b"{oops"), settings=settings)["statusCode"] == 400
+    assert handler(function_url_event(body, method="GET"), settings=settings)["statusCode"] == 405
+    assert handler(function_url_event(b" " * 20_000), settings=settings)["statusCode"] == 413
+    missing = handler(function_url_event(b'{"trans_num": "x"}'), settings=settings)
+    assert missing["statusCode"] == 422 and json.loads(missing["body"])["error"]["field"] == "cc_num"
+
+
+def test_the_handler_imports_neither_tensorflow_nor_pandas():
+    heavy = ("tensorflow", "keras", "pandas", "pyspark", "fastapi")
+    code = f"import sys, lambdas.scorer.handler; print([m for m in {heavy!r} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
