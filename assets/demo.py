@@ -7,11 +7,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, materialize
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from assets.definitions import ALL_ASSETS, ALL_CHECKS, defs
+from assets.instance import local_instance
 from fraud.settings import Settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -21,12 +22,6 @@ SHOWN = {"raw_transactions": ("rows", "batches"), "processed_transactions": ("ro
          "fraud_report": ("alerts raised", "report"), "customer_alerts": ("sent", "queued")}
 
 
-def instance_for(settings: Settings) -> DagsterInstance:
-    settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    (settings.dagster_home / "dagster.yaml").touch()
-    return DagsterInstance.from_config(str(settings.dagster_home))
-
-
 def _short(value) -> str:
     raw = getattr(value, "value", value)
     return f"{raw:.4f}" if isinstance(raw, float) else str(raw)
@@ -34,7 +29,7 @@ def _short(value) -> str:
 
 def run_demo(settings: Settings, console: Console | None = None) -> Path:
     console = console or Console()
-    instance = instance_for(settings)
+    instance = local_instance(settings)
     resources = defs.resources
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=False) as progress:

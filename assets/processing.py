@@ -32,14 +32,20 @@ def _feature_summary(engine) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 class RawBatchSelection(Config):
-    """Which pending raw batches a run processes: the raw-batch sensor names one; empty means all of them."""
+    """Which pending raw batches a run processes: the raw-batch sensor names one; a backfill names a range of
+    days (inclusive, by the batch's `dt=` folder); nothing set means every pending batch."""
     batch_ids: list[str] = []
+    first_day: str | None = None  # YYYY-MM-DD
+    last_day: str | None = None
 
-    def wants(self, batch_id: str) -> bool:
-        return not self.batch_ids or batch_id in self.batch_ids
+    def wants(self, key: str) -> bool:
+        day = key.split("dt=", 1)[1][:10] if "dt=" in key else ""
+        return ((not self.batch_ids or batch_id_of(key) in self.batch_ids)
+                and (self.first_day is None or day >= self.first_day) and (self.last_day is None or day <= self.last_day))
 
 
 @asset(group_name="processing", deps=["raw_transactions"], kinds={"spark", "postgres", "parquet"}, owners=["team:fraud-data"],
+       pool="spark",  # one Spark job at a time on a laptop (instance: assets/instance.py)
        description="Validated, deduplicated, tokenized transactions with point-in-time features: curated Parquet in "
                    "the processed bucket and the star schema in PostgreSQL. Runs the glue/ PySpark job through "
                    "Dagster Pipes (local Spark here, AWS Glue in aws mode).")
@@ -50,7 +56,7 @@ def processed_transactions(context: AssetExecutionContext, config: RawBatchSelec
     raw = fraud.store(settings.raw_bucket)
     with engine.connect() as connection:
         loaded = {row[0] for row in connection.exec_driver_sql("SELECT batch_id FROM batch_load")}
-    new_keys = [k for k in transaction_keys(raw) if batch_id_of(k) not in loaded and config.wants(batch_id_of(k))]
+    new_keys = [k for k in transaction_keys(raw) if batch_id_of(k) not in loaded and config.wants(k)]
     reported = {}
     if new_keys:
         arguments = {"raw_uri": raw.uri(), "processed_uri": fraud.store(settings.processed_bucket).uri(),

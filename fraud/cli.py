@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import importlib
-import os
-import subprocess
-import sys
 
 import typer
 from rich.console import Console
 
-from fraud.settings import REPO_ROOT, Settings
+from fraud.settings import Settings
 
 app = typer.Typer(help="Card-fraud detection platform: simulate, process, train, score, report and alert.",
                   no_args_is_help=True, add_completion=False)
@@ -148,17 +145,12 @@ def report() -> None:
 
 @app.command()
 def ui(port: int = typer.Option(3000, help="Port of the Dagster webserver on 127.0.0.1.")) -> None:
-    """Start the Dagster UI (dagster dev) on http://127.0.0.1:PORT with the persistent instance in FRAUD_HOME."""
-    settings = Settings()
-    settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    (settings.dagster_home / "dagster.yaml").touch()
-    env = {**os.environ, "DAGSTER_HOME": str(settings.dagster_home)}
-    console.print(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C to stop)")
-    command = [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]
-    try:
-        subprocess.run(command, env=env, check=False)
-    except KeyboardInterrupt:
-        pass
+    """Start the Dagster UI and daemon (dagster dev) on http://127.0.0.1:PORT.
+
+    The instance lives in FRAUD_HOME/dagster with its storage in the embedded PostgreSQL, so runs launched at
+    once do not lock each other; sensors and schedules run while the UI is up. Ctrl-C stops everything."""
+    serve_ui = importlib.import_module("assets.ui").serve_ui
+    raise typer.Exit(serve_ui(Settings(), port, console))
 
 
 @app.command("aws-env")
