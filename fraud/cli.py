@@ -144,6 +144,18 @@ def report() -> None:
 
 
 @app.command()
+def serve(
+    port: int = typer.Option(8000, min=1, max=65535, help="Port on 127.0.0.1."),
+    rate_limit: float = typer.Option(200.0, "--rate-limit", min=0, help="Requests per second per client (0: no limit)."),
+) -> None:
+    """Serve the real-time scoring API on http://127.0.0.1:PORT: POST /v1/score (bearer token), GET /health,
+    OpenAPI at /docs. Prints where the token is (FRAUD_API_TOKEN, or a file generated once), never the token."""
+    from fraud.api import serve as serve_api
+
+    serve_api(Settings(), port, rate_limit, say=console.print)
+
+
+@app.command()
 def ui(port: int = typer.Option(3000, help="Port of the Dagster webserver on 127.0.0.1.")) -> None:
     """Start the Dagster UI and daemon (dagster dev) on http://127.0.0.1:PORT.
 

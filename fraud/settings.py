@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # card tokenization key; empty locally means "generate once into FRAUD_HOME/secrets"
     card_token_key: SecretStr | None = None
 
+    # bearer token of the real-time API (`fraud serve`); empty locally means "generate once into FRAUD_HOME/secrets"
+    api_token: SecretStr | None = None
+
     # simulator
     sim_seed: int = 7
     sim_customers: int = 1500
