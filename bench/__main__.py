@@ -86,23 +86,6 @@ def bench_load(engine, rows: int) -> tuple[float, float]:
     return timed(row_by_row, 1), timed(copy_load, 3)
 
 
-def bench_scoring(rows: int) -> tuple[float, float]:
-    """LiteRT on the exported .tflite against Keras predict on the same model and rows."""
-    import tensorflow as tf
-
-    from fraud.features import FEATURE_NAMES
-    from fraud.model import _build, export
-    from fraud.scoring import TFLiteScorer
-
-    x = np.random.default_rng(0).random((rows, len(FEATURE_NAMES)), dtype=np.float32)
-    model = _build(x[:1000])
-    scorer = TFLiteScorer(export(model)["model.tflite"])
-    scorer.predict(x[:10])
-    model.predict(x[:10], verbose=0)
-    del tf
-    return timed(lambda: model.predict(x, batch_size=4096, verbose=0)), timed(lambda: scorer.predict(x))
-
-
 def naive_faker_transactions(n: int, customers: list[dict]) -> list[dict]:
     """The baseline: one transaction at a time with Faker and the random module."""
     import random
@@ -239,10 +222,10 @@ def main() -> None:
                       f"{etl['spark_total']:.1f}", f"{etl['rows'] / etl['spark_total']:,.0f} rows/s")
         console.print(f"ETL phases (s): {etl['phases']}; values disagreeing with pandas on a 2,000-row sample: "
                       f"{etl['disagreeing_values']}")
-        with console.status("scoring: LiteRT vs Keras"):
-            rows = 100_000
-            base, measured = bench_scoring(rows)
-        table.add_row("scoring (LiteRT .tflite)", f"{rows:,}", "Keras predict", f"{base:.2f}", f"{measured:.2f}", f"{base / measured:.1f}x")
+        from bench.scoring import run as scoring_bench
+
+        for row in scoring_bench(console, settings, engine):  # batch DB → LiteRT → fraud_score vs Keras; real-time API
+            table.add_row(*row)
     finally:
         stop_embedded(settings.pg_dir)
     console.print(table)

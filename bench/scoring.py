@@ -171,7 +171,7 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60.0) -> 
 
 
 def start_server(settings: Settings, port: int, token: str) -> subprocess.Popen:
-    env = {**os.environ, "FRAUD_HOME": str(settings.home), "FRAUD_API_TOKEN": token}
+    env = {**os.environ, "FRAUD_HOME": str(settings.home), "FRAUD_MODEL_NAME": settings.model_name, "FRAUD_API_TOKEN": token}
     return subprocess.Popen([sys.executable, "-m", "fraud.cli", "serve", "--port", str(port), "--rate-limit", "0"],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
