@@ -96,7 +96,7 @@ def precision_recall(y_true: np.ndarray, scores: np.ndarray, threshold: float) -
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
-    ax.set_title("Precision-recall (labelled transactions)")
+    ax.set_title("Precision-recall of the live model")
     ax.legend(fontsize=8, frameon=False, loc="upper right")
     return _png(fig)
 
@@ -111,4 +111,20 @@ def breakdown_bars(frame: pd.DataFrame, label: str, title: str, top: int = 12) -
     ax.set_yticks(y, [str(v)[:28].replace("$", r"\$") for v in shown[label]])  # "$" would start mathtext
     ax.set_title(title)
     ax.legend(fontsize=8, frameon=False, loc="lower right")
+    return _png(fig)
+
+
+def precision_recall_by_model(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
+    """Precision-recall curves of several models on the same test rows (model comparison): name -> (is_fraud, score)."""
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for name, (y, score) in curves.items():
+        if np.any(y):
+            precision, recall, _ = precision_recall_curve(y, score)
+            ax.step(recall, precision, where="post", label=name, linewidth=1.4)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
     return _png(fig)

@@ -77,6 +77,17 @@ def breakdown(scored: pd.DataFrame, by: str, top: int | None = None) -> pd.DataF
     return table.head(top) if top else table
 
 
+def after_training(scored: pd.DataFrame, metadata: dict) -> tuple[pd.DataFrame, str]:
+    """The scored transactions the model did not learn from (after its training window, when the metadata names
+    one), and a phrase saying which they are."""
+    end = (metadata.get("training_window") or {}).get("end") if isinstance(metadata.get("training_window"), dict) else None
+    if not end:
+        return scored, "all scored transactions"
+    cutoff = pd.Timestamp(end)
+    cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff
+    return scored[_utc(scored["event_time"]) >= cutoff], f"transactions from {cutoff:%Y-%m-%d}, after the training window"
+
+
 def live_metrics(scored: pd.DataFrame, threshold: float) -> dict[str, float | int]:
     """Quality of the live model on the scored transactions whose label has arrived."""
     labelled = scored[scored["is_fraud"].notna()]
@@ -128,6 +139,12 @@ def _when(value: object) -> str:
         else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
 
 
+def _window(value: object) -> str | None:
+    if isinstance(value, dict):
+        return ", ".join(f"{name.replace('_', ' ')} {str(when).replace('T00:00:00+00:00', '')}" for name, when in value.items())
+    return str(value) if value else None
+
+
 def _csv_safe(value: object) -> object:
     # a cell starting with = + - @ is a formula to a spreadsheet: merchant names are data, not formulas
     return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@") else value
@@ -149,7 +166,8 @@ def build_report(data: ReportData, top_n: int = 25, now: datetime | None = None)
     threshold = float(data.metadata.get("threshold", 0.5))
     version = str(data.metadata.get("version", "?"))
     daily = daily_summary(scored, data.alerts)
-    live = live_metrics(scored, threshold)
+    unseen, live_scope = after_training(scored, data.metadata)
+    live = live_metrics(unseen, threshold)
     labelled = scored["is_fraud"].dropna().astype(bool)
     sent = int(data.alerts.loc[data.alerts["status"] == "sent", "alerts"].sum()) if len(data.alerts) else 0
     pending = int(data.alerts.loc[data.alerts["status"] == "pending", "alerts"].sum()) if len(data.alerts) else 0
@@ -176,10 +194,10 @@ def build_report(data: ReportData, top_n: int = 25, now: datetime | None = None)
         ("Live precision", pct(live["precision at threshold"]), f"recall {pct(live['recall at threshold'])}"),
         ("Customer emails", f"{sent:,}", f"{pending:,} pending"),
     ]
-    by_category, by_state = breakdown(scored, "category"), breakdown(scored, "state")
+    by_category, by_state = breakdown(scored, "category"), breakdown(scored, "state", top=15)
     by_merchant = breakdown(scored.assign(merchant=scored["merchant"].map(display_merchant)), "merchant", top=15)
-    y = labelled.to_numpy()
-    s = scored.loc[labelled.index, "score"].to_numpy()
+    unseen_labelled = unseen[unseen["is_fraud"].notna()]
+    y, s = unseen_labelled["is_fraud"].astype(bool).to_numpy(), unseen_labelled["score"].to_numpy()
     images = {
         "volume": plots.volume_and_fraud_rate(daily),
         "alerts": plots.alerts_against_budget(daily, data.budget),
@@ -201,10 +219,11 @@ def build_report(data: ReportData, top_n: int = 25, now: datetime | None = None)
         generated_at=(now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC"),
         model_version=version, threshold=f"{threshold:.4f}",
         data_until=_when(data.freshness.get("latest_transaction")),
-        cards=cards, images=images, live=[(k, _number(v)) for k, v in live.items()], trained=trained,
-        training_window=data.metadata.get("training_window") or data.metadata.get("train_window"),
+        cards=cards, images=images, live=[(k, _number(v)) for k, v in live.items()], live_scope=live_scope, trained=trained,
+        windows=[(key.replace("_", " "), _window(data.metadata[key])) for key in ("training_window", "test_window")
+                 if data.metadata.get(key)],
         freshness=freshness, budget=data.budget,
-        breakdowns=[("Category", "category", by_category), ("Cardholder state", "state", by_state),
+        breakdowns=[("Category", "category", by_category), ("Cardholder state (top 15 by flagged)", "state", by_state),
                     ("Merchant (top 15 by flagged)", "merchant", by_merchant)],
         top_flagged=top_rows, flagged_total=len(data.flagged), top_n=top_n,
     )

@@ -20,7 +20,7 @@ from assets.resources import FraudPlatform
 from fraud import metrics
 from fraud.cli import app
 from fraud.privacy import card_numbers_in
-from fraud.report import breakdown, publish_report, reasons_text
+from fraud.report import after_training, breakdown, live_metrics, publish_report, reasons_text
 from tests.scored_world import HOSTILE_MERCHANT, THRESHOLD, build_world
 
 REASONS = [{"feature": "amt_over_card_mean_30d", "contribution": 0.4213}, {"feature": "night", "contribution": -0.05}]
@@ -78,7 +78,7 @@ def test_breakdowns_and_top_flagged_table(published):
         assert f"<td>{category}</td>" in html
     top = html[html.index('id="top-flagged"'):]
     top = top[: top.index("</table>")]
-    assert top.count("<tr><td>2026-11-") == min(25, int(frame["flagged"].sum()))
+    assert top.count('<tr><td class="nowrap">2026-11-') == min(25, int(frame["flagged"].sum()))
     best = frame[frame["flagged"]].sort_values("score", ascending=False).iloc[0]
     assert f"•••• {best['last4']}" in top and f"{best['score']:.3f}" in top
     assert "amt_over_card_mean_30d (+0.421)" in top and "night (-0.050)" in top and "card testing pattern" in top
@@ -140,3 +140,15 @@ def test_asset_metadata_has_headline_and_plot(published):
     assert metadata["model_version"].value == world.model_version
     assert metadata["alerts_per_day_plot"].value.startswith("![alerts per day](data:image/png;base64,iVBOR")
     assert Path(metadata["report"].value).is_file()
+
+
+def test_live_quality_leaves_out_the_training_window():
+    scored = pd.DataFrame({"trans_num": list("abcd"), "score": [0.9, 0.1, 0.9, 0.2], "flagged": [True, False, True, False],
+                           "event_time": pd.to_datetime(["2026-11-01T10:00Z", "2026-11-02T10:00Z", "2026-11-06T01:00Z",
+                                                         "2026-11-07T01:00Z"]),
+                           "is_fraud": [True, False, False, True]})
+    unseen, scope = after_training(scored, {"training_window": {"start": "2026-11-01T00:00:00+00:00",
+                                                                "end": "2026-11-06T00:00:00+00:00"}})
+    assert list(unseen["trans_num"]) == ["c", "d"] and "after the training window" in scope
+    assert live_metrics(unseen, 0.5)["precision at threshold"] == 0.0  # the model's training days would say 0.5
+    assert after_training(scored, {})[0] is scored
