@@ -28,7 +28,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
-from sqlalchemy import text
 
 from fraud.online_features import ABSURD_AMOUNT, InvalidTransaction
 from fraud.realtime import RealtimeScorer
@@ -209,10 +208,7 @@ def create_app(settings: Settings | None = None, rate_limit: float = DEFAULT_RAT
     @app.get("/health", summary="Database reachable and a model promoted")
     def health() -> JSONResponse:
         try:
-            engine, _ = scorer._resources()
-            with engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            version = scorer.model().version
+            version = scorer.check()
         except Exception as problem:  # health reports any failure as unavailable, with its kind only
             return JSONResponse({"status": "unavailable", "reason": type(problem).__name__}, status_code=503)
         return JSONResponse({"status": "ok", "model_version": version})

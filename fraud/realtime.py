@@ -44,6 +44,13 @@ class RealtimeScorer:
     def model(self):
         return self.models.get(self.settings, self.recheck_seconds)
 
+    def check(self) -> str:
+        """Raise unless the database answers and a model is promoted; returns the model version."""
+        engine, _ = self._resources()
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+        return self.model().version
+
     def warm_up(self) -> str:
         """Load the model and its attribution baseline before the first request; returns the model version."""
         engine, _ = self._resources()

@@ -3,7 +3,6 @@ the raw zone, featurized online from PostgreSQL (fraud.online_features) and comp
 stored for them. The database holds the whole simulation, so the online query must leave out everything from
 the transaction's second on, and every label not yet known at that time."""
 import numpy as np
-import pytest
 from sqlalchemy import text
 
 from fraud.features import FEATURE_NAMES, FEATURE_VERSION
