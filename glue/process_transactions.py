@@ -8,10 +8,14 @@ SparkSession, the same arguments via argparse). Under Dagster Pipes it reports r
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 import os
 import sys
 import time
+import zlib
 from collections import Counter
+from datetime import datetime, timezone
 
 import pandas as pd
 
@@ -101,30 +105,55 @@ def _tokenizer(key: bytes):
     return tokenize
 
 
-def validate(raw: DataFrame, key: bytes) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """Split raw rows into (valid, quarantined with a reason, per-batch duplicate counts)."""
+def _content(card_token: F.Column, merchant: F.Column, event_unix: F.Column, amt: F.Column) -> F.Column:
+    """What makes two rows with one trans_num the same transaction: card, merchant, time and amount."""
+    return F.struct(card_token.alias("card_token"), merchant.alias("merchant"), event_unix.cast("bigint").alias("event_unix"),
+                    amt.cast("double").alias("amt"))
+
+
+def validate(raw: DataFrame, key: bytes, loaded: DataFrame | None = None) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """Split raw rows into (valid, quarantined with a reason, per-batch duplicate counts). A trans_num that
+    another batch already loaded (`loaded`, see read_loaded) or that an earlier batch of this run carries is a
+    duplicate when it is the same transaction (`_content`), and quarantined as conflicting otherwise."""
     deduped = raw.dropDuplicates(list(RAW_COLUMNS) + ["batch_id", "_corrupt_record"])
+    if loaded is None:
+        loaded = raw.sparkSession.createDataFrame([], "trans_num string, loaded_batch string, loaded_content struct<"
+                                                      "card_token:string,merchant:string,event_unix:bigint,amt:double>")
 
     parsed_time = F.coalesce(
         _first_parse("trans_date_trans_time", TIMESTAMP_FORMATS, F.try_to_timestamp),
         F.timestamp_seconds(F.expr("try_cast(try_cast(unix_time AS double) AS bigint)")),
     )
+    # the batch that loaded a trans_num before keeps it; otherwise the first batch of this run (by id) does
+    first = Window.partitionBy("trans_num").orderBy(F.coalesce(F.col("batch_id") == F.col("loaded_batch"), F.lit(False)).desc(),
+                                                    "batch_id", "source_key")
     rows = (deduped
             .withColumn("event_time", parsed_time)
             .withColumn("amount", F.expr("try_cast(amt AS double)"))
             .withColumn("card", _tokenizer(key)(F.col("cc_num")))
-            .withColumn("first_seen", F.row_number().over(Window.partitionBy("trans_num").orderBy("batch_id", "source_key"))))
+            .withColumn("content", _content(F.col("card.token"), F.trim("merchant"), F.unix_timestamp("event_time"), F.round("amount", 2)))
+            .join(loaded, "trans_num", "left")
+            .withColumn("first_seen", F.row_number().over(first))
+            .withColumn("first_batch", F.first("batch_id").over(first))
+            .withColumn("first_content", F.first("content").over(first)))
+    loaded_elsewhere = F.col("loaded_batch").isNotNull() & (F.col("loaded_batch") != F.col("batch_id"))
+    same_as_loaded = F.coalesce(F.col("content") == F.col("loaded_content"), F.lit(False))
+    repeated_elsewhere = ((F.col("first_seen") > 1) & (F.col("batch_id") != F.col("first_batch"))
+                          & F.coalesce(F.col("content") == F.col("first_content"), F.lit(False)))
     reason = (F.when(F.col("_corrupt_record").isNotNull(), "malformed_json")
               .when(F.coalesce(F.trim("trans_num"), F.lit("")) == "", "missing_trans_num")
               .when(F.col("card.token").isNull(), "invalid_card_number")
               .when(F.coalesce(F.trim("merchant"), F.lit("")) == "", "missing_merchant")
               .when(F.col("amount").isNull() | F.isnan("amount") | (F.col("amount") < 0), "invalid_amount")
               .when(F.col("event_time").isNull(), "invalid_timestamp")
-              .when(F.col("first_seen") > 1, "conflicting_duplicate_trans_num"))
-    rows = rows.withColumn("quarantine_reason", reason).cache()  # tokenized once, read by every output below
+              .when(loaded_elsewhere & ~same_as_loaded, "conflicting_duplicate_trans_num")
+              .when((F.col("first_seen") > 1) & ~loaded_elsewhere & ~repeated_elsewhere, "conflicting_duplicate_trans_num"))
+    # a redelivered row (same transaction under another batch id) is dropped and counted as a duplicate
+    duplicate = reason.isNull() & ((loaded_elsewhere & same_as_loaded) | repeated_elsewhere)
+    rows = rows.withColumn("quarantine_reason", reason).where(~duplicate).cache()  # tokenized once, read by every output below
     duplicates = raw.groupBy("batch_id").count().join(
-        rows.groupBy("batch_id").count().withColumnRenamed("count", "kept"), "batch_id"
-    ).select("batch_id", (F.col("count") - F.col("kept")).alias("duplicates_dropped"))
+        rows.groupBy("batch_id").count().withColumnRenamed("count", "kept"), "batch_id", "left"
+    ).select("batch_id", (F.col("count") - F.coalesce(F.col("kept"), F.lit(0))).alias("duplicates_dropped"))
     quarantined = rows.where(F.col("quarantine_reason").isNotNull()).select(
         *RAW_COLUMNS, "_corrupt_record", "batch_id", "source_key", "quarantine_reason")
     valid = rows.where(F.col("quarantine_reason").isNull())
@@ -211,13 +240,97 @@ def features(valid: DataFrame, history: DataFrame | None, labels: DataFrame | No
             .withColumn("dt", F.date_format("event_time", "yyyy-MM-dd")))
 
 
-def read_history(spark: SparkSession, processed_uri: str, since_unix: int) -> DataFrame | None:
+def read_curated(spark: SparkSession, processed_uri: str) -> DataFrame | None:
     path = f"{processed_uri.rstrip('/')}/transactions"
     hadoop_path = spark._jvm.org.apache.hadoop.fs.Path(path)
     if not hadoop_path.getFileSystem(spark._jsc.hadoopConfiguration()).exists(hadoop_path):
         return None  # first run: no processed history yet
-    history = spark.read.parquet(path)
+    return spark.read.parquet(path)
+
+
+def read_history(spark: SparkSession, processed_uri: str, since_unix: int) -> DataFrame | None:
+    history = read_curated(spark, processed_uri)
+    if history is None:
+        return None
     return history.where(F.col("event_unix") >= since_unix).select("trans_num", "card_token", "merchant", "event_unix", "amt")
+
+
+def read_loaded(spark: SparkSession, processed_uri: str) -> DataFrame | None:
+    """trans_num -> the batch that loaded it and its content, for the transactions already in the curated zone."""
+    curated = read_curated(spark, processed_uri)
+    if curated is None:
+        return None
+    return curated.select("trans_num", F.col("batch_id").cast("string").alias("loaded_batch"),
+                          _content(F.col("card_token"), F.col("merchant"), F.col("event_unix"), F.col("amt")).alias("loaded_content")
+                          ).dropDuplicates(["trans_num"])
+
+
+def _object_bytes(uri: str, settings: Settings) -> bytes:
+    if uri.startswith("s3://"):
+        bucket, _, key = uri[len("s3://"):].partition("/")
+        return s3_client(settings).get_object(Bucket=bucket, Key=key)["Body"].read()
+    with open(uri.removeprefix("file:"), "rb") as handle:
+        return handle.read()
+
+
+def _put_object(uri: str, data: bytes, settings: Settings) -> None:
+    if uri.startswith("s3://"):
+        bucket, _, key = uri[len("s3://"):].partition("/")
+        s3_client(settings).put_object(Bucket=bucket, Key=key, Body=data)
+        return
+    os.makedirs(os.path.dirname(uri), exist_ok=True)
+    with open(uri, "wb") as handle:
+        handle.write(data)
+
+
+def unreadable_objects(paths: list[str], settings: Settings) -> dict[str, str]:
+    """The raw objects that are not whole gzip files (a partial upload, a truncated copy): path -> the error."""
+    broken = {}
+    for path in paths:
+        try:
+            gzip.decompress(_object_bytes(path, settings))
+        except (OSError, EOFError, zlib.error) as error:
+            broken[path] = f"{type(error).__name__}: {error}"
+    return broken
+
+
+def read_whole_objects(spark: SparkSession, paths: list[str], reader, settings: Settings) -> tuple[DataFrame | None, dict[str, str]]:
+    """`reader(spark, paths)` cached and read to the end now, so that a partial object fails here, not halfway
+    through the load. When it fails, the objects that are not whole gzip files are left out (returned with their
+    error) and the rest is read again; the run never loads part of an object."""
+    frame = reader(spark, paths)
+    if frame is None:
+        return None, {}
+    try:
+        frame.cache().count()
+        return frame, {}
+    except Exception:  # Spark wraps the codec's EOFException in its own errors; the check below tells them apart
+        frame.unpersist()
+        broken = unreadable_objects(paths, settings)
+        if not broken:
+            raise
+    whole = [p for p in paths if p not in broken]
+    frame = reader(spark, whole) if whole else None
+    if frame is not None:
+        frame.cache().count()
+    return frame, broken
+
+
+def quarantine_objects(raw_uri: str, broken: dict[str, str], settings: Settings) -> dict[str, str]:
+    """Record each partial object under quarantine/objects/<batch_id>.json (the object itself stays where it is:
+    once it is whole again, a rerun loads it). Returns key -> error."""
+    root = raw_uri.rstrip("/")
+    keys = {}
+    for path, error in broken.items():
+        key = path.removeprefix("file:").removeprefix(root).lstrip("/")
+        batch_id = os.path.basename(key).removesuffix(".jsonl.gz")
+        record = {"key": key, "batch_id": batch_id, "reason": "corrupt_object", "error": error,
+                  "detected_at": datetime.now(timezone.utc).isoformat()}
+        _put_object(f"{root}/quarantine/objects/{batch_id}.json", json.dumps(record).encode(), settings)
+        print(f"skipped a partial raw object, nothing of it loaded: {key} ({error}); "
+              f"recorded in quarantine/objects/{batch_id}.json", file=sys.stderr)
+        keys[key] = error
+    return keys
 
 
 def read_labels(spark: SparkSession, paths: list[str]) -> DataFrame | None:
@@ -247,13 +360,15 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
         timings[phase] = round(time.perf_counter() - clock, 2)
         clock = time.perf_counter()
 
-    raw = read_raw(spark, transaction_paths).cache()
-    valid, quarantined, duplicates = validate(raw, settings.token_key())
+    raw, broken = read_whole_objects(spark, transaction_paths, read_raw, settings)
+    labels, broken_labels = read_whole_objects(spark, label_paths, read_labels, settings)
+    corrupt_objects = quarantine_objects(args["raw_uri"], {**broken, **broken_labels}, settings)
+    if raw is None:
+        raise SystemExit(f"no whole raw batch to process: {sorted(corrupt_objects)} are partial objects")
+    valid, quarantined, duplicates = validate(raw, settings.token_key(), read_loaded(spark, args["processed_uri"]))
     bounds = valid.agg(F.min(F.unix_timestamp("event_time"))).first()[0]
     lap("read_validate_tokenize")
     history = read_history(spark, args["processed_uri"], (bounds or 0) - LONGEST_WINDOW_SECONDS) if bounds else None
-    labels = read_labels(spark, label_paths)
-    labels = labels.cache() if labels is not None else None
     processed = features(valid, history, labels).cache()
 
     # curated zone: the loaded columns plus each feature by name, partitioned by date and batch
@@ -278,7 +393,7 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
     empty = pd.DataFrame(columns=list(PROCESSED_COLUMNS))
     for item in accounting:  # one database transaction per batch: a crash leaves whole batches or nothing
         # collected one batch at a time, so the driver never holds the whole run
-        part = processed.where(F.col("batch_id") == item.batch_id).select(*PROCESSED_COLUMNS).toPandas()
+        part = processed.where(F.col("batch_id") == item.batch_id).select(*PROCESSED_COLUMNS).toArrow()
         gained.update(load_processed(engine, part, labels_pdf.iloc[:0], [item]))
     gained.update(load_processed(engine, empty, labels_pdf, []))
     gained = dict(gained)
@@ -293,6 +408,7 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
         "labels_read": len(labels_pdf),
         "quarantine_reasons": reasons,
         "rows_gained": gained,
+        "corrupt_objects": corrupt_objects,
         "feature_version": FEATURE_VERSION,
         "seconds": timings,
     }
@@ -335,6 +451,7 @@ def main(argv: list[str]) -> None:
                 "labels_read": summary["labels_read"], "feature_version": summary["feature_version"],
                 "quarantine_reasons": {"raw_value": summary["quarantine_reasons"], "type": "json"},
                 "rows_gained": {"raw_value": summary["rows_gained"], "type": "json"},
+                "corrupt_objects": {"raw_value": summary["corrupt_objects"], "type": "json"},
                 "seconds_per_phase": {"raw_value": summary["seconds"], "type": "json"},
             })
 

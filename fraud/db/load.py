@@ -6,9 +6,12 @@ import io
 from dataclasses import asdict, dataclass
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 from sqlalchemy import Engine
 
-from fraud.features import FEATURE_VERSION
+from fraud.features import FEATURE_NAMES, FEATURE_VERSION
 from fraud.schema import LABEL_COLUMNS
 
 # Columns of the processed frame handed over by the Glue job (one row per valid transaction).
@@ -33,17 +36,20 @@ class BatchAccounting:
             raise ValueError(f"row accounting does not add up for batch {self.batch_id}: {asdict(self)}")
 
 
+# the feature vector travels as one float column per feature (COPY-able CSV written in C by Arrow) and is
+# assembled into the float8[] column by the INSERT
+_FEATURE_COLUMNS = tuple(f"f_{i}" for i in range(len(FEATURE_NAMES)))
 _STAGING_DDL = """
 CREATE TEMP TABLE stg_transaction (
     trans_num text, event_time timestamptz, card_token text, last4 text, merchant text, category text,
     amt numeric(12,2), merch_lat float8, merch_long float8, first text, last text, gender text, dob date,
     street text, city text, state text, zip text, lat float8, long float8, city_pop int, job text,
-    batch_id text, features float8[]
+    batch_id text, {feature_columns}
 ) ON COMMIT DROP;
 CREATE TEMP TABLE stg_label (trans_num text, is_fraud boolean, labelled_at timestamptz) ON COMMIT DROP;
 CREATE TEMP TABLE stg_batch (batch_id text, source_key text, rows_in int, rows_loaded int,
     rows_quarantined int, duplicates_dropped int) ON COMMIT DROP;
-"""
+""".format(feature_columns=", ".join(f"{c} float8" for c in _FEATURE_COLUMNS))
 
 # (target table, statement), run in this order, one statement per call (psycopg sends parameters with the
 # extended protocol, which takes one statement at a time)
@@ -73,8 +79,9 @@ _MERGE: tuple[tuple[str, str], ...] = (
         ON CONFLICT (trans_num) DO NOTHING"""),
     ("transaction_features", """
     INSERT INTO transaction_features (trans_num, feature_version, values)
-        SELECT trans_num, %(feature_version)s, features FROM stg_transaction
-        ON CONFLICT (trans_num, feature_version) DO UPDATE SET values = EXCLUDED.values"""),
+        SELECT trans_num, %(feature_version)s, ARRAY[{features}] FROM stg_transaction
+        ON CONFLICT (trans_num, feature_version) DO UPDATE SET values = EXCLUDED.values""".format(
+        features=", ".join(_FEATURE_COLUMNS))),
     ("transaction_label", """
     INSERT INTO transaction_label (trans_num, is_fraud, labelled_at)
         SELECT DISTINCT ON (trans_num) trans_num, is_fraud, labelled_at FROM stg_label ORDER BY trans_num, labelled_at DESC
@@ -88,31 +95,46 @@ _MERGE: tuple[tuple[str, str], ...] = (
 )
 
 
-def _pg_array(values) -> str:
-    return "{" + ",".join(repr(float(v)) for v in values) + "}"
+def _arrow(frame: pd.DataFrame | pa.Table) -> pa.Table:
+    if isinstance(frame, pa.Table):
+        return frame
+    return pa.Table.from_pandas(frame, preserve_index=False)
 
 
-def _csv(frame: pd.DataFrame) -> str:
-    buffer = io.StringIO()
-    frame.to_csv(buffer, header=False, index=False, na_rep="")
-    return buffer.getvalue()
+def _staging_transactions(transactions: pd.DataFrame | pa.Table) -> pa.Table:
+    """The processed rows with the feature vector spread over one column per feature, timestamps in UTC."""
+    if isinstance(transactions, pd.DataFrame):
+        transactions = transactions.assign(event_time=pd.to_datetime(transactions["event_time"], utc=True))
+    table = _arrow(transactions)
+    width = len(_FEATURE_COLUMNS)
+    matrix = pc.list_flatten(table["features"]).to_numpy(zero_copy_only=False).reshape(-1, width)
+    if len(matrix) != table.num_rows:
+        raise ValueError(f"every transaction needs exactly {width} feature values")
+    columns = {name: table[name] for name in PROCESSED_COLUMNS if name != "features"}
+    columns["event_time"] = pc.cast(table["event_time"], pa.timestamp("us", tz="UTC"))
+    columns.update({name: matrix[:, i] for i, name in enumerate(_FEATURE_COLUMNS)})
+    return pa.table(columns)
 
 
-def _copy(cursor, table: str, columns: tuple[str, ...], frame: pd.DataFrame) -> None:
-    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv)") as copy:
-        copy.write(_csv(frame[list(columns)]))
+def _copy(cursor, table: str, data: pa.Table) -> None:
+    if data.num_rows == 0:
+        return
+    buffer = io.BytesIO()
+    # "needed" quoting: NULL is an unquoted empty field, an empty string is "" (PostgreSQL's CSV convention)
+    pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+    with cursor.copy(f"COPY {table} ({', '.join(data.column_names)}) FROM STDIN WITH (FORMAT csv)") as copy:
+        copy.write(buffer.getvalue())
 
 
 COUNTED = ("fact_transaction", "dim_card", "dim_merchant")  # inserted with DO NOTHING: rowcount = new rows
 
 
-def load_processed(engine: Engine, transactions: pd.DataFrame, labels: pd.DataFrame,
+def load_processed(engine: Engine, transactions: pd.DataFrame | pa.Table, labels: pd.DataFrame | pa.Table,
                    accounting: list[BatchAccounting]) -> dict[str, int]:
-    """Load batches atomically. Returns how many new rows the fact and dimension tables gained (counted from
-    the INSERTs themselves: counting whole tables before and after would grow with the table)."""
-    tx = transactions.copy()
-    tx["features"] = tx["features"].map(_pg_array)
-    tx["event_time"] = pd.to_datetime(tx["event_time"], utc=True).map(lambda t: t.isoformat())
+    """Load batches atomically. `transactions` has PROCESSED_COLUMNS (pandas, or Arrow straight from Spark).
+    Returns how many new rows the fact and dimension tables gained (counted from the INSERTs themselves:
+    counting whole tables before and after would grow with the table)."""
+    tx = _staging_transactions(transactions) if len(transactions) else None
     batches = pd.DataFrame([asdict(item) for item in accounting],
                            columns=["batch_id", "source_key", "rows_in", "rows_loaded", "rows_quarantined", "duplicates_dropped"])
     gained = dict.fromkeys(COUNTED, 0)
@@ -120,9 +142,11 @@ def load_processed(engine: Engine, transactions: pd.DataFrame, labels: pd.DataFr
         raw = connection.connection.driver_connection
         with raw.cursor() as cursor:
             cursor.execute(_STAGING_DDL)
-            _copy(cursor, "stg_transaction", PROCESSED_COLUMNS, tx)
-            _copy(cursor, "stg_label", LABEL_COLUMNS, labels)
-            _copy(cursor, "stg_batch", tuple(batches.columns), batches)
+            if tx is not None:
+                _copy(cursor, "stg_transaction", tx)
+            if len(labels):
+                _copy(cursor, "stg_label", _arrow(labels).select(list(LABEL_COLUMNS)))
+            _copy(cursor, "stg_batch", _arrow(batches))
             for table, statement in _MERGE:
                 cursor.execute(statement, {"feature_version": FEATURE_VERSION} if "%(" in statement else None)
                 if table in gained:

@@ -49,10 +49,12 @@ def test_killed_mid_load_then_rerun(crash_home):
     settings, generated = crash_home
     engine = get_engine(settings)
     env = {**os.environ, "FRAUD_HOME": str(settings.home)}
-    process = subprocess.Popen(_command(settings), env=env, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = settings.home / "etl.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(_command(settings), env=env, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+                                   stdout=output, stderr=subprocess.STDOUT)
     committed_at_kill = 0
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 900  # generous: a loaded 2-core CI machine starts Spark slowly
     while time.monotonic() < deadline and process.poll() is None:
         with engine.connect() as connection:
             committed_at_kill = connection.execute(text("SELECT count(*) FROM batch_load")).scalar_one()
@@ -61,7 +63,8 @@ def test_killed_mid_load_then_rerun(crash_home):
             break
         time.sleep(0.01)
     process.wait(timeout=60)
-    assert 1 <= committed_at_kill < BATCHES, "the job was not caught in the middle of its load"
+    assert 1 <= committed_at_kill < BATCHES, (f"the job was not caught in the middle of its load (exit code "
+                                               f"{process.returncode}): {log.read_text()[-2000:]}")
 
     # whole batches or nothing: every committed batch is complete, no rows of uncommitted ones
     after_kill = batch_accounting(engine, FEATURE_VERSION)
