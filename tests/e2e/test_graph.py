@@ -110,7 +110,7 @@ def test_whole_graph_end_to_end_and_idempotent(graph_home):
                 FROM fraud_score s JOIN fact_transaction t USING (trans_num) WHERE s.flagged""")).scalar_one()
         assert len(emails) == counts["customer_alert"] == card_days <= flagged  # one email per flagged card-day
         message = email.message_from_bytes(emails[0].read_bytes())
-        assert message["To"].endswith("@example.com") and message.is_multipart()
+        assert message["To"].rstrip(">").endswith("@example.com") and message.is_multipart()
         assert {part.get_content_type() for part in message.walk()} >= {"text/plain", "text/html"}
 
         # no card number past the raw zone: curated Parquet, every database table, report, CSV, emails
