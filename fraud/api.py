@@ -265,4 +265,6 @@ def serve(settings: Settings, port: int, rate_limit: float = DEFAULT_RATE_LIMIT,
     except NoPromotedModel as problem:
         say(f"no model yet ({problem}): /v1/score answers 503 until one is promoted")
     say(f"listening on http://127.0.0.1:{port} (OpenAPI: /docs)")
-    uvicorn.run(application, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    # keep-alive longer than a load balancer's idle timeout (60 s on ALB), so the server never closes a connection
+    # the client is about to reuse
+    uvicorn.run(application, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_keep_alive=75)

@@ -4,15 +4,20 @@ batch scoring of processed transactions into `fraud_score` with flags and top re
 Never imports TensorFlow (nor pandas): the scorer Lambda ships with LiteRT and NumPy only."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
+import psycopg
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from fraud import registry
 from fraud.attribution import reasons_json, score_and_attribute
@@ -22,6 +27,9 @@ from fraud.settings import Settings
 from fraud.storage import object_store
 
 PAGE_ROWS = 50_000  # transactions read, scored and written per round trip
+DB_ATTEMPTS = 5  # a dropped database connection: the run resumes with what is still unscored, this many times
+
+log = logging.getLogger(__name__)
 
 
 class TFLiteScorer:
@@ -64,6 +72,11 @@ def flag(trans_nums: list[str], scores: np.ndarray, threshold: float) -> list[Sc
 
 class NoPromotedModel(RuntimeError):
     pass
+
+
+class ModelRejected(NoPromotedModel):
+    """The promoted version cannot be served (unreadable `.tflite`, wrong inputs, scores that are not
+    probabilities) and no earlier version is loaded to fall back on."""
 
 
 @dataclass
@@ -110,19 +123,29 @@ def load_model(settings: Settings, version: str) -> PromotedModel:
     metadata = registry.load_metadata(store, settings.model_name, version)
     if tuple(metadata["feature_names"]) != FEATURE_NAMES or metadata["feature_version"] != FEATURE_VERSION:
         raise RuntimeError(f"model {version} was trained on other features than this scorer computes")
-    scorer = TFLiteScorer(registry.load_tflite(store, settings.model_name, version))
+    try:
+        scorer = TFLiteScorer(registry.load_tflite(store, settings.model_name, version))
+    except ValueError as error:  # LiteRT's verifier: truncated, empty or not a flatbuffer at all
+        raise ModelRejected(f"model {version}: model.tflite is not a loadable TFLite model ({error})") from None
     if scorer.n_features != len(FEATURE_NAMES):
-        raise RuntimeError(f"model {version} takes {scorer.n_features} inputs, not {len(FEATURE_NAMES)}")
+        raise ModelRejected(f"model {version} takes {scorer.n_features} inputs, not {len(FEATURE_NAMES)}")
+    # a smoke inference before the version is swapped in: a file that loads can still hold broken weights
+    smoke = scorer.predict(np.zeros((2, scorer.n_features), dtype=np.float32))
+    if smoke.shape != (2,) or not np.isfinite(smoke).all() or (smoke < 0).any() or (smoke > 1).any():
+        raise ModelRejected(f"model {version}: a smoke inference gave {smoke.tolist()}, not two probabilities")
     return PromotedModel(version, metadata, scorer)
 
 
 class ModelCache:
     """The promoted model, loaded once per version and kept across warm invocations / requests. `LATEST` is
-    re-read when the last check is older than `max_age` seconds (0: on every call)."""
+    re-read when the last check is older than `max_age` seconds (0: on every call). A newly promoted version
+    that cannot be served is refused (logged, kept in `rejected`, not retried) and the loaded one stays in
+    service; with none loaded yet, `ModelRejected` is raised."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: dict[tuple, tuple[PromotedModel, float]] = {}
+        self.rejected: dict[str, str] = {}  # version -> why it was refused
 
     def get(self, settings: Settings, max_age: float = 0.0) -> PromotedModel:
         key = (settings.mode, str(settings.store_root), settings.s3_endpoint_url, settings.models_bucket, settings.model_name)
@@ -134,7 +157,17 @@ class ModelCache:
             version = registry.latest_version(object_store(settings, settings.models_bucket), settings.model_name)
             if version is None:
                 raise NoPromotedModel(f"no promoted model: {settings.models_bucket}/{settings.model_name}/LATEST is missing")
-            model = cached[0] if cached is not None and cached[0].version == version else load_model(settings, version)
+            if cached is not None and (cached[0].version == version or version in self.rejected):
+                model = cached[0]
+            else:
+                try:
+                    model = load_model(settings, version)
+                except ModelRejected as error:
+                    self.rejected[version] = str(error)
+                    if cached is None:
+                        raise
+                    log.error("refused promoted %s; still serving model %s", error, cached[0].version)
+                    model = cached[0]
             self._entries[key] = (model, now)
             return model
 
@@ -153,16 +186,21 @@ def score_selection(engine: Engine, model: PromotedModel, selection: Selection, 
                     page_rows: int = PAGE_ROWS) -> BatchResult:
     """Score every selected transaction the model has not scored yet: stream their feature vectors, and per
     page score them with their top reasons (one interpreter pass over each row and its occluded copies) and
-    write them.
+    write them. Writing a page (mostly PostgreSQL's work) overlaps with reading and scoring the next one.
     `predict` swaps in another runner of the same model (the benchmark's Keras baseline)."""
     predict = predict or model.scorer.predict
     baseline = model.baseline(engine)
-    written = flagged = pending = 0
-    for page in pending_pages(engine, model.feature_version, model.version, selection, page_rows):
-        scores, contributions = score_and_attribute(predict, page.features, baseline)
-        flags = scores >= model.threshold
-        written += write_scores(engine, model.version, model.threshold, page.trans_nums, scores, flags,
-                                reasons_json(contributions, FEATURE_NAMES))
-        flagged += int(flags.sum())
-        pending += len(page.trans_nums)
-    return BatchResult(scored=written, flagged=flagged, pending=pending)
+    flagged = pending = 0
+    writes: list[Future] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fraud-score-writer") as writer:
+        for page in pending_pages(engine, model.feature_version, model.version, selection, page_rows):
+            scores, contributions = score_and_attribute(predict, page.features, baseline)
+            flags = scores >= model.threshold
+            reasons = reasons_json(contributions, FEATURE_NAMES)
+            if writes:
+                writes[-1].result()  # at most one page waiting: bounded memory, and errors surface early
+            writes.append(writer.submit(write_scores, engine, model.version, model.threshold, page.trans_nums,
+                                        scores, flags, reasons))
+            flagged += int(flags.sum())
+            pending += len(page.trans_nums)
+    return BatchResult(scored=sum(w.result() for w in writes), flagged=flagged, pending=pending)
