@@ -2,7 +2,7 @@
 from dagster import Definitions, PipesSubprocessClient
 
 from assets.ingestion import raw_transactions
-from assets.modelling import fraud_model
+from assets.modelling import fraud_model, model_quality_gate
 from assets.processing import processed_transactions, rows_accounted_for
 from assets.reporting import customer_alerts, fraud_report
 from assets.resources import FraudPlatform
@@ -10,7 +10,7 @@ from assets.scoring import fraud_flags
 from assets.sensors import JOBS, SCHEDULES, SENSORS
 
 ALL_ASSETS = [raw_transactions, processed_transactions, fraud_model, fraud_flags, fraud_report, customer_alerts]
-ALL_CHECKS = [rows_accounted_for]
+ALL_CHECKS = [rows_accounted_for, model_quality_gate]
 
 defs = Definitions(
     assets=ALL_ASSETS,

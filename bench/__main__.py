@@ -226,6 +226,10 @@ def main() -> None:
 
         for row in scoring_bench(console, settings, engine):  # batch DB → LiteRT → fraud_score vs Keras; real-time API
             table.add_row(*row)
+        from bench.training import run as training_bench
+
+        for row in training_bench(console):  # NN vs baselines on 7/7/7 days; fit time on ~1M rows
+            table.add_row(*row)
     finally:
         stop_embedded(settings.pg_dir)
     console.print(table)

@@ -122,6 +122,24 @@ def ingest(
 
 
 @app.command()
+def evaluate(
+    csv: str = typer.Option(..., "--csv", metavar="FILE", help="A Sparkov-schema CSV with an is_fraud column."),
+    train_start: str = typer.Option(None, "--train-start", help="First training day, YYYY-MM-DD (default: the test "
+                                                               "window ends on the file's last day)."),
+    train_days: int = typer.Option(7, "--train-days", min=1, help="Days of the train window."),
+    delay_days: int = typer.Option(7, "--delay-days", min=0, help="Days of the label-delay window."),
+    test_days: int = typer.Option(7, "--test-days", min=1, help="Days of the test window."),
+    json_out: str = typer.Option(None, "--json", metavar="OUT", help="Also write the JSON to this file."),
+) -> None:
+    """Evaluate the model on a labelled CSV: ingest -> ETL -> train -> evaluate in a throwaway FRAUD_HOME, and print
+    the test-window metrics of the neural network and of each baseline as JSON."""
+    from fraud.evaluate_csv import evaluate_command
+
+    raise typer.Exit(evaluate_command(csv, train_start, train_days, delay_days, test_days, json_out,
+                                      say=lambda message: typer.echo(message, err=True)))
+
+
+@app.command()
 def report() -> None:
     """Build the stakeholder report of the promoted model (HTML + CSV of flagged transactions) into the reports
     bucket and print the path of latest.html."""

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     alert_budget_per_day: int = 40
     test_days: int = 3
     train_epochs: int = 30
+    # quality gate: a model is promoted only with at least this average precision on its test window
+    min_average_precision: float = 0.2
 
     # automation (assets/sensors.py)
     rescore_days: int = 7  # a newly promoted model rescores unreviewed transactions of this many last days

@@ -59,7 +59,7 @@ def _materialize_all(instance):
     result = materialize([*ALL_ASSETS, *ALL_CHECKS], instance=instance, resources=defs.resources)
     assert result.success
     checks = result.get_asset_check_evaluations()
-    assert [c.check_name for c in checks] == ["rows_accounted_for"] and all(c.passed for c in checks)
+    assert sorted(c.check_name for c in checks) == ["model_quality_gate", "rows_accounted_for"] and all(c.passed for c in checks)
     return result
 
 
