@@ -19,7 +19,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 ORDER = ["raw_transactions", "processed_transactions", "fraud_model", "fraud_flags", "fraud_report", "customer_alerts"]
 SHOWN = {"raw_transactions": ("rows", "batches"), "processed_transactions": ("rows_loaded", "rows_quarantined", "new_batches"),
          "fraud_model": ("version", "average_precision", "roc_auc"), "fraud_flags": ("scored", "flagged"),
-         "fraud_report": ("alerts raised", "report"), "customer_alerts": ("sent", "queued")}
+         "fraud_report": ("flagged", "emails_sent", "report"), "customer_alerts": ("sent", "queued")}
 
 
 def _short(value) -> str:

@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 import glue
 from assets.resources import FraudPlatform
-from fraud.db.queries import accounting_problems, batch_accounting, table_counts
+from fraud.db.queries import accounting_problems, batch_accounting, loaded_batch_ids, table_counts
 from fraud.features import FEATURE_NAMES, FEATURE_VERSION
 from fraud.raw_zone import label_keys, transaction_keys
 from fraud.schema import batch_id_of
@@ -54,8 +54,7 @@ def processed_transactions(context: AssetExecutionContext, config: RawBatchSelec
     settings = fraud.settings()
     engine = fraud.engine()
     raw = fraud.store(settings.raw_bucket)
-    with engine.connect() as connection:
-        loaded = {row[0] for row in connection.exec_driver_sql("SELECT batch_id FROM batch_load")}
+    loaded = loaded_batch_ids(engine)
     new_keys = [k for k in transaction_keys(raw) if batch_id_of(k) not in loaded and config.wants(k)]
     reported = {}
     if new_keys:

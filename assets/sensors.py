@@ -19,6 +19,7 @@ from dagster import (AssetKey, AssetSelection, DefaultScheduleStatus, DefaultSen
 from assets.resources import FraudPlatform
 from fraud import registry
 from fraud.arrivals import ArrivalCursor, next_arrivals
+from fraud.db.queries import loaded_batch_ids
 from fraud.raw_zone import transaction_objects
 from fraud.schema import batch_id_of
 
@@ -51,11 +52,15 @@ def raw_batch_sensor(context: SensorEvaluationContext, fraud: FraudPlatform) -> 
     settings = fraud.settings()
     cursor = ArrivalCursor.from_json(context.cursor)
     arrived, cursor = next_arrivals(transaction_objects(fraud.store(settings.raw_bucket)), cursor, MAX_RUNS_PER_TICK)
+    # batches that another run already loaded (Materialize all, a backfill) need no run of their own
+    loaded = loaded_batch_ids(fraud.engine()) if arrived else set()
     requests = [RunRequest(run_key=batch_id_of(o.key), run_config=batch_run_config(batch_id_of(o.key)),
                            tags={"fraud/batch_id": batch_id_of(o.key), "fraud/raw_key": o.key})
-                for o in sorted(arrived, key=lambda o: o.key)]  # event-hour order within a tick: history first
+                for o in sorted(arrived, key=lambda o: o.key)  # event-hour order within a tick: history first
+                if batch_id_of(o.key) not in loaded]
     if not requests:
-        return SensorResult(skip_reason=SkipReason("no new raw batches"), cursor=cursor.to_json())
+        reason = f"{len(arrived)} new raw batches, all already loaded" if arrived else "no new raw batches"
+        return SensorResult(skip_reason=SkipReason(reason), cursor=cursor.to_json())
     context.log.info(f"{len(requests)} new raw batches")
     return SensorResult(run_requests=requests, cursor=cursor.to_json())
 

@@ -100,10 +100,11 @@ def batch_accounting(engine: Engine, feature_version: str) -> pd.DataFrame:
 
 
 def accounting_problems(batches: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(batches whose rows in != loaded + quarantined + duplicates, batches with rows missing from the tables).
-    A trans_num already loaded by an earlier batch stays there, so a batch may hold fewer fact rows than it loaded."""
+    """(batches whose rows in != loaded + quarantined + duplicates, batches whose fact rows are not exactly the rows
+    they loaded or lack features). A trans_num an earlier batch loaded counts as a duplicate of the later one, so
+    every loaded row is in fact_transaction under its own batch."""
     unbalanced = batches[batches["rows_in"] != batches["rows_loaded"] + batches["rows_quarantined"] + batches["duplicates_dropped"]]
-    missing = batches[(batches["in_fact"] > batches["rows_loaded"]) | (batches["with_features"] < batches["in_fact"])]
+    missing = batches[(batches["in_fact"] != batches["rows_loaded"]) | (batches["with_features"] < batches["in_fact"])]
     return unbalanced, missing
 
 
@@ -225,3 +226,9 @@ def data_freshness(engine: Engine, model_version: str) -> dict[str, object]:
                    (SELECT max(scored_at) FROM fraud_score WHERE model_version = :model) AS latest_score"""),
             {"model": model_version}).mappings().one()
     return dict(row)
+
+
+def loaded_batch_ids(engine: Engine) -> set[str]:
+    """The raw batches the ETL has loaded (their accounting row commits with their rows)."""
+    with engine.connect() as connection:
+        return set(connection.execute(text("SELECT batch_id FROM batch_load")).scalars())
