@@ -6,11 +6,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_FLAGS := --disable-pip-version-check --progress-bar off -q
 
-.PHONY: demo test ui bench clean-data help
+.PHONY: demo test soak ui bench clean-data help
 
 help:
 	@echo "make demo   - install and run the whole asset graph locally, print the report path"
 	@echo "make test   - install test dependencies and run the whole test suite"
+	@echo "make soak   - the heavy reliability runs: load, 1M transactions, 10,000-example fuzzing, more kills"
 	@echo "make ui     - start the Dagster UI on http://127.0.0.1:3000"
 	@echo "make bench  - run the benchmarks in bench/"
 
@@ -39,6 +40,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev | $(CHROMIUM)
 	$(BIN)/python -m pytest
+
+# the soak-marked tests plus the fuzz tests at 10,000 examples each (Hypothesis profile "soak")
+soak: $(VENV)/.installed-dev
+	HYPOTHESIS_PROFILE=soak $(BIN)/python -m pytest -m "soak or fuzz"
 
 ui: $(VENV)/.installed
 	$(BIN)/fraud ui

@@ -189,18 +189,48 @@ def score_selection(engine: Engine, model: PromotedModel, selection: Selection, 
     write them. Writing a page (mostly PostgreSQL's work) overlaps with reading and scoring the next one.
     `predict` swaps in another runner of the same model (the benchmark's Keras baseline)."""
     predict = predict or model.scorer.predict
-    baseline = model.baseline(engine)
-    flagged = pending = 0
-    writes: list[Future] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fraud-score-writer") as writer:
-        for page in pending_pages(engine, model.feature_version, model.version, selection, page_rows):
-            scores, contributions = score_and_attribute(predict, page.features, baseline)
-            flags = scores >= model.threshold
-            reasons = reasons_json(contributions, FEATURE_NAMES)
-            if writes:
-                writes[-1].result()  # at most one page waiting: bounded memory, and errors surface early
-            writes.append(writer.submit(write_scores, engine, model.version, model.threshold, page.trans_nums,
-                                        scores, flags, reasons))
-            flagged += int(flags.sum())
-            pending += len(page.trans_nums)
-    return BatchResult(scored=sum(w.result() for w in writes), flagged=flagged, pending=pending)
+    totals = {"scored": 0, "flagged": 0, "pending": 0}  # of the pages whose scores are committed
+
+    def settle(write: tuple[Future, int, int]) -> None:
+        future, flagged, rows = write
+        totals["scored"] += future.result()  # raises what the write raised
+        totals["flagged"] += flagged
+        totals["pending"] += rows
+
+    def score_pages() -> None:
+        baseline = model.baseline(engine)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fraud-score-writer") as writer:
+            last = None
+            try:
+                for page in pending_pages(engine, model.feature_version, model.version, selection, page_rows):
+                    scores, contributions = score_and_attribute(predict, page.features, baseline)
+                    flags = scores >= model.threshold
+                    reasons = reasons_json(contributions, FEATURE_NAMES)
+                    if last is not None:
+                        settle(last)  # at most one page waiting: bounded memory, and errors surface early
+                        last = None
+                    last = (writer.submit(write_scores, engine, model.version, model.threshold, page.trans_nums,
+                                          scores, flags, reasons), int(flags.sum()), len(page.trans_nums))
+            except BaseException:
+                if last is not None and last[0].exception() is None:  # committed before the read failed
+                    settle(last)
+                raise
+            if last is not None:
+                settle(last)
+
+    # a dropped connection (failover, restart, killed backend) restarts the read: it returns only what is still
+    # unscored, and committed pages stay written once (ON CONFLICT DO NOTHING), so a retry never doubles a score
+    for attempt in Retrying(retry=retry_if_exception(connection_lost), stop=stop_after_attempt(DB_ATTEMPTS),
+                            wait=wait_exponential(multiplier=0.2, max=5), reraise=True,
+                            before_sleep=lambda state: log.warning("scoring: database connection lost (%s); retrying",
+                                                                   state.outcome.exception())):
+        with attempt:
+            score_pages()
+    return BatchResult(**totals)
+
+
+def connection_lost(error: BaseException) -> bool:
+    """A dropped or refused database connection, worth a retry (not a bad query or a constraint)."""
+    if isinstance(error, DBAPIError):
+        return bool(error.connection_invalidated) or isinstance(error.orig, psycopg.OperationalError)
+    return isinstance(error, psycopg.OperationalError)

@@ -7,8 +7,24 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
+
+from tests.figures import FIGURES
 
 SEED_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "seed"
+
+
+# Fuzz tests take their number of examples from the profile: HYPOTHESIS_PROFILE=soak in `make soak`
+hypothesis_settings.register_profile("ci", max_examples=300, deadline=None)
+hypothesis_settings.register_profile("soak", max_examples=10_000, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("figures (reliability, security, soak)")
+        for test, text in FIGURES:
+            terminalreporter.line(f"{test}: {text}")
 
 
 def _free_port() -> int:
