@@ -2,9 +2,10 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from assets.resources import FraudPlatform
 from lambdas.generator.handler import handler as generate
+from assets.versions import CODE_VERSIONS
 
 
-@asset(group_name="ingestion", kinds={"s3", "python"}, owners=["team:fraud-data"],
+@asset(group_name="ingestion", kinds={"s3", "python"}, owners=["team:fraud-data"], code_version=CODE_VERSIONS["raw_transactions"],
        description="Raw Sparkov-schema transaction batches (jsonl.gz) and delayed chargeback labels in the raw "
                    "zone, written by the generator Lambda (run in-process locally).")
 def raw_transactions(context: AssetExecutionContext, fraud: FraudPlatform) -> MaterializeResult:

@@ -19,6 +19,7 @@ from fraud.evaluation import GateDecision, LabelledData, Protocol, Windows, gate
 from fraud.features import FEATURE_VERSION
 from fraud.model import NAME, TrainingConfig, model_version, train
 from fraud.scoring import TFLiteScorer
+from assets.versions import CODE_VERSIONS
 
 
 def _protocol(settings) -> Protocol:
@@ -46,6 +47,7 @@ def _gate(fraud: FraudPlatform, data: LabelledData, version: str, latest: str | 
 
 
 @asset(group_name="modelling", deps=["processed_transactions"], kinds={"tensorflow", "s3"}, owners=["team:fraud-ml"],
+       code_version=CODE_VERSIONS["fraud_model"],
        description="Keras MLP trained on labelled history under the temporal protocol (train -> label delay -> test), "
                    "compared with logistic regression and gradient-boosted trees on the same split, exported to "
                    ".keras + .tflite + metadata.json in the models bucket; promoted to LATEST only when the quality "

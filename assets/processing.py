@@ -12,6 +12,7 @@ from fraud.db.queries import accounting_problems, batch_accounting, loaded_batch
 from fraud.features import FEATURE_NAMES, FEATURE_VERSION
 from fraud.raw_zone import label_keys, transaction_keys
 from fraud.schema import batch_id_of
+from assets.versions import CODE_VERSIONS
 
 GLUE_SCRIPT = Path(glue.__file__).resolve().parent / "process_transactions.py"
 TABLES = ("fact_transaction", "transaction_features", "transaction_label", "dim_card", "dim_merchant", "batch_load")
@@ -45,6 +46,7 @@ class RawBatchSelection(Config):
 
 
 @asset(group_name="processing", deps=["raw_transactions"], kinds={"spark", "postgres", "parquet"}, owners=["team:fraud-data"],
+       code_version=CODE_VERSIONS["processed_transactions"],
        pool="spark",  # one Spark job at a time on a laptop (instance: assets/instance.py)
        description="Validated, deduplicated, tokenized transactions with point-in-time features: curated Parquet in "
                    "the processed bucket and the star schema in PostgreSQL. Runs the glue/ PySpark job through "

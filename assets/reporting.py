@@ -6,6 +6,7 @@ from fraud.alerts import AlertPolicy, send_alerts
 from fraud.db.queries import alert_status_counts
 from fraud.mailers import mailer_for
 from fraud.report import publish_report
+from assets.versions import CODE_VERSIONS
 
 
 def _promoted(fraud: FraudPlatform) -> tuple[str, dict]:
@@ -18,6 +19,7 @@ def _promoted(fraud: FraudPlatform) -> tuple[str, dict]:
 
 
 @asset(group_name="reporting", deps=["fraud_flags"], kinds={"html", "s3"}, owners=["team:fraud-ops"],
+       code_version=CODE_VERSIONS["fraud_report"],
        description="Self-contained HTML report for stakeholders (plots embedded, no scripts) plus a CSV of flagged "
                    "transactions, in the reports bucket under reports/<timestamp>/ and as latest.html.")
 def fraud_report(context: AssetExecutionContext, fraud: FraudPlatform) -> MaterializeResult:
@@ -34,6 +36,7 @@ def fraud_report(context: AssetExecutionContext, fraud: FraudPlatform) -> Materi
 
 
 @asset(group_name="reporting", deps=["fraud_flags"], kinds={"email"}, owners=["team:fraud-ops"],
+       code_version=CODE_VERSIONS["customer_alerts"],
        description="One email per card and day with flagged transactions, to the cardholder (outbox .eml files "
                    "locally, SMTP when FRAUD_SMTP_HOST is set, SES in aws mode); queued in customer_alert under a "
                    "unique group key so a rerun never sends twice; failed deliveries stay pending for the next run.")

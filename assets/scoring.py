@@ -4,6 +4,7 @@ from assets.resources import FraudPlatform
 from fraud import registry
 from fraud.db.review import count_unreviewed, recent_window
 from lambdas.scorer.handler import handler as score
+from assets.versions import CODE_VERSIONS
 
 
 class ScoringScope(Config):
@@ -15,6 +16,7 @@ class ScoringScope(Config):
 
 
 @asset(group_name="scoring", deps=["processed_transactions", "fraud_model"], kinds={"python", "postgres"},
+       code_version=CODE_VERSIONS["fraud_flags"],
        owners=["team:fraud-ml"],
        description="Fraud scores and flags in `fraud_score`, written by the scorer Lambda (LiteRT, no TensorFlow; "
                    "in-process locally) for every transaction the promoted model has not scored yet; a run config "
