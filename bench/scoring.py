@@ -207,7 +207,7 @@ def in_process_latencies(settings: Settings, bodies: list[dict], repeat: int = 2
     with engine.connect() as connection:
         for tx in transactions:
             started = time.perf_counter()
-            features, _ = online_features(connection, tx)
+            features, _ = online_features(connection.connection.driver_connection, tx)
             query.append(time.perf_counter() - started)
             started = time.perf_counter()
             score_and_attribute(model.scorer.predict, features[None, :], baseline)

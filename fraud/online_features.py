@@ -25,8 +25,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Mapping
 
 import numpy as np
+import psycopg
 from psycopg.rows import dict_row
-from sqlalchemy import Connection
 
 from fraud.features import (CATEGORY_FEATURES, FEATURE_NAMES, LONGEST_WINDOW_SECONDS, MERCHANT_WINDOWS,
                             NUMERIC_FEATURES, WINDOWS)
@@ -244,10 +244,10 @@ def history_parameters(tx: Transaction) -> dict[str, object]:
             **{f"merchant_{w}": t - timedelta(seconds=s) for w, s in MERCHANT_WINDOWS.items()}}
 
 
-def fetch_history(connection: Connection, tx: Transaction) -> History:
+def fetch_history(connection: psycopg.Connection, tx: Transaction) -> History:
     # prepare=False: a prepared statement soon gets PostgreSQL's generic plan, which cannot see how narrow
     # `card_token = $1` is and ANDs in the event_time index over the whole time range (10x slower)
-    with connection.connection.driver_connection.cursor(row_factory=dict_row) as cursor:
+    with connection.cursor(row_factory=dict_row) as cursor:
         row = cursor.execute(HISTORY_SQL, history_parameters(tx), prepare=False).fetchone()
     return History(
         card_counts={w: int(row[f"card_count_{w}"]) for w in WINDOWS},
@@ -318,6 +318,7 @@ def feature_vector(tx: Transaction, history: History) -> np.ndarray:
     return np.fromiter(values.values(), dtype=np.float64, count=len(FEATURE_NAMES))
 
 
-def online_features(connection: Connection, tx: Transaction) -> tuple[np.ndarray, History]:
+def online_features(connection: psycopg.Connection, tx: Transaction) -> tuple[np.ndarray, History]:
+    """The feature vector of `tx` and the history it came from, read on a psycopg connection."""
     history = fetch_history(connection, tx)
     return feature_vector(tx, history), history

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from bench.scoring import load_world, requests_for
 from fraud.api import api_token, create_app
-from fraud.realtime import RealtimeScorer
+from fraud.realtime import APPLICATION_NAME, RealtimeScorer
 from lambdas.scorer.handler import handler
 from tests.conftest import _free_port
 from tests.litert_models import publish_logistic, weights_for
@@ -119,7 +119,7 @@ def test_malformed_and_oversized_bodies(client):
 @hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.dictionaries(st.sampled_from(["trans_num", "cc_num", "merchant", "amt", "trans_date_trans_time", "unix_time",
                                         "category", "lat", "long", "merch_lat", "merch_long", "city_pop", "dob", "zip"]),
-                       st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(allow_nan=False),
+                       st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(allow_nan=False, allow_infinity=False),
                                  st.text(max_size=40), st.lists(st.integers(), max_size=3)), max_size=14))
 def test_random_bodies_never_get_a_500(client, body, payload):
     response = client.post("/v1/score", json={**body, **payload}, headers=AUTH)
@@ -163,6 +163,16 @@ def test_a_newly_promoted_model_reaches_the_api_within_its_recheck_interval(worl
         assert (before, scorer.score(body)["model_version"]) == ("api-v1", "api-v2")
     finally:
         publish_logistic(settings, "api-v1", weights_for(amt_log=0.8, card_count_1d=0.3, is_night=1.0), -4.0, 0.5)
+
+
+def test_a_dropped_database_connection_is_replaced(world, body, engine):
+    scorer = RealtimeScorer(world[0])
+    first = scorer.score(body)
+    with engine.begin() as connection:  # what a database restart or an idle-connection reaper does
+        killed = connection.exec_driver_sql(f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                            f"WHERE application_name = '{APPLICATION_NAME}'").scalar_one()
+    assert killed >= 1
+    assert scorer.score(body) == first
 
 
 def test_local_token_is_generated_once_and_private(tmp_path, settings):

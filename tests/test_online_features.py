@@ -132,7 +132,7 @@ def history(engine):
 
 def online(engine, raw):
     with engine.connect() as connection:
-        values, found = online_features(connection, parse_transaction(raw, KEY))
+        values, found = online_features(connection.connection.driver_connection, parse_transaction(raw, KEY))
     return features(values), found
 
 

@@ -31,7 +31,7 @@ def test_online_features_match_the_glue_job(first_loaded_simulation, settings):
     online = []
     with engine.connect() as connection:
         for trans_num in sample:
-            values, history = online_features(connection, parse_transaction(rows[trans_num], key))
+            values, history = online_features(connection.connection.driver_connection, parse_transaction(rows[trans_num], key))
             assert history.known_card
             online.append(values)
     online = np.array(online)

@@ -108,7 +108,7 @@ def test_real_time_event_scores_one_transaction_and_writes_nothing(world):
     latest = registry.latest_version(object_store(settings, settings.models_bucket), settings.model_name)
     assert result["model_version"] == latest and result["flagged"] == (result["score"] >= THRESHOLD)
     with engine.connect() as connection:
-        features, _ = online_features(connection, parse_transaction(body, settings.token_key()))
+        features, _ = online_features(connection.connection.driver_connection, parse_transaction(body, settings.token_key()))
     assert result["score"] == pytest.approx(logistic(features[None, :], WEIGHTS, BIAS)[0], abs=1e-5)
     assert all(r["feature"] in FEATURE_NAMES and r["contribution"] > 0 for r in result["reasons"])
     json.dumps(result)
