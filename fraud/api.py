@@ -27,6 +27,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from fraud.online_features import ABSURD_AMOUNT, InvalidTransaction
@@ -184,6 +185,14 @@ def create_app(settings: Settings | None = None, rate_limit: float = DEFAULT_RAT
         if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
             raise _problem(401, "invalid_token", "the token is not valid",
                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_problem(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        # one error shape everywhere: FastAPI's own errors (a body that is not UTF-8, 404, 405) carry a string
+        detail = error.detail if isinstance(error.detail, list) else [
+            {"loc": ["body"] if error.status_code == 400 else [], "msg": str(error.detail),
+             "type": "invalid_body" if error.status_code == 400 else f"http_{error.status_code}"}]
+        return JSONResponse({"detail": detail}, status_code=error.status_code, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -104,6 +104,8 @@ def test_bad_transactions_get_a_clear_4xx(client, body, change, status, field, k
 def test_malformed_and_oversized_bodies(client):
     bad_json = client.post("/v1/score", content=b'{"trans_num": ', headers={**AUTH, "content-type": "application/json"})
     assert bad_json.status_code == 400 and detail(bad_json)[0]["type"] == "json_invalid"
+    not_utf8 = client.post("/v1/score", content=b"\x80", headers={**AUTH, "content-type": "application/json"})
+    assert not_utf8.status_code == 400 and detail(not_utf8)[0]["type"] == "invalid_body"
     assert client.post("/v1/score", json=[1, 2, 3], headers=AUTH).status_code == 422
     big = client.post("/v1/score", content=b" " * (16 * 1024 + 1), headers={**AUTH, "content-type": "application/json"})
     assert big.status_code == 413 and "16384" in detail(big)[0]["msg"]
