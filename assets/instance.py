@@ -46,6 +46,7 @@ def instance_config(settings: Settings) -> dict:
         "concurrency": {"runs": {"max_concurrent_runs": MAX_CONCURRENT_RUNS, "tag_concurrency_limits": TAG_LIMITS}, "pools": {"default_limit": POOL_LIMIT}},
         "run_monitoring": {"enabled": True},
         "telemetry": {"enabled": False},
+        "nux": {"enabled": False},  # no "join the community" pop-up over the operator's first page
     }
 
 

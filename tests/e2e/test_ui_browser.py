@@ -1,0 +1,182 @@
+"""The Dagster UI as an operator uses it: `fraud ui` (webserver + daemon over the PostgreSQL-backed instance),
+driven in headless Chromium. The asset graph shows the six assets and their edges; "Materialize all" from
+the UI runs the whole graph; a new raw batch makes the sensor start a run that scores exactly that batch;
+two runs launched at once both succeed. Screenshots land in test-artifacts/."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from fraud.db.engine import get_engine, stop_embedded
+from fraud.db.queries import loaded_batch_ids
+from fraud.raw_zone import transaction_keys
+from fraud.schema import batch_id_of
+from fraud.settings import REPO_ROOT, Settings
+from fraud.storage import object_store
+from tests.conftest import _free_port, make_home
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+ASSETS = ("raw_transactions", "processed_transactions", "fraud_model", "fraud_flags", "fraud_report", "customer_alerts")
+SMALL_WORLD = {"FRAUD_SIM_CUSTOMERS": "400", "FRAUD_SIM_DAYS": "8", "FRAUD_SIM_FRAUD_RATE": "0.03", "FRAUD_TEST_DAYS": "2",
+               "FRAUD_ALERT_BUDGET_PER_DAY": "15"}
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make test installs it)")]
+
+RUNS_QUERY = """query { runsOrError(limit: 50) { ... on Runs { results { runId status tags { key value } assetSelection { path } } } } }"""
+
+
+class Ui:
+    def __init__(self, url: str, env: dict[str, str]):
+        self.url, self.env = url, env
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        response = httpx.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60)
+        response.raise_for_status()
+        return response.json()["data"]
+
+    def sensor(self, action: str, name: str) -> None:
+        """`dagster sensor start|stop NAME`, as the operator's guide shows (state kept in the instance)."""
+        env = {**self.env, "DAGSTER_HOME": str(Path(self.env["FRAUD_HOME"]) / "dagster")}
+        subprocess.run([sys.executable, "-m", "dagster", "sensor", action, name, "-w", str(REPO_ROOT / "workspace.yaml")],
+                       env=env, cwd=REPO_ROOT, check=True, capture_output=True)
+
+    def runs(self) -> list[dict]:
+        return self.graphql(RUNS_QUERY)["runsOrError"]["results"]
+
+    def wait_for_run(self, predicate, timeout: float, what: str) -> dict:
+        """The first run matching `predicate`, once it has finished; fails on a failed run or a timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            matching = [run for run in self.runs() if predicate(run)]
+            if matching and matching[0]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
+                assert matching[0]["status"] == "SUCCESS", f"{what}: run {matching[0]['runId']} ended {matching[0]['status']}"
+                return matching[0]
+            time.sleep(3)
+        raise AssertionError(f"{what}: no finished run within {timeout:.0f} s (runs: {[(r['runId'][:8], r['status']) for r in self.runs()]})")
+
+
+@pytest.fixture(scope="module")
+def ui(fraud_env):
+    home = make_home("fraud-ui-")
+    port = _free_port()
+    env = {**os.environ, **SMALL_WORLD, "FRAUD_HOME": str(home)}
+    log = open(home / "ui.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "fraud.cli", "ui", "--port", str(port)], env=env, cwd=REPO_ROOT,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (home / "ui.log").read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/server_info", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(2)
+        else:
+            raise AssertionError("the Dagster UI did not come up within 300 s")
+        yield Ui(url, env)
+    finally:
+        process.send_signal(signal.SIGTERM)  # fraud ui forwards it to dagster dev's process group
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+        stop_embedded(home / "pg")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _names_match(label: str, name: str) -> bool:
+    head, _, tail = label.partition("…")
+    return label == name or (bool(tail) and name.startswith(head) and name.endswith(tail))
+
+
+def _open_lineage(browser, ui: Ui):
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.goto(f"{ui.url}/asset-groups", wait_until="networkidle", timeout=120_000)
+    page.get_by_role("button", name="Materialize all").wait_for(timeout=60_000)
+    skip = page.get_by_role("button", name="Skip")  # the one-time "join the community" dialog
+    if skip.count():
+        skip.click()
+    return page
+
+
+def test_asset_graph_materialize_all_and_sensor(browser, ui):
+    page = _open_lineage(browser, ui)
+    page.keyboard.press("Alt+e")  # "Expand all groups": the graph starts with one box per group
+    nodes = page.locator("[class*=AssetNode_assetName]")
+    nodes.nth(len(ASSETS) - 1).wait_for(timeout=30_000)
+    shown = nodes.all_inner_texts()
+    # zoomed out to fit, the UI shortens long names in the middle ("proc…_transactions")
+    assert all(any(_names_match(label, name) for label in shown) for name in ASSETS), shown
+    page.screenshot(path=str(ARTIFACTS / "ui-asset-graph.png"))
+    edges = set(page.locator("svg[class*=AssetGraphExplorer_svgContainer] path[marker-end]").evaluate_all(
+        "paths => paths.map(p => p.getAttribute('d'))"))
+    assert len(edges) >= 6, f"expected the graph's 6 edges to be drawn, found {len(edges)}"
+
+    # while the whole graph runs, the raw-batch sensor is off (it would only queue no-op runs for the batches
+    # Materialize all is loading); it is turned back on for the new batch below
+    ui.sensor("stop", "raw_batch_sensor")
+    page.get_by_role("button", name="Materialize all").click()
+    launched_from_ui = ui.wait_for_run(lambda run: len(run["assetSelection"] or []) == len(ASSETS), 900,
+                                       "Materialize all")
+    page.goto(f"{ui.url}/runs/{launched_from_ui['runId']}", wait_until="networkidle", timeout=120_000)
+    page.get_by_text("Success", exact=False).first.wait_for(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "ui-run-success.png"))
+
+    # a new day of traffic lands in the raw zone; nothing else is done by hand
+    subprocess.run([sys.executable, "-m", "fraud.cli", "simulate", "--start-day", "2026-11-09", "--days", "1"],
+                   env=ui.env, cwd=REPO_ROOT, check=True, capture_output=True)
+    ui.sensor("start", "raw_batch_sensor")
+    settings = Settings(home=Path(ui.env["FRAUD_HOME"]))
+    engine = get_engine(settings)
+    known = loaded_batch_ids(engine)
+    new_batches = {batch_id_of(k) for k in transaction_keys(object_store(settings, settings.raw_bucket))} - known
+    assert len(new_batches) == 1, new_batches
+    new_batch = new_batches.pop()
+    # the daemon ticks the sensor every minute; its run waits behind any queued run
+    ui.wait_for_run(lambda run: {"key": "fraud/batch_id", "value": new_batch} in run["tags"]
+                    and any(t["key"] == "dagster/sensor_name" for t in run["tags"]), 900, "raw_batch_sensor")
+    with engine.connect() as connection:
+        scored = connection.execute(text("""
+            SELECT count(*) FILTER (WHERE s.trans_num IS NOT NULL), count(*)
+            FROM fact_transaction t LEFT JOIN fraud_score s USING (trans_num) WHERE t.batch_id = :batch"""),
+            {"batch": new_batch}).one()
+    assert scored[1] > 0 and scored[0] == scored[1], f"batch {new_batch}: {scored[0]} of {scored[1]} transactions scored"
+
+
+def test_two_materializations_at_once_both_succeed(ui):
+    launch = """mutation($selection: [AssetKeyInput!]) { launchRun(executionParams: {
+        selector: {repositoryLocationName: "fraud", repositoryName: "__repository__", jobName: "__ASSET_JOB",
+                   assetSelection: $selection}}) { __typename ... on LaunchRunSuccess { run { runId } }
+                   ... on PythonError { message } } }"""
+    run_ids = []
+    for asset in ("fraud_report", "customer_alerts"):
+        result = ui.graphql(launch, {"selection": [{"path": [asset]}]})["launchRun"]
+        assert result["__typename"] == "LaunchRunSuccess", result
+        run_ids.append(result["run"]["runId"])
+    for run_id in run_ids:
+        ui.wait_for_run(lambda run, run_id=run_id: run["runId"] == run_id, 600, f"concurrent run {run_id}")
