@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from dagster import AssetKey, materialize
+from dagster import AssetSelection, materialize
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -37,12 +37,13 @@ def run_demo(settings: Settings, console: Console | None = None) -> Path:
         for name in ORDER:
             progress.update(task, description=f"[bold]{name}")
             started = time.monotonic()
-            result = materialize([*ALL_ASSETS, *ALL_CHECKS], selection=[AssetKey(name)], instance=instance, resources=resources,
+            result = materialize([*ALL_ASSETS, *ALL_CHECKS], selection=AssetSelection.assets(name), instance=instance, resources=resources,
                                  run_config=QUIET,
                                  raise_on_error=True)
             events = result.asset_materializations_for_node(name)
             meta = events[-1].metadata if events else {}
-            shown = ", ".join(f"{k}={_short(meta[k])}" for k in SHOWN[name] if k in meta)
+            shown = ", ".join([f"{k}={_short(meta[k])}" for k in SHOWN[name] if k in meta]
+                              + [f"check {c.check_name} {'passed' if c.passed else 'FAILED'}" for c in result.get_asset_check_evaluations()])
             progress.console.print(f"[green]✓[/] {name} ({time.monotonic() - started:.1f} s) {shown}")
             progress.advance(task)
     return Path(settings.store_root / settings.reports_bucket / "latest.html").resolve()
