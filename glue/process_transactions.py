@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import io
 import json
 import os
 import sys
@@ -255,14 +256,16 @@ def read_history(spark: SparkSession, processed_uri: str, since_unix: int) -> Da
     return history.where(F.col("event_unix") >= since_unix).select("trans_num", "card_token", "merchant", "event_unix", "amt")
 
 
-def read_loaded(spark: SparkSession, processed_uri: str) -> DataFrame | None:
-    """trans_num -> the batch that loaded it and its content, for the transactions already in the curated zone."""
+def read_loaded(spark: SparkSession, processed_uri: str, raw: DataFrame) -> DataFrame | None:
+    """trans_num -> the batch that loaded it and its content, for the raw rows' transactions already in the
+    curated zone. Materialized now: this run overwrites some of the files it comes from."""
     curated = read_curated(spark, processed_uri)
     if curated is None:
         return None
-    return curated.select("trans_num", F.col("batch_id").cast("string").alias("loaded_batch"),
-                          _content(F.col("card_token"), F.col("merchant"), F.col("event_unix"), F.col("amt")).alias("loaded_content")
-                          ).dropDuplicates(["trans_num"])
+    return (curated.join(raw.select("trans_num").distinct(), "trans_num", "left_semi")
+            .select("trans_num", F.col("batch_id").cast("string").alias("loaded_batch"),
+                    _content(F.col("card_token"), F.col("merchant"), F.col("event_unix"), F.col("amt")).alias("loaded_content"))
+            .dropDuplicates(["trans_num"]).localCheckpoint())
 
 
 def _object_bytes(uri: str, settings: Settings) -> bytes:
@@ -283,37 +286,19 @@ def _put_object(uri: str, data: bytes, settings: Settings) -> None:
         handle.write(data)
 
 
-def unreadable_objects(paths: list[str], settings: Settings) -> dict[str, str]:
-    """The raw objects that are not whole gzip files (a partial upload, a truncated copy): path -> the error."""
+def partial_objects(paths: list[str], settings: Settings) -> dict[str, str]:
+    """The raw objects that are not whole gzip files (an upload cut off, a truncated copy): path -> the error.
+    Checked before Spark reads them: its codec may hand back the readable start of a cut stream without an error,
+    and the run would load part of a batch."""
     broken = {}
     for path in paths:
         try:
-            gzip.decompress(_object_bytes(path, settings))
+            with gzip.GzipFile(fileobj=io.BytesIO(_object_bytes(path, settings))) as stream:
+                while stream.read(1 << 24):  # to the end: the CRC and length trailer are checked there
+                    pass
         except (OSError, EOFError, zlib.error) as error:
             broken[path] = f"{type(error).__name__}: {error}"
     return broken
-
-
-def read_whole_objects(spark: SparkSession, paths: list[str], reader, settings: Settings) -> tuple[DataFrame | None, dict[str, str]]:
-    """`reader(spark, paths)` cached and read to the end now, so that a partial object fails here, not halfway
-    through the load. When it fails, the objects that are not whole gzip files are left out (returned with their
-    error) and the rest is read again; the run never loads part of an object."""
-    frame = reader(spark, paths)
-    if frame is None:
-        return None, {}
-    try:
-        frame.cache().count()
-        return frame, {}
-    except Exception:  # Spark wraps the codec's EOFException in its own errors; the check below tells them apart
-        frame.unpersist()
-        broken = unreadable_objects(paths, settings)
-        if not broken:
-            raise
-    whole = [p for p in paths if p not in broken]
-    frame = reader(spark, whole) if whole else None
-    if frame is not None:
-        frame.cache().count()
-    return frame, broken
 
 
 def quarantine_objects(raw_uri: str, broken: dict[str, str], settings: Settings) -> dict[str, str]:
@@ -360,15 +345,19 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
         timings[phase] = round(time.perf_counter() - clock, 2)
         clock = time.perf_counter()
 
-    raw, broken = read_whole_objects(spark, transaction_paths, read_raw, settings)
-    labels, broken_labels = read_whole_objects(spark, label_paths, read_labels, settings)
-    corrupt_objects = quarantine_objects(args["raw_uri"], {**broken, **broken_labels}, settings)
-    if raw is None:
+    broken = partial_objects(transaction_paths + label_paths, settings)
+    corrupt_objects = quarantine_objects(args["raw_uri"], broken, settings)  # the rest of the run goes on without them
+    transaction_paths = [p for p in transaction_paths if p not in broken]
+    label_paths = [p for p in label_paths if p not in broken]
+    if not transaction_paths:
         raise SystemExit(f"no whole raw batch to process: {sorted(corrupt_objects)} are partial objects")
-    valid, quarantined, duplicates = validate(raw, settings.token_key(), read_loaded(spark, args["processed_uri"]))
+    raw = read_raw(spark, transaction_paths).cache()
+    valid, quarantined, duplicates = validate(raw, settings.token_key(), read_loaded(spark, args["processed_uri"], raw))
     bounds = valid.agg(F.min(F.unix_timestamp("event_time"))).first()[0]
     lap("read_validate_tokenize")
     history = read_history(spark, args["processed_uri"], (bounds or 0) - LONGEST_WINDOW_SECONDS) if bounds else None
+    labels = read_labels(spark, label_paths)
+    labels = labels.cache() if labels is not None else None
     processed = features(valid, history, labels).cache()
 
     # curated zone: the loaded columns plus each feature by name, partitioned by date and batch
