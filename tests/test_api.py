@@ -118,14 +118,23 @@ def test_malformed_and_oversized_bodies(client):
     assert chunked.status_code == 413
 
 
-@hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.dictionaries(st.sampled_from(["trans_num", "cc_num", "merchant", "amt", "trans_date_trans_time", "unix_time",
-                                        "category", "lat", "long", "merch_lat", "merch_long", "city_pop", "dob", "zip"]),
-                       st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(allow_nan=False, allow_infinity=False),
-                                 st.text(max_size=40), st.lists(st.integers(), max_size=3)), max_size=14))
+@pytest.mark.fuzz  # examples: the Hypothesis profile (HYPOTHESIS_PROFILE: ci 300, soak 10,000)
+@hypothesis_settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(
+    st.dictionaries(st.sampled_from(["trans_num", "cc_num", "merchant", "amt", "trans_date_trans_time", "unix_time",
+                                     "category", "lat", "long", "merch_lat", "merch_long", "city_pop", "dob", "zip"]),
+                    st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(allow_nan=False, allow_infinity=False),
+                              st.text(max_size=40), st.lists(st.integers(), max_size=3)), max_size=14),
+    st.binary(max_size=300)))  # or not JSON at all
 def test_random_bodies_never_get_a_500(client, body, payload):
-    response = client.post("/v1/score", json={**body, **payload}, headers=AUTH)
+    if isinstance(payload, bytes):
+        response = client.post("/v1/score", content=payload, headers={**AUTH, "content-type": "application/json"})
+    else:
+        response = client.post("/v1/score", json={**body, **payload}, headers=AUTH)
     assert response.status_code in (200, 400, 422), response.text
+    if response.status_code != 200:  # every error says what is wrong
+        detail = response.json()["detail"]
+        assert detail and (isinstance(detail, str) or all(d["msg"] and d["type"] for d in detail)), response.text
 
 
 def test_rate_limit_per_client(world, body):

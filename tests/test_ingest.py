@@ -375,7 +375,8 @@ def _files(draw) -> tuple[bytes, int]:
     return _encode([c.encode() for c in HEADER]) + b"".join(lines), sum(1 for line in lines if line.strip())
 
 
-@hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.fuzz  # examples: the Hypothesis profile (HYPOTHESIS_PROFILE: ci 300, soak 10,000)
+@hypothesis_settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_files())
 def test_every_generated_row_is_accounted_for(fraud_env, generated):
     data, rows = generated
