@@ -1,0 +1,49 @@
+"""One leak scan for every place a card number must not reach past the raw zone: the curated Parquet, every
+database table, reports and model files, the emails as a customer reads them, and logs. Built on
+`fraud.privacy.card_numbers_in` (13-19-digit runs that pass the Luhn check)."""
+from __future__ import annotations
+
+import email
+import email.policy
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from fraud.privacy import card_numbers_in
+from fraud.settings import Settings
+from tests.conftest import table_dumps
+
+
+def in_parquet(folder: Path) -> list[str]:
+    return card_numbers_in(pd.read_parquet(folder).to_csv()) if folder.exists() else []
+
+
+def in_tables(engine: Engine) -> dict[str, list[str]]:
+    return {table: found for table, dump in table_dumps(engine).items() if (found := card_numbers_in(dump))}
+
+
+def _readable(path: Path) -> str:
+    if path.suffix == ".eml":  # what the customer reads (MIME boundaries are random digits)
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        return "\n".join([str(message["Subject"]), str(message["To"])]
+                         + [part.get_content() for part in message.walk() if part.get_content_maintype() == "text"])
+    return path.read_bytes().decode("utf-8", errors="ignore")
+
+
+def in_files(paths: Iterable[Path]) -> dict[str, list[str]]:
+    return {str(path): found for path in paths if path.is_file() and (found := card_numbers_in(_readable(path)))}
+
+
+def leaks_after_run(settings: Settings, engine: Engine, logs: Iterable[Path] = ()) -> dict[str, list[str]]:
+    """Card numbers found after a run, by place ({} when there are none): curated Parquet, each table, the
+    reports and models buckets (HTML, CSV, JSON), the outbox, and the given log files."""
+    found = {}
+    if parquet := in_parquet(settings.store_root / settings.processed_bucket / "transactions"):
+        found["curated parquet"] = parquet
+    found.update({f"table {table}": numbers for table, numbers in in_tables(engine).items()})
+    outputs = [path for bucket in (settings.reports_bucket, settings.models_bucket)
+               for path in (settings.store_root / bucket).rglob("*") if path.suffix in {".html", ".csv", ".json"}]
+    found.update(in_files(outputs + sorted(settings.outbox_dir.glob("*.eml")) + list(logs)))
+    return found
