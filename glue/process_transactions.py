@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -246,7 +247,12 @@ def read_curated(spark: SparkSession, processed_uri: str) -> DataFrame | None:
     hadoop_path = spark._jvm.org.apache.hadoop.fs.Path(path)
     if not hadoop_path.getFileSystem(spark._jsc.hadoopConfiguration()).exists(hadoop_path):
         return None  # first run: no processed history yet
-    return spark.read.parquet(path)
+    try:
+        return spark.read.parquet(path)
+    except AnalysisException as error:
+        if "UNABLE_TO_INFER_SCHEMA" in str(error):  # only an unfinished first write (a crashed run's staging files)
+            return None
+        raise
 
 
 def read_history(spark: SparkSession, processed_uri: str, since_unix: int) -> DataFrame | None:

@@ -89,11 +89,12 @@ def assert_whole_batches(settings: Settings, batch_ids: list[str]) -> None:
 def kill_points(seed: int, kills: int) -> list[tuple[str, float]]:
     """Seeded points at which to kill the job: ("start", s) s seconds after launch (Spark start-up, reading,
     validation, features); ("parquet", s) s seconds after the curated Parquet write began; ("load", n) once
-    n batches were committed by this launch (in the middle of the next batch's transaction)."""
+    n batches were committed by this launch (in the middle of the next batch's transaction). Each phase at least
+    once, in a seeded order."""
     rng = random.Random(seed)
     points = []
-    for _ in range(kills):
-        phase = rng.choice(["start", "parquet", "load", "load"])
+    phases = ["start", "parquet", "load"]
+    for phase in rng.sample(phases, len(phases)) + [rng.choice(phases) for _ in range(kills - len(phases))]:
         value = {"start": rng.uniform(0.5, 6.0), "parquet": rng.uniform(0.0, 0.5), "load": rng.randint(1, BATCHES - 1)}[phase]
         points.append((phase, value))
     return points
