@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,32 @@ def make_home(prefix: str) -> Path:
     home = Path(tempfile.mkdtemp(prefix=prefix))
     home.chmod(0o755)
     return home
+
+
+# A world big enough for the model to pass its quality gate, small enough for a test: the e2e tests' default.
+SMALL_WORLD = {"FRAUD_SIM_CUSTOMERS": "400", "FRAUD_SIM_DAYS": "8", "FRAUD_SIM_FRAUD_RATE": "0.03", "FRAUD_TEST_DAYS": "2",
+               "FRAUD_ALERT_BUDGET_PER_DAY": "15"}
+
+
+@contextmanager
+def own_fraud_home(prefix: str, **overrides: str):
+    """A fresh FRAUD_HOME (own embedded PostgreSQL) with FRAUD_* overrides in the environment for the block; the
+    database is stopped and the environment restored afterwards."""
+    home = make_home(prefix)
+    overrides = {"FRAUD_HOME": str(home), **overrides}
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    try:
+        yield home
+    finally:
+        from fraud.db.engine import stop_embedded
+
+        stop_embedded(home / "pg")
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,5 @@
 """The blocking quality gate in Dagster: a good model is promoted; a model trained on shuffled labels is refused
 by `model_quality_gate`, LATEST stays where it was and the downstream scoring does not run."""
-import os
 
 import numpy as np
 import pandas as pd
@@ -10,10 +9,10 @@ from sqlalchemy import text
 
 from assets.definitions import ALL_ASSETS, ALL_CHECKS, defs
 from fraud import registry
-from fraud.db.engine import get_engine, stop_embedded
+from fraud.db.engine import get_engine
 from fraud.settings import Settings
 from fraud.storage import object_store
-from tests.conftest import make_home
+from tests.conftest import own_fraud_home
 
 
 @pytest.fixture(scope="module")
@@ -22,28 +21,19 @@ def gate_settings(fraud_env):
     from glue.process_transactions import run
     from lambdas.generator.handler import handler as generate
 
-    home = make_home("fraud-gate-")
     # floor 0: only the comparison with the promoted model can refuse the shuffled-label model
-    overrides = {"FRAUD_HOME": str(home), "FRAUD_TEST_DAYS": "3", "FRAUD_ALERT_BUDGET_PER_DAY": "20",
-                 "FRAUD_MIN_AVERAGE_PRECISION": "0", "FRAUD_TRAIN_EPOCHS": "12"}
-    saved = {k: os.environ.get(k) for k in overrides}
-    os.environ.update(overrides)
-    settings = Settings()
-    world = settings.model_copy(update={"sim_customers": 600, "sim_fraud_rate": 0.02})
-    generated = generate({"start_day": "2026-06-01", "days": 10}, settings=world)
-    raw = object_store(settings, settings.raw_bucket)
-    from fraud.db.migrate import upgrade
-    upgrade(get_engine(settings))
-    run({"raw_uri": raw.uri(), "processed_uri": object_store(settings, settings.processed_bucket).uri(),
-         "transactions_keys": ",".join(b["transactions_key"] for b in generated["batches"]),
-         "labels_keys": ",".join(b["labels_key"] for b in generated["batches"])}, settings, report=lambda s: None)
-    yield settings
-    stop_embedded(home / "pg")
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with own_fraud_home("fraud-gate-", FRAUD_TEST_DAYS="3", FRAUD_ALERT_BUDGET_PER_DAY="20",
+                        FRAUD_MIN_AVERAGE_PRECISION="0", FRAUD_TRAIN_EPOCHS="12"):
+        settings = Settings()
+        world = settings.model_copy(update={"sim_customers": 600, "sim_fraud_rate": 0.02})
+        generated = generate({"start_day": "2026-06-01", "days": 10}, settings=world)
+        raw = object_store(settings, settings.raw_bucket)
+        from fraud.db.migrate import upgrade
+        upgrade(get_engine(settings))
+        run({"raw_uri": raw.uri(), "processed_uri": object_store(settings, settings.processed_bucket).uri(),
+             "transactions_keys": ",".join(b["transactions_key"] for b in generated["batches"]),
+             "labels_keys": ",".join(b["labels_key"] for b in generated["batches"])}, settings, report=lambda s: None)
+        yield settings
 
 
 def _run(instance, *names):

@@ -2,7 +2,6 @@
 sensor's tick and the run it requests, on a graph materialized once on a small simulated world."""
 from __future__ import annotations
 
-import os
 import tempfile
 
 import pytest
@@ -12,34 +11,19 @@ from sqlalchemy import text
 from assets.definitions import ALL_ASSETS, ALL_CHECKS, defs
 from assets.sensors import model_promotion_sensor, raw_batch_sensor
 from fraud import registry
-from fraud.db.engine import get_engine, stop_embedded
+from fraud.db.engine import get_engine
 from fraud.db.review import recent_window
 from fraud.settings import Settings
 from fraud.storage import object_store
 from lambdas.generator.handler import handler as generate
-from tests.conftest import make_home
-
-# the world of tests/e2e/test_graph.py: big enough for the model to pass its quality gate
-OVERRIDES = {"FRAUD_SIM_CUSTOMERS": "400", "FRAUD_SIM_DAYS": "8", "FRAUD_SIM_FRAUD_RATE": "0.03",
-             "FRAUD_TEST_DAYS": "2", "FRAUD_ALERT_BUDGET_PER_DAY": "15"}
-
+from tests.conftest import SMALL_WORLD, own_fraud_home
 
 @pytest.fixture(scope="module")
 def graph_once(fraud_env):
-    home = make_home("fraud-sensor-e2e-")
-    overrides = {"FRAUD_HOME": str(home), **OVERRIDES}
-    saved = {k: os.environ.get(k) for k in overrides}
-    os.environ.update(overrides)
-    with tempfile.TemporaryDirectory() as dagster_home:
+    with own_fraud_home("fraud-sensor-e2e-", **SMALL_WORLD), tempfile.TemporaryDirectory() as dagster_home:
         instance = DagsterInstance.local_temp(dagster_home)
         assert materialize([*ALL_ASSETS, *ALL_CHECKS], instance=instance, resources=defs.resources).success
         yield Settings(), instance
-    stop_embedded(home / "pg")
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 def _scores(engine) -> set[tuple[str, str]]:
@@ -56,9 +40,11 @@ def test_a_dropped_batch_is_processed_and_scored_alone(graph_once):
     settings, instance = graph_once
     engine = get_engine(settings)
 
-    # the sensor's first look: the batches already there (all processed: their runs would change nothing)
+    # the sensor's first look: the batches already there were all loaded by Materialize all, so no runs, but
+    # the cursor moves past them
     first = _tick(None, instance)
-    assert len(first.run_requests) == settings.sim_days
+    assert first.run_requests == [] and first.cursor
+    assert f"{settings.sim_days} new raw batches, all already loaded" in first.skip_message
 
     before = _scores(engine)
     new_day = settings.sim_start.toordinal() + settings.sim_days

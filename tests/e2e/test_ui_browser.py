@@ -21,15 +21,13 @@ from fraud.raw_zone import transaction_keys
 from fraud.schema import batch_id_of
 from fraud.settings import REPO_ROOT, Settings
 from fraud.storage import object_store
-from tests.conftest import _free_port, make_home
+from tests.conftest import SMALL_WORLD, _free_port, make_home
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 ASSETS = ("raw_transactions", "processed_transactions", "fraud_model", "fraud_flags", "fraud_report", "customer_alerts")
-SMALL_WORLD = {"FRAUD_SIM_CUSTOMERS": "400", "FRAUD_SIM_DAYS": "8", "FRAUD_SIM_FRAUD_RATE": "0.03", "FRAUD_TEST_DAYS": "2",
-               "FRAUD_ALERT_BUDGET_PER_DAY": "15"}
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make test installs it)")]
 
