@@ -74,7 +74,7 @@ class FunctionSpec:
 FUNCTIONS: dict[str, FunctionSpec] = {
     "generator": FunctionSpec("generator", ("numpy", "pandas", "Faker", "pydantic-settings")),
     "scorer": FunctionSpec("scorer", ("ai-edge-litert", "numpy", "pandas", "SQLAlchemy", "psycopg[binary]",
-                                      "pydantic-settings"),
+                                      "pydantic-settings", "tenacity"),
                            forbidden=("tensorflow", "tensorflow-cpu", "keras", "tf-keras", "tensorboard")),
 }
 
