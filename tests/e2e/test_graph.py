@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import email
-import os
 import tempfile
 from pathlib import Path
 
@@ -13,12 +12,12 @@ from sqlalchemy import text
 
 from assets.definitions import ALL_ASSETS, ALL_CHECKS, defs
 from fraud import registry
-from fraud.db.engine import get_engine, stop_embedded
+from fraud.db.engine import get_engine
 from fraud.db.queries import features_matrix, labelled_features
 from fraud.features import FEATURE_VERSION
 from fraud.settings import Settings
 from fraud.storage import object_store
-from tests.conftest import make_home
+from tests.conftest import SMALL_WORLD, own_fraud_home
 from tests.leak_scan import leaks_after_run
 
 EDGES = {
@@ -42,18 +41,8 @@ def test_six_assets_and_their_edges():
 
 @pytest.fixture(scope="module")
 def graph_home(fraud_env):
-    home = make_home("fraud-e2e-")
-    overrides = {"FRAUD_HOME": str(home), "FRAUD_SIM_CUSTOMERS": "400", "FRAUD_SIM_DAYS": "8",
-                 "FRAUD_SIM_FRAUD_RATE": "0.03", "FRAUD_TEST_DAYS": "2", "FRAUD_ALERT_BUDGET_PER_DAY": "15"}
-    saved = {k: os.environ.get(k) for k in overrides}
-    os.environ.update(overrides)
-    yield Settings()
-    stop_embedded(home / "pg")
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with own_fraud_home("fraud-e2e-", **SMALL_WORLD):
+        yield Settings()
 
 
 def _materialize_all(instance):
