@@ -21,13 +21,31 @@ from fraud import metrics
 from fraud.cli import app
 from fraud.privacy import card_numbers_in
 from fraud.report import after_training, breakdown, live_metrics, publish_report, reasons_text
+from tests.conftest import own_fraud_home
 from tests.scored_world import HOSTILE_MERCHANT, THRESHOLD, build_world
 
 REASONS = [{"feature": "amt_over_card_mean_30d", "contribution": 0.4213}, {"feature": "night", "contribution": -0.05}]
 
 
 @pytest.fixture(scope="module")
-def published(engine, settings):
+def report_db():
+    """The report reads the whole warehouse (data freshness, the promoted model): its own home, so what other
+    modules load into the session's database cannot change what these tests see."""
+    from fraud.db.engine import get_engine
+    from fraud.db.migrate import upgrade
+    from fraud.settings import Settings
+
+    with own_fraud_home("fraud-report-"):
+        settings = Settings()
+        engine = get_engine(settings)
+        upgrade(engine)
+        yield settings, engine
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def published(report_db):
+    settings, engine = report_db
     world = build_world(engine, settings, "report", cards=8, days=4, seed=11)
     flagged = world.transactions[world.transactions["flagged"]].sort_values("score", ascending=False)
     with engine.begin() as connection:  # the scorer's explanations: dicts on one, plain strings on another
@@ -92,7 +110,7 @@ def test_hostile_names_are_escaped_in_the_report(published):
     assert "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt; &amp; &#34;Quotes&#39; Shop&#34;" in html
 
 
-def test_flagged_csv_beside_the_report(published, engine):
+def test_flagged_csv_beside_the_report(published):
     world, result = published
     csv = pd.read_csv(io.StringIO(Path(result.csv).read_text()))
     flagged = world.transactions[world.transactions["flagged"]]
