@@ -245,10 +245,10 @@ def history_parameters(tx: Transaction) -> dict[str, object]:
 
 
 def fetch_history(connection: psycopg.Connection, tx: Transaction) -> History:
-    # prepare=False: a prepared statement soon gets PostgreSQL's generic plan, which cannot see how narrow
-    # `card_token = $1` is and ANDs in the event_time index over the whole time range (10x slower)
+    # prepared: with the (card_token, event_time) and (merchant, event_time) indexes (migration 0003) the
+    # generic plan is the right one, and planning was half of an unprepared query's time (p50 0.8 vs 1.7 ms)
     with connection.cursor(row_factory=dict_row) as cursor:
-        row = cursor.execute(HISTORY_SQL, history_parameters(tx), prepare=False).fetchone()
+        row = cursor.execute(HISTORY_SQL, history_parameters(tx), prepare=True).fetchone()
     return History(
         card_counts={w: int(row[f"card_count_{w}"]) for w in WINDOWS},
         card_means={w: row[f"card_mean_{w}"] for w in WINDOWS},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import (ARRAY, BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Integer, Numeric, String,
+from sqlalchemy import (ARRAY, BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, Numeric, String,
                         Text, UniqueConstraint, func)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -51,13 +51,17 @@ class FactTransaction(Base):
     __tablename__ = "fact_transaction"
     trans_num: Mapped[str] = mapped_column(String(64), primary_key=True)
     event_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    card_token: Mapped[str] = mapped_column(ForeignKey("dim_card.card_token"), index=True)
-    merchant: Mapped[str] = mapped_column(ForeignKey("dim_merchant.merchant"), index=True)
+    card_token: Mapped[str] = mapped_column(ForeignKey("dim_card.card_token"))
+    merchant: Mapped[str] = mapped_column(ForeignKey("dim_merchant.merchant"))
     category: Mapped[str | None] = mapped_column(ForeignKey("dim_category.category"))
     amount: Mapped[float] = mapped_column(Numeric(12, 2))
     merch_lat: Mapped[float | None] = mapped_column(Float)
     merch_long: Mapped[float | None] = mapped_column(Float)
     batch_id: Mapped[str] = mapped_column(Text, index=True)
+
+    # a card's / a merchant's history in a time range, straight from the index (migration 0003)
+    __table_args__ = (Index("ix_fact_transaction_card_token_event_time", "card_token", "event_time"),
+                      Index("ix_fact_transaction_merchant_event_time", "merchant", "event_time"))
 
 
 class TransactionFeatures(Base):
