@@ -207,12 +207,17 @@ def aws_env(
 
 
 @app.command()
-def package(force: bool = typer.Option(False, "--force", help="Rebuild even when nothing changed.")) -> None:
+def package(force: bool = typer.Option(False, "--force", help="Rebuild even when nothing changed."),
+            target: str = typer.Option("lambda", "--target",
+                                       help="lambda: the python3.12 runtime (deployed); host: this interpreter, "
+                                            "into dist/host/ (local tests).")) -> None:
     """Build the Lambda zips and the Glue job's fraud/ zip into dist/ (what `pulumi up` deploys)."""
-    from lambdas.package import DIST_DIR, FUNCTIONS, build_function, build_glue_library, describe
+    from lambdas.package import DIST_DIR, FUNCTIONS, TARGETS, build_function, build_glue_library, describe
 
+    if target not in TARGETS:
+        raise typer.BadParameter(f"one of {', '.join(sorted(TARGETS))}", param_hint="--target")
     for name in sorted(FUNCTIONS):
-        console.print(describe(build_function(name, DIST_DIR, force)), highlight=False)
+        console.print(describe(build_function(name, DIST_DIR, force, TARGETS[target])), highlight=False)
     console.print(f"{build_glue_library(DIST_DIR)}: the fraud/ package for the Glue job", highlight=False)
 
 

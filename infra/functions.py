@@ -124,7 +124,7 @@ def bundles_for(manifests: dict, on_incompatible: str = "error") -> dict[str, Bu
                             f"{name}: {manifest.wheel_tag_problems}")
     if problems:
         message = (f"Lambda bundles will not load on the {next(iter(manifests.values())).runtime} runtime: "
-                   + "; ".join(problems) + ". See infra/README.md, 'Lambda runtime and glibc'.")
+                   + "; ".join(problems) + ". See infra/README.md, 'Lambda packaging'.")
         if on_incompatible == "error":
             raise pulumi.RunError(message + " Set lambdaRuntimeCheck=warn to deploy anyway.")
         pulumi.log.warn(message)

@@ -107,9 +107,7 @@ BASE_CONFIG = {
     "fraud-platform:senderEmail": "alerts@fraud.example",
     "fraud-platform:cardTokenKey": "0" * 64,  # a test value; real stacks set it with `pulumi config set --secret`
     "fraud-platform:generatorIntervalMinutes": str(INTERVAL),
-    # the bundles built from this virtualenv need a newer glibc than the python3.11 runtime (see README);
-    # the refusal itself is tested below, here the rest of the program is built
-    "fraud-platform:lambdaRuntimeCheck": "warn",
+    # lambdaRuntimeCheck is left at its default, error: the program only builds if the zips load on their runtime
 }
 
 
@@ -257,7 +255,7 @@ def test_scorer_runs_in_the_private_subnets_behind_an_iam_function_url(program):
     assert scorer["vpcConfig"]["securityGroupIds"] == [scorer_sg]
     url = program.one("aws:lambda/functionUrl:FunctionUrl", "scorer-url")[1]
     assert url["authorizationType"] == "AWS_IAM" and url["functionName"] == state["name"]
-    assert scorer["handler"] == "lambdas.scorer.handler.handler" and scorer["runtime"] == "python3.11"
+    assert scorer["handler"] == "lambdas.scorer.handler.handler" and scorer["runtime"] == "python3.12"
     env = scorer["environment"]["variables"]
     assert env["FRAUD_MODE"] == "aws" and env["FRAUD_DB_SECRET_ARN"] == program.outputs["db_secret_arn"]
     assert not any("PASSWORD" in key or key == "FRAUD_CARD_TOKEN_KEY" for key in env)
@@ -270,7 +268,8 @@ def test_lambda_code_comes_from_the_packaging_step(program):
         source = objects[function["s3Key"]]["source"]
         assert Path(source.path) == REPO / "dist" / f"lambda-{role}.zip"
         manifest = json.loads((REPO / "dist" / f"lambda-{role}.json").read_text())
-        assert function["handler"] == manifest["handler"]
+        assert function["handler"] == manifest["handler"] and function["runtime"] == manifest["runtime"]
+        assert manifest["target"] == "lambda" and manifest["runtime_compatible"]
 
 
 def test_glue_script_object_is_built_from_glue_folder_and_job_uses_it(program):
@@ -330,14 +329,14 @@ def test_incompatible_bundles_are_refused_unless_warned(tmp_path):
     from lambdas.package import Manifest
 
     def manifest(needs: dict) -> Manifest:
-        return Manifest(function="scorer", handler="lambdas.scorer.handler.handler", runtime="python3.11",
+        return Manifest(function="scorer", handler="lambdas.scorer.handler.handler", runtime="python3.12",
                         zip_path=str(tmp_path / "s.zip"), content_hash="x", zipped_bytes=1, unzipped_bytes=1, files=1,
-                        distributions={}, glibc_required="2.27", glibc_runtime="2.26", needs_newer_glibc=needs)
+                        distributions={}, glibc_required="2.35", glibc_runtime="2.34", needs_newer_glibc=needs)
 
     assert bundles_for({"scorer": manifest({})})["scorer"].handler == "lambdas.scorer.handler.handler"
-    with pytest.raises(pulumi.RunError, match="numpy/x.so needs 2.27"):
-        bundles_for({"scorer": manifest({"numpy/x.so": "2.27"})})
-    assert bundles_for({"scorer": manifest({"numpy/x.so": "2.27"})}, on_incompatible="warn")["scorer"].runtime == "python3.11"
+    with pytest.raises(pulumi.RunError, match="numpy/x.so needs 2.35"):
+        bundles_for({"scorer": manifest({"numpy/x.so": "2.35"})})
+    assert bundles_for({"scorer": manifest({"numpy/x.so": "2.35"})}, on_incompatible="warn")["scorer"].runtime == "python3.12"
 
 
 def test_fraud_aws_env_turns_the_outputs_into_settings(program, tmp_path, monkeypatch):

@@ -1,6 +1,8 @@
-"""The packaging step: both Lambda zips are built (cached in dist/ by content hash), stay within Lambda's
-limits, the scorer carries no TensorFlow, and a fresh interpreter that sees nothing but the unzipped scorer
-(and the standard library) imports the handler and scores with a real .tflite model."""
+"""The packaging step: both Lambda zips are built for the python3.12 runtime from cp312 wheels (cached in dist/
+by content hash), stay within Lambda's limits, load on Amazon Linux 2023's glibc, and the scorer carries no
+TensorFlow. No Python 3.12 exists here, so the behavioural check uses the host build of the same zip: a fresh
+interpreter that sees nothing but the unzipped scorer (and the standard library) imports the handler and
+scores with a real .tflite model."""
 from __future__ import annotations
 
 import json
@@ -15,14 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lambdas.package import (DIST_DIR, FUNCTIONS, LAMBDA_UNZIPPED_LIMIT, TARGET, build_function, glibc_needed,
-                             resolve_distributions, wheel_tag_problem)
+from lambdas.package import (DIST_DIR, FUNCTIONS, HOST, LAMBDA, LAMBDA_UNZIPPED_LIMIT, PackagingError, build_function,
+                             fetch_wheel, glibc_needed, installed_path, resolve_distributions, wheel_tag_problem)
 
 MiB = 2**20
 
 
 @pytest.fixture(scope="module")
 def manifests():
+    """The deployable build (LAMBDA target): wheels fetched from the package index on a cold cache."""
     return {name: build_function(name, DIST_DIR) for name in FUNCTIONS}
 
 
@@ -33,16 +36,32 @@ def _entries(manifest) -> list[zipfile.ZipInfo]:
 
 def test_zips_stay_within_lambda_limits(manifests):
     for name, manifest in manifests.items():
+        assert Path(manifest.zip_path) == DIST_DIR / f"lambda-{name}.zip"  # what infra/ deploys
         entries = _entries(manifest)
         unzipped = sum(e.file_size for e in entries)
         assert unzipped == manifest.unzipped_bytes  # the manifest reports what is really in the zip
         assert unzipped <= LAMBDA_UNZIPPED_LIMIT, f"{name}: {unzipped / MiB:.0f} MiB unzipped"
         names = {e.filename for e in entries}
         assert f"lambdas/{name}/handler.py" in names and "fraud/settings.py" in names and "lambdas/__init__.py" in names
-        assert f"lambdas/{name}/__pycache__/handler.cpython-311.pyc" in names  # no recompiling at cold start
         assert not any(n.startswith("boto3/") for n in names)  # the managed runtime provides it
         print(f"\n{name}: {manifest.zipped_bytes / MiB:.1f} MiB zipped, {unzipped / MiB:.1f} MiB unzipped, "
               f"{len(entries)} files, glibc needed {manifest.glibc_required}")
+
+
+def test_zips_carry_cpython_312_wheels_and_no_311_files(manifests):
+    for name, manifest in manifests.items():
+        assert manifest.runtime == "python3.12" and manifest.target == "lambda"
+        names = {e.filename for e in _entries(manifest)}
+        assert "numpy/_core/_multiarray_umath.cpython-312-x86_64-linux-gnu.so" in names
+        assert "pydantic_core/_pydantic_core.cpython-312-x86_64-linux-gnu.so" in names
+        assert not [n for n in names if "cpython-311" in n or "cp311" in n]
+        # 3.11 bytecode would be dead weight to a 3.12 runtime: the zip ships sources only
+        assert not manifest.precompiled and not [n for n in names if n.endswith(".pyc")]
+        with zipfile.ZipFile(manifest.zip_path) as archive:  # the dist-info comes from the cp312 wheel
+            assert "Tag: cp312-cp312-manylinux" in archive.read("numpy-2.4.6.dist-info/WHEEL").decode()
+            assert archive.read("numpy-2.4.6.dist-info/METADATA").decode().count("Version: 2.4.6") == 1
+        installed = {d.metadata["Name"]: d.version for d in resolve_distributions(FUNCTIONS[name].requirements)}
+        assert manifest.distributions == installed  # the same pins as the virtualenv the tests run in
 
 
 def test_scorer_zip_has_no_tensorflow(manifests):
@@ -70,28 +89,65 @@ def test_zips_are_reproducible_and_cached(tmp_path, monkeypatch):
     assert again.content_hash == first.content_hash and zip_path.stat().st_mtime_ns == mtime
     rebuilt = build_function("generator", tmp_path / "b", force=True)
     assert Path(rebuilt.zip_path).read_bytes() == zip_path.read_bytes()  # byte-for-byte reproducible
+    host = build_function("generator", tmp_path / "a", target=HOST)  # another target: its own hash and folder
+    assert host.content_hash != first.content_hash and Path(host.zip_path).parent == tmp_path / "a" / "host"
+    assert zip_path.stat().st_mtime_ns == mtime
     snapshot["fraud/schema.py"].write_text(snapshot["fraud/schema.py"].read_text() + "\n# changed\n")
     changed = build_function("generator", tmp_path / "a")
     assert changed.content_hash != first.content_hash and zip_path.stat().st_mtime_ns != mtime
 
 
-def test_wheel_tags_and_glibc_audit():
-    dists = {d.metadata["Name"].lower(): d for d in resolve_distributions(FUNCTIONS["scorer"].requirements)}
+def test_wheel_tags_are_checked_against_the_target():
+    def tags(*lines: str) -> str:
+        return "Wheel-Version: 1.0\n" + "".join(f"Tag: {line}\n" for line in lines)
+
+    numpy = tags("cp312-cp312-manylinux_2_27_x86_64", "cp312-cp312-manylinux_2_28_x86_64")
+    assert wheel_tag_problem(numpy, LAMBDA) is None
+    assert wheel_tag_problem(tags("cp39-abi3-manylinux2014_x86_64"), LAMBDA) is None  # stable ABI of an older CPython
+    assert wheel_tag_problem(tags("py2-none-any", "py3-none-any"), LAMBDA) is None  # pure Python
+    assert wheel_tag_problem(tags("cp311-cp311-manylinux_2_17_x86_64"), LAMBDA)  # another CPython
+    assert wheel_tag_problem(tags("cp312-cp312-manylinux_2_35_x86_64"), LAMBDA)  # newer glibc than Amazon Linux 2023
+    assert wheel_tag_problem(tags("cp312-cp312-manylinux_2_17_aarch64"), LAMBDA)  # another machine
+    assert wheel_tag_problem(tags("cp312-cp312-manylinux_2_27_x86_64"), HOST)  # the host is CPython 3.11
+    assert wheel_tag_problem("", LAMBDA) == "no WHEEL tags (not installed from a wheel)"
+    dists = {d.metadata["Name"].lower(): d for d in resolve_distributions(FUNCTIONS["scorer"].requirements, HOST)}
     assert "psycopg-binary" in dists  # the [binary] extra was followed
-    assert wheel_tag_problem(dists["pydantic"]) is None  # pure Python
-    assert wheel_tag_problem(dists["protobuf"]) is None  # cp39-abi3 manylinux2014 x86_64: fine on CPython 3.11
-    assert glibc_needed(b"\0GLIBC_2.17\0GLIBC_2.2.5\0GLIBC_2.28\0") == (2, 28)
-    assert glibc_needed(b"no versions here") is None
+    assert wheel_tag_problem(dists["protobuf"].read_text("WHEEL"), HOST) is None  # cp39-abi3 manylinux2014 x86_64
 
 
-def test_manifest_names_each_shared_object_too_new_for_the_runtime(manifests):
-    for manifest in manifests.values():
+def test_wheel_entries_land_where_pip_would_install_them():
+    assert installed_path("numpy/__init__.py") == "numpy/__init__.py"
+    assert installed_path("numpy-2.4.6.dist-info/RECORD") == "numpy-2.4.6.dist-info/RECORD"
+    assert installed_path("pkg-1.0.data/platlib/pkg/_ext.so") == "pkg/_ext.so"
+    assert installed_path("pkg-1.0.data/purelib/pkg/mod.py") == "pkg/mod.py"
+    assert installed_path("pkg-1.0.data/scripts/tool") is None and installed_path("pkg-1.0.data/headers/x.h") is None
+    with pytest.raises(PackagingError):
+        installed_path("../../etc/passwd")
+
+
+def test_a_version_without_a_cp312_wheel_is_a_packaging_error_naming_it(tmp_path):
+    with pytest.raises(PackagingError, match=r"numpy==1\.9\.0: no cp312 wheel .*pip download exited [1-9]"):
+        fetch_wheel("numpy", "1.9.0", LAMBDA, cache=tmp_path)  # numpy 1.9 predates CPython 3.12 by a decade
+    assert [p.name for p in tmp_path.rglob("*") if p.parent != tmp_path] == []  # no half-downloaded folder left
+
+
+def test_every_shared_object_loads_on_amazon_linux_2023(manifests):
+    """The audit, redone from the zip's bytes: nothing above glibc 2.34, and at least one object above 2.26
+    (numpy 2.4 needs 2.27), which is why the python3.11 runtime (Amazon Linux 2) cannot take these zips."""
+    assert LAMBDA.glibc == (2, 34) and LAMBDA.os_image == "Amazon Linux 2023"
+    for name, manifest in manifests.items():
+        written = json.loads(Path(manifest.zip_path).with_suffix(".json").read_text())
+        problems = written["needs_newer_glibc"], written["wheel_tag_problems"]
+        assert written["runtime_compatible"] is True, (name, problems)
+        assert written["runtime"] == "python3.12" and written["glibc_runtime"] == "2.34"
+        needed = {}
         with zipfile.ZipFile(manifest.zip_path) as archive:
-            for path, version in manifest.needs_newer_glibc.items():
-                major, minor = glibc_needed(archive.read(path))
-                assert "%d.%d" % (major, minor) == version and (major, minor) > TARGET.glibc
-        assert json.loads(Path(manifest.zip_path).with_suffix(".json").read_text())["runtime_compatible"] \
-            == (not manifest.needs_newer_glibc and not manifest.wheel_tag_problems)
+            for entry in archive.namelist():
+                if ".so" in entry.rsplit("/", 1)[-1] and (version := glibc_needed(archive.read(entry))):
+                    needed[entry] = version
+        assert needed and max(needed.values()) <= (2, 34)
+        assert "%d.%d" % max(needed.values()) == manifest.glibc_required
+        assert needed["numpy/_core/_multiarray_umath.cpython-312-x86_64-linux-gnu.so"] > (2, 26)
 
 
 WEIGHTS = np.array([[0.5], [-1.0], [2.0], [0.25]], dtype=np.float32)
@@ -131,9 +187,18 @@ COLD_START = textwrap.dedent("""
 """)
 
 
-def test_cold_start_imports_the_scorer_and_runs_a_tflite_model_from_the_zip_alone(manifests, tiny_tflite, tmp_path):
+@pytest.fixture(scope="module")
+def host_scorer():
+    """The scorer zip built for this interpreter (python3.11, this glibc): the same code path and pruning as the
+    deployable one, with the distributions copied from the virtualenv, since no Python 3.12 exists here."""
+    return build_function("scorer", DIST_DIR, target=HOST)
+
+
+def test_cold_start_imports_the_scorer_and_runs_a_tflite_model_from_the_zip_alone(host_scorer, tiny_tflite, tmp_path):
+    assert Path(host_scorer.zip_path) == DIST_DIR / "host" / "lambda-scorer.zip" and host_scorer.runtime_compatible
     folder = tmp_path / "task"  # like /var/task: the unzipped code, read-only
-    with zipfile.ZipFile(manifests["scorer"].zip_path) as archive:
+    with zipfile.ZipFile(host_scorer.zip_path) as archive:
+        assert "lambdas/scorer/__pycache__/handler.cpython-311.pyc" in archive.namelist()  # precompiled for 3.11
         archive.extractall(folder)
     for path in [folder, *folder.rglob("*")]:
         path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
