@@ -156,20 +156,25 @@ async def load_test(url: str, token: str, bodies: list[dict], clients: int, seco
     return latencies, errors
 
 
-def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
+def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60.0, path: str = "/health",
+                 interval: float = 0.2, log: Path | None = None) -> None:
+    """Poll `url + path` until it answers 200; fail at once (with the tail of `log`) if the server exits."""
     import httpx
+
+    def tail() -> str:
+        return log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"fraud serve exited with {process.returncode}")
+            raise RuntimeError(f"{' '.join(map(str, process.args[2:4]))} exited with {process.returncode}\n{tail()}")
         try:
-            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=max(1.0, interval)).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.2)
-    raise TimeoutError("fraud serve did not become healthy")
+        time.sleep(interval)
+    raise TimeoutError(f"{url}{path} did not answer within {timeout:.0f} s\n{tail()}")
 
 
 def start_server(settings: Settings, port: int, token: str) -> subprocess.Popen:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
-import math
 import re
 import time
 from collections import Counter
@@ -28,8 +27,9 @@ from typing import BinaryIO, Callable, Iterable, Iterator, Literal, Sequence
 import pandas as pd
 
 from fraud.privacy import normalize_card_number
+from fraud.raw_values import ABSURD_AMOUNT, parse_event_time, parse_number, parse_timestamp  # noqa: F401  (re-exported)
 from fraud.raw_zone import write_labels, write_transactions
-from fraud.schema import (LABEL_COLUMNS, PY_TIMESTAMP_FORMATS, RAW_COLUMNS, REQUIRED_COLUMNS, TIMESTAMP_FORMATS, batch_id_of,
+from fraud.schema import (LABEL_COLUMNS, RAW_COLUMNS, REQUIRED_COLUMNS, batch_id_of,
                           encode_jsonl_gz)
 from fraud.settings import Settings
 from fraud.storage import ObjectStore, object_store
@@ -37,7 +37,6 @@ from fraud.storage import ObjectStore, object_store
 LABEL_COLUMN = "is_fraud"
 TIME_COLUMNS: tuple[str, ...] = ("trans_date_trans_time", "unix_time")
 INDEX_COLUMN_NAMES = frozenset({"", "Unnamed: 0"})  # pandas' unnamed index, only as the first column
-ABSURD_AMOUNT = 1_000_000.0
 LABEL_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 # Every reason a row can be quarantined for, in the order the checks run.
@@ -50,7 +49,6 @@ REASONS: tuple[str, ...] = (
 Progress = Callable[[int, int], None]  # (bytes read so far, file size)
 _PROGRESS_EVERY = 2_000  # rows between progress callbacks
 _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$", re.ASCII)  # plain decimals: no NaN, inf, "1_000"
 _TRUE_LABELS = frozenset({"1", "1.0", "true"})
 _FALSE_LABELS = frozenset({"0", "0.0", "false"})
 _LONE_CR = re.compile(rb"(?<=\r)(?!\n)")  # a line break that is not \r\n
@@ -61,57 +59,9 @@ class IngestError(ValueError):
     """The input cannot be ingested at all (not a CSV, a bad batch id): nothing was written."""
 
 
-# --- values -------------------------------------------------------------------------------------------------
+# --- values (numbers and times: fraud.raw_values, shared with the real-time path) -----------------------------
 
-
-def _spark_pattern_regex(pattern: str) -> re.Pattern[str]:
-    """The shape a Spark datetime pattern accepts: `yyyy` four digits, `MM` two, `M` one or two, ..."""
-    widths = {"yyyy": r"\d{4}", "MM": r"\d{2}", "dd": r"\d{2}", "HH": r"\d{2}", "mm": r"\d{2}", "ss": r"\d{2}",
-              "M": r"\d{1,2}", "d": r"\d{1,2}", "H": r"\d{1,2}"}
-    tokens = re.findall(r"yyyy|MM|dd|HH|mm|ss|M|d|H|[^A-Za-z]", pattern)
-    return re.compile("^" + "".join(widths.get(token, re.escape(token)) for token in tokens) + "$", re.ASCII)
-
-
-assert len(TIMESTAMP_FORMATS) == len(PY_TIMESTAMP_FORMATS)
-# strptime is laxer than Spark ("%m" also reads "4"); the shape check keeps the two readers in agreement
-_TIMESTAMP_PARSERS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (_spark_pattern_regex(spark), python) for spark, python in zip(TIMESTAMP_FORMATS, PY_TIMESTAMP_FORMATS))
-
-
-def parse_timestamp(text: str) -> datetime | None:
-    """A `trans_date_trans_time` in the first of the schema's formats that reads it (naive, UTC), else None."""
-    text = text.strip()
-    for shape, python_format in _TIMESTAMP_PARSERS:
-        if shape.match(text):
-            try:
-                return datetime.strptime(text, python_format)
-            except ValueError:
-                continue
-    return None
-
-
-def parse_number(text: str) -> float | None:
-    """A finite decimal number ("12.5", "-3", "1.2e3"), else None (empty, garbage, NaN, inf, overflow)."""
-    text = text.strip()
-    if not _NUMBER.match(text):
-        return None
-    value = float(text)
-    return value if math.isfinite(value) else None
-
-
-def parse_unix_time(text: str) -> datetime | None:
-    seconds = parse_number(text)
-    if seconds is None:
-        return None
-    try:
-        return datetime(1970, 1, 1) + timedelta(seconds=int(seconds))
-    except OverflowError:
-        return None
-
-
-def event_time(fields: dict[str, str]) -> datetime | None:
-    """The transaction's time as the ETL reads it: `trans_date_trans_time`, else `unix_time`."""
-    return parse_timestamp(fields.get("trans_date_trans_time", "")) or parse_unix_time(fields.get("unix_time", ""))
+event_time = parse_event_time  # the transaction's time as the ETL reads it (naive, UTC)
 
 
 def card_number(text: str) -> str | None:

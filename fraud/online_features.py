@@ -18,7 +18,6 @@ No pandas here: the scorer Lambda ships without it.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
@@ -31,12 +30,11 @@ from psycopg.rows import dict_row
 from fraud.features import (CATEGORY_FEATURES, FEATURE_NAMES, LONGEST_WINDOW_SECONDS, MERCHANT_WINDOWS,
                             NUMERIC_FEATURES, WINDOWS)
 from fraud.privacy import card_token, normalize_card_number
-from fraud.schema import CATEGORIES, DATE_FORMATS, PY_TIMESTAMP_FORMATS, TIMESTAMP_FORMATS
+from fraud import raw_values
+from fraud.raw_values import ABSURD_AMOUNT, parse_date, parse_number, text_of as _text  # noqa: F401  (ABSURD_AMOUNT: the API's limit)
+from fraud.schema import CATEGORIES
 
-ABSURD_AMOUNT = 1_000_000.0  # as fraud.ingest: larger amounts are data errors, not purchases
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$", re.ASCII)
-_PY_DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y")
 _INT32 = 2**31 - 1
 
 
@@ -51,64 +49,10 @@ class InvalidTransaction(ValueError):
 # --- raw values, read the way the Spark job reads them --------------------------------------------------------
 
 
-def _spark_shape(pattern: str) -> re.Pattern[str]:
-    """The strings a Spark datetime pattern accepts: `yyyy` four digits, `MM` two, `M` one or two, ..."""
-    widths = {"yyyy": r"\d{4}", "MM": r"\d{2}", "dd": r"\d{2}", "HH": r"\d{2}", "mm": r"\d{2}", "ss": r"\d{2}",
-              "M": r"\d{1,2}", "d": r"\d{1,2}", "H": r"\d{1,2}"}
-    tokens = re.findall(r"yyyy|MM|dd|HH|mm|ss|M|d|H|[^A-Za-z]", pattern)
-    return re.compile("^" + "".join(widths.get(t, re.escape(t)) for t in tokens) + "$", re.ASCII)
-
-
-# strptime is laxer than Spark ("%m" also reads "4"): the shape check keeps both readers in agreement
-_TIME_PARSERS = tuple((_spark_shape(s), p) for s, p in zip(TIMESTAMP_FORMATS, PY_TIMESTAMP_FORMATS))
-_DATE_PARSERS = tuple((_spark_shape(s), p) for s, p in zip(DATE_FORMATS, _PY_DATE_FORMATS))
-
-
-def _text(value: object) -> str:
-    return "" if value is None else str(value).strip()
-
-
-def _first_parse(value: str, parsers) -> datetime | None:
-    for shape, python_format in parsers:
-        if shape.match(value):
-            try:
-                return datetime.strptime(value, python_format)
-            except ValueError:
-                continue
-    return None
-
-
-def parse_number(value: object) -> float | None:
-    """A finite decimal number, else None (as the ETL's `try_cast(... AS double)` on well-formed input)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        number = float(value)
-    else:
-        raw = _text(value)
-        if not _NUMBER.match(raw):
-            return None
-        number = float(raw)
-    return number if math.isfinite(number) else None
-
-
 def parse_event_time(raw: Mapping[str, object]) -> datetime | None:
-    """`trans_date_trans_time` in the schema's formats, else the whole seconds of `unix_time`; UTC."""
-    parsed = _first_parse(_text(raw.get("trans_date_trans_time")), _TIME_PARSERS)
-    if parsed is not None:
-        return parsed.replace(tzinfo=timezone.utc)
-    seconds = parse_number(raw.get("unix_time"))
-    if seconds is None:
-        return None
-    try:
-        return EPOCH + timedelta(seconds=int(seconds))  # try_cast(... AS bigint) truncates toward zero
-    except OverflowError:
-        return None
-
-
-def parse_date(value: object) -> date | None:
-    parsed = _first_parse(_text(value), _DATE_PARSERS)
-    return parsed.date() if parsed else None
+    """The transaction's time as the ETL reads it, in UTC."""
+    parsed = raw_values.parse_event_time(raw)
+    return parsed.replace(tzinfo=timezone.utc) if parsed is not None else None
 
 
 def spark_round2(amount: float) -> float:

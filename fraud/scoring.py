@@ -59,17 +59,6 @@ class TFLiteScorer:
             return self._interpreter.get_tensor(self._output["index"]).reshape(-1).copy()
 
 
-@dataclass(frozen=True)
-class Scored:
-    trans_num: str
-    score: float
-    flagged: bool
-
-
-def flag(trans_nums: list[str], scores: np.ndarray, threshold: float) -> list[Scored]:
-    return [Scored(t, float(s), bool(s >= threshold)) for t, s in zip(trans_nums, scores)]
-
-
 class NoPromotedModel(RuntimeError):
     pass
 

@@ -14,9 +14,8 @@ from sqlalchemy import Engine
 
 from fraud import metrics, registry
 from fraud.db.load import BatchAccounting, load_processed
-from fraud.db.queries import write_scores
+from fraud.db.scores import write_scores
 from fraud.features import FEATURE_NAMES
-from fraud.scoring import flag
 from fraud.settings import Settings
 from fraud.storage import object_store
 
@@ -71,8 +70,8 @@ def build_world(engine: Engine, settings: Settings, tag: str, cards: int = 6, da
     load_processed(engine, frame.drop(columns=["score", "is_fraud"]), labels, accounting)
 
     version = f"{tag}-model"
-    scored = flag(list(frame["trans_num"]), frame["score"].to_numpy(), THRESHOLD)
-    write_scores(engine, version, THRESHOLD, scored)
+    scores = frame["score"].to_numpy()
+    write_scores(engine, version, THRESHOLD, list(frame["trans_num"]), scores, scores >= THRESHOLD, ["[]"] * len(frame))
     store = object_store(settings, settings.models_bucket)
     y, s = frame["is_fraud"].to_numpy(), frame["score"].to_numpy()
     precision, recall = metrics.precision_recall_at(y, s >= THRESHOLD)

@@ -1,13 +1,11 @@
 """Read queries over the star schema used by training, scoring, the report and the alerts."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
-from fraud.scoring import Scored
 
 
 def labelled_features(engine: Engine, feature_version: str) -> pd.DataFrame:
@@ -23,51 +21,10 @@ def labelled_features(engine: Engine, feature_version: str) -> pd.DataFrame:
         return pd.read_sql(query, connection, params={"version": feature_version})
 
 
-def unscored_features(engine: Engine, feature_version: str, model_version: str, batch_id: str | None = None) -> pd.DataFrame:
-    """Transactions (of one batch, or all) that this model version has not scored yet."""
-    query = text("""
-        SELECT f.trans_num, f.values
-        FROM transaction_features f
-        JOIN fact_transaction t USING (trans_num)
-        LEFT JOIN fraud_score s ON s.trans_num = f.trans_num AND s.model_version = :model
-        WHERE f.feature_version = :version AND s.trans_num IS NULL
-          AND (CAST(:batch AS text) IS NULL OR t.batch_id = :batch)
-        ORDER BY f.trans_num""")
-    with engine.connect() as connection:
-        return pd.read_sql(query, connection, params={"version": feature_version, "model": model_version, "batch": batch_id})
-
-
 def features_matrix(frame: pd.DataFrame) -> np.ndarray:
     if frame.empty:
         return np.zeros((0, 0), dtype=np.float32)
     return np.array(frame["values"].tolist(), dtype=np.float32).reshape(len(frame), -1)
-
-
-def write_scores(engine: Engine, model_version: str, threshold: float, scored: list[Scored]) -> int:
-    """Insert scores; a (transaction, model version) pair is written once, so re-scoring is a no-op."""
-    if not scored:
-        return 0
-    rows = [{"trans_num": s.trans_num, "model": model_version, "score": s.score, "flagged": s.flagged,
-             "threshold": threshold, "reasons": json.dumps([])} for s in scored]
-    with engine.begin() as connection:
-        result = connection.execute(text("""
-            INSERT INTO fraud_score (trans_num, model_version, score, flagged, threshold, top_reasons)
-            VALUES (:trans_num, :model, :score, :flagged, :threshold, CAST(:reasons AS jsonb))
-            ON CONFLICT (trans_num, model_version) DO NOTHING"""), rows)
-        return result.rowcount
-
-
-def flagged_transactions(engine: Engine, model_version: str) -> pd.DataFrame:
-    query = text("""
-        SELECT s.trans_num, s.score, s.threshold, s.model_version, t.event_time, t.amount, t.merchant, t.category,
-               t.card_token, c.last4, c.first_name, c.last_name, c.email, c.state, c.alerts_opt_out
-        FROM fraud_score s
-        JOIN fact_transaction t USING (trans_num)
-        JOIN dim_card c USING (card_token)
-        WHERE s.model_version = :model AND s.flagged
-        ORDER BY s.score DESC, s.trans_num""")
-    with engine.connect() as connection:
-        return pd.read_sql(query, connection, params={"model": model_version})
 
 
 def scored_transactions(engine: Engine, model_version: str) -> pd.DataFrame:

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from bench.scoring import wait_healthy
 from fraud.db.engine import get_engine, stop_embedded
 from fraud.db.queries import loaded_batch_ids
 from fraud.raw_zone import transaction_keys
@@ -74,17 +75,7 @@ def ui(fraud_env):
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            assert process.poll() is None, (home / "ui.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/server_info", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(2)
-        else:
-            raise AssertionError("the Dagster UI did not come up within 300 s")
+        wait_healthy(url, process, timeout=300, path="/server_info", interval=2, log=home / "ui.log")
         yield Ui(url, env)
     finally:
         process.send_signal(signal.SIGTERM)  # fraud ui forwards it to dagster dev's process group
