@@ -16,7 +16,9 @@ import sys
 import time
 import zlib
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from typing import Callable, Iterator, TypeVar
 
 import pandas as pd
 
@@ -201,11 +203,13 @@ def features(valid: DataFrame, history: DataFrame | None, labels: DataFrame | No
         F.expr("try_cast(try_cast(city_pop AS double) AS int)").alias("city_pop"), "job", "batch_id",
     ).withColumn("event_unix", F.unix_timestamp("event_time")).withColumn("is_current", F.lit(True))
 
-    events = current.select("trans_num", "card_token", "merchant", "event_unix", "amt", "is_current")
+    # the current rows carry all their columns through the card windows (history rows get nulls), so the
+    # windowed rows need no join back to them: one shuffle of the run's rows fewer
+    events = current
     if history is not None:
         past = history.join(current.select("trans_num"), "trans_num", "left_anti").select(
             "trans_num", "card_token", "merchant", "event_unix", "amt", F.lit(False).alias("is_current"))
-        events = events.unionByName(past)
+        events = events.unionByName(past, allowMissingColumns=True)
 
     by_card = Window.partitionBy("card_token").orderBy("event_unix")
     windowed = events
@@ -217,14 +221,14 @@ def features(valid: DataFrame, history: DataFrame | None, labels: DataFrame | No
                 .withColumn("prev_unix", F.max("event_unix").over(by_card.rangeBetween(Window.unboundedPreceding, -1)))
                 .withColumn("card_distinct_merchants_1d",
                             F.size(F.collect_set("merchant").over(by_card.rangeBetween(-WINDOWS["1d"], -1))).cast("double")))
-    windowed = windowed.where("is_current").drop("is_current", "card_token", "merchant", "event_unix", "amt")
+    windowed = windowed.where("is_current").drop("is_current")
     merchant = merchant_features(events, labels)
 
     hour = F.hour("event_time")
     km = 6371.0 * 2 * F.asin(F.sqrt(
         F.sin(F.radians(F.col("merch_lat") - F.col("lat")) / 2) ** 2
         + F.cos(F.radians("lat")) * F.cos(F.radians("merch_lat")) * F.sin(F.radians(F.col("merch_long") - F.col("long")) / 2) ** 2))
-    out = (current.join(windowed, "trans_num").join(merchant, "trans_num", "left")
+    out = (windowed.join(merchant, "trans_num", "left")
            .withColumn("amt_log", F.log1p("amt"))
            .withColumn("hour", hour.cast("double"))
            .withColumn("is_night", ((hour >= 22) | (hour < 6)).cast("double"))
@@ -335,6 +339,20 @@ def read_labels(spark: SparkSession, paths: list[str]) -> DataFrame | None:
             .dropDuplicates(["trans_num"]))
 
 
+Item, Result = TypeVar("Item"), TypeVar("Result")
+
+
+def prefetched(items: list[Item], fetch: Callable[[Item], Result]) -> Iterator[tuple[Item, Result]]:
+    """(item, fetch(item)) in order, fetching the next item in a thread while the caller works on this one:
+    at most two results in memory."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
+        future = pool.submit(fetch, items[0]) if items else None
+        for index, item in enumerate(items):
+            result = future.result()
+            future = pool.submit(fetch, items[index + 1]) if index + 1 < len(items) else None
+            yield item, result
+
+
 def run(args: dict[str, str], settings: Settings, report=print) -> dict:
     spark = spark_session()
     spark.sparkContext.setLogLevel("ERROR")
@@ -386,9 +404,12 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
     engine = get_engine(settings)
     gained: Counter = Counter()
     empty = pd.DataFrame(columns=list(PROCESSED_COLUMNS))
-    for item in accounting:  # one database transaction per batch: a crash leaves whole batches or nothing
-        # collected one batch at a time, so the driver never holds the whole run
-        part = processed.where(F.col("batch_id") == item.batch_id).select(*PROCESSED_COLUMNS).toArrow()
+    def batch_rows(item: BatchAccounting):
+        return processed.where(F.col("batch_id") == item.batch_id).select(*PROCESSED_COLUMNS).toArrow()
+
+    # one database transaction per batch: a crash leaves whole batches or nothing. Collected one batch at a
+    # time (the driver never holds the whole run), the next one while PostgreSQL loads this one
+    for item, part in prefetched(accounting, batch_rows):
         gained.update(load_processed(engine, part, labels_pdf.iloc[:0], [item]))
     gained.update(load_processed(engine, empty, labels_pdf, []))
     gained = dict(gained)

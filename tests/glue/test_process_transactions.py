@@ -99,3 +99,24 @@ def test_rerunning_the_batch_changes_nothing(first_run, messy_batch, settings):
     again = run(messy_batch, settings, report=lambda summary: None)
     assert set(again["rows_gained"].values()) == {0}
     assert again["rows_loaded"] == first_run["rows_loaded"]
+
+
+def test_prefetched_fetches_the_next_batch_while_this_one_loads():
+    import threading
+
+    from glue.process_transactions import prefetched
+
+    fetching_two = threading.Event()
+
+    def fetch(item: int) -> int:
+        if item == 2:
+            fetching_two.set()
+        return item * 10
+
+    loaded = []
+    for item, rows in prefetched([1, 2, 3], fetch):
+        if item == 1:  # the load of batch 1 is under way: batch 2 is being fetched meanwhile
+            assert fetching_two.wait(timeout=10)
+        loaded.append((item, rows))
+    assert loaded == [(1, 10), (2, 20), (3, 30)]
+    assert list(prefetched([], fetch)) == []
