@@ -15,6 +15,7 @@ from assets.resources import FraudPlatform
 from assets.sensors import (MAX_RUNS_PER_TICK, SCHEDULES, SENSORS, labels_sensor, model_promotion_sensor,
                             raw_batch_sensor, weekly_retrain)
 from fraud import registry
+from fraud.db.engine import stop_embedded
 from fraud.raw_zone import write_transactions
 from fraud.settings import Settings
 from fraud.storage import object_store
@@ -38,7 +39,8 @@ def drop_batch(store, batch_id: str, day: int = 1, hour: int = 0) -> str:
 def local_raw(fraud_env, tmp_path, monkeypatch):
     monkeypatch.setenv("FRAUD_HOME", str(tmp_path))
     settings = Settings()
-    return object_store(settings, settings.raw_bucket)
+    yield object_store(settings, settings.raw_bucket)
+    stop_embedded(tmp_path / "pg")  # the sensor asks the database which batches are loaded: its server starts here
 
 
 @pytest.fixture()
@@ -48,7 +50,8 @@ def s3_raw(fraud_env, moto_endpoint, aws_credentials, tmp_path, monkeypatch):
     for name, value in {"FRAUD_HOME": str(tmp_path), "FRAUD_MODE": "aws", "FRAUD_S3_ENDPOINT_URL": moto_endpoint,
                         "FRAUD_RAW_BUCKET": bucket}.items():
         monkeypatch.setenv(name, value)
-    return object_store(Settings(), bucket)
+    yield object_store(Settings(), bucket)
+    stop_embedded(tmp_path / "pg")
 
 
 def test_sensors_and_schedules_are_on_by_default():
