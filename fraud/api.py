@@ -30,7 +30,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from fraud.online_features import ABSURD_AMOUNT, InvalidTransaction
+from fraud.online_features import InvalidTransaction
+from fraud.raw_values import ABSURD_AMOUNT
 from fraud.realtime import RealtimeScorer
 from fraud.scoring import NoPromotedModel
 from fraud.settings import Settings

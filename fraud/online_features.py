@@ -31,7 +31,7 @@ from fraud.features import (CATEGORY_FEATURES, FEATURE_NAMES, LONGEST_WINDOW_SEC
                             NUMERIC_FEATURES, WINDOWS)
 from fraud.privacy import card_token, normalize_card_number
 from fraud import raw_values
-from fraud.raw_values import ABSURD_AMOUNT, parse_date, parse_number, text_of as _text  # noqa: F401  (ABSURD_AMOUNT: the API's limit)
+from fraud.raw_values import ABSURD_AMOUNT, parse_date, parse_number, text_of as _text
 from fraud.schema import CATEGORIES
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
