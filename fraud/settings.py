@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     scorer_function_name: str | None = None
     scorer_function_url: str | None = None  # IAM-authenticated function URL of the scorer
 
+    # local PySpark (the Glue job off AWS): the JVM heap; the driver is the executor too. 2g keeps a million-row
+    # run under 4 GiB in all (bench/README.md); Spark spills its caches to local disk beyond it
+    spark_driver_memory: str = "2g"
+
     # database: empty means "start the embedded PostgreSQL in FRAUD_HOME/pg"
     database_url: SecretStr | None = None
 

@@ -11,6 +11,7 @@ import argparse
 import gzip
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -18,9 +19,11 @@ import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from itertools import groupby
 from typing import Callable, Iterator, TypeVar
 
 import pandas as pd
+import pyarrow as pa
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -36,6 +39,7 @@ from fraud.schema import CATEGORIES, DATE_FORMATS, LABEL_COLUMNS, RAW_COLUMNS, T
 from fraud.settings import Settings
 from fraud.storage import s3_client
 
+LOAD_CHUNK_ROWS = 100_000  # rows a batch is fetched from Spark and COPY'd in: bounds the driver's memory
 ARGUMENTS = ("raw_uri", "processed_uri", "transactions_keys", "labels_keys")
 RAW_SCHEMA = T.StructType([T.StructField(c, T.StringType()) for c in RAW_COLUMNS] + [T.StructField("_corrupt_record", T.StringType())])
 
@@ -61,7 +65,7 @@ def settings_from(argv: list[str]) -> Settings:
     return Settings(**overrides)
 
 
-def spark_session() -> SparkSession:
+def spark_session(driver_memory: str = Settings.model_fields["spark_driver_memory"].default) -> SparkSession:
     try:
         from awsglue.context import GlueContext
         from pyspark.context import SparkContext
@@ -73,7 +77,7 @@ def spark_session() -> SparkSession:
                 .config("spark.sql.session.timeZone", "UTC")
                 .config("spark.sql.shuffle.partitions", "4")
                 .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
-                .config("spark.driver.memory", "4g")  # local mode: the driver is the executor too
+                .config("spark.driver.memory", driver_memory)  # local mode: the driver is the executor too
                 .config("spark.ui.enabled", "false")
                 .config("spark.ui.showConsoleProgress", "false")
                 .config("spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -354,7 +358,7 @@ def prefetched(items: list[Item], fetch: Callable[[Item], Result]) -> Iterator[t
 
 
 def run(args: dict[str, str], settings: Settings, report=print) -> dict:
-    spark = spark_session()
+    spark = spark_session(settings.spark_driver_memory)
     spark.sparkContext.setLogLevel("ERROR")
     transaction_paths = _paths(args["raw_uri"], args["transactions_keys"])
     label_paths = _paths(args["raw_uri"], args["labels_keys"])
@@ -400,18 +404,23 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
                                   rows_in=r["rows_in"], rows_loaded=r["rows_loaded"],
                                   rows_quarantined=r["rows_quarantined"], duplicates_dropped=r["duplicates_dropped"])
                   for r in counts]
-    labels_pdf = labels.toPandas() if labels is not None else pd.DataFrame(columns=list(LABEL_COLUMNS))
+    labels_table = labels.toArrow() if labels is not None else pa.table({c: pa.array([], pa.string()) for c in LABEL_COLUMNS})
     engine = get_engine(settings)
     gained: Counter = Counter()
-    empty = pd.DataFrame(columns=list(PROCESSED_COLUMNS))
-    def batch_rows(item: BatchAccounting):
-        return processed.where(F.col("batch_id") == item.batch_id).select(*PROCESSED_COLUMNS).toArrow()
+    chunks = [(item, index, count) for item in accounting
+              for count in [max(1, math.ceil(item.rows_loaded / LOAD_CHUNK_ROWS))] for index in range(count)]
 
-    # one database transaction per batch: a crash leaves whole batches or nothing. Collected one batch at a
-    # time (the driver never holds the whole run), the next one while PostgreSQL loads this one
-    for item, part in prefetched(accounting, batch_rows):
-        gained.update(load_processed(engine, part, labels_pdf.iloc[:0], [item]))
-    gained.update(load_processed(engine, empty, labels_pdf, []))
+    def chunk_rows(chunk: tuple[BatchAccounting, int, int]):
+        item, index, count = chunk
+        return (processed.where((F.col("batch_id") == item.batch_id) & (F.pmod(F.xxhash64("trans_num"), count) == index))
+                .select(*PROCESSED_COLUMNS).toArrow())
+
+    # one database transaction per batch: a crash leaves whole batches or nothing. A batch reaches the driver a
+    # chunk at a time (neither the driver nor Spark's collect ever holds a whole batch), the next chunk fetched
+    # while PostgreSQL copies this one
+    for item, fetched in groupby(prefetched(chunks, chunk_rows), key=lambda pair: pair[0][0]):
+        gained.update(load_processed(engine, (table for _, table in fetched), labels_table.slice(0, 0), [item]))
+    gained.update(load_processed(engine, [], labels_table, []))
     gained = dict(gained)
     lap("database_load")
     reasons = {r["quarantine_reason"]: r["count"] for r in quarantined.groupBy("quarantine_reason").count().collect()}
@@ -421,7 +430,7 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
         "rows_loaded": sum(a.rows_loaded for a in accounting),
         "rows_quarantined": sum(a.rows_quarantined for a in accounting),
         "duplicates_dropped": sum(a.duplicates_dropped for a in accounting),
-        "labels_read": len(labels_pdf),
+        "labels_read": labels_table.num_rows,
         "quarantine_reasons": reasons,
         "rows_gained": gained,
         "corrupt_objects": corrupt_objects,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import asdict, dataclass
+from typing import Iterable
 
 import pandas as pd
 import pyarrow as pa
@@ -95,13 +96,16 @@ _MERGE: tuple[tuple[str, str], ...] = (
 )
 
 
-def _arrow(frame: pd.DataFrame | pa.Table) -> pa.Table:
+Frame = pd.DataFrame | pa.Table
+
+
+def _arrow(frame: Frame) -> pa.Table:
     if isinstance(frame, pa.Table):
         return frame
     return pa.Table.from_pandas(frame, preserve_index=False)
 
 
-def _staging_transactions(transactions: pd.DataFrame | pa.Table) -> pa.Table:
+def _staging_transactions(transactions: Frame) -> pa.Table:
     """The processed rows with the feature vector spread over one column per feature, timestamps in UTC."""
     if isinstance(transactions, pd.DataFrame):
         transactions = transactions.assign(event_time=pd.to_datetime(transactions["event_time"], utc=True))
@@ -123,18 +127,20 @@ def _copy(cursor, table: str, data: pa.Table) -> None:
     # "needed" quoting: NULL is an unquoted empty field, an empty string is "" (PostgreSQL's CSV convention)
     pacsv.write_csv(data, buffer, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
     with cursor.copy(f"COPY {table} ({', '.join(data.column_names)}) FROM STDIN WITH (FORMAT csv)") as copy:
-        copy.write(buffer.getvalue())
+        copy.write(buffer.getbuffer())
 
 
 COUNTED = ("fact_transaction", "dim_card", "dim_merchant")  # inserted with DO NOTHING: rowcount = new rows
 
 
-def load_processed(engine: Engine, transactions: pd.DataFrame | pa.Table, labels: pd.DataFrame | pa.Table,
+def load_processed(engine: Engine, transactions: Frame | Iterable[Frame], labels: Frame,
                    accounting: list[BatchAccounting]) -> dict[str, int]:
-    """Load batches atomically. `transactions` has PROCESSED_COLUMNS (pandas, or Arrow straight from Spark).
+    """Load batches atomically. `transactions` has PROCESSED_COLUMNS (pandas, or Arrow straight from Spark):
+    one frame, or an iterable of chunks that are COPY'd one after the other into the same database transaction
+    (a batch bigger than the loader's memory still loads whole or not at all).
     Returns how many new rows the fact and dimension tables gained (counted from the INSERTs themselves:
     counting whole tables before and after would grow with the table)."""
-    tx = _staging_transactions(transactions) if len(transactions) else None
+    chunks = [transactions] if isinstance(transactions, (pd.DataFrame, pa.Table)) else transactions
     batches = pd.DataFrame([asdict(item) for item in accounting],
                            columns=["batch_id", "source_key", "rows_in", "rows_loaded", "rows_quarantined", "duplicates_dropped"])
     gained = dict.fromkeys(COUNTED, 0)
@@ -142,8 +148,9 @@ def load_processed(engine: Engine, transactions: pd.DataFrame | pa.Table, labels
         raw = connection.connection.driver_connection
         with raw.cursor() as cursor:
             cursor.execute(_STAGING_DDL)
-            if tx is not None:
-                _copy(cursor, "stg_transaction", tx)
+            for chunk in chunks:
+                if len(chunk):
+                    _copy(cursor, "stg_transaction", _staging_transactions(chunk))
             if len(labels):
                 _copy(cursor, "stg_label", _arrow(labels).select(list(LABEL_COLUMNS)))
             _copy(cursor, "stg_batch", _arrow(batches))

@@ -101,6 +101,49 @@ def test_rerunning_the_batch_changes_nothing(first_run, messy_batch, settings):
     assert again["rows_loaded"] == first_run["rows_loaded"]
 
 
+def test_a_batch_bigger_than_a_load_chunk_loads_whole(first_run, messy_batch, settings, engine, monkeypatch):
+    import glue.process_transactions as job
+
+    rows = [row(f"c{i}", f"2026-11-02 {10 + i}:00:00", f"{i + 1}.00") for i in range(7)]
+    key = "transactions/dt=2026-11-02/hour=10/chunked-1.jsonl.gz"
+    object_store(settings, settings.raw_bucket).put_bytes(key, gzip.compress("\n".join(json.dumps(r) for r in rows).encode()))
+    fetched = []
+    chunk_rows = job.prefetched
+
+    def counting(items, fetch):  # the chunks as the loader receives them
+        for item, table in chunk_rows(items, fetch):
+            fetched.append(table.num_rows)
+            yield item, table
+
+    monkeypatch.setattr(job, "LOAD_CHUNK_ROWS", 2)
+    monkeypatch.setattr(job, "prefetched", counting)
+    summary = job.run({**messy_batch, "transactions_keys": key, "labels_keys": ""}, settings, report=lambda summary: None)
+    assert len(fetched) == 4 and sum(fetched) == 7  # ceil(7 / 2) chunks, every row in one of them
+    assert summary["rows_loaded"] == 7 and summary["rows_gained"]["fact_transaction"] == 7
+    with engine.connect() as connection:
+        loaded = connection.execute(text("SELECT count(*) FROM fact_transaction WHERE batch_id = 'chunked-1'")).scalar_one()
+    assert loaded == 7
+
+
+def test_a_chunk_that_fails_leaves_nothing_of_its_batch(first_run, settings, engine):
+    from fraud.db.load import PROCESSED_COLUMNS, BatchAccounting, load_processed
+
+    curated = pd.read_parquet(settings.store_root / settings.processed_bucket / "transactions").head(1)
+    processed = curated.assign(features=[list(curated[list(FEATURE_NAMES)].iloc[0])], trans_num="broken-1",
+                               batch_id="broken")[list(PROCESSED_COLUMNS)]
+
+    def chunks():  # the first chunk is COPY'd, then fetching the second one fails
+        yield processed
+        raise RuntimeError("the connection to Spark dropped")
+
+    with pytest.raises(RuntimeError, match="dropped"):
+        load_processed(engine, chunks(), pd.DataFrame(columns=["trans_num", "is_fraud", "labelled_at"]),
+                       [BatchAccounting("broken", "test/broken", 2, 2, 0, 0)])
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM fact_transaction WHERE batch_id = 'broken'")).scalar_one() == 0
+        assert connection.execute(text("SELECT count(*) FROM batch_load WHERE batch_id = 'broken'")).scalar_one() == 0
+
+
 def test_prefetched_fetches_the_next_batch_while_this_one_loads():
     import threading
 
