@@ -27,7 +27,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator, Literal, Sequence
 import pandas as pd
 
 from fraud.privacy import normalize_card_number
-from fraud.raw_values import ABSURD_AMOUNT, parse_event_time, parse_number, parse_timestamp  # noqa: F401  (re-exported)
+from fraud.raw_values import ABSURD_AMOUNT, parse_event_time, parse_number
 from fraud.raw_zone import write_labels, write_transactions
 from fraud.schema import (LABEL_COLUMNS, RAW_COLUMNS, REQUIRED_COLUMNS, batch_id_of,
                           encode_jsonl_gz)
@@ -59,14 +59,7 @@ class IngestError(ValueError):
     """The input cannot be ingested at all (not a CSV, a bad batch id): nothing was written."""
 
 
-# --- values (numbers and times: fraud.raw_values, shared with the real-time path) -----------------------------
-
-event_time = parse_event_time  # the transaction's time as the ETL reads it (naive, UTC)
-
-
-def card_number(text: str) -> str | None:
-    """The card's digits (fraud.privacy.normalize_card_number), None for anything that is not a card number."""
-    return normalize_card_number(text)
+# numbers and times are read by fraud.raw_values, card numbers by fraud.privacy: shared with the real-time path
 
 
 def parse_label(text: str) -> int | None:
@@ -80,7 +73,7 @@ def validate_row(fields: dict[str, str]) -> str | None:
     Checks only the row itself; duplicates across rows are `classify`'s business."""
     if not fields.get("trans_num"):
         return "missing_trans_num"
-    if card_number(fields.get("cc_num", "")) is None:
+    if normalize_card_number(fields.get("cc_num", "")) is None:
         return "invalid_card_number"
     if not fields.get("merchant"):
         return "missing_merchant"
@@ -91,7 +84,7 @@ def validate_row(fields: dict[str, str]) -> str | None:
         return "negative_amount"
     if amount > ABSURD_AMOUNT:
         return "absurd_amount"
-    if event_time(fields) is None:
+    if parse_event_time(fields) is None:
         return "invalid_timestamp"
     if fields.get(LABEL_COLUMN) and parse_label(fields[LABEL_COLUMN]) is None:
         return "invalid_is_fraud"  # an empty label is "not known", not an error
@@ -274,7 +267,7 @@ def classify(header: Header, records: Iterable[Record]) -> Iterator[Verdict]:
             yield Verdict(record, "quarantined", reason, fields)
             continue
         accepted[fields["trans_num"]] = values
-        yield Verdict(record, "accepted", fields=fields, event_time=event_time(fields))
+        yield Verdict(record, "accepted", fields=fields, event_time=parse_event_time(fields))
 
 
 def quarantine_entry(header: Header, verdict: Verdict) -> dict:

@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from fraud.cli import app
-from fraud.ingest import (IngestError, IngestSummary, event_time, ingest_csv, parse_header, parse_timestamp,
+from fraud.ingest import (IngestError, IngestSummary, ingest_csv, parse_header,
                           split_records, validate_row)
 from fraud.privacy import card_numbers_in, normalize_card_number
+from fraud.raw_values import parse_event_time, parse_timestamp
 from fraud.schema import RAW_COLUMNS, decode_jsonl_gz
 from fraud.settings import Settings
 from fraud.storage import object_store
@@ -81,8 +82,8 @@ def test_timestamps_in_the_schema_formats():
     assert parse_timestamp(" 2019-01-01 00:00 ") == datetime(2019, 1, 1)
     for bad in ("", "31/31/2019 25:00", "2019-02-30 00:00:00", "1-4-2020 3:20", "yesterday", "2019-01-01T00:00:00"):
         assert parse_timestamp(bad) is None, bad
-    assert event_time({"trans_date_trans_time": "garbage", "unix_time": "1325376018"}) == datetime(2012, 1, 1, 0, 0, 18)
-    assert event_time({"trans_date_trans_time": "", "unix_time": "soon"}) is None
+    assert parse_event_time({"trans_date_trans_time": "garbage", "unix_time": "1325376018"}) == datetime(2012, 1, 1, 0, 0, 18)
+    assert parse_event_time({"trans_date_trans_time": "", "unix_time": "soon"}) is None
 
 
 @pytest.mark.parametrize("changes, reason", [

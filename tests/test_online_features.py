@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraud import ingest
+from fraud import raw_values
 from fraud.db.load import load_processed
 from fraud.features import FEATURE_NAMES, LONGEST_WINDOW_SECONDS
 from fraud.online_features import (InvalidTransaction, feature_vector, History, months_between, online_features,
@@ -63,7 +63,7 @@ def test_a_valid_transaction_is_tokenized_and_normalised():
                                   "27-04-2020 03:20", "27-04-2020 03:20:01", "2026-4-1 10:00:00", "2026-11-01T10:00:00",
                                   "31/02/2020 10:00", "", "1/1/20 1:00", "2026-11-01 25:00:00"])
 def test_event_times_read_like_fraud_ingest(text):
-    expected = ingest.parse_timestamp(text)
+    expected = raw_values.parse_timestamp(text)
     got = parse_event_time({"trans_date_trans_time": text})
     assert got == (expected.replace(tzinfo=timezone.utc) if expected else None)
 
