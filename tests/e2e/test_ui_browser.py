@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from sqlalchemy import text
 
@@ -36,7 +37,8 @@ RUNS_QUERY = """query { runsOrError(limit: 50) { ... on Runs { results { runId s
 
 
 class Ui:
-    def __init__(self, url: str, env: dict[str, str]):
+    def __init__(self, url: str, env: dict[str, str], process: subprocess.Popen | None = None):
+        self.process = process
         self.url, self.env = url, env
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
@@ -76,7 +78,7 @@ def ui(fraud_env):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process, timeout=300, path="/server_info", interval=2, log=home / "ui.log")
-        yield Ui(url, env)
+        yield Ui(url, env, process)
     finally:
         process.send_signal(signal.SIGTERM)  # fraud ui forwards it to dagster dev's process group
         try:
@@ -169,3 +171,27 @@ def test_two_materializations_at_once_both_succeed(ui):
         run_ids.append(result["run"]["runId"])
     for run_id in run_ids:
         ui.wait_for_run(lambda run, run_id=run_id: run["runId"] == run_id, 600, f"concurrent run {run_id}")
+
+
+def _running(processes: list[psutil.Process]) -> list[psutil.Process]:
+    alive = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:  # a zombie has ended
+                alive.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def test_ctrl_c_stops_the_ui_and_everything_it_started(ui):
+    """Last in this module (it stops the shared UI): Ctrl-C on `fraud ui` stops dagster dev, its webserver,
+    daemon and code servers, and the command exits 0."""
+    started = psutil.Process(ui.process.pid).children(recursive=True)
+    assert len(started) >= 3, [p.name() for p in started]  # dagster dev, webserver, daemon, code servers
+    ui.process.send_signal(signal.SIGINT)
+    assert ui.process.wait(timeout=90) == 0
+    deadline = time.monotonic() + 15
+    while _running(started) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _running(started), [(p.pid, p.cmdline()[:4]) for p in _running(started)]
