@@ -37,9 +37,8 @@ RUNS_QUERY = """query { runsOrError(limit: 50) { ... on Runs { results { runId s
 
 
 class Ui:
-    def __init__(self, url: str, env: dict[str, str], process: subprocess.Popen | None = None):
-        self.process = process
-        self.url, self.env = url, env
+    def __init__(self, url: str, env: dict[str, str], process: subprocess.Popen):
+        self.url, self.env, self.process = url, env, process
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         response = httpx.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60)

@@ -108,10 +108,10 @@ def test_a_batch_bigger_than_a_load_chunk_loads_whole(first_run, messy_batch, se
     key = "transactions/dt=2026-11-02/hour=10/chunked-1.jsonl.gz"
     object_store(settings, settings.raw_bucket).put_bytes(key, gzip.compress("\n".join(json.dumps(r) for r in rows).encode()))
     fetched = []
-    chunk_rows = job.prefetched
+    original_prefetched = job.prefetched
 
     def counting(items, fetch):  # the chunks as the loader receives them
-        for item, table in chunk_rows(items, fetch):
+        for item, table in original_prefetched(items, fetch):
             fetched.append(table.num_rows)
             yield item, table
 
