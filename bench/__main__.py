@@ -3,6 +3,7 @@ on shared machines; ratios much less so). Uses its own temporary FRAUD_HOME and 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -232,6 +233,7 @@ def main() -> None:
             table.add_row(*row)
     finally:
         stop_embedded(settings.pg_dir)
+        shutil.rmtree(home, ignore_errors=True)  # about 2 GB of database and raw zone
     console.print(table)
 
 

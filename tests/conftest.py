@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import tempfile
 from contextlib import contextmanager
@@ -34,11 +35,28 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+_HOMES: list[Path] = []
+
+
 def make_home(prefix: str) -> Path:
+    """A fresh FRAUD_HOME folder, removed when the test session ends (FRAUD_KEEP_TEST_HOMES=1 keeps them)."""
     # mkdtemp + 0755: the embedded server runs as an unprivileged user that must reach its data folder
     home = Path(tempfile.mkdtemp(prefix=prefix))
     home.chmod(0o755)
+    _HOMES.append(home)
     return home
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # Each home holds a database, a raw zone and models (up to gigabytes in the soak): left behind, a few runs
+    # fill a CI disk.
+    if os.environ.get("FRAUD_KEEP_TEST_HOMES"):
+        return
+    from fraud.db.engine import stop_embedded
+
+    for home in _HOMES:
+        stop_embedded(home / "pg")
+        shutil.rmtree(home, ignore_errors=True)
 
 
 # A world big enough for the model to pass its quality gate, small enough for a test: the e2e tests' default.
