@@ -89,8 +89,8 @@ def assert_whole_batches(settings: Settings, batch_ids: list[str]) -> None:
 def kill_points(seed: int, kills: int) -> list[tuple[str, float]]:
     """Seeded points at which to kill the job: ("start", s) s seconds after launch (Spark start-up, reading,
     validation, features); ("parquet", s) s seconds after the curated Parquet write began; ("load", n) once
-    n batches were committed by this launch (in the middle of the next batch's transaction). Each phase at least
-    once, in a seeded order."""
+    n batches were committed by this launch and the next batch's transaction is open (killed mid-load). Each phase
+    at least once, in a seeded order."""
     rng = random.Random(seed)
     points = []
     phases = ["start", "parquet", "load"]
@@ -113,6 +113,11 @@ def _launch(settings: Settings, args: dict[str, str], log: Path) -> subprocess.P
                                 stdout=output, stderr=subprocess.STDOUT)
 
 
+# the job's connection is the only other one to this database: a transaction of its own is a batch being loaded
+_OPEN_TRANSACTIONS = """SELECT count(*) FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"""
+
+
 def kill_at(settings: Settings, args: dict[str, str], point: tuple[str, float], log: Path) -> None:
     phase, value = point
     with get_engine(settings).connect() as connection:
@@ -127,8 +132,9 @@ def kill_at(settings: Settings, args: dict[str, str], point: tuple[str, float], 
             if parquet_seen is None and _parquet_being_written(settings):
                 parquet_seen = time.monotonic()
             reached = parquet_seen is not None and time.monotonic() - parquet_seen >= value
-        else:
-            reached = count(settings, "SELECT count(*) FROM batch_load WHERE loaded_at >= :t", t=launched_at) >= value
+        else:  # n batches committed and the next one's transaction open: killed in the middle of a load
+            reached = (count(settings, "SELECT count(*) FROM batch_load WHERE loaded_at >= :t", t=launched_at) >= value
+                       and count(settings, _OPEN_TRANSACTIONS) > 0)
         if reached:
             process.send_signal(signal.SIGKILL)
             break
