@@ -20,6 +20,7 @@ import hmac
 import math
 import secrets
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -171,7 +172,12 @@ def create_app(settings: Settings | None = None, rate_limit: float = DEFAULT_RAT
     limiter = RateLimiter(rate_limit, burst)
     bearer = HTTPBearer(auto_error=False, description="FRAUD_API_TOKEN (locally: FRAUD_HOME/secrets/api_token)")
 
-    app = FastAPI(title="fraud-platform real-time scoring", version="1",
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        async with scorer.serving():
+            yield
+
+    app = FastAPI(title="fraud-platform real-time scoring", version="1", lifespan=lifespan,
                   description=__doc__.split("\n\n")[0].replace("\n", " "))
 
     async def rate_limited(request: Request) -> None:
@@ -207,9 +213,10 @@ def create_app(settings: Settings | None = None, rate_limit: float = DEFAULT_RAT
               responses={400: {"model": Problem}, 401: {"model": Problem}, 413: {"model": Problem},
                          422: {"model": Problem}, 429: {"model": Problem}, 503: {"model": Problem}},
               summary="Score one transaction at the till (nothing is written)")
-    def score(transaction: RawTransaction) -> dict:
+    async def score(transaction: RawTransaction) -> dict:
+        # on the event loop: a request is one asyncio query and 0.2 ms of LiteRT, cheaper than a thread hop
         try:
-            return scorer.score(transaction.model_dump(exclude_none=True))
+            return await scorer.score_async(transaction.model_dump(exclude_none=True))
         except InvalidTransaction as problem:
             raise _problem(422, problem.code, problem.message, problem.field) from None
         except NoPromotedModel as problem:

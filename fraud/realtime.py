@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from contextlib import contextmanager
-from typing import Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, AsyncIterator, Iterator, Mapping
 
 import numpy as np
 import psycopg
@@ -21,12 +21,17 @@ from sqlalchemy.engine import make_url
 from fraud.attribution import score_and_attribute, top_reasons
 from fraud.db.engine import database_url, get_engine
 from fraud.features import FEATURE_NAMES
-from fraud.online_features import InvalidTransaction, online_features, parse_transaction
-from fraud.scoring import ModelCache
+from fraud.online_features import (History, InvalidTransaction, Transaction, feature_vector, fetch_history,
+                                   fetch_history_async, parse_transaction)
+from fraud.scoring import ModelCache, PromotedModel
 from fraud.settings import Settings
+
+if TYPE_CHECKING:  # the asyncio side is the API's; the scorer Lambda ships without psycopg_pool and anyio
+    from psycopg_pool import AsyncConnectionPool
 
 APPLICATION_NAME = "fraud-realtime"  # how the read connections show in pg_stat_activity
 MODEL_RECHECK_SECONDS = 30.0  # how stale the real-time view of LATEST may get (a check is an object-store read)
+READ_CONNECTIONS = 8  # per process: more would only queue inside PostgreSQL on 2 cores
 
 
 class ReadPool:
@@ -34,7 +39,7 @@ class ReadPool:
     at checkout, no BEGIN, no ROLLBACK at checkin (SQLAlchemy's pool does all three, which tripled the time of a
     real-time request). A connection that fails is dropped; the next request opens a new one."""
 
-    def __init__(self, conninfo: str, size: int = 8):
+    def __init__(self, conninfo: str, size: int = READ_CONNECTIONS):
         self._conninfo = conninfo
         self._idle: queue.LifoQueue[psycopg.Connection] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(size)
@@ -60,14 +65,18 @@ class ReadPool:
 
 
 class RealtimeScorer:
-    """Holds what one process reuses across requests: the read connections, the card-token key and the model cache."""
+    """Holds what one process reuses across requests: the read connections, the card-token key and the model
+    cache. `score` is the blocking path (the Lambda handler); `score_async` the asyncio one (`fraud serve`), for
+    the lifetime of `async with scorer.serving()`."""
 
     def __init__(self, settings: Settings, models: ModelCache | None = None, recheck_seconds: float = MODEL_RECHECK_SECONDS):
         self.settings = settings
         self.models = models or ModelCache()
         self.recheck_seconds = recheck_seconds
         self._lock = threading.Lock()
+        self._conninfo: str | None = None
         self._pool: ReadPool | None = None
+        self._async_pool: AsyncConnectionPool | None = None
         self._engine: Engine | None = None
         self._token_key: bytes | None = None
 
@@ -76,13 +85,10 @@ class RealtimeScorer:
             if self._pool is None:
                 url = database_url(self.settings)
                 self._engine = get_engine(self.settings)  # for the attribution baseline, computed once per model
-                self._pool = ReadPool(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
+                self._conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+                self._pool = ReadPool(self._conninfo)
                 self._token_key = self.settings.token_key()
             return self._pool, self._token_key
-
-    def _baseline(self, model) -> np.ndarray:
-        self._resources()
-        return model.baseline(self._engine)
 
     def _read(self, work):
         """Run `work(connection)`; once more on a fresh connection when a pooled one turns out to be dead."""
@@ -98,6 +104,11 @@ class RealtimeScorer:
     def model(self):
         return self.models.get(self.settings, self.recheck_seconds)
 
+    def _model_and_baseline(self) -> tuple[PromotedModel, np.ndarray]:
+        model = self.model()
+        self._resources()
+        return model, model.baseline(self._engine)
+
     def check(self) -> str:
         """Raise unless the database answers and a model is promoted; returns the model version."""
         self._read(lambda connection: connection.execute("SELECT 1").fetchone())
@@ -105,22 +116,65 @@ class RealtimeScorer:
 
     def warm_up(self) -> str:
         """Load the model and its attribution baseline before the first request; returns the model version."""
-        model = self.model()
-        self._baseline(model)
-        return model.version
+        return self._model_and_baseline()[0].version
 
     def score(self, raw: Mapping[str, object]) -> dict:
         """Score one raw transaction. Raises InvalidTransaction (with a reason code) for what the ETL would
         quarantine, and for an unknown card."""
         _, key = self._resources()
         tx = parse_transaction(raw, key)
-        model = self.model()
-        features, history = self._read(lambda connection: online_features(connection, tx))
+        model, baseline = self._model_and_baseline()
+        return self._answer(tx, model, baseline, self._read(lambda connection: fetch_history(connection, tx)))
+
+    @asynccontextmanager
+    async def serving(self) -> AsyncIterator["RealtimeScorer"]:
+        """A pool of asyncio read connections on the running event loop, for `score_async`. Opening does not
+        wait for the database: requests fail (and /health says so) until it answers."""
+        from psycopg_pool import AsyncConnectionPool
+
+        self._resources()
+        pool = AsyncConnectionPool(self._conninfo, min_size=1, max_size=READ_CONNECTIONS, open=False,
+                                   kwargs={"autocommit": True, "application_name": APPLICATION_NAME})
+        await pool.open()
+        self._async_pool = pool
+        try:
+            yield self
+        finally:
+            self._async_pool = None
+            await pool.close()
+
+    async def score_async(self, raw: Mapping[str, object]) -> dict:
+        """`score` without blocking the event loop: the history query on an asyncio connection; the model cache,
+        when its `LATEST` check is due (an object-store read) or a new model needs its baseline, in a thread."""
+        pool = self._async_pool
+        if pool is None:
+            raise RuntimeError("score_async needs `async with scorer.serving()`")
+        tx = parse_transaction(raw, self._token_key)
+        model = self.models.fresh(self.settings, self.recheck_seconds)
+        if model is not None and model.has_baseline:
+            baseline = model.baseline(self._engine)
+        else:
+            import anyio
+
+            model, baseline = await anyio.to_thread.run_sync(self._model_and_baseline)
+        for attempt in (1, 2):  # once more on a fresh connection when a pooled one turns out to be dead
+            try:
+                async with pool.connection() as connection:
+                    history = await fetch_history_async(connection, tx)
+                break
+            except psycopg.OperationalError:
+                if attempt == 2:
+                    raise
+                await pool.check()  # drop every dead idle connection (a database restart kills them all), not just this one
+        return self._answer(tx, model, baseline, history)
+
+    def _answer(self, tx: Transaction, model: PromotedModel, baseline: np.ndarray, history: History) -> dict:
         if not history.known_card:
             raise InvalidTransaction("unknown_card", "cc_num",
                                      f"no cardholder record for the card ending {tx.last4}: cards become known "
                                      "through the batch path (fraud ingest / the ETL)")
-        scores, contributions = score_and_attribute(model.scorer.predict, features[None, :], self._baseline(model))
+        features = feature_vector(tx, history)
+        scores, contributions = score_and_attribute(model.scorer.predict, features[None, :], baseline)
         score = float(scores[0])
         return {"trans_num": tx.trans_num, "score": score, "flagged": score >= model.threshold,
                 "threshold": model.threshold, "model_version": model.version,

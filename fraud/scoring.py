@@ -85,6 +85,10 @@ class PromotedModel:
     def feature_version(self) -> str:
         return str(self.metadata["feature_version"])
 
+    @property
+    def has_baseline(self) -> bool:
+        return self._baseline is not None
+
     def baseline(self, engine: Engine) -> np.ndarray:
         if self._baseline is None:
             self._baseline = attribution_baseline(engine, self.metadata)
@@ -136,8 +140,18 @@ class ModelCache:
         self._entries: dict[tuple, tuple[PromotedModel, float]] = {}
         self.rejected: dict[str, str] = {}  # version -> why it was refused
 
+    @staticmethod
+    def _key(settings: Settings) -> tuple:
+        return settings.mode, str(settings.store_root), settings.s3_endpoint_url, settings.models_bucket, settings.model_name
+
+    def fresh(self, settings: Settings, max_age: float) -> PromotedModel | None:
+        """The loaded model if `LATEST` was checked less than `max_age` seconds ago, else None (no I/O)."""
+        with self._lock:
+            cached = self._entries.get(self._key(settings))
+        return cached[0] if cached is not None and time.monotonic() - cached[1] < max_age else None
+
     def get(self, settings: Settings, max_age: float = 0.0) -> PromotedModel:
-        key = (settings.mode, str(settings.store_root), settings.s3_endpoint_url, settings.models_bucket, settings.model_name)
+        key = self._key(settings)
         with self._lock:
             cached = self._entries.get(key)
             now = time.monotonic()

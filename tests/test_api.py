@@ -186,6 +186,17 @@ def test_a_dropped_database_connection_is_replaced(world, body, engine):
     assert scorer.score(body) == first
 
 
+def test_the_api_replaces_a_dropped_database_connection(world, body, engine):
+    with TestClient(create_app(world[0])) as api:
+        first = api.post("/v1/score", json=body, headers=AUTH)
+        with engine.begin() as connection:  # every asyncio read connection of the API, killed between two requests
+            killed = connection.exec_driver_sql(f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                                f"WHERE application_name = '{APPLICATION_NAME}'").scalar_one()
+        assert killed >= 1
+        again = api.post("/v1/score", json=body, headers=AUTH)
+    assert first.status_code == again.status_code == 200 and again.json() == first.json()
+
+
 def test_local_token_is_generated_once_and_private(tmp_path, settings):
     local = settings.model_copy(update={"home": tmp_path, "api_token": None})
     token, path = api_token(local)

@@ -1,5 +1,5 @@
-"""The scorer's database I/O: feature vectors still to be scored (COPY out), the attribution baseline, and
-`fraud_score` rows (COPY into a staging table + `INSERT … ON CONFLICT DO NOTHING`, so a (transaction, model
+"""The scorer's database I/O: feature vectors still to be scored, the attribution baseline, and `fraud_score`
+rows (COPY; on a conflict, a staging table + `INSERT … ON CONFLICT DO NOTHING`, so a (transaction, model
 version) pair is written once and re-scoring is a no-op). No pandas: the scorer Lambda ships without it."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Iterator, Sequence
 
 import numpy as np
+import psycopg
 from sqlalchemy import Engine
 
 
@@ -59,6 +60,7 @@ def pending_pages(engine: Engine, feature_version: str, model_version: str, sele
                 yield Page([r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.float32))
 
 
+_DIRECT = "COPY fraud_score (trans_num, model_version, score, flagged, threshold, top_reasons) FROM STDIN"
 _STAGING = "CREATE TEMP TABLE stg_score (trans_num text, score float8, flagged boolean, reasons text) ON COMMIT DROP"
 _MERGE = """
 INSERT INTO fraud_score (trans_num, model_version, score, flagged, threshold, top_reasons)
@@ -68,15 +70,31 @@ INSERT INTO fraud_score (trans_num, model_version, score, flagged, threshold, to
 
 def write_scores(engine: Engine, model_version: str, threshold: float, trans_nums: Sequence[str],
                  scores: np.ndarray, flagged: np.ndarray, reasons: Sequence[str]) -> int:
-    """Insert scores with their top reasons (JSON text per row); returns how many rows were new."""
+    """Insert scores with their top reasons (JSON text per row); returns how many rows were new.
+
+    The rows go straight into `fraud_score` with COPY: the scorer reads only what its model version has not
+    scored, so a conflict means another run wrote some of them meanwhile. Then that attempt is undone (a
+    savepoint) and the page goes through a staging table and `INSERT … ON CONFLICT DO NOTHING`, which skips
+    them. The direct path saves the staging copy and the per-row conflict check: about half the write time."""
     if not len(trans_nums):
         return 0
+    scores = np.asarray(scores, dtype=np.float64).tolist()
+    flagged = np.asarray(flagged).tolist()
     with engine.begin() as connection:
-        cursor = connection.connection.driver_connection.cursor()
+        raw = connection.connection.driver_connection
+        cursor = raw.cursor()
+        try:
+            with raw.transaction():
+                with cursor.copy(_DIRECT) as copy:
+                    for row in zip(trans_nums, scores, flagged, reasons):
+                        copy.write_row((row[0], model_version, row[1], row[2], threshold, row[3]))
+            return len(trans_nums)
+        except psycopg.errors.UniqueViolation:
+            pass
         cursor.execute(_STAGING)
         with cursor.copy("COPY stg_score FROM STDIN (FORMAT binary)") as copy:
             copy.set_types(["text", "float8", "bool", "text"])
-            for row in zip(trans_nums, np.asarray(scores, dtype=np.float64).tolist(), np.asarray(flagged).tolist(), reasons):
+            for row in zip(trans_nums, scores, flagged, reasons):
                 copy.write_row(row)
         cursor.execute(_MERGE, {"model": model_version, "threshold": float(threshold)})
         return cursor.rowcount

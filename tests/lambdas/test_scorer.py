@@ -146,3 +146,21 @@ def test_the_handler_imports_neither_tensorflow_nor_pandas():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_a_page_another_run_partly_wrote_is_completed_without_doubling(world):
+    """Two runs racing on the same rows: the second run's direct COPY hits the first run's rows, so that page goes
+    through the ON CONFLICT path instead: only the missing rows are added, the existing ones keep their values."""
+    from fraud.db.scores import write_scores
+
+    settings, engine, first, second = world
+    ids = list(second["trans_num"][:5])
+    assert write_scores(engine, "race-v1", 0.5, ids[:2], np.array([0.9, 0.1]), np.array([True, False]),
+                        ['[{"feature":"hour","contribution":0.25}]', "[]"]) == 2
+    assert write_scores(engine, "race-v1", 0.5, ids, np.full(5, 0.7), np.full(5, True), ["[]"] * 5) == 3
+    with engine.connect() as connection:
+        rows = dict(connection.execute(text("SELECT trans_num, score FROM fraud_score WHERE model_version = 'race-v1'")).all())
+        reasons = connection.execute(text("SELECT top_reasons FROM fraud_score WHERE model_version = 'race-v1' AND trans_num = :t"),
+                                     {"t": ids[0]}).scalar_one()
+    assert sorted(rows) == sorted(ids) and rows[ids[0]] == 0.9 and rows[ids[1]] == 0.1 and rows[ids[4]] == 0.7
+    assert reasons == [{"feature": "hour", "contribution": 0.25}]
