@@ -28,27 +28,29 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install $(PIP_FLAGS) -e '.[dev]'
 	@touch $@
 
-# The browser tests drive Debian's Chromium through Playwright (no browser download from Playwright).
+# Debian packages the tests and benchmarks use: Chromium for the browser tests (Playwright drives it; no browser
+# download from Playwright) and wrk, the load generator of the real-time API's benchmark and soak.
 CHROMIUM := /usr/bin/chromium
-$(CHROMIUM):
-	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
-	elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; \
-	else echo "warning: $(CHROMIUM) missing and no root: the browser tests will be skipped" >&2; fi
+WRK := /usr/bin/wrk
+/usr/bin/%:
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $* >/dev/null; \
+	elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq $* >/dev/null; \
+	else echo "warning: $@ missing and no root: install the Debian package $*" >&2; fi
 
 demo: $(VENV)/.installed
 	$(BIN)/fraud demo
 
-test: $(VENV)/.installed-dev | $(CHROMIUM)
+test: $(VENV)/.installed-dev | $(CHROMIUM) $(WRK)
 	$(BIN)/python -m pytest
 
 # the soak-marked tests plus the fuzz tests at 10,000 examples each (Hypothesis profile "soak")
-soak: $(VENV)/.installed-dev
+soak: $(VENV)/.installed-dev | $(WRK)
 	HYPOTHESIS_PROFILE=soak $(BIN)/python -m pytest -m "soak or fuzz"
 
 ui: $(VENV)/.installed
 	$(BIN)/fraud ui
 
-bench: $(VENV)/.installed-dev
+bench: $(VENV)/.installed-dev | $(WRK)
 	$(BIN)/python -m bench
 
 clean-data:

@@ -4,7 +4,6 @@ its own process with the summed RSS of its process tree sampled (goal: under 4 G
 another size (e.g. on a machine too busy for a million rows)."""
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
@@ -20,7 +19,7 @@ import psutil
 import pytest
 from sqlalchemy import text
 
-from bench.scoring import load_test, load_world, percentile_ms, requests_for, start_server, wait_healthy
+from bench.scoring import load_test, load_world, requests_for, start_server, wait_healthy
 from fraud.db.engine import get_engine, stop_embedded
 from fraud.db.migrate import upgrade
 from fraud.raw_zone import label_keys, transaction_keys
@@ -47,17 +46,15 @@ def test_the_api_under_64_clients_for_60_seconds(settings, engine):
     process = start_server(mine, int(url.rsplit(":", 1)[1]), token)
     try:
         wait_healthy(url, process, timeout=180)
-        asyncio.run(load_test(url, token, bodies[:200], 64, 3.0))  # warm-up: connections, plans, caches
-        started = time.perf_counter()
-        latencies, errors = asyncio.run(load_test(url, token, bodies, 64, 60.0))
-        elapsed = time.perf_counter() - started
+        load_test(url, token, bodies[:200], 64, 3)  # warm-up: connections, plans, caches
+        load = load_test(url, token, bodies, 64, 60)
     finally:
         process.terminate()
         process.wait(timeout=30)
-    assert errors == {} and len(latencies) > 0
+    assert load.errors == {} and load.requests > 0
     figure("tests/reliability/test_soak.py::test_the_api_under_64_clients_for_60_seconds",
-           f"64 clients {elapsed:.0f} s on loopback: {len(latencies):,} requests served ({len(latencies) / elapsed:,.0f}/s), "
-           f"p50 {percentile_ms(latencies, 50):.1f} ms, p99 {percentile_ms(latencies, 99):.1f} ms, 0 errors")
+           f"64 clients {load.seconds:.0f} s on loopback (wrk): {load.requests:,} requests served "
+           f"({load.requests / load.seconds:,.0f}/s), p50 {load.p50_ms:.1f} ms, p99 {load.p99_ms:.1f} ms, 0 errors")
 
 
 @dataclass(frozen=True)
