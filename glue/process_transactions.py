@@ -17,7 +17,6 @@ import sys
 import time
 import zlib
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from itertools import groupby
 from typing import Callable, Iterator, TypeVar
@@ -35,6 +34,7 @@ from fraud.db.load import PROCESSED_COLUMNS, BatchAccounting, load_processed
 from fraud.features import (CATEGORY_FEATURES, FEATURE_NAMES, FEATURE_VERSION, LONGEST_WINDOW_SECONDS, MERCHANT_FEATURES,
                             NUMERIC_FEATURES, WINDOWS, merchant_risk)
 from fraud.privacy import card_token, normalize_card_number
+from fraud.read_ahead import read_ahead
 from fraud.schema import CATEGORIES, DATE_FORMATS, LABEL_COLUMNS, RAW_COLUMNS, TIMESTAMP_FORMATS
 from fraud.settings import Settings
 from fraud.storage import s3_client
@@ -349,12 +349,7 @@ Item, Result = TypeVar("Item"), TypeVar("Result")
 def prefetched(items: list[Item], fetch: Callable[[Item], Result]) -> Iterator[tuple[Item, Result]]:
     """(item, fetch(item)) in order, fetching the next item in a thread while the caller works on this one:
     at most two results in memory."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
-        future = pool.submit(fetch, items[0]) if items else None
-        for index, item in enumerate(items):
-            result = future.result()
-            future = pool.submit(fetch, items[index + 1]) if index + 1 < len(items) else None
-            yield item, result
+    return read_ahead((item, fetch(item)) for item in items)
 
 
 def run(args: dict[str, str], settings: Settings, report=print) -> dict:
