@@ -15,11 +15,11 @@ def linear(weights):
     return lambda rows: rows @ np.asarray(weights, dtype=np.float32)
 
 
-def test_occluded_rows_put_the_baseline_on_the_diagonal():
+def test_occluded_rows_set_one_feature_to_its_baseline_and_skip_features_already_there():
     x = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=np.float32)
-    rows = occluded_rows(x, np.array([0.0, -1.0, 9.0], dtype=np.float32)).reshape(2, 4, 3)
-    np.testing.assert_array_equal(rows[0], [[1, 2, 3], [0, 2, 3], [1, -1, 3], [1, 2, 9]])
-    np.testing.assert_array_equal(rows[1], [[4, 5, 6], [0, 5, 6], [4, -1, 6], [4, 5, 9]])
+    copies, transactions, features = occluded_rows(x, np.array([1.0, -1.0, 6.0], dtype=np.float32))
+    np.testing.assert_array_equal(copies, [[1, -1, 3], [1, 2, 6], [1, 5, 6], [4, -1, 6]])
+    assert transactions.tolist() == [0, 0, 1, 1] and features.tolist() == [1, 2, 0, 1]
 
 
 def test_linear_model_contributions_are_weight_times_distance_to_baseline():
@@ -29,6 +29,7 @@ def test_linear_model_contributions_are_weight_times_distance_to_baseline():
     assert scores[0] == pytest.approx(3 * 2 + 10 * 1 + 0 + 0.25 * 5)
     # c_j = w_j (x_j - b_j): 3, 0 (at its baseline), +2 (below a negative weight's baseline), 1
     np.testing.assert_allclose(contributions[0], [3.0, 0.0, 2.0, 1.0])
+    assert contributions[0, 1] == 0.0  # at its baseline: exactly 0, not a rounding residue
     names = ["a", "b", "c", "d"]
     assert top_reasons(contributions, names) == [[{"feature": "a", "contribution": 3.0}, {"feature": "c", "contribution": 2.0},
                                                   {"feature": "d", "contribution": 1.0}]]
