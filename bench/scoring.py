@@ -93,8 +93,9 @@ class BatchFigures:
     litert_call_seconds: float  # the scoring call alone (rows and their occluded copies), no database
 
 
-def bench_batch(engine: Engine, settings: Settings, keras_model, batch_id: str) -> BatchFigures:
-    """The same batch scored twice end to end, by two model versions of the same network: LiteRT, then Keras."""
+def bench_batch(engine: Engine, settings: Settings, keras_model, batch_id: str, features: np.ndarray) -> BatchFigures:
+    """The same batch scored twice end to end, by two model versions of the same network: LiteRT, then Keras;
+    then the LiteRT call alone on the batch's feature vectors (`features`)."""
     from fraud.attribution import score_and_attribute
     from fraud.db.scores import Selection
     from fraud.scoring import ModelCache, score_selection
@@ -113,9 +114,8 @@ def bench_batch(engine: Engine, settings: Settings, keras_model, batch_id: str) 
     keras_seconds = time.perf_counter() - started
     assert litert.scored == keras.scored == litert.pending, (litert, keras)
 
-    x = np.random.default_rng(0).random((litert.pending, len(FEATURE_NAMES)), dtype=np.float32)
     started = time.perf_counter()
-    score_and_attribute(model.scorer.predict, x, model.baseline(engine))
+    score_and_attribute(model.scorer.predict, features, model.baseline(engine))
     return BatchFigures(litert.pending, litert_seconds, keras_seconds, time.perf_counter() - started)
 
 
@@ -287,10 +287,11 @@ def run(console, settings: Settings, engine: Engine, rows: int = 100_000) -> lis
     """Rows for the benchmark table: (benchmark, rows, baseline, baseline s, measured s, ratio)."""
     with console.status(f"scoring: loading {rows:,} processed transactions"):
         frame = load_world(engine, settings, rows, "bench-scoring", features="computed")
-        keras_model = mlp(np.stack(frame["features"].to_numpy()[:10_000]).astype(np.float32))
+        features = np.stack(frame["features"].to_numpy()).astype(np.float32)
+        keras_model = mlp(features[:10_000])
         publish(settings, "bench-mlp", keras_model)
     with console.status("scoring: batch, LiteRT vs Keras, end to end"):
-        batch = bench_batch(engine, settings, keras_model, "bench-scoring")
+        batch = bench_batch(engine, settings, keras_model, "bench-scoring", features)
     with console.status("scoring: real-time API, 32 clients for 30 s"):
         realtime = bench_realtime(settings, frame, free_port())
     per_second = batch.rows / batch.litert_seconds

@@ -7,11 +7,12 @@ from tests.conftest import _free_port
 
 def test_batch_and_realtime_benchmarks_run_small(settings, engine):
     mine = settings.model_copy(update={"model_name": "bench-test-mlp"})
-    frame = load_world(engine, mine, 400, "bench-test", seed=31)
-    keras_model = mlp(np.stack(frame["features"].to_numpy()).astype(np.float32))
+    frame = load_world(engine, mine, 400, "bench-test", seed=31, features="computed")  # as `make bench` loads it
+    features = np.stack(frame["features"].to_numpy()).astype(np.float32)
+    keras_model = mlp(features)
     publish(mine, "bench-test-v1", keras_model)
 
-    batch = bench_batch(engine, mine, keras_model, "bench-test")
+    batch = bench_batch(engine, mine, keras_model, "bench-test", features)
     assert batch.rows == 400 and batch.litert_seconds > 0 and batch.keras_seconds > 0 and batch.litert_call_seconds > 0
 
     bodies = requests_for(frame, 10)
