@@ -21,8 +21,8 @@ from sqlalchemy.engine import make_url
 from fraud.attribution import score_and_attribute, top_reasons
 from fraud.db.engine import database_url, get_engine
 from fraud.features import FEATURE_NAMES
-from fraud.online_features import (History, InvalidTransaction, Transaction, feature_vector, fetch_history,
-                                   fetch_history_async, parse_transaction)
+from fraud.online_features import (History, InvalidTransaction, Transaction, feature_vector, fetch_history_async,
+                                   online_features, parse_transaction)
 from fraud.scoring import ModelCache, PromotedModel
 from fraud.settings import Settings
 
@@ -124,7 +124,8 @@ class RealtimeScorer:
         _, key = self._resources()
         tx = parse_transaction(raw, key)
         model, baseline = self._model_and_baseline()
-        return self._answer(tx, model, baseline, self._read(lambda connection: fetch_history(connection, tx)))
+        features, history = self._read(lambda connection: online_features(connection, tx))
+        return self._answer(tx, model, baseline, features, history)
 
     @asynccontextmanager
     async def serving(self) -> AsyncIterator["RealtimeScorer"]:
@@ -166,14 +167,14 @@ class RealtimeScorer:
                 if attempt == 2:
                     raise
                 await pool.check()  # drop every dead idle connection (a database restart kills them all), not just this one
-        return self._answer(tx, model, baseline, history)
+        return self._answer(tx, model, baseline, feature_vector(tx, history), history)
 
-    def _answer(self, tx: Transaction, model: PromotedModel, baseline: np.ndarray, history: History) -> dict:
+    def _answer(self, tx: Transaction, model: PromotedModel, baseline: np.ndarray, features: np.ndarray,
+                history: History) -> dict:
         if not history.known_card:
             raise InvalidTransaction("unknown_card", "cc_num",
                                      f"no cardholder record for the card ending {tx.last4}: cards become known "
                                      "through the batch path (fraud ingest / the ETL)")
-        features = feature_vector(tx, history)
         scores, contributions = score_and_attribute(model.scorer.predict, features[None, :], baseline)
         score = float(scores[0])
         return {"trans_num": tx.trans_num, "score": score, "flagged": score >= model.threshold,

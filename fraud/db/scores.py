@@ -79,6 +79,7 @@ def write_scores(engine: Engine, model_version: str, threshold: float, trans_num
     2.29 s)."""
     if not len(trans_nums):
         return 0
+    threshold = float(threshold)
     scores = np.asarray(scores, dtype=np.float64).tolist()
     flagged = np.asarray(flagged).tolist()
     with engine.begin() as connection:
@@ -97,7 +98,7 @@ def write_scores(engine: Engine, model_version: str, threshold: float, trans_num
             copy.set_types(["text", "float8", "bool", "text"])
             for row in zip(trans_nums, scores, flagged, reasons):
                 copy.write_row(row)
-        cursor.execute(_MERGE, {"model": model_version, "threshold": float(threshold)})
+        cursor.execute(_MERGE, {"model": model_version, "threshold": threshold})
         return cursor.rowcount
 
 
