@@ -17,9 +17,9 @@ import sys
 import time
 import zlib
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from itertools import groupby
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -34,12 +34,13 @@ from fraud.db.load import PROCESSED_COLUMNS, BatchAccounting, load_processed
 from fraud.features import (CATEGORY_FEATURES, FEATURE_NAMES, FEATURE_VERSION, LONGEST_WINDOW_SECONDS, MERCHANT_FEATURES,
                             NUMERIC_FEATURES, WINDOWS, merchant_risk)
 from fraud.privacy import card_token, normalize_card_number
-from fraud.read_ahead import read_ahead
 from fraud.schema import CATEGORIES, DATE_FORMATS, LABEL_COLUMNS, RAW_COLUMNS, TIMESTAMP_FORMATS
 from fraud.settings import Settings
 from fraud.storage import s3_client
 
 LOAD_CHUNK_ROWS = 100_000  # rows a batch is fetched from Spark and COPY'd in: bounds the driver's memory
+LOAD_CONNECTIONS = 2  # batches loaded at once (see load_batches)
+EMPTY_LABELS = pa.table({c: pa.array([], pa.string()) for c in LABEL_COLUMNS})
 ARGUMENTS = ("raw_uri", "processed_uri", "transactions_keys", "labels_keys")
 RAW_SCHEMA = T.StructType([T.StructField(c, T.StringType()) for c in RAW_COLUMNS] + [T.StructField("_corrupt_record", T.StringType())])
 
@@ -66,6 +67,13 @@ def settings_from(argv: list[str]) -> Settings:
 
 
 def spark_session(driver_memory: str = Settings.model_fields["spark_driver_memory"].default) -> SparkSession:
+    spark = _new_session(driver_memory)
+    # partition values stay strings: a batch id such as "007" or a date must read back as written
+    spark.conf.set("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+    return spark
+
+
+def _new_session(driver_memory: str) -> SparkSession:
     try:
         from awsglue.context import GlueContext
         from pyspark.context import SparkContext
@@ -75,7 +83,9 @@ def spark_session(driver_memory: str = Settings.model_fields["spark_driver_memor
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers must import fraud/ too
         return (SparkSession.builder.master("local[2]").appName("fraud-process-transactions")
                 .config("spark.sql.session.timeZone", "UTC")
-                .config("spark.sql.shuffle.partitions", "4")
+                # AQE coalesces small shuffles to one partition; large runs keep blocks small enough that a cached
+                # block read back from disk fits the 2 GB heap (4 partitions of a 1M-row run did not)
+                .config("spark.sql.shuffle.partitions", "16")
                 .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
                 .config("spark.driver.memory", driver_memory)  # local mode: the driver is the executor too
                 .config("spark.ui.enabled", "false")
@@ -123,24 +133,30 @@ def validate(raw: DataFrame, key: bytes, loaded: DataFrame | None = None) -> tup
     """Split raw rows into (valid, quarantined with a reason, per-batch duplicate counts). A trans_num that
     another batch already loaded (`loaded`, see read_loaded) or that an earlier batch of this run carries is a
     duplicate when it is the same transaction (`_content`), and quarantined as conflicting otherwise."""
-    deduped = raw.dropDuplicates(list(RAW_COLUMNS) + ["batch_id", "_corrupt_record"])
-    if loaded is None:
-        loaded = raw.sparkSession.createDataFrame([], "trans_num string, loaded_batch string, loaded_content struct<"
-                                                      "card_token:string,merchant:string,event_unix:bigint,amt:double>")
+    # rows are clustered by trans_num once: the dedupe and the trans_num window below share that shuffle (the
+    # tokenizer runs before it, as a Python UDF's output loses the clustering), and an exact copy is found by a
+    # digest of the row rather than by sorting on its 27 string columns
+    deduped = (raw.withColumn("card", _tokenizer(key)(F.col("cc_num"))).repartition("trans_num")
+               .withColumn("row_digest", F.sha2(F.to_json(F.struct(*RAW_COLUMNS, "_corrupt_record")), 256))
+               .dropDuplicates(["trans_num", "batch_id", "row_digest"]).drop("row_digest"))
+    if loaded is None:  # nothing loaded before: no join
+        no_content = "struct<card_token:string,merchant:string,event_unix:bigint,amt:double>"
+        deduped = deduped.withColumn("loaded_batch", F.lit(None).cast("string")).withColumn("loaded_content", F.lit(None).cast(no_content))
+    else:
+        deduped = deduped.join(loaded, "trans_num", "left")
 
     parsed_time = F.coalesce(
         _first_parse("trans_date_trans_time", TIMESTAMP_FORMATS, F.try_to_timestamp),
         F.timestamp_seconds(F.expr("try_cast(try_cast(unix_time AS double) AS bigint)")),
     )
-    # the batch that loaded a trans_num before keeps it; otherwise the first batch of this run (by id) does
-    first = Window.partitionBy("trans_num").orderBy(F.coalesce(F.col("batch_id") == F.col("loaded_batch"), F.lit(False)).desc(),
-                                                    "batch_id", "source_key")
+    # the batch that loaded a trans_num before keeps it; otherwise the first batch of this run (by id) does. One
+    # ordering column, so the three window functions below share one sort
+    first = Window.partitionBy("trans_num").orderBy(F.col("loaded_here").desc(), "batch_id", "source_key")
     rows = (deduped
+            .withColumn("loaded_here", F.coalesce(F.col("batch_id") == F.col("loaded_batch"), F.lit(False)))
             .withColumn("event_time", parsed_time)
             .withColumn("amount", F.expr("try_cast(amt AS double)"))
-            .withColumn("card", _tokenizer(key)(F.col("cc_num")))
             .withColumn("content", _content(F.col("card.token"), F.trim("merchant"), F.unix_timestamp("event_time"), F.round("amount", 2)))
-            .join(loaded, "trans_num", "left")
             .withColumn("first_seen", F.row_number().over(first))
             .withColumn("first_batch", F.first("batch_id").over(first))
             .withColumn("first_content", F.first("content").over(first)))
@@ -277,9 +293,21 @@ def read_loaded(spark: SparkSession, processed_uri: str, raw: DataFrame) -> Data
     if curated is None:
         return None
     return (curated.join(raw.select("trans_num").distinct(), "trans_num", "left_semi")
-            .select("trans_num", F.col("batch_id").cast("string").alias("loaded_batch"),
+            .select("trans_num", F.col("batch_id").alias("loaded_batch"),
                     _content(F.col("card_token"), F.col("merchant"), F.col("event_unix"), F.col("amt")).alias("loaded_content"))
             .dropDuplicates(["trans_num"]).localCheckpoint())
+
+
+def written_by_run(spark: SparkSession, processed_uri: str, valid: DataFrame) -> DataFrame:
+    """The curated rows this run wrote: its (date, batch) partitions, each replaced whole by the dynamic overwrite.
+    The load reads them back rather than keeping the run's features cached: columnar, and each chunk reads only
+    its batch's files (a chunk of a cached frame scanned all of it, and a 1M-row cache overflowed a 2 GB heap)."""
+    parts = [f"{r['dt']}/{r['batch_id']}" for r in
+             valid.select(F.date_format("event_time", "yyyy-MM-dd").alias("dt"), "batch_id").distinct().collect()]
+    curated = read_curated(spark, processed_uri)
+    if curated is None:  # every row quarantined on a first run: nothing written
+        return spark.createDataFrame([], "batch_id string")
+    return curated.where(F.concat_ws("/", "dt", "batch_id").isin(parts))
 
 
 def _object_bytes(uri: str, settings: Settings) -> bytes:
@@ -343,13 +371,21 @@ def read_labels(spark: SparkSession, paths: list[str]) -> DataFrame | None:
             .dropDuplicates(["trans_num"]))
 
 
-Item, Result = TypeVar("Item"), TypeVar("Result")
+def load_batches(engine, accounting: list[BatchAccounting], chunks: Callable[[BatchAccounting], Iterable[pa.Table]],
+                 connections: int = LOAD_CONNECTIONS) -> Counter:
+    """Load each batch in one database transaction (a crash leaves whole batches or nothing), `connections`
+    batches at once: the load is PostgreSQL's work per row (index and foreign-key upkeep), and one backend uses
+    one core. Concurrent batches cannot deadlock: each inserts its dimension rows in key order (DISTINCT ON ...
+    ORDER BY key), so one that meets another's uncommitted key waits for it holding only smaller keys.
+    Returns the rows each table gained."""
+    def load(item: BatchAccounting) -> dict[str, int]:
+        return load_processed(engine, chunks(item), EMPTY_LABELS, [item])
 
-
-def prefetched(items: list[Item], fetch: Callable[[Item], Result]) -> Iterator[tuple[Item, Result]]:
-    """(item, fetch(item)) in order, fetching the next item in a thread while the caller works on this one:
-    at most two results in memory."""
-    return read_ahead((item, fetch(item)) for item in items)
+    gained: Counter = Counter()
+    with ThreadPoolExecutor(connections) as pool:
+        for counts in pool.map(load, accounting):
+            gained.update(counts)
+    return gained
 
 
 def run(args: dict[str, str], settings: Settings, report=print) -> dict:
@@ -381,11 +417,14 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
     history = read_history(spark, args["processed_uri"], (bounds or 0) - LONGEST_WINDOW_SECONDS) if bounds else None
     labels = read_labels(spark, label_paths)
     labels = labels.cache() if labels is not None else None
-    processed = features(valid, history, labels).cache()
+    processed = features(valid, history, labels)
 
-    # curated zone: the loaded columns plus each feature by name, partitioned by date and batch
-    curated = processed.select(*PROCESSED_COLUMNS, "event_unix", "feature_version", *FEATURE_NAMES, "dt")
+    # curated zone: the loaded columns plus each feature by name, partitioned by date and batch. Clustered by
+    # partition first: one file per (date, batch) instead of one per task and partition (16 x 30 small files
+    # took 3x as long to write as the shuffle that avoids them)
+    curated = processed.select(*PROCESSED_COLUMNS, "event_unix", "feature_version", *FEATURE_NAMES, "dt").repartition("dt", "batch_id")
     curated.write.mode("overwrite").partitionBy("dt", "batch_id").parquet(f"{args['processed_uri'].rstrip('/')}/transactions")
+    written = written_by_run(spark, args["processed_uri"], valid)
     lap("features_and_parquet")
     quarantined.write.mode("overwrite").partitionBy("batch_id").json(f"{args['raw_uri'].rstrip('/')}/quarantine/etl")  # fraud ingest writes beside it, in quarantine/ingest/
     lap("quarantine")
@@ -393,28 +432,24 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
     counts = (raw.groupBy("batch_id", "source_key").count().withColumnRenamed("count", "rows_in")
               .join(duplicates, "batch_id", "left")
               .join(quarantined.groupBy("batch_id").count().withColumnRenamed("count", "rows_quarantined"), "batch_id", "left")
-              .join(processed.groupBy("batch_id").count().withColumnRenamed("count", "rows_loaded"), "batch_id", "left")
+              .join(written.groupBy("batch_id").count().withColumnRenamed("count", "rows_loaded"), "batch_id", "left")
               .fillna(0).collect())
     accounting = [BatchAccounting(batch_id=r["batch_id"], source_key=r["source_key"],
                                   rows_in=r["rows_in"], rows_loaded=r["rows_loaded"],
                                   rows_quarantined=r["rows_quarantined"], duplicates_dropped=r["duplicates_dropped"])
                   for r in counts]
-    labels_table = labels.toArrow() if labels is not None else pa.table({c: pa.array([], pa.string()) for c in LABEL_COLUMNS})
+    labels_table = labels.toArrow() if labels is not None else EMPTY_LABELS
     engine = get_engine(settings)
-    gained: Counter = Counter()
-    chunks = [(item, index, count) for item in accounting
-              for count in [max(1, math.ceil(item.rows_loaded / LOAD_CHUNK_ROWS))] for index in range(count)]
 
-    def chunk_rows(chunk: tuple[BatchAccounting, int, int]):
-        item, index, count = chunk
-        return (processed.where((F.col("batch_id") == item.batch_id) & (F.pmod(F.xxhash64("trans_num"), count) == index))
-                .select(*PROCESSED_COLUMNS).toArrow())
+    def batch_chunks(item: BatchAccounting) -> Iterator[pa.Table]:
+        """A batch's rows as the driver receives them: a chunk at a time, so neither the driver nor Spark's
+        collect ever holds a whole batch."""
+        count = math.ceil(item.rows_loaded / LOAD_CHUNK_ROWS)  # 0 when all quarantined: the accounting still loads
+        for index in range(count):
+            yield (written.where((F.col("batch_id") == item.batch_id) & (F.pmod(F.xxhash64("trans_num"), count) == index))
+                   .select(*PROCESSED_COLUMNS).toArrow())
 
-    # one database transaction per batch: a crash leaves whole batches or nothing. A batch reaches the driver a
-    # chunk at a time (neither the driver nor Spark's collect ever holds a whole batch), the next chunk fetched
-    # while PostgreSQL copies this one
-    for item, fetched in groupby(prefetched(chunks, chunk_rows), key=lambda pair: pair[0][0]):
-        gained.update(load_processed(engine, (table for _, table in fetched), labels_table.slice(0, 0), [item]))
+    gained = load_batches(engine, accounting, batch_chunks)
     gained.update(load_processed(engine, [], labels_table, []))
     gained = dict(gained)
     lap("database_load")

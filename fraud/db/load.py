@@ -52,12 +52,13 @@ CREATE TEMP TABLE stg_batch (batch_id text, source_key text, rows_in int, rows_l
     rows_quarantined int, duplicates_dropped int) ON COMMIT DROP;
 """.format(feature_columns=", ".join(f"{c} float8" for c in _FEATURE_COLUMNS))
 
-# (target table, statement), run in this order, one statement per call (psycopg sends parameters with the
+# (target table, statement), run in this order, one statement per call. Dimension rows are inserted in key order:
+# batches loaded at once then wait for each other's uncommitted keys instead of deadlocking (psycopg sends parameters with the
 # extended protocol, which takes one statement at a time)
 _MERGE: tuple[tuple[str, str], ...] = (
     ("dim_category", """
     INSERT INTO dim_category (category)
-        SELECT DISTINCT category FROM stg_transaction WHERE category IS NOT NULL
+        SELECT DISTINCT category FROM stg_transaction WHERE category IS NOT NULL ORDER BY category
         ON CONFLICT DO NOTHING"""),
     ("dim_card", """
     INSERT INTO dim_card (card_token, last4, first_name, last_name, gender, dob, street, city, state, zip,

@@ -108,15 +108,17 @@ def test_a_batch_bigger_than_a_load_chunk_loads_whole(first_run, messy_batch, se
     key = "transactions/dt=2026-11-02/hour=10/chunked-1.jsonl.gz"
     object_store(settings, settings.raw_bucket).put_bytes(key, gzip.compress("\n".join(json.dumps(r) for r in rows).encode()))
     fetched = []
-    original_prefetched = job.prefetched
+    original_load = job.load_processed
 
-    def counting(items, fetch):  # the chunks as the loader receives them
-        for item, table in original_prefetched(items, fetch):
-            fetched.append(table.num_rows)
-            yield item, table
+    def counting(engine, transactions, labels, accounting):  # the chunks as the loader receives them
+        def tables():
+            for table in transactions:
+                fetched.append(table.num_rows)
+                yield table
+        return original_load(engine, tables(), labels, accounting)
 
     monkeypatch.setattr(job, "LOAD_CHUNK_ROWS", 2)
-    monkeypatch.setattr(job, "prefetched", counting)
+    monkeypatch.setattr(job, "load_processed", counting)
     summary = job.run({**messy_batch, "transactions_keys": key, "labels_keys": ""}, settings, report=lambda summary: None)
     assert len(fetched) == 4 and sum(fetched) == 7  # ceil(7 / 2) chunks, every row in one of them
     assert summary["rows_loaded"] == 7 and summary["rows_gained"]["fact_transaction"] == 7
@@ -144,22 +146,22 @@ def test_a_chunk_that_fails_leaves_nothing_of_its_batch(first_run, settings, eng
         assert connection.execute(text("SELECT count(*) FROM batch_load WHERE batch_id = 'broken'")).scalar_one() == 0
 
 
-def test_prefetched_fetches_the_next_batch_while_this_one_loads():
+def test_batches_load_at_once_each_in_its_own_transaction(monkeypatch):
     import threading
 
-    from glue.process_transactions import prefetched
+    import glue.process_transactions as job
+    from fraud.db.load import BatchAccounting
 
-    fetching_two = threading.Event()
+    both_loading = threading.Barrier(2, timeout=10)  # breaks (and fails the test) unless two loads overlap
+    transactions = {}
 
-    def fetch(item: int) -> int:
-        if item == 2:
-            fetching_two.set()
-        return item * 10
+    def load(engine, chunks, labels, accounting):
+        both_loading.wait()
+        transactions[accounting[0].batch_id] = [len(chunk) for chunk in chunks]
+        return {"fact_transaction": sum(transactions[accounting[0].batch_id])}
 
-    loaded = []
-    for item, rows in prefetched([1, 2, 3], fetch):
-        if item == 1:  # the load of batch 1 is under way: batch 2 is being fetched meanwhile
-            assert fetching_two.wait(timeout=10)
-        loaded.append((item, rows))
-    assert loaded == [(1, 10), (2, 20), (3, 30)]
-    assert list(prefetched([], fetch)) == []
+    monkeypatch.setattr(job, "load_processed", load)
+    batches = [BatchAccounting(f"b{i}", f"k{i}", i + 1, i + 1, 0, 0) for i in range(4)]
+    gained = job.load_batches(None, batches, lambda item: [[0] * item.rows_loaded], connections=2)
+    assert transactions == {"b0": [1], "b1": [2], "b2": [3], "b3": [4]}  # one load call (transaction) per batch
+    assert gained["fact_transaction"] == 10

@@ -113,7 +113,7 @@ def _launch(settings: Settings, args: dict[str, str], log: Path) -> subprocess.P
                                 stdout=output, stderr=subprocess.STDOUT)
 
 
-# the job's connection is the only other one to this database: a transaction of its own is a batch being loaded
+# the job's connections are the only others to this database: a transaction of theirs is a batch being loaded
 _OPEN_TRANSACTIONS = """SELECT count(*) FROM pg_stat_activity
     WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"""
 
