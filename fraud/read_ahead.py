@@ -1,5 +1,5 @@
 """Reading ahead: the next item of an iterator is produced in a thread while the caller works on the current one,
-so I/O (a database page, a chunk collected from Spark) overlaps the work done with the item before it."""
+so I/O (the next page of feature vectors from the database) overlaps the work done with the item before it."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor

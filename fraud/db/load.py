@@ -1,5 +1,7 @@
 """Bulk load of processed batches: COPY into a staging table, then `INSERT … ON CONFLICT` into the star
-schema, all in one database transaction. Re-loading a batch changes nothing; a crash loads nothing."""
+schema: the new dimension rows in one short transaction, then the batch's facts, features, labels and
+accounting in one more. Re-loading a batch changes nothing; a crash loads no part of a batch (at most
+dimension rows, which the rerun finds in place)."""
 from __future__ import annotations
 
 import io
@@ -46,11 +48,13 @@ CREATE TEMP TABLE stg_transaction (
     amt numeric(12,2), merch_lat float8, merch_long float8, first text, last text, gender text, dob date,
     street text, city text, state text, zip text, lat float8, long float8, city_pop int, job text,
     batch_id text, {feature_columns}
-) ON COMMIT DROP;
-CREATE TEMP TABLE stg_label (trans_num text, is_fraud boolean, labelled_at timestamptz) ON COMMIT DROP;
+);
+CREATE TEMP TABLE stg_label (trans_num text, is_fraud boolean, labelled_at timestamptz);
 CREATE TEMP TABLE stg_batch (batch_id text, source_key text, rows_in int, rows_loaded int,
-    rows_quarantined int, duplicates_dropped int) ON COMMIT DROP;
+    rows_quarantined int, duplicates_dropped int);
 """.format(feature_columns=", ".join(f"{c} float8" for c in _FEATURE_COLUMNS))
+
+_DROP_STAGING = "DROP TABLE stg_transaction, stg_label, stg_batch"
 
 # (target table, statement), run in this order, one statement per call. Dimension rows are inserted in key order:
 # batches loaded at once then wait for each other's uncommitted keys instead of deadlocking (psycopg sends parameters with the
@@ -131,32 +135,49 @@ def _copy(cursor, table: str, data: pa.Table) -> None:
         copy.write(buffer.getbuffer())
 
 
-COUNTED = ("fact_transaction", "dim_card", "dim_merchant")  # inserted with DO NOTHING: rowcount = new rows
+COUNTED = ("fact_transaction", "dim_card", "dim_merchant")
+DIMENSIONS = ("dim_category", "dim_card", "dim_merchant")  # inserted with DO NOTHING: rowcount = new rows
 
 
 def load_processed(engine: Engine, transactions: Frame | Iterable[Frame], labels: Frame,
                    accounting: list[BatchAccounting]) -> dict[str, int]:
     """Load batches atomically. `transactions` has PROCESSED_COLUMNS (pandas, or Arrow straight from Spark):
-    one frame, or an iterable of chunks that are COPY'd one after the other into the same database transaction
-    (a batch bigger than the loader's memory still loads whole or not at all).
+    one frame, or an iterable of chunks that are COPY'd one after the other into the same staging table (a
+    batch bigger than the loader's memory still loads whole or not at all). The dimension rows the batches bring
+    commit first; their facts, features, labels and accounting then commit in one transaction.
     Returns how many new rows the fact and dimension tables gained (counted from the INSERTs themselves:
     counting whole tables before and after would grow with the table)."""
     chunks = [transactions] if isinstance(transactions, (pd.DataFrame, pa.Table)) else transactions
     batches = pd.DataFrame([asdict(item) for item in accounting],
                            columns=["batch_id", "source_key", "rows_in", "rows_loaded", "rows_quarantined", "duplicates_dropped"])
     gained = dict.fromkeys(COUNTED, 0)
-    with engine.begin() as connection:
-        raw = connection.connection.driver_connection
-        with raw.cursor() as cursor:
-            cursor.execute(_STAGING_DDL)
-            for chunk in chunks:
-                if len(chunk):
-                    _copy(cursor, "stg_transaction", _staging_transactions(chunk))
-            if len(labels):
-                _copy(cursor, "stg_label", _arrow(labels).select(list(LABEL_COLUMNS)))
-            _copy(cursor, "stg_batch", _arrow(batches))
-            for table, statement in _MERGE:
+
+    def merge(cursor, tables: tuple[str, ...]) -> None:
+        for table, statement in _MERGE:
+            if table in tables:
                 cursor.execute(statement, {"feature_version": FEATURE_VERSION} if "%(" in statement else None)
                 if table in gained:
                     gained[table] += cursor.rowcount  # rows inserted: ON CONFLICT DO NOTHING skips the rest
+
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        try:
+            with raw.cursor() as cursor:
+                cursor.execute(_STAGING_DDL)  # session temp tables: they outlive the first commit
+                for chunk in chunks:
+                    if len(chunk):
+                        _copy(cursor, "stg_transaction", _staging_transactions(chunk))
+                if len(labels):
+                    _copy(cursor, "stg_label", _arrow(labels).select(list(LABEL_COLUMNS)))
+                _copy(cursor, "stg_batch", _arrow(batches))
+                # new dimension rows (cards, merchants, categories) commit first, on their own: a batch loading at
+                # the same time that meets one of them waits for this short transaction, not for the whole batch
+                merge(cursor, DIMENSIONS)
+                raw.commit()
+                merge(cursor, tuple(table for table, _ in _MERGE if table not in DIMENSIONS))
+                cursor.execute(_DROP_STAGING)
+                raw.commit()  # the batch's facts, features, labels and accounting: all of them or none
+        except BaseException:
+            connection.invalidate()  # closed, not pooled: its transaction and temp tables go with it
+            raise
     return gained
