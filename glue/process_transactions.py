@@ -373,11 +373,11 @@ def read_labels(spark: SparkSession, paths: list[str]) -> DataFrame | None:
 
 def load_batches(engine, accounting: list[BatchAccounting], chunks: Callable[[BatchAccounting], Iterable[pa.Table]],
                  connections: int = LOAD_CONNECTIONS) -> Counter:
-    """Load each batch in one database transaction (a crash leaves whole batches or nothing), `connections`
-    batches at once: the load is PostgreSQL's work per row (index and foreign-key upkeep), and one backend uses
-    one core. Concurrent batches cannot deadlock: each inserts its dimension rows in key order (DISTINCT ON ...
-    ORDER BY key), so one that meets another's uncommitted key waits for it holding only smaller keys.
-    Returns the rows each table gained."""
+    """Load each batch's rows in one database transaction (a crash leaves whole batches or nothing; its new
+    dimension rows commit just before, see load_processed), `connections` batches at once: the load is
+    PostgreSQL's work per row (index and foreign-key upkeep), and one backend uses one core. Concurrent batches
+    cannot deadlock: each inserts its dimension rows in key order (DISTINCT ON ... ORDER BY key), so one that
+    meets another's uncommitted key waits for it holding only smaller keys. Returns the rows each table gained."""
     def load(item: BatchAccounting) -> dict[str, int]:
         return load_processed(engine, chunks(item), EMPTY_LABELS, [item])
 
