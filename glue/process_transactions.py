@@ -83,8 +83,8 @@ def _new_session(driver_memory: str) -> SparkSession:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers must import fraud/ too
         return (SparkSession.builder.master("local[2]").appName("fraud-process-transactions")
                 .config("spark.sql.session.timeZone", "UTC")
-                # AQE coalesces small shuffles to one partition; large runs keep blocks small enough that a cached
-                # block read back from disk fits the 2 GB heap (4 partitions of a 1M-row run did not)
+                # AQE coalesces small shuffles to one partition; a large run's cached validated rows come in blocks
+                # of a sixteenth rather than a quarter of the run, read back from disk into the 2 GB heap
                 .config("spark.sql.shuffle.partitions", "16")
                 .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
                 .config("spark.driver.memory", driver_memory)  # local mode: the driver is the executor too

@@ -56,9 +56,9 @@ CREATE TEMP TABLE stg_batch (batch_id text, source_key text, rows_in int, rows_l
 
 _DROP_STAGING = "DROP TABLE stg_transaction, stg_label, stg_batch"
 
-# (target table, statement), run in this order, one statement per call. Dimension rows are inserted in key order:
-# batches loaded at once then wait for each other's uncommitted keys instead of deadlocking (psycopg sends parameters with the
-# extended protocol, which takes one statement at a time)
+# (target table, statement), run in this order, one statement per call (psycopg sends parameters with the
+# extended protocol, which takes one statement at a time). Dimension rows are inserted in key order: batches
+# loaded at once then wait for each other's uncommitted keys instead of deadlocking
 _MERGE: tuple[tuple[str, str], ...] = (
     ("dim_category", """
     INSERT INTO dim_category (category)
@@ -135,8 +135,8 @@ def _copy(cursor, table: str, data: pa.Table) -> None:
         copy.write(buffer.getbuffer())
 
 
-COUNTED = ("fact_transaction", "dim_card", "dim_merchant")
-DIMENSIONS = ("dim_category", "dim_card", "dim_merchant")  # inserted with DO NOTHING: rowcount = new rows
+COUNTED = ("fact_transaction", "dim_card", "dim_merchant")  # inserted with DO NOTHING: rowcount = new rows
+DIMENSIONS = ("dim_category", "dim_card", "dim_merchant")  # committed before the batch's own rows
 
 
 def load_processed(engine: Engine, transactions: Frame | Iterable[Frame], labels: Frame,
@@ -152,9 +152,9 @@ def load_processed(engine: Engine, transactions: Frame | Iterable[Frame], labels
                            columns=["batch_id", "source_key", "rows_in", "rows_loaded", "rows_quarantined", "duplicates_dropped"])
     gained = dict.fromkeys(COUNTED, 0)
 
-    def merge(cursor, tables: tuple[str, ...]) -> None:
+    def merge(cursor, dimensions: bool) -> None:
         for table, statement in _MERGE:
-            if table in tables:
+            if (table in DIMENSIONS) == dimensions:
                 cursor.execute(statement, {"feature_version": FEATURE_VERSION} if "%(" in statement else None)
                 if table in gained:
                     gained[table] += cursor.rowcount  # rows inserted: ON CONFLICT DO NOTHING skips the rest
@@ -172,9 +172,9 @@ def load_processed(engine: Engine, transactions: Frame | Iterable[Frame], labels
                 _copy(cursor, "stg_batch", _arrow(batches))
                 # new dimension rows (cards, merchants, categories) commit first, on their own: a batch loading at
                 # the same time that meets one of them waits for this short transaction, not for the whole batch
-                merge(cursor, DIMENSIONS)
+                merge(cursor, dimensions=True)
                 raw.commit()
-                merge(cursor, tuple(table for table, _ in _MERGE if table not in DIMENSIONS))
+                merge(cursor, dimensions=False)
                 cursor.execute(_DROP_STAGING)
                 raw.commit()  # the batch's facts, features, labels and accounting: all of them or none
         except BaseException:
