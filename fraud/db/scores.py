@@ -11,6 +11,8 @@ import numpy as np
 import psycopg
 from sqlalchemy import Engine
 
+from fraud.db.copy_binary import vector_pages
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -30,7 +32,7 @@ class Page:
 
 # No ORDER BY: sorting wide rows spills to disk; the scorer takes the rows in whatever order they come.
 _PENDING = """
-SELECT f.trans_num, f.values
+SELECT /* pending_scores */ f.values::float8[], f.trans_num
 FROM transaction_features f JOIN fact_transaction t ON t.trans_num = f.trans_num
 WHERE f.feature_version = %(version)s
   AND NOT EXISTS (SELECT 1 FROM fraud_score s WHERE s.trans_num = f.trans_num AND s.model_version = %(model)s)
@@ -48,16 +50,16 @@ def _unreviewed() -> str:
 def pending_pages(engine: Engine, feature_version: str, model_version: str, selection: Selection,
                   page_rows: int = 50_000) -> Iterator[Page]:
     """The selected transactions `model_version` has not scored yet, with their feature vectors, in pages of
-    `page_rows` from a server-side cursor (binary rows: no float text to parse). Its snapshot is taken at
-    the start, so scores written meanwhile on other connections do not change what it returns."""
+    `page_rows`, streamed by one binary COPY (`fraud.db.copy_binary`: no float text to parse, no Python float
+    per value). Its snapshot is taken at the start, so scores written meanwhile on other connections do not
+    change what it returns."""
     params = {"version": feature_version, "model": model_version, "batch": selection.batch_id,
               "since": selection.since, "until": selection.until}
     query = _PENDING.format(unreviewed=f"AND {_unreviewed()}" if selection.unreviewed_only else "")
     with engine.connect() as connection:
-        with connection.connection.driver_connection.cursor(name="pending_scores", binary=True) as cursor:
-            cursor.execute(query, params)
-            while rows := cursor.fetchmany(page_rows):
-                yield Page([r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.float32))
+        with connection.connection.driver_connection.cursor().copy(f"COPY ({query}) TO STDOUT (FORMAT binary)", params) as copy:
+            for trans_nums, features in vector_pages(copy, page_rows):
+                yield Page(trans_nums, features)
 
 
 _DIRECT = "COPY fraud_score (trans_num, model_version, score, flagged, threshold, top_reasons) FROM STDIN"
