@@ -57,7 +57,7 @@ def bench_load(engine, rows: int) -> tuple[float, float]:
 
     def reset():
         with engine.begin() as connection:
-            connection.execute(text("TRUNCATE fact_transaction, transaction_features, transaction_label, dim_card, dim_merchant, batch_load CASCADE"))
+            connection.execute(text("TRUNCATE fact_transaction, fraud_score, transaction_features, transaction_label, dim_card, dim_merchant, batch_load CASCADE"))
 
     def copy_load():
         reset()
