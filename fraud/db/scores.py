@@ -31,6 +31,7 @@ class Page:
 
 
 # No ORDER BY: sorting wide rows spills to disk; the scorer takes the rows in whatever order they come.
+# The comment names the reader in pg_stat_activity (operators, and the fault test that kills it, find it by it).
 _PENDING = """
 SELECT /* pending_scores */ f.values::float8[], f.trans_num
 FROM transaction_features f JOIN fact_transaction t ON t.trans_num = f.trans_num
