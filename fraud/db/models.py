@@ -82,7 +82,7 @@ class TransactionLabel(Base):
 class FraudScore(Base):
     """A model version's score of a transaction. Its reference to fact_transaction is enforced per statement by
     triggers (migration 0004) instead of a per-row foreign key: the batch scorer writes rows by the hundred
-    thousand, and a foreign key locks each referenced transaction."""
+    thousand, and a foreign key looks up and locks each referenced transaction."""
     __tablename__ = "fraud_score"
     trans_num: Mapped[str] = mapped_column(String(64), primary_key=True)
     model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
