@@ -57,16 +57,16 @@ def vector_pages(blocks: Iterable[bytes], page_rows: int) -> Iterator[tuple[list
             if size - position < 6:
                 break
             (vector_bytes,) = _int(data, position + 2)
+            if vector_bytes < 0:
+                raise CopyFormatError("a vector is NULL")
             key_at = position + 6 + vector_bytes
-            if vector_bytes < 0 or size - key_at < 4:
-                if vector_bytes < 0:
-                    raise CopyFormatError("a vector is NULL")
+            if size - key_at < 4:
                 break
             (key_bytes,) = _int(data, key_at)
+            if key_bytes < 0:
+                raise CopyFormatError("a key is NULL")
             end = key_at + 4 + key_bytes
-            if key_bytes < 0 or end > size:
-                if key_bytes < 0:
-                    raise CopyFormatError("a key is NULL")
+            if end > size:
                 break
             starts.append(position)
             keys.append(data[key_at + 4:end].decode())

@@ -98,13 +98,12 @@ def _triggers(child: str, column: str, parent: str, parent_column: str) -> list[
     """(trigger name, table, the rest of its CREATE TRIGGER) for one reference: the checks on both sides."""
     name = f"{child}_{column}_ref"
     new = f"REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION references_exist('{column}', '{parent}', '{parent_column}')"
-    old = f"REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION references_kept('{parent_column}', '{child}', '{column}')"
+    kept = f"FOR EACH STATEMENT EXECUTE FUNCTION references_kept('{parent_column}', '{child}', '{column}')"
     return [(f"{name}_inserted", child, f"AFTER INSERT ON {child} {new}"),
             (f"{name}_updated", child, f"AFTER UPDATE ON {child} {new}"),
-            (f"{name}_deleted", parent, f"AFTER DELETE ON {parent} {old}"),
-            (f"{name}_renamed", parent, f"AFTER UPDATE ON {parent} {old}"),
-            (f"{name}_truncated", parent, f"AFTER TRUNCATE ON {parent} FOR EACH STATEMENT "
-                                          f"EXECUTE FUNCTION references_kept('{parent_column}', '{child}', '{column}')")]
+            (f"{name}_deleted", parent, f"AFTER DELETE ON {parent} REFERENCING OLD TABLE AS old_rows {kept}"),
+            (f"{name}_renamed", parent, f"AFTER UPDATE ON {parent} REFERENCING OLD TABLE AS old_rows {kept}"),
+            (f"{name}_truncated", parent, f"AFTER TRUNCATE ON {parent} {kept}")]  # no transition table for TRUNCATE
 
 
 def upgrade() -> None:
