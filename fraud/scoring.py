@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from fraud import registry
-from fraud.attribution import reasons_json, score_and_attribute
+from fraud.attribution import CHUNK_TRANSACTIONS, reasons_json, score_and_attribute
 from fraud.db.scores import Selection, pending_pages, recent_features, write_scores
 from fraud.features import FEATURE_NAMES, FEATURE_VERSION
 from fraud.read_ahead import read_ahead
@@ -190,12 +190,13 @@ Predict = Callable[[np.ndarray], np.ndarray]
 
 
 def score_selection(engine: Engine, model: PromotedModel, selection: Selection, predict: Predict | None = None,
-                    page_rows: int = PAGE_ROWS) -> BatchResult:
+                    page_rows: int = PAGE_ROWS, chunk: int = CHUNK_TRANSACTIONS) -> BatchResult:
     """Score every selected transaction the model has not scored yet: stream their feature vectors, and per
     page score them with their top reasons (one interpreter pass over each row and its occluded copies) and
     write them. Writing a page (its reasons' JSON, then PostgreSQL's work) overlaps with reading and scoring the
     next one.
-    `predict` swaps in another runner of the same model (the benchmark's Keras baseline)."""
+    `predict` swaps in another runner of the same model (the benchmark's Keras baseline), with the `chunk` of
+    transactions per call that suits it."""
     predict = predict or model.scorer.predict
     totals = {"scored": 0, "flagged": 0, "pending": 0}  # of the pages whose scores are committed
 
@@ -211,7 +212,7 @@ def score_selection(engine: Engine, model: PromotedModel, selection: Selection, 
             last = None
             try:
                 for page in read_ahead(pending_pages(engine, model.feature_version, model.version, selection, page_rows)):
-                    scores, contributions = score_and_attribute(predict, page.features, baseline)
+                    scores, contributions = score_and_attribute(predict, page.features, baseline, chunk)
                     flags = scores >= model.threshold
                     if last is not None:
                         settle(last)  # at most one page waiting: bounded memory, and errors surface early

@@ -13,7 +13,7 @@ def test_batch_and_realtime_benchmarks_run_small(settings, engine):
     publish(mine, "bench-test-v1", keras_model)
 
     batch = bench_batch(engine, mine, keras_model, "bench-test", features)
-    assert batch.rows == 400 and batch.litert_seconds > 0 and batch.keras_seconds > 0 and batch.litert_call_seconds > 0
+    assert batch.rows == 400 and batch.litert_seconds > 0 and batch.keras_seconds > 0 and batch.litert_call_seconds > 0 and batch.keras_call_seconds > 0
 
     bodies = requests_for(frame, 10)
     assert len({b["trans_num"] for b in bodies}) == 10 and all(b["trans_date_trans_time"] > str(frame["event_time"].max())[:19] for b in bodies)
