@@ -22,8 +22,9 @@ _STANDALONE_NUMBER = re.compile(r"(?<![\w.])\d{12,19}(?!\w)")
 
 
 def known_cards_in(text: str, cards: set[str]) -> set[str]:
-    """The given card numbers standing alone in the text. A plain substring test is not enough: a hex trans_num
-    holds digit runs, and the seed's numbers lost digits (many fail Luhn), so `card_numbers_in` misses them."""
+    """The given card numbers standing alone in the text. A substring test is not enough: a float's fraction
+    (61.447500000000005) and a hex trans_num hold digit runs that contain some of the seed's numbers. And those
+    numbers lost digits (many fail Luhn), so `card_numbers_in` alone misses them."""
     return set(_STANDALONE_NUMBER.findall(text)) & cards
 
 
