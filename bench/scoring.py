@@ -124,11 +124,12 @@ def bench_batch(engine: Engine, settings: Settings, keras_model, batch_id: str, 
     def keras_call(x: np.ndarray) -> np.ndarray:
         return np.asarray(keras_model.predict_on_batch(x)).reshape(-1)
 
+    baseline = model.baseline(engine)
     calls = []
     for predict, chunk in ((model.scorer.predict, CHUNK_TRANSACTIONS), (keras_call, PAGE_ROWS)):
         started = time.perf_counter()
         for start in range(0, len(features), PAGE_ROWS):  # page by page, as the scorer calls it
-            score_and_attribute(predict, features[start:start + PAGE_ROWS], model.baseline(engine), chunk)
+            score_and_attribute(predict, features[start:start + PAGE_ROWS], baseline, chunk)
         calls.append(time.perf_counter() - started)
     return BatchFigures(litert.pending, litert_seconds, keras_seconds, *calls)
 
