@@ -41,7 +41,7 @@ demo: $(VENV)/.installed
 	$(BIN)/fraud demo
 
 test: $(VENV)/.installed-dev | $(CHROMIUM) $(WRK)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # the soak-marked tests plus the fuzz tests at 10,000 examples each (Hypothesis profile "soak")
 soak: $(VENV)/.installed-dev | $(WRK)

@@ -26,7 +26,9 @@ from __future__ import annotations
 import argparse
 import compileall
 import hashlib
+import io
 import json
+import os
 import platform
 import re
 import shutil
@@ -34,9 +36,11 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path, PurePosixPath
+from typing import Iterator
 
 from packaging.requirements import Requirement
 from packaging.tags import parse_tag
@@ -431,18 +435,37 @@ def tree_files(roots: list[Path]) -> dict[str, Path]:
             for path in root.rglob("*") if path.is_file()}
 
 
-def write_zip(files: dict[str, Path], target: Path) -> None:
+@contextmanager
+def replaced_atomically(target: Path) -> Iterator[Path]:
+    """A fresh temporary file beside `target`, renamed onto it when the block succeeds and removed when it fails.
+    Readers never see half a file, and concurrent builds of the same (reproducible) file each finish whole:
+    a fixed temporary name would have one build rename the other's file away."""
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        tmp.chmod(0o644)  # as any build output, not mkstemp's 0600
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def zip_into(files: dict[str, Path], out: Path | io.BytesIO) -> None:
     """A reproducible zip: sorted entries, fixed timestamps, only the executable bit kept. Level 1 deflate:
     the zip goes to S3 (its size counts against no Lambda limit) and level 6 takes three times as long."""
-    tmp = target.with_suffix(".zip.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for arcname in sorted(files):
             path = files[arcname]
             info = zipfile.ZipInfo(arcname, date_time=ZIP_EPOCH)
             info.external_attr = (0o755 if path.stat().st_mode & 0o111 else 0o644) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, path.read_bytes(), compresslevel=1)
-    tmp.replace(target)
+
+
+def write_zip(files: dict[str, Path], target: Path) -> None:
+    with replaced_atomically(target) as tmp:
+        zip_into(files, tmp)
 
 
 def glibc_audit(files: dict[str, Path], target: Target) -> tuple[tuple[int, int], dict[str, str]]:
@@ -499,7 +522,8 @@ def build_function(name: str, dist_dir: Path = DIST_DIR, force: bool = False, ta
         wheel_tag_problems={d.name: p for d in dists if (p := wheel_tag_problem(d.wheel_metadata, target))},
         target=target.name, os_image=target.os_image, precompiled=target.precompile,
     )
-    manifest_path.write_text(manifest.to_json())
+    with replaced_atomically(manifest_path) as tmp:
+        tmp.write_text(manifest.to_json())
     if not manifest.within_lambda_limits:
         raise PackagingError(f"{name}: {manifest.unzipped_bytes / 2**20:.0f} MiB unzipped exceeds Lambda's 250 MiB")
     return manifest
@@ -510,12 +534,11 @@ def build_glue_library(dist_dir: Path = DIST_DIR) -> Path:
     files = {arcname: source for source, arcname in project_files("generator") if arcname.startswith("fraud/")}
     target = dist_dir / GLUE_LIBRARY_ZIP
     dist_dir.mkdir(parents=True, exist_ok=True)
-    candidate = dist_dir / (GLUE_LIBRARY_ZIP + ".new")
-    write_zip(files, candidate)
-    if target.exists() and target.read_bytes() == candidate.read_bytes():
-        candidate.unlink()  # unchanged: keep the file (and its mtime) as it was
-    else:
-        candidate.replace(target)
+    candidate = io.BytesIO()  # the fraud/ package: a few hundred KiB
+    zip_into(files, candidate)
+    if not (target.exists() and target.read_bytes() == candidate.getvalue()):  # unchanged: keep it and its mtime
+        with replaced_atomically(target) as tmp:
+            tmp.write_bytes(candidate.getvalue())
     return target
 
 

@@ -22,10 +22,16 @@ hypothesis_settings.register_profile("soak", max_examples=10_000, deadline=None)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    # under pytest-xdist (`make test` runs two workers) each worker hands its figures over as it ends (see below)
+    FIGURES.extend(tuple(figure) for figure in getattr(node, "workeroutput", {}).get("figures", []))
+
+
 def pytest_terminal_summary(terminalreporter):
     if FIGURES:
         terminalreporter.section("figures (reliability, security, soak)")
-        for test, text in FIGURES:
+        for test, text in sorted(FIGURES, key=lambda figure: figure[0]):
             terminalreporter.line(f"{test}: {text}")
 
 
@@ -48,6 +54,8 @@ def make_home(prefix: str) -> Path:
 
 
 def pytest_sessionfinish(session, exitstatus):
+    if hasattr(session.config, "workeroutput"):  # a pytest-xdist worker: the controller prints the figures
+        session.config.workeroutput["figures"] = list(FIGURES)
     # Each home holds a database, a raw zone and models (up to gigabytes in the soak): left behind, a few runs
     # fill a CI disk.
     if os.environ.get("FRAUD_KEEP_TEST_HOMES"):

@@ -330,7 +330,7 @@ def test_reingesting_is_idempotent(fraud_env, tmp_path):
     ("trans_num,amt\n".encode("utf-16"), "NUL"),
     (b'{"trans_num": "t1"}\n', "JSON"),
     (b"trans_num,\xff\xfe\n", "UTF-8"),
-])
+], ids=["empty", "gzip", "utf16", "json", "not-utf8"])  # ids, not the bytes: gzip's header holds the time
 def test_not_a_csv(fraud_env, tmp_path, data, message):
     with pytest.raises(IngestError, match=message):
         ingest_csv(_file(tmp_path, data), Settings())

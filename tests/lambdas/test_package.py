@@ -97,6 +97,24 @@ def test_zips_are_reproducible_and_cached(tmp_path, monkeypatch):
     assert changed.content_hash != first.content_hash and zip_path.stat().st_mtime_ns != mtime
 
 
+def test_concurrent_builds_of_one_zip_each_finish_whole(tmp_path):
+    """Two builds into one dist/ at once (the Pulumi program and `python -m lambdas.package`, or two test workers):
+    each writes its own temporary file and renames it into place, so both succeed, the zip and manifest are whole,
+    and no temporary file is left behind."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    dist = tmp_path / "dist"
+    with ThreadPoolExecutor(4) as pool:
+        built = list(pool.map(lambda _: build_function("generator", dist, force=True), range(4)))
+    assert len({manifest.content_hash for manifest in built}) == 1
+    zip_path = Path(built[0].zip_path)
+    with zipfile.ZipFile(zip_path) as archive:
+        assert archive.testzip() is None and "lambdas/generator/handler.py" in archive.namelist()
+    assert json.loads((zip_path.parent / "lambda-generator.json").read_text())["content_hash"] == built[0].content_hash
+    assert sorted(path.name for path in zip_path.parent.iterdir()) == ["lambda-generator.json", "lambda-generator.zip"]
+    assert stat.S_IMODE(zip_path.stat().st_mode) == 0o644
+
+
 def test_wheel_tags_are_checked_against_the_target():
     def tags(*lines: str) -> str:
         return "Wheel-Version: 1.0\n" + "".join(f"Tag: {line}\n" for line in lines)
