@@ -64,10 +64,8 @@ def _keras_archive(path: Path) -> str:
         return [without_ids(item) for item in value] if isinstance(value, list) else value
 
     with zipfile.ZipFile(path) as archive:
-        members = [archive.read(name) for name in archive.namelist() if not name.endswith(".json")]
-        documents = [without_ids(json.loads(archive.read(name))) for name in archive.namelist() if name.endswith(".json")]
-    return "\n".join([json.dumps(document) for document in documents]
-                     + [member.decode("utf-8", errors="ignore") for member in members])
+        return "\n".join(json.dumps(without_ids(json.loads(archive.read(name)))) if name.endswith(".json")
+                         else archive.read(name).decode("utf-8", errors="ignore") for name in archive.namelist())
 
 
 def in_files(paths: Iterable[Path]) -> dict[str, list[str]]:
