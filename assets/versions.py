@@ -5,9 +5,9 @@ stale."""
 from fraud.features import FEATURE_VERSION
 
 CODE_VERSIONS = {
-    "raw_transactions": "simulator-1",
+    "raw_transactions": "simulator-2",  # label timing per fraud type; batch ids name every content parameter
     "processed_transactions": f"features-{FEATURE_VERSION}",
-    "fraud_model": "mlp-2",  # issue 6: in-model log transform, baselines, quality gate
+    "fraud_model": "mlp-3",  # label-aware features, the random forest baseline
     "fraud_flags": "litert-reasons-1",  # top-3 reasons by occlusion
     "fraud_report": "report-2",
     "customer_alerts": "card-day-groups-1",

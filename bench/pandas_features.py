@@ -1,12 +1,22 @@
 """The baseline for the ETL benchmark: the same features computed the straightforward way, with pandas
-groupby/rolling on one machine. Also used by tests to cross-check the Spark job on a sample."""
+groupby/rolling on one machine. Also the test oracle the Spark job and the online path are checked against."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from fraud.features import FEATURE_NAMES, LONGEST_WINDOW_SECONDS, WINDOWS, merchant_risk
+from fraud.features import (FEATURE_NAMES, LONGEST_WINDOW_SECONDS, WINDOWS, amount_z, known_frauds, merchant_risk)
 from fraud.schema import CATEGORIES
+
+
+def _rolling_count(tx: pd.DataFrame, keys: list[str], seconds: int) -> np.ndarray:
+    """Per row (tx sorted by card, time), how many earlier rows of its `keys` group lie in [t - seconds, t)."""
+    counts = np.zeros(len(tx))
+    unix = tx["unix"].to_numpy()
+    for rows in tx.groupby(keys, sort=False, dropna=False).indices.values():
+        times = unix[rows]  # in time order: tx is sorted by card and time
+        counts[rows] = np.searchsorted(times, times, "left") - np.searchsorted(times, times - seconds, "left")
+    return counts
 
 
 def pandas_features(tx: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
@@ -16,6 +26,7 @@ def pandas_features(tx: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     # grouped by card, in time order: groupby(sort=False).rolling() then returns rows in this same order
     tx = tx.sort_values(["card_token", "ts", "trans_num"]).reset_index(drop=True)
     unix = tx["ts"].astype("int64") // 10**9
+    tx["unix"] = unix
     out = pd.DataFrame({"trans_num": tx["trans_num"]})
     out["amt_log"] = np.log1p(tx["amt"])
     out["hour"] = tx["ts"].dt.hour.astype(float)
@@ -24,37 +35,59 @@ def pandas_features(tx: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     dob = pd.to_datetime(tx["dob"], utc=True, errors="coerce")
     out["age_years"] = ((tx["ts"].dt.year - dob.dt.year) * 12 + (tx["ts"].dt.month - dob.dt.month)
                         + (tx["ts"].dt.day - dob.dt.day) / 31.0).div(12).fillna(0.0)  # months_between, as Spark
-    out["city_pop_log"] = np.log1p(tx["city_pop"]).fillna(0.0)
-    lat1, lat2 = np.radians(tx["lat"]), np.radians(tx["merch_lat"])
-    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin(np.radians(tx["merch_long"] - tx["long"]) / 2) ** 2
-    out["distance_km"] = (6371.0 * 2 * np.arcsin(np.sqrt(a))).fillna(0.0)
+    out["age_known"] = dob.notna().astype(float)
+    population = pd.to_numeric(tx["city_pop"], errors="coerce")
+    known_population = population.notna() & (population >= 0)
+    out["city_pop_log"] = np.where(known_population, np.log1p(population.where(known_population, 0)), 0.0)
+    out["city_pop_known"] = known_population.astype(float)
+    lat1, lat2 = np.radians(tx["lat"].astype(float)), np.radians(tx["merch_lat"].astype(float))
+    a = (np.sin((lat2 - lat1) / 2) ** 2
+         + np.cos(lat1) * np.cos(lat2) * np.sin(np.radians(tx["merch_long"].astype(float) - tx["long"].astype(float)) / 2) ** 2)
+    distance = 6371.0 * 2 * np.arcsin(np.sqrt(np.minimum(a, 1.0)))
+    out["distance_km"] = distance.fillna(0.0)
+    out["distance_known"] = distance.notna().astype(float)
 
     by_card = tx.set_index("ts").groupby("card_token", sort=False)["amt"]
     for name, seconds in WINDOWS.items():
         rolled = by_card.rolling(f"{seconds}s", closed="left").agg(["count", "mean"])
         out[f"card_count_{name}"] = rolled["count"].fillna(0).to_numpy()
         out[f"card_mean_amt_{name}"] = rolled["mean"].fillna(0).to_numpy()
+    spread = by_card.rolling(f"{LONGEST_WINDOW_SECONDS}s", closed="left").std(ddof=0).to_numpy()
     out["amt_over_card_mean_30d"] = np.where(out["card_mean_amt_30d"] > 0, tx["amt"] / out["card_mean_amt_30d"].replace(0, 1), 1.0)
+    out["amt_z_card_30d"] = amount_z(tx["amt"].to_numpy(), out["card_mean_amt_30d"].to_numpy(), spread,
+                                     out["card_count_30d"].to_numpy())
     previous = np.full(len(tx), np.nan)
-    distinct = np.zeros(len(tx))
-    for _, rows in tx.groupby("card_token", sort=False).indices.items():
+    distinct = {"1h": np.zeros(len(tx)), "1d": np.zeros(len(tx))}
+    for rows in tx.groupby("card_token", sort=False).indices.values():
         times, merchants = unix.to_numpy()[rows], tx["merchant"].to_numpy()[rows]
         before = np.searchsorted(times, times, "left")  # rows strictly earlier than each row
-        day_start = np.searchsorted(times, times - WINDOWS["1d"], "left")
-        for j, (b, d) in enumerate(zip(before, day_start)):
-            if b:
+        starts = {w: np.searchsorted(times, times - WINDOWS[w], "left") for w in distinct}
+        month_start = np.searchsorted(times, times - LONGEST_WINDOW_SECONDS, "left")
+        for j, b in enumerate(before):
+            if b > month_start[j]:  # a previous transaction within the 30-day window
                 previous[rows[j]] = times[b - 1]
-            distinct[rows[j]] = len(set(merchants[d:b]))
+            for w, start in starts.items():
+                distinct[w][rows[j]] = len(set(merchants[start[j]:b]))
     out["secs_since_prev_log"] = np.log1p(np.where(np.isnan(previous), LONGEST_WINDOW_SECONDS, unix - previous))
-    out["card_distinct_merchants_1d"] = distinct
+    out["card_distinct_merchants_1h"] = distinct["1h"]
+    out["card_distinct_merchants_1d"] = distinct["1d"]
+    out["card_new_merchant_30d"] = (_rolling_count(tx, ["card_token", "merchant"], LONGEST_WINDOW_SECONDS) == 0).astype(float)
+    with_category = tx.assign(category_key=tx["category"].fillna("").astype(str))  # empty: a category of its own
+    out["card_new_category_30d"] = (_rolling_count(with_category, ["card_token", "category_key"], LONGEST_WINDOW_SECONDS) == 0).astype(float)
 
     labelled = tx[["trans_num"]].merge(labels, on="trans_num", how="left")
     label_unix = pd.to_datetime(labelled["labelled_at"], utc=True).astype("int64") // 10**9
-    label_unix = label_unix.where(labelled["labelled_at"].notna(), np.nan).astype(float)
+    label_unix = label_unix.where(labelled["labelled_at"].notna(), np.nan).astype(float).to_numpy()
+    is_fraud = labelled["is_fraud"].fillna(False).to_numpy(dtype=bool)
+    card_frauds = np.zeros(len(tx))
+    for rows in tx.groupby("card_token", sort=False).indices.values():
+        if is_fraud[rows].any():
+            card_frauds[rows] = known_frauds(unix.to_numpy()[rows], is_fraud[rows], label_unix[rows], unix.to_numpy()[rows])
+    out["card_known_frauds_60d"] = card_frauds
+
     merchant_columns = {}
-    for _, rows in tx.groupby("merchant", sort=False).indices.items():
-        values = merchant_risk(unix.to_numpy()[rows], labelled["is_fraud"].fillna(False).to_numpy(dtype=bool)[rows],
-                               label_unix.to_numpy()[rows], unix.to_numpy()[rows])
+    for rows in tx.groupby("merchant", sort=False).indices.values():
+        values = merchant_risk(unix.to_numpy()[rows], is_fraud[rows], label_unix[rows], unix.to_numpy()[rows])
         for name, column in values.items():
             merchant_columns.setdefault(name, np.zeros(len(tx)))[rows] = column
     for name, column in merchant_columns.items():

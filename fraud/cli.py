@@ -37,13 +37,14 @@ def simulate(
     customers: int = typer.Option(None, "--customers", min=1, help="Cardholders in the world (default FRAUD_SIM_CUSTOMERS)."),
     seed: int = typer.Option(None, "--seed", help="World and traffic seed (default FRAUD_SIM_SEED)."),
 ) -> None:
-    """Simulate days of card traffic into the raw zone: one transaction batch and one delayed label batch per day
-    (deterministic: the same options rewrite the same objects). See docs/simulator.md."""
+    """Simulate days of card traffic into the raw zone: one transaction batch per day and its labels, under the
+    days they become known (deterministic: the same options find the same objects; an existing batch with other
+    content is never overwritten). See docs/simulator.md."""
     from datetime import date, timedelta
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from lambdas.generator.handler import handler
+    from lambdas.generator.handler import BatchConflict, handler
 
     settings = Settings()
     try:
@@ -52,17 +53,22 @@ def simulate(
         raise typer.BadParameter(f"not a date (YYYY-MM-DD): {start_day!r}", param_hint="--start-day") from None
     total = days or settings.sim_days
     event = {"customers": customers or settings.sim_customers, "seed": settings.sim_seed if seed is None else seed}
-    rows = frauds = 0
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("simulating days", total=total)
-        for offset in range(total):  # one day per call, so the bar moves
-            day = (first + timedelta(days=offset)).isoformat()
-            result = handler({**event, "start_day": day, "days": 1}, settings=settings)
-            for batch in result["batches"]:
-                rows, frauds = rows + batch["rows"], frauds + batch["frauds"]
-            bar.update(task, advance=1, description=f"simulating {day}")
+    rows = frauds = unlabelled = 0
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+            task = bar.add_task("simulating days", total=total)
+            for offset in range(total):  # one day per call, so the bar moves
+                day = (first + timedelta(days=offset)).isoformat()
+                result = handler({**event, "start_day": day, "days": 1}, settings=settings)
+                for batch in result["batches"]:
+                    rows, frauds = rows + batch["rows"], frauds + batch["frauds"]
+                    unlabelled += batch["unlabelled_frauds"]
+                bar.update(task, advance=1, description=f"simulating {day}")
+    except BatchConflict as conflict:  # a refusal, not a crash: say what and why, no traceback
+        typer.echo(f"BatchConflict: {conflict}", err=True)
+        raise typer.Exit(1) from None
     console.print(f"{total} daily batches, {rows:,} transactions, {frauds:,} fraudulent "
-                  f"({frauds / max(rows, 1):.2%}) in {settings.raw_bucket}/transactions/")
+                  f"({frauds / max(rows, 1):.2%}, {unlabelled:,} of them never labelled) in {settings.raw_bucket}/transactions/")
 
 
 @app.command()

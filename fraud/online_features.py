@@ -4,7 +4,8 @@ history in PostgreSQL with the Glue job's definitions (`glue/process_transaction
 The same rules as the ETL, point in time:
 - every window is [t - w, t) on whole seconds, so the history holds only transactions strictly before the
   transaction's second (it never sees itself, another one in the same second, or anything later);
-- a merchant's fraud counts only labels with `labelled_at < t`;
+- a label counts only once `labelled_at < t`; the merchant's risk counts the labels that arrived in [t - w, t) for
+  its transactions of the last 60 days (fraud/features.py says why);
 - the seconds since the card's previous transaction look back at most 30 days (the ETL reads 30 days of
   history; with none, the value is 30 days), so both paths agree whenever the gap is under 30 days.
 
@@ -27,8 +28,9 @@ import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 
-from fraud.features import (CATEGORY_FEATURES, FEATURE_NAMES, LONGEST_WINDOW_SECONDS, MERCHANT_WINDOWS,
-                            NUMERIC_FEATURES, WINDOWS)
+from fraud.features import (CATEGORY_FEATURES, FEATURE_NAMES, LABEL_LOOKBACK_SECONDS, LABEL_WINDOWS,
+                            LONGEST_WINDOW_SECONDS, MERCHANT_WINDOWS, NUMERIC_FEATURES, WINDOWS, amount_z, rate,
+                            volume_ratio)
 from fraud.privacy import card_token, normalize_card_number
 from fraud import raw_values
 from fraud.raw_values import ABSURD_AMOUNT, parse_date, parse_number, text_of as _text
@@ -135,10 +137,16 @@ class History:
     cardholder's and merchant's stored attributes (None when unknown)."""
     card_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(WINDOWS, 0))
     card_means: dict[str, float | None] = field(default_factory=lambda: dict.fromkeys(WINDOWS))
+    card_std_30d: float | None = None
     previous_unix: int | None = None
+    distinct_merchants_1h: int = 0
     distinct_merchants_1d: int = 0
+    card_at_merchant_30d: int = 0  # the card's transactions at this merchant in the last 30 days
+    card_in_category_30d: int = 0  # ... in this category (an empty one is a category of its own)
+    card_known_frauds: int = 0
     merchant_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MERCHANT_WINDOWS, 0))
-    merchant_frauds: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MERCHANT_WINDOWS, 0))
+    merchant_labels: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LABEL_WINDOWS, 0))
+    merchant_frauds: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LABEL_WINDOWS, 0))
     known_card: bool = False
     dob: date | None = None
     home_lat: float | None = None
@@ -152,26 +160,39 @@ def _history_sql() -> str:
     card = ",\n".join(
         f"count(*) FILTER (WHERE event_time >= %(card_{w})s) AS card_count_{w}, "
         f"(avg(amount) FILTER (WHERE event_time >= %(card_{w})s))::float8 AS card_mean_{w}" for w in WINDOWS)
-    merchant = ",\n".join(
-        f"count(*) FILTER (WHERE t.event_time >= %(merchant_{w})s) AS merchant_count_{w}, "
-        f"count(*) FILTER (WHERE t.event_time >= %(merchant_{w})s AND l.is_fraud AND l.labelled_at < %(t)s) AS merchant_fraud_{w}"
-        for w in MERCHANT_WINDOWS)
+    merchant_volume = ",\n".join(
+        f"count(*) FILTER (WHERE t.event_time >= %(merchant_{w})s) AS merchant_count_{w}" for w in MERCHANT_WINDOWS)
+    # labels that arrived in [t - w, t), for the merchant's transactions of the lookback (fraud/features.py)
+    merchant_labels = ",\n".join(
+        f"count(*) FILTER (WHERE l.labelled_at >= %(label_{w})s AND l.labelled_at < %(t)s) AS merchant_labels_{w}, "
+        f"count(*) FILTER (WHERE l.labelled_at >= %(label_{w})s AND l.labelled_at < %(t)s AND l.is_fraud) AS merchant_frauds_{w}"
+        for w in LABEL_WINDOWS)
     # One round trip; each side walks its own index (fact_transaction.card_token, .merchant).
     return f"""
     WITH card AS (
         SELECT {card},
+               stddev_pop(amount)::float8 AS card_std_30d,
                floor(extract(epoch FROM max(event_time)))::bigint AS previous_unix,
-               count(DISTINCT merchant) FILTER (WHERE event_time >= %(card_1d)s) AS distinct_merchants_1d
+               count(DISTINCT merchant) FILTER (WHERE event_time >= %(card_1h)s) AS distinct_merchants_1h,
+               count(DISTINCT merchant) FILTER (WHERE event_time >= %(card_1d)s) AS distinct_merchants_1d,
+               count(*) FILTER (WHERE merchant = %(merchant)s) AS card_at_merchant_30d,
+               count(*) FILTER (WHERE coalesce(category, '') = %(category)s) AS card_in_category_30d
         FROM fact_transaction
         WHERE card_token = %(card)s AND event_time >= %(card_since)s AND event_time < %(t)s
+    ), card_frauds AS (
+        SELECT count(*) AS card_known_frauds
+        FROM fact_transaction t JOIN transaction_label l ON l.trans_num = t.trans_num
+        WHERE t.card_token = %(card)s AND t.event_time >= %(label_since)s AND t.event_time < %(t)s
+          AND l.is_fraud AND l.labelled_at < %(t)s
     ), merchant AS (
-        SELECT {merchant}
+        SELECT {merchant_volume},
+               {merchant_labels}
         FROM fact_transaction t LEFT JOIN transaction_label l ON l.trans_num = t.trans_num
-        WHERE t.merchant = %(merchant)s AND t.event_time >= %(merchant_since)s AND t.event_time < %(t)s
+        WHERE t.merchant = %(merchant)s AND t.event_time >= %(label_since)s AND t.event_time < %(t)s
     )
-    SELECT card.*, merchant.*, c.card_token IS NOT NULL AS known_card, c.dob, c.home_lat, c.home_long, c.city_pop,
-           m.merch_lat, m.merch_long
-    FROM card CROSS JOIN merchant
+    SELECT card.*, card_frauds.*, merchant.*, c.card_token IS NOT NULL AS known_card, c.dob, c.home_lat, c.home_long,
+           c.city_pop, m.merch_lat, m.merch_long
+    FROM card CROSS JOIN card_frauds CROSS JOIN merchant
     LEFT JOIN dim_card c ON c.card_token = %(card)s
     LEFT JOIN dim_merchant m ON m.merchant = %(merchant)s"""
 
@@ -181,11 +202,12 @@ HISTORY_SQL = _history_sql()
 
 def history_parameters(tx: Transaction) -> dict[str, object]:
     t = tx.event_time
-    return {"card": tx.card_token, "merchant": tx.merchant, "t": t,
+    return {"card": tx.card_token, "merchant": tx.merchant, "category": tx.category or "", "t": t,
             "card_since": t - timedelta(seconds=LONGEST_WINDOW_SECONDS),
-            "merchant_since": t - timedelta(seconds=max(MERCHANT_WINDOWS.values())),
+            "label_since": t - timedelta(seconds=LABEL_LOOKBACK_SECONDS),
             **{f"card_{w}": t - timedelta(seconds=s) for w, s in WINDOWS.items()},
-            **{f"merchant_{w}": t - timedelta(seconds=s) for w, s in MERCHANT_WINDOWS.items()}}
+            **{f"merchant_{w}": t - timedelta(seconds=s) for w, s in MERCHANT_WINDOWS.items()},
+            **{f"label_{w}": t - timedelta(seconds=s) for w, s in LABEL_WINDOWS.items()}}
 
 
 def fetch_history(connection: psycopg.Connection, tx: Transaction) -> History:
@@ -207,9 +229,13 @@ def history_from_row(row: Mapping[str, object]) -> History:
     return History(
         card_counts={w: int(row[f"card_count_{w}"]) for w in WINDOWS},
         card_means={w: row[f"card_mean_{w}"] for w in WINDOWS},
-        previous_unix=row["previous_unix"], distinct_merchants_1d=int(row["distinct_merchants_1d"]),
+        card_std_30d=row["card_std_30d"], previous_unix=row["previous_unix"],
+        distinct_merchants_1h=int(row["distinct_merchants_1h"]), distinct_merchants_1d=int(row["distinct_merchants_1d"]),
+        card_at_merchant_30d=int(row["card_at_merchant_30d"]), card_in_category_30d=int(row["card_in_category_30d"]),
+        card_known_frauds=int(row["card_known_frauds"]),
         merchant_counts={w: int(row[f"merchant_count_{w}"]) for w in MERCHANT_WINDOWS},
-        merchant_frauds={w: int(row[f"merchant_fraud_{w}"]) for w in MERCHANT_WINDOWS},
+        merchant_labels={w: int(row[f"merchant_labels_{w}"]) for w in LABEL_WINDOWS},
+        merchant_frauds={w: int(row[f"merchant_frauds_{w}"]) for w in LABEL_WINDOWS},
         known_card=bool(row["known_card"]), dob=row["dob"], home_lat=row["home_lat"], home_long=row["home_long"],
         city_pop=row["city_pop"], merch_lat=row["merch_lat"], merch_long=row["merch_long"],
     )
@@ -249,24 +275,36 @@ def feature_vector(tx: Transaction, history: History) -> np.ndarray:
     lat, long = _first_known(tx.lat, history.home_lat), _first_known(tx.long, history.home_long)
     merch_lat, merch_long = _first_known(tx.merch_lat, history.merch_lat), _first_known(tx.merch_long, history.merch_long)
     dob, population = _first_known(tx.dob, history.dob), _first_known(tx.city_pop, history.city_pop)
+    located = None not in (lat, long, merch_lat, merch_long)
+    population_known = population is not None and population >= 0
     mean_30d = history.card_means["30d"] or 0.0
     gap = tx.event_unix - history.previous_unix if history.previous_unix is not None else LONGEST_WINDOW_SECONDS
+    counts, labels = history.merchant_counts, history.merchant_labels
     values: dict[str, float] = {
         "amt_log": math.log1p(tx.amt),
         "hour": float(t.hour),
         "is_night": float(t.hour >= 22 or t.hour < 6),
         "is_weekend": float(t.weekday() >= 5),
         "age_years": months_between(t, dob) / 12 if dob else 0.0,
-        "city_pop_log": math.log1p(population) if population is not None and population > -1 else 0.0,
-        "distance_km": _haversine_km(lat, long, merch_lat, merch_long) if None not in (lat, long, merch_lat, merch_long) else 0.0,
+        "age_known": float(dob is not None),
+        "city_pop_log": math.log1p(population) if population_known else 0.0,
+        "city_pop_known": float(population_known),
+        "distance_km": _haversine_km(lat, long, merch_lat, merch_long) if located else 0.0,
+        "distance_known": float(located),
         **{f"card_count_{w}": float(history.card_counts[w]) for w in WINDOWS},
         **{f"card_mean_amt_{w}": float(history.card_means[w] or 0.0) for w in WINDOWS},
         "amt_over_card_mean_30d": tx.amt / mean_30d if mean_30d > 0 else 1.0,
+        "amt_z_card_30d": float(amount_z(tx.amt, mean_30d, history.card_std_30d or 0.0, history.card_counts["30d"])),
         "secs_since_prev_log": math.log1p(gap),
+        "card_distinct_merchants_1h": float(history.distinct_merchants_1h),
         "card_distinct_merchants_1d": float(history.distinct_merchants_1d),
-        **{f"merchant_count_{w}": float(history.merchant_counts[w]) for w in MERCHANT_WINDOWS},
-        **{f"merchant_fraud_rate_{w}": history.merchant_frauds[w] / history.merchant_counts[w] if history.merchant_counts[w] else 0.0
-           for w in MERCHANT_WINDOWS},
+        "card_new_merchant_30d": float(history.card_at_merchant_30d == 0),
+        "card_new_category_30d": float(history.card_in_category_30d == 0),
+        "card_known_frauds_60d": float(history.card_known_frauds),
+        **{f"merchant_count_{w}": float(counts[w]) for w in MERCHANT_WINDOWS},
+        "merchant_volume_ratio_1d": float(volume_ratio(counts["1d"], counts["30d"])),
+        **{f"merchant_labels_{w}": float(labels[w]) for w in LABEL_WINDOWS},
+        **{f"merchant_fraud_rate_{w}": float(rate(history.merchant_frauds[w], labels[w])) for w in LABEL_WINDOWS},
         **{feature: float(tx.category == name) for name, feature in zip(CATEGORIES, CATEGORY_FEATURES)},
     }
     assert tuple(values) == NUMERIC_FEATURES + CATEGORY_FEATURES == FEATURE_NAMES

@@ -60,7 +60,16 @@ class Settings(BaseSettings):
     sim_start: date = date(2026, 11, 1)
     sim_days: int = 10
     sim_fraud_rate: float = 0.008
-    label_delay_days: float = 2.0  # chargebacks arrive this long after the transaction
+    label_delay_days: float = 2.0  # maturity: a transaction nobody disputed is labelled genuine this long after it
+    # when the simulator's fraud labels arrive (docs/simulator.md#labels); constant: every label at
+    # label_delay_days and none missing (what the benchmarks use)
+    sim_label_timing: Literal["realistic", "constant"] = "realistic"
+    sim_report_mean_days: float = 2.0  # realistic: mean delay of card-testing and account-takeover labels (reports)
+    sim_chargeback_days: tuple[float, float] = (7.0, 45.0)  # realistic: compromised-merchant and outlier labels
+    # (chargebacks) arrive uniformly this many days after the transaction; env as JSON: FRAUD_SIM_CHARGEBACK_DAYS=[7,45]
+    sim_unlabelled_share: float = 0.05  # realistic: share of frauds never labelled (no label row at all)
+    # the fraud mix, e.g. FRAUD_SIM_SCENARIO_SHARE={"card_testing":1}; normalised; empty: the documented mix
+    sim_scenario_share: dict[str, float] | None = None
 
     # model and alerting
     model_name: str = "fraud-mlp"

@@ -1,14 +1,20 @@
 """Sparkov-style card traffic simulator: a persistent Faker-built world of cardholders and merchants,
 NumPy-vectorized spending by customer profile, four documented fraud scenarios and delayed chargeback
-labels. Deterministic for a seed: any time window can be generated on its own and agrees with every other
-window (see docs/simulator.md for the scenarios, their parameters and what a default run produces).
+labels whose timing depends on how each fraud is found out. Deterministic for a seed: any time window can be
+generated on its own and agrees with every other window (see docs/simulator.md for the scenarios, the label
+timing, their parameters and what a default run produces).
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
-from dataclasses import dataclass
+import json
+import math
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -60,6 +66,33 @@ OUTLIER = {"multiple_of_typical": (8.0, 25.0)}
 EVENTS_PER_INSTANCE = {"card_testing": 6.5, "account_takeover": 5.5, "compromised_merchant": 4.0, "large_outlier": 1.0}
 LOOKBACK_DAYS = 29  # longest delay of a scenario: plans from this many days back can land in a window
 
+# --- label timing (docs/simulator.md#labels) ----------------------------------------------------------------
+# How each scenario is found out: the cardholder notices a stolen card or a hijacked account and reports it
+# within days; skimmed cards and one-off outliers surface weeks later, as chargebacks.
+LABEL_CHANNEL = {"card_testing": "report", "account_takeover": "report",
+                 "compromised_merchant": "chargeback", "large_outlier": "chargeback"}
+REPORT_MAX_DAYS = 14.0  # the report delay's gamma tail is cut here: later than that, the chargeback comes first
+
+
+@dataclass(frozen=True)
+class LabelTiming:
+    """When fraud labels become known (realistic timing; None in its place means constant timing: every label
+    `label_delay_days` after its transaction, none missing). Genuine labels always arrive at `label_delay_days`:
+    the maturity after which a transaction nobody disputed counts as genuine."""
+    report_mean_days: float = 2.0  # card_testing, account_takeover: gamma(shape 2) delay with this mean
+    chargeback_days: tuple[float, float] = (7.0, 45.0)  # compromised_merchant, large_outlier: uniform delay
+    unlabelled_share: float = 0.05  # frauds nobody ever reports or charges back: they get no label row at all
+
+    def __post_init__(self) -> None:
+        low, high = self.chargeback_days
+        if not 0 < self.report_mean_days <= REPORT_MAX_DAYS:
+            raise ValueError(f"report_mean_days must be in (0, {REPORT_MAX_DAYS:g}]: {self.report_mean_days}")
+        if not 0 <= low <= high:
+            raise ValueError(f"chargeback_days must be 0 <= low <= high: {self.chargeback_days}")
+        if not 0 <= self.unlabelled_share < 1:
+            raise ValueError(f"unlabelled_share must be in [0, 1): {self.unlabelled_share}")
+        object.__setattr__(self, "chargeback_days", (float(low), float(high)))  # a list from settings hashes too
+
 
 @dataclass(frozen=True, eq=False)  # hashed by identity, so per-day results can be cached per world
 class World:
@@ -76,7 +109,9 @@ class Batch:
     start: datetime
     end: datetime
     transactions: pd.DataFrame  # RAW_COLUMNS, no label
-    labels: pd.DataFrame  # trans_num, is_fraud, labelled_at, scenario
+    labels: pd.DataFrame  # trans_num, is_fraud, labelled_at, scenario; never-labelled frauds have no row
+    # the frauds that never get a label (trans_num, scenario): the ground truth a bank never sees
+    unlabelled: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"trans_num": [], "scenario": []}, dtype=object))
 
 
 # --- the world --------------------------------------------------------------------------------------
@@ -229,17 +264,38 @@ def legit_day(world: World, day: date) -> Events:
     return Events(card, when, merchant, amount, np.full(n, "", dtype=object), keys)
 
 
-def _instances(rng, expected_frauds: float, scenario: str) -> int:
-    return int(rng.poisson(expected_frauds * SCENARIO_SHARE[scenario] / EVENTS_PER_INSTANCE[scenario]))
+def scenario_mix(scenario_share: Mapping[str, float] | None = None) -> tuple[tuple[str, float], ...]:
+    """The fraud mix as (scenario, share) pairs in SCENARIO_SHARE order, normalised to sum to 1 (a scenario left
+    out gets none). Hashable, so fraud plans are cached per mix. None is SCENARIO_SHARE."""
+    share = dict(SCENARIO_SHARE if scenario_share is None else scenario_share)
+    unknown = sorted(set(share) - set(SCENARIO_SHARE))
+    if unknown:
+        raise ValueError(f"unknown fraud scenarios {unknown}: the scenarios are {list(SCENARIO_SHARE)}")
+    values = {name: float(share.get(name, 0.0)) for name in SCENARIO_SHARE}
+    if any(not math.isfinite(v) or v < 0 for v in values.values()):
+        raise ValueError(f"scenario shares must be finite and non-negative: {share}")
+    total = math.fsum(values.values())  # exact: the default shares sum to 1.0, so they stay bit for bit
+    if total <= 0:
+        raise ValueError(f"scenario shares must sum to more than 0: {share}")
+    return tuple((name, value / total) for name, value in values.items())
+
+
+def _instances(rng, expected_frauds: float, share: float, scenario: str) -> int:
+    return int(rng.poisson(expected_frauds * share / EVENTS_PER_INSTANCE[scenario]))
 
 
 def _random_merchants(rng, categories: np.ndarray) -> np.ndarray:
     return categories * MERCHANTS_PER_CATEGORY + rng.integers(0, MERCHANTS_PER_CATEGORY, len(categories))
 
 
+def fraud_plan(world: World, day: date, fraud_rate: float, scenario_share: Mapping[str, float] | None = None) -> Events:
+    """Fraud that starts on `day` (it may land on later days). Deterministic for (seed, day, rate, mix)."""
+    return _fraud_plan(world, day, fraud_rate, scenario_mix(scenario_share))
+
+
 @lru_cache(maxsize=128)  # consecutive windows look back over the same plan days
-def fraud_plan(world: World, day: date, fraud_rate: float) -> Events:
-    """Fraud that starts on `day` (it may land on later days). Deterministic for (seed, day)."""
+def _fraud_plan(world: World, day: date, fraud_rate: float, mix: tuple[tuple[str, float], ...]) -> Events:
+    share = dict(mix)
     rng = np.random.default_rng([world.seed, 2, day.toordinal()])
     n_cards = len(world.customers)
     expected = fraud_rate * world.customers["daily_rate"].sum() * WEEKDAY_VOLUME[day.weekday()]
@@ -254,7 +310,7 @@ def fraud_plan(world: World, day: date, fraud_rate: float) -> Events:
                       np.full(n, scenario, dtype=object), keys)
 
     # card testing: tiny online probes minutes apart, then large cash-out purchases hours later
-    for _ in range(_instances(rng, expected, "card_testing")):
+    for _ in range(_instances(rng, expected, share["card_testing"], "card_testing")):
         card = rng.integers(0, n_cards)
         start = t0 + rng.integers(0, 86400)
         probes = rng.integers(CARD_TESTING["probes"][0], CARD_TESTING["probes"][1] + 1)
@@ -268,7 +324,7 @@ def fraud_plan(world: World, day: date, fraud_rate: float) -> Events:
                             _random_merchants(rng, rng.choice(ONLINE, n)), amounts, "card_testing"))
 
     # account takeover: night-time online / high-risk spending far from home over a few days
-    for _ in range(_instances(rng, expected, "account_takeover")):
+    for _ in range(_instances(rng, expected, share["account_takeover"], "account_takeover")):
         card = rng.integers(0, n_cards)
         n = rng.integers(TAKEOVER["events"][0], TAKEOVER["events"][1] + 1)
         days = rng.integers(0, TAKEOVER["span_days"], n)
@@ -277,7 +333,7 @@ def fraud_plan(world: World, day: date, fraud_rate: float) -> Events:
                             np.exp(rng.normal(*TAKEOVER["amount_lognormal"], n)), "account_takeover"))
 
     # compromised merchant: cards that paid at one merchant today are defrauded one to four weeks later
-    instances = _instances(rng, expected, "compromised_merchant")
+    instances = _instances(rng, expected, share["compromised_merchant"], "compromised_merchant")
     if instances:
         visit_cards, visit_merchants = visits_day(world, day)
         used = np.unique(visit_merchants)
@@ -294,7 +350,7 @@ def fraud_plan(world: World, day: date, fraud_rate: float) -> Events:
                                 np.exp(rng.normal(*COMPROMISED_MERCHANT["amount_lognormal"], len(card))), "compromised_merchant"))
 
     # large outlier: one purchase many times the cardholder's typical amount, in the daytime
-    n = _instances(rng, expected, "large_outlier")
+    n = _instances(rng, expected, share["large_outlier"], "large_outlier")
     if n:
         card = rng.integers(0, n_cards, n)
         category = rng.choice(OUTLIER_CATEGORIES, n)
@@ -308,13 +364,15 @@ def fraud_plan(world: World, day: date, fraud_rate: float) -> Events:
 # --- windows and batches ----------------------------------------------------------------------------
 
 
-def window_events(world: World, start: datetime, end: datetime, fraud_rate: float) -> Events:
+def window_events(world: World, start: datetime, end: datetime, fraud_rate: float,
+                  scenario_share: Mapping[str, float] | None = None) -> Events:
     """Every transaction (legitimate and fraudulent) with start <= time < end, in time order."""
     t_start, t_end = int(start.timestamp()), int(end.timestamp())
     first, last = start.date(), (end - timedelta(microseconds=1)).date()
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     plan_days = [first - timedelta(days=i) for i in range(LOOKBACK_DAYS, 0, -1)] + days
-    everything = Events.concat([legit_day(world, d) for d in days] + [fraud_plan(world, d, fraud_rate) for d in plan_days])
+    mix = scenario_mix(scenario_share)
+    everything = Events.concat([legit_day(world, d) for d in days] + [_fraud_plan(world, d, fraud_rate, mix) for d in plan_days])
     inside = everything.where((everything.when >= t_start) & (everything.when < t_end))
     order = np.lexsort((inside.key, inside.when))
     return inside.where(order)
@@ -362,8 +420,33 @@ def _format_times(unix: np.ndarray) -> np.ndarray:
     return out.view("S19").reshape(-1).astype("U19").astype(object)
 
 
-def to_rows(world: World, events: Events, label_delay_days: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Sparkov rows (no label) and the chargeback labels that arrive `label_delay_days` later."""
+def _uniform(events: Events, seed: int, salt: int) -> np.ndarray:
+    """A uniform draw in [0, 1) per event, from a hash of the event's key (not a random stream), so every window
+    that holds an event draws the same value for it."""
+    hashed = _mix(_mix(events.key ^ np.uint64(seed)) ^ np.uint64(salt))
+    return (hashed >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+def label_delays(events: Events, seed: int, label_delay_days: float, label_timing: LabelTiming | None = None) -> np.ndarray:
+    """Seconds from each transaction to its label; -1 for a fraud that is never labelled. Genuine transactions
+    mature at `label_delay_days`; with no `label_timing` (constant timing) every label arrives then."""
+    days = np.full(len(events.key), float(label_delay_days))
+    if label_timing is not None:
+        report, chargeback = (np.isin(events.scenario, [s for s, c in LABEL_CHANNEL.items() if c == channel])
+                              for channel in ("report", "chargeback"))
+        # gamma(2, mean / 2) as the sum of two exponentials, each from its own hash of the key
+        gamma = -label_timing.report_mean_days / 2 * (np.log1p(-_uniform(events, seed, 1)) + np.log1p(-_uniform(events, seed, 2)))
+        days[report] = np.minimum(gamma[report], REPORT_MAX_DAYS)
+        low, high = label_timing.chargeback_days
+        days[chargeback] = low + (high - low) * _uniform(events, seed, 3)[chargeback]
+        days[(events.scenario != "") & (_uniform(events, seed, 4) < label_timing.unlabelled_share)] = -1.0
+    return np.where(days < 0, -1, (days * 86400).astype(np.int64))
+
+
+def to_rows(world: World, events: Events, label_delay_days: float,
+            label_timing: LabelTiming | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Sparkov rows (no label) and their labels, each arriving after its `label_delays` (never-labelled frauds
+    have no label row)."""
     holder = {c: world.customers[c].to_numpy()[events.card] for c in HOLDER_COLUMNS}  # numpy take: no pandas reindexing
     merchants = {c: world.merchants[c].to_numpy()[events.merchant] for c in ("merchant", "category", "lat", "long")}
     stamps = _format_times(events.when)
@@ -381,26 +464,48 @@ def to_rows(world: World, events: Events, label_delay_days: float) -> tuple[pd.D
         "merch_lat": np.round(merchants["lat"] + jitter[:, 0], 6),
         "merch_long": np.round(merchants["long"] + jitter[:, 1], 6),
     })[list(RAW_COLUMNS)]
+    delay = label_delays(events, world.seed, label_delay_days, label_timing)
+    known = delay >= 0
     labels = pd.DataFrame({
-        "trans_num": trans_nums, "is_fraud": (events.scenario != "").astype(int),
-        "labelled_at": _format_times(events.when + int(label_delay_days * 86400)),
-        "scenario": events.scenario,
+        "trans_num": trans_nums[known], "is_fraud": (events.scenario[known] != "").astype(int),
+        "labelled_at": _format_times(events.when[known] + delay[known]),
+        "scenario": events.scenario[known],
     })
     return frame, labels
 
 
-def batch_id_for(seed: int, start: datetime, end: datetime) -> str:
-    return f"sim-{seed}-{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}"
+def content_digest(customers: int, fraud_rate: float, label_delay_days: float, label_timing: LabelTiming | None = None,
+                   scenario_share: Mapping[str, float] | None = None) -> str:
+    """8 hex digits naming every parameter besides the seed and the window that changes a batch's content."""
+    content = {"customers": int(customers), "fraud_rate": float(fraud_rate), "mix": scenario_mix(scenario_share),
+               "label_delay_days": float(label_delay_days),
+               "label_timing": "constant" if label_timing is None else dataclasses.asdict(label_timing)}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def simulate_window(world: World, start: datetime, end: datetime, fraud_rate: float, label_delay_days: float) -> Batch:
+def batch_id_for(seed: int, customers: int, digest: str, start: datetime, end: datetime) -> str:
+    """`sim-<seed>-c<customers>-<content digest>-<start>-<end>`: two batches share an id only if they hold the
+    same rows and labels."""
+    return f"sim-{seed}-c{customers}-{digest}-{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}"
+
+
+def simulate_window(world: World, start: datetime, end: datetime, fraud_rate: float, label_delay_days: float, *,
+                    label_timing: LabelTiming | None = None, scenario_share: Mapping[str, float] | None = None) -> Batch:
+    """One batch of the transactions in [start, end) and their labels. label_timing None: constant timing."""
     if end <= start:
         raise ValueError(f"empty window: {start} .. {end}")
-    transactions, labels = to_rows(world, window_events(world, start, end, fraud_rate), label_delay_days)
-    return Batch(batch_id_for(world.seed, start, end), start, end, transactions, labels)
+    events = window_events(world, start, end, fraud_rate, scenario_share)
+    transactions, labels = to_rows(world, events, label_delay_days, label_timing)
+    missing = ~transactions["trans_num"].isin(labels["trans_num"]).to_numpy()
+    unlabelled = pd.DataFrame({"trans_num": transactions["trans_num"].to_numpy()[missing], "scenario": events.scenario[missing]})
+    customers = len(world.customers)
+    digest = content_digest(customers, fraud_rate, label_delay_days, label_timing, scenario_share)
+    return Batch(batch_id_for(world.seed, customers, digest, start, end), start, end, transactions, labels, unlabelled)
 
 
-def simulate_days(world: World, first_day: date, days: int, fraud_rate: float, label_delay_days: float) -> list[Batch]:
+def simulate_days(world: World, first_day: date, days: int, fraud_rate: float, label_delay_days: float, *,
+                  label_timing: LabelTiming | None = None, scenario_share: Mapping[str, float] | None = None) -> list[Batch]:
     """One batch per day: what the demo writes."""
     starts = [datetime(first_day.year, first_day.month, first_day.day, tzinfo=timezone.utc) + timedelta(days=i) for i in range(days)]
-    return [simulate_window(world, s, s + timedelta(days=1), fraud_rate, label_delay_days) for s in starts]
+    return [simulate_window(world, s, s + timedelta(days=1), fraud_rate, label_delay_days,
+                            label_timing=label_timing, scenario_share=scenario_share) for s in starts]

@@ -31,8 +31,9 @@ from pyspark.sql import types as T
 
 from fraud.db.engine import get_engine
 from fraud.db.load import PROCESSED_COLUMNS, BatchAccounting, load_processed
-from fraud.features import (CATEGORY_FEATURES, FEATURE_NAMES, FEATURE_VERSION, LONGEST_WINDOW_SECONDS, MERCHANT_FEATURES,
-                            NUMERIC_FEATURES, WINDOWS, merchant_risk)
+from fraud.features import (AMOUNT_SPREAD_FLOOR, CATEGORY_FEATURES, FEATURE_NAMES, FEATURE_VERSION, HISTORY_SECONDS,
+                            LABEL_LOOKBACK_SECONDS, LONGEST_WINDOW_SECONDS, MERCHANT_FEATURES, NUMERIC_FEATURES, WINDOWS,
+                            merchant_risk)
 from fraud.privacy import card_token, normalize_card_number
 from fraud.schema import CATEGORIES, DATE_FORMATS, LABEL_COLUMNS, RAW_COLUMNS, TIMESTAMP_FORMATS
 from fraud.settings import Settings
@@ -200,15 +201,32 @@ def _merchant_group(frame):
     return pd.DataFrame({"trans_num": current["trans_num"].to_numpy(), **values})[list(MERCHANT_SCHEMA.fieldNames())]
 
 
-def merchant_features(events: DataFrame, labels: DataFrame | None) -> DataFrame:
-    """Merchant risk with labels as known at each transaction's time (see fraud.features.merchant_risk)."""
-    if labels is None:
-        labelled = events.withColumn("is_fraud", F.lit(None).cast("boolean")).withColumn("labelled_unix", F.lit(None).cast("double"))
-    else:
-        labelled = events.join(labels.select("trans_num", "is_fraud", F.unix_timestamp("labelled_at").cast("double").alias("labelled_unix")),
-                               "trans_num", "left")
+def merchant_features(labelled: DataFrame) -> DataFrame:
+    """Merchant volume and risk with labels as known at each transaction's time (fraud.features.merchant_risk)."""
     return (labelled.select("merchant", "trans_num", "event_unix", "is_current", "is_fraud", "labelled_unix")
             .groupBy("merchant").applyInPandas(_merchant_group, MERCHANT_SCHEMA))
+
+
+def with_labels(events: DataFrame, labels: DataFrame | None) -> DataFrame:
+    """events + is_fraud and labelled_unix (null: no label)."""
+    if labels is None:
+        return events.withColumn("is_fraud", F.lit(None).cast("boolean")).withColumn("labelled_unix", F.lit(None).cast("double"))
+    return events.join(labels.select("trans_num", "is_fraud", F.unix_timestamp("labelled_at").cast("double").alias("labelled_unix")),
+                       "trans_num", "left")
+
+
+def card_known_frauds(labelled: DataFrame) -> DataFrame:
+    """trans_num -> the card's transactions of the last LABEL_LOOKBACK days known to be fraud at the transaction's
+    time (fraud.features.known_frauds). Frauds are rare, so a join of each current row with its card's labelled
+    frauds is cheap."""
+    current = labelled.where("is_current").select("trans_num", "card_token", "event_unix")
+    frauds = (labelled.where(F.col("is_fraud") & F.col("labelled_unix").isNotNull())
+              .select("card_token", F.col("event_unix").alias("fraud_unix"), "labelled_unix"))
+    matched = (current.join(frauds, "card_token")
+               .where((F.col("fraud_unix") >= F.col("event_unix") - LABEL_LOOKBACK_SECONDS) & (F.col("fraud_unix") < F.col("event_unix"))
+                      & (F.col("labelled_unix") < F.col("event_unix")))
+               .groupBy("trans_num").agg(F.count("*").cast("double").alias("card_known_frauds_60d")))
+    return current.select("trans_num").join(matched, "trans_num", "left").fillna(0.0, ["card_known_frauds_60d"])
 
 
 def features(valid: DataFrame, history: DataFrame | None, labels: DataFrame | None = None) -> DataFrame:
@@ -228,35 +246,54 @@ def features(valid: DataFrame, history: DataFrame | None, labels: DataFrame | No
     events = current
     if history is not None:
         past = history.join(current.select("trans_num"), "trans_num", "left_anti").select(
-            "trans_num", "card_token", "merchant", "event_unix", "amt", F.lit(False).alias("is_current"))
+            "trans_num", "card_token", "merchant", "category", "event_unix", "amt", F.lit(False).alias("is_current"))
         events = events.unionByName(past, allowMissingColumns=True)
+    # an empty category is a category of its own for "first time in this category"
+    events = events.withColumn("category_key", F.coalesce(F.col("category"), F.lit("")))
 
     by_card = Window.partitionBy("card_token").orderBy("event_unix")
+    month = LONGEST_WINDOW_SECONDS
     windowed = events
     for name, seconds in WINDOWS.items():
         frame = by_card.rangeBetween(-seconds, -1)  # [t - w, t): strictly before, same second excluded
         windowed = (windowed.withColumn(f"card_count_{name}", F.count("amt").over(frame).cast("double"))
                     .withColumn(f"card_mean_amt_{name}", F.coalesce(F.avg("amt").over(frame), F.lit(0.0))))
     windowed = (windowed
-                .withColumn("prev_unix", F.max("event_unix").over(by_card.rangeBetween(Window.unboundedPreceding, -1)))
+                .withColumn("card_std_amt_30d", F.stddev_pop("amt").over(by_card.rangeBetween(-month, -1)))
+                .withColumn("prev_unix", F.max("event_unix").over(by_card.rangeBetween(-month, -1)))
+                .withColumn("card_distinct_merchants_1h",
+                            F.size(F.collect_set("merchant").over(by_card.rangeBetween(-WINDOWS["1h"], -1))).cast("double"))
                 .withColumn("card_distinct_merchants_1d",
-                            F.size(F.collect_set("merchant").over(by_card.rangeBetween(-WINDOWS["1d"], -1))).cast("double")))
-    windowed = windowed.where("is_current").drop("is_current")
-    merchant = merchant_features(events, labels)
+                            F.size(F.collect_set("merchant").over(by_card.rangeBetween(-WINDOWS["1d"], -1))).cast("double"))
+                .withColumn("card_new_merchant_30d", (F.count("amt").over(
+                    Window.partitionBy("card_token", "merchant").orderBy("event_unix").rangeBetween(-month, -1)) == 0).cast("double"))
+                .withColumn("card_new_category_30d", (F.count("amt").over(
+                    Window.partitionBy("card_token", "category_key").orderBy("event_unix").rangeBetween(-month, -1)) == 0).cast("double")))
+    windowed = windowed.where("is_current").drop("is_current", "category_key")
+    labelled = with_labels(events.select("trans_num", "card_token", "merchant", "event_unix", "is_current"), labels)
+    merchant = merchant_features(labelled)
+    card_frauds = card_known_frauds(labelled)
 
     hour = F.hour("event_time")
-    km = 6371.0 * 2 * F.asin(F.sqrt(
-        F.sin(F.radians(F.col("merch_lat") - F.col("lat")) / 2) ** 2
-        + F.cos(F.radians("lat")) * F.cos(F.radians("merch_lat")) * F.sin(F.radians(F.col("merch_long") - F.col("long")) / 2) ** 2))
-    out = (windowed.join(merchant, "trans_num", "left")
+    haversine = (F.sin(F.radians(F.col("merch_lat") - F.col("lat")) / 2) ** 2
+                 + F.cos(F.radians("lat")) * F.cos(F.radians("merch_lat")) * F.sin(F.radians(F.col("merch_long") - F.col("long")) / 2) ** 2)
+    # least() skips nulls, so an unknown location must stay null explicitly; the cap keeps rounding out of asin
+    km = F.when(haversine.isNotNull(), 6371.0 * 2 * F.asin(F.sqrt(F.least(F.lit(1.0), haversine))))
+    population_known = F.col("city_pop").isNotNull() & (F.col("city_pop") >= 0)
+    out = (windowed.join(merchant, "trans_num", "left").join(card_frauds, "trans_num", "left")
            .withColumn("amt_log", F.log1p("amt"))
            .withColumn("hour", hour.cast("double"))
            .withColumn("is_night", ((hour >= 22) | (hour < 6)).cast("double"))
            .withColumn("is_weekend", F.dayofweek("event_time").isin(1, 7).cast("double"))
            .withColumn("age_years", F.coalesce(F.months_between("event_time", "dob") / 12, F.lit(0.0)))
-           .withColumn("city_pop_log", F.coalesce(F.log1p("city_pop"), F.lit(0.0)))
+           .withColumn("age_known", F.col("dob").isNotNull().cast("double"))
+           .withColumn("city_pop_log", F.when(population_known, F.log1p("city_pop")).otherwise(0.0))
+           .withColumn("city_pop_known", population_known.cast("double"))
            .withColumn("distance_km", F.coalesce(km, F.lit(0.0)))
+           .withColumn("distance_known", km.isNotNull().cast("double"))
            .withColumn("amt_over_card_mean_30d", F.when(F.col("card_mean_amt_30d") > 0, F.col("amt") / F.col("card_mean_amt_30d")).otherwise(1.0))
+           .withColumn("amt_z_card_30d", F.when(F.col("card_count_30d") > 0, (F.col("amt") - F.col("card_mean_amt_30d"))
+                                                / (F.coalesce(F.col("card_std_amt_30d"), F.lit(0.0)) + AMOUNT_SPREAD_FLOOR)).otherwise(0.0))
            .withColumn("secs_since_prev_log", F.log1p(F.coalesce(F.col("event_unix") - F.col("prev_unix"), F.lit(LONGEST_WINDOW_SECONDS)).cast("double"))))
     for name, feature in zip(CATEGORIES, CATEGORY_FEATURES):
         out = out.withColumn(feature, (F.col("category") == name).cast("double"))
@@ -283,7 +320,7 @@ def read_history(spark: SparkSession, processed_uri: str, since_unix: int) -> Da
     history = read_curated(spark, processed_uri)
     if history is None:
         return None
-    return history.where(F.col("event_unix") >= since_unix).select("trans_num", "card_token", "merchant", "event_unix", "amt")
+    return history.where(F.col("event_unix") >= since_unix).select("trans_num", "card_token", "merchant", "category", "event_unix", "amt")
 
 
 def read_loaded(spark: SparkSession, processed_uri: str, raw: DataFrame) -> DataFrame | None:
@@ -414,7 +451,7 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
     valid, quarantined, duplicates = validate(raw, settings.token_key(), read_loaded(spark, args["processed_uri"], raw))
     bounds = valid.agg(F.min(F.unix_timestamp("event_time"))).first()[0]
     lap("read_validate_tokenize")
-    history = read_history(spark, args["processed_uri"], (bounds or 0) - LONGEST_WINDOW_SECONDS) if bounds else None
+    history = read_history(spark, args["processed_uri"], (bounds or 0) - HISTORY_SECONDS) if bounds else None
     labels = read_labels(spark, label_paths)
     labels = labels.cache() if labels is not None else None
     processed = features(valid, history, labels)

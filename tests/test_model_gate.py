@@ -32,7 +32,7 @@ def gate_settings(fraud_env):
         upgrade(get_engine(settings))
         run({"raw_uri": raw.uri(), "processed_uri": object_store(settings, settings.processed_bucket).uri(),
              "transactions_keys": ",".join(b["transactions_key"] for b in generated["batches"]),
-             "labels_keys": ",".join(b["labels_key"] for b in generated["batches"])}, settings, report=lambda s: None)
+             "labels_keys": ",".join(k for b in generated["batches"] for k in b["labels_keys"])}, settings, report=lambda s: None)
         yield settings
 
 

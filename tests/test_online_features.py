@@ -89,6 +89,16 @@ def test_no_history_gives_the_first_transaction_values():
     assert f["amt_log"] == pytest.approx(math.log1p(120.0)) and f["hour"] == 14 and f["is_night"] == 0 and f["is_weekend"] == 0
     assert f["city_pop_log"] == pytest.approx(math.log1p(25000)) and f["cat_shopping_net"] == 1 and f["cat_travel"] == 0
     assert f["distance_km"] == pytest.approx(69.9, abs=0.5)
+    assert f["age_known"] == f["city_pop_known"] == f["distance_known"] == 1
+    assert f["card_new_merchant_30d"] == f["card_new_category_30d"] == 1 and f["amt_z_card_30d"] == 0
+
+
+def test_empty_optional_fields_are_flagged_not_mistaken_for_values():
+    bare = {k: RAW[k] for k in ("trans_num", "cc_num", "merchant", "amt", "trans_date_trans_time")}
+    f = features(feature_vector(parse_transaction(bare, KEY), History()))
+    assert f["age_known"] == f["city_pop_known"] == f["distance_known"] == 0
+    assert f["age_years"] == f["city_pop_log"] == f["distance_km"] == 0
+    assert not any(f[name] for name in f if name.startswith("cat_"))
 
 
 # --- history in the database ----------------------------------------------------------------------------------
@@ -151,9 +161,25 @@ def test_card_windows_are_strictly_before_the_second(history):
 def test_merchant_risk_counts_only_labels_known_at_the_time(history):
     f, _ = online(history, RAW)
     # merchant m in [t - 7d, t): h-1h-edge, m-fraud-known, m-fraud-late; in 30 d also h-20d and m-legit
-    assert f["merchant_count_7d"] == 3 and f["merchant_count_30d"] == 5
-    assert f["merchant_fraud_rate_7d"] == pytest.approx(1 / 3)  # m-fraud-late's label comes after t
-    assert f["merchant_fraud_rate_30d"] == pytest.approx(2 / 5)  # and h-20d's came before
+    assert f["merchant_count_1d"] == 1 and f["merchant_count_7d"] == 3 and f["merchant_count_30d"] == 5
+    assert f["merchant_volume_ratio_1d"] == pytest.approx(2 / (5 / 30 + 1))
+    # labels that arrived in [t - w, t): m-fraud-known's at exactly t - 1 d; m-legit's at t - 5 d; h-20d's at t - 18 d;
+    # m-fraud-late's arrives after t and never counts
+    assert f["merchant_labels_1d"] == 1 and f["merchant_fraud_rate_1d"] == 1.0
+    assert f["merchant_labels_7d"] == 2 and f["merchant_fraud_rate_7d"] == pytest.approx(1 / 2)
+    assert f["merchant_labels_30d"] == 3 and f["merchant_fraud_rate_30d"] == pytest.approx(2 / 3)
+
+
+def test_label_free_card_signals(history):
+    f, _ = online(history, RAW)
+    # the card's 30 days: 10, 20, 30, 40 (population std sqrt(125)); 120 is far above them
+    assert f["amt_z_card_30d"] == pytest.approx((120.0 - 25.0) / (math.sqrt(125.0) + 1.0))
+    assert f["card_distinct_merchants_1h"] == 1
+    assert f["card_new_merchant_30d"] == 0  # it paid at this merchant an hour ago
+    assert f["card_new_category_30d"] == 1  # but always in misc_net, never in shopping_net
+    assert f["card_known_frauds_60d"] == 1  # h-20d, labelled fraud 18 days before t
+    elsewhere, _ = online(history, {**RAW, "merchant": "fraud_Never Seen", "category": "misc_net"})
+    assert elsewhere["card_new_merchant_30d"] == 1 and elsewhere["card_new_category_30d"] == 0
 
 
 def test_a_second_later_the_same_second_transaction_counts(history):
@@ -177,3 +203,4 @@ def test_unknown_card_and_merchant_have_no_history(history):
     f, found = online(history, {**RAW, "cc_num": "4024007103939509", "merchant": "fraud_Never Seen"})
     assert not found.known_card
     assert f["card_count_30d"] == 0 and f["merchant_count_30d"] == 0 and f["merchant_fraud_rate_30d"] == 0
+    assert f["merchant_labels_30d"] == 0 and f["card_known_frauds_60d"] == 0

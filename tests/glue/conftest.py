@@ -15,7 +15,7 @@ def first_loaded_simulation(settings, engine):
     generated = generate({"start_day": "2026-05-01", "days": 3}, settings=small)
     raw = object_store(settings, settings.raw_bucket)
     keys = [b["transactions_key"] for b in generated["batches"]]
-    label_keys = [b["labels_key"] for b in generated["batches"]]
+    label_keys = [k for b in generated["batches"] for k in b["labels_keys"]]
     run({"raw_uri": raw.uri(), "processed_uri": object_store(settings, settings.processed_bucket).uri(),
          "transactions_keys": ",".join(keys), "labels_keys": ",".join(label_keys)}, settings, report=lambda s: None)
     labels = pd.DataFrame([row for key in label_keys for row in decode_jsonl_gz(raw.get_bytes(key))])

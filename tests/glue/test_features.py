@@ -98,6 +98,32 @@ def test_merchant_fraud_rate_uses_only_labels_known_at_the_time(spark):
             tx("q2", "2026-03-04 12:00:00")]  # after
     labels = [("f", True, "2026-03-03 12:00:00"), ("q1", False, "2026-03-05 00:00:00")]
     f = featurize(spark, rows, labels)
-    assert f["q1"]["merchant_count_7d"] == 1 and f["q1"]["merchant_fraud_rate_7d"] == 0
-    assert f["q2"]["merchant_count_7d"] == 2 and f["q2"]["merchant_fraud_rate_7d"] == pytest.approx(0.5)
+    assert f["q1"]["merchant_count_7d"] == 1 and f["q1"]["merchant_labels_7d"] == 0 and f["q1"]["merchant_fraud_rate_7d"] == 0
+    # at q2 f's label has arrived, q1's (legitimate, 2026-03-05) not yet: the rate divides by the labels known
+    assert f["q2"]["merchant_count_7d"] == 2 and f["q2"]["merchant_labels_7d"] == 1
+    assert f["q2"]["merchant_fraud_rate_7d"] == pytest.approx(1.0)
     assert f["f"]["merchant_fraud_rate_30d"] == 0  # its own label never counts for itself
+
+
+def test_labels_a_week_late_still_give_the_merchant_and_the_card_a_risk(spark):
+    """With every label 7 days late, a 7-day window of transactions holds no known label; the labels that arrived
+    in the last 7 days do (the transactions of [t - 14 d, t - 7 d))."""
+    rows = [tx("f1", "2026-03-01 12:00:00", card="5500000000000004"), tx("g1", "2026-03-02 12:00:00", card="5500000000000004"),
+            tx("q", "2026-03-10 12:00:00"), tx("c1", "2026-03-10 13:00:00", card="5500000000000004", merchant="m2")]
+    labels = [("f1", True, "2026-03-08 12:00:00"), ("g1", False, "2026-03-09 12:00:00")]
+    f = featurize(spark, rows, labels)
+    assert f["q"]["merchant_labels_7d"] == 2 and f["q"]["merchant_fraud_rate_7d"] == pytest.approx(0.5)
+    assert f["q"]["merchant_labels_1d"] == 1 and f["q"]["merchant_fraud_rate_1d"] == 0  # only g1's label is a day old
+    assert f["c1"]["card_known_frauds_60d"] == 1 and f["q"]["card_known_frauds_60d"] == 0
+
+
+def test_label_free_signals_and_empty_optional_fields(spark):
+    bare = {"category": None, "lat": None, "long": None, "city_pop": None, "dob": None, "merch_lat": None, "merch_long": None}
+    f = featurize(spark, [tx("a", "2026-03-10 10:00:00", "10.00", **bare), tx("b", "2026-03-10 10:20:00", "30.00", merchant="m2", **bare),
+                          tx("c", "2026-03-10 10:40:00", "200.00", **bare)])
+    assert (f["a"]["age_known"], f["a"]["city_pop_known"], f["a"]["distance_known"]) == (0, 0, 0)
+    assert f["a"]["age_years"] == f["a"]["distance_km"] == f["a"]["city_pop_log"] == 0
+    assert f["a"]["card_new_merchant_30d"] == f["a"]["card_new_category_30d"] == 1
+    assert f["b"]["card_new_merchant_30d"] == 1 and f["b"]["card_new_category_30d"] == 0  # empty is a category too
+    assert f["c"]["card_new_merchant_30d"] == 0 and f["c"]["card_distinct_merchants_1h"] == 2
+    assert f["c"]["amt_z_card_30d"] == pytest.approx((200.0 - 20.0) / (10.0 + 1.0))  # history 10, 30: std 10

@@ -1,10 +1,12 @@
 """The generator Lambda against a moto S3 server on 127.0.0.1 (aws mode) and on the local folder store."""
 import boto3
+import pytest
 
 from fraud.schema import decode_jsonl_gz
 from fraud.settings import Settings
+from fraud.simulate import LabelTiming
 from fraud.storage import object_store
-from lambdas.generator.handler import handler
+from lambdas.generator.handler import BatchConflict, handler, label_timing
 
 WINDOW = {"start": "2026-03-02T10:00:00Z", "end": "2026-03-02T12:00:00Z", "customers": 300, "seed": 5}
 
@@ -14,16 +16,18 @@ def test_window_batch_into_s3(moto_endpoint, aws_credentials, tmp_path):
     boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket="gen-raw")
     result = handler(WINDOW, None, settings=settings)
     [batch] = result["batches"]
-    assert batch["batch_id"] == "sim-5-20260302T1000-20260302T1200"
+    assert batch["batch_id"].startswith("sim-5-c300-") and batch["batch_id"].endswith("-20260302T1000-20260302T1200")
     assert batch["transactions_key"] == f"transactions/dt=2026-03-02/hour=10/{batch['batch_id']}.jsonl.gz"
-    assert batch["labels_key"] == f"labels/dt=2026-03-04/{batch['batch_id']}.jsonl.gz"
+    # genuine labels mature two days later; fraud labels land under the days they become known
+    assert f"labels/dt=2026-03-04/{batch['batch_id']}.jsonl.gz" in batch["labels_keys"]
+    assert all(k.startswith("labels/dt=") and k.endswith(f"/{batch['batch_id']}.jsonl.gz") for k in batch["labels_keys"])
     store = object_store(settings, "gen-raw")
     rows = decode_jsonl_gz(store.get_bytes(batch["transactions_key"]))
-    labels = decode_jsonl_gz(store.get_bytes(batch["labels_key"]))
-    assert len(rows) == len(labels) == batch["rows"] > 0
+    labels = [label for key in batch["labels_keys"] for label in decode_jsonl_gz(store.get_bytes(key))]
+    assert len(rows) == batch["rows"] > 0 and len(labels) + batch["unlabelled_frauds"] == batch["rows"]
     assert all("is_fraud" not in row for row in rows)
     assert all("2026-03-02 10:00:00" <= row["trans_date_trans_time"] < "2026-03-02 12:00:00" for row in rows)
-    assert sum(label["is_fraud"] for label in labels) == batch["frauds"]
+    assert sum(label["is_fraud"] for label in labels) + batch["unlabelled_frauds"] == batch["frauds"]
 
     # idempotent per batch id: a redelivered event rewrites identical objects and adds none
     keys = store.list_keys()
@@ -45,5 +49,50 @@ def test_world_is_reused_between_invocations(tmp_path):
 def test_daily_batches_for_the_demo(tmp_path):
     settings = Settings(home=tmp_path, sim_customers=100)
     result = handler({"start_day": "2026-03-01", "days": 3}, None, settings=settings)
+    # the digest is a pure function of the content parameters (here the defaults): stable across processes
     assert [b["batch_id"] for b in result["batches"]] == [
-        "sim-7-20260301T0000-20260302T0000", "sim-7-20260302T0000-20260303T0000", "sim-7-20260303T0000-20260304T0000"]
+        "sim-7-c100-189ec2e3-20260301T0000-20260302T0000", "sim-7-c100-189ec2e3-20260302T0000-20260303T0000",
+        "sim-7-c100-189ec2e3-20260303T0000-20260304T0000"]
+
+
+def test_labels_are_written_under_the_day_they_become_known(tmp_path):
+    settings = Settings(home=tmp_path, sim_customers=300, sim_fraud_rate=0.05)
+    [batch] = handler({"start_day": "2026-03-01", "days": 1}, None, settings=settings)["batches"]
+    store = object_store(settings, settings.raw_bucket)
+    days = [key.split("/")[1].removeprefix("dt=") for key in batch["labels_keys"]]
+    assert days == sorted(set(days)) and len(days) > 3  # reports within days, chargebacks over weeks
+    seen = set()
+    for key, day in zip(batch["labels_keys"], days):
+        labels = decode_jsonl_gz(store.get_bytes(key))
+        assert labels and all(label["labelled_at"].startswith(day) for label in labels)
+        seen.update(label["trans_num"] for label in labels)
+    rows = decode_jsonl_gz(store.get_bytes(batch["transactions_key"]))
+    assert len(seen) == len(rows) - batch["unlabelled_frauds"]
+    assert sum(batch["scenarios"].values()) == batch["frauds"]
+
+
+def test_label_timing_from_settings(tmp_path):
+    assert label_timing(Settings(home=tmp_path)) == LabelTiming()  # the settings' defaults are LabelTiming's
+    assert label_timing(Settings(home=tmp_path, sim_label_timing="constant")) is None
+    custom = Settings(home=tmp_path, sim_report_mean_days=1.0, sim_chargeback_days=(10, 20), sim_unlabelled_share=0.1)
+    assert label_timing(custom) == LabelTiming(1.0, (10.0, 20.0), 0.1)
+    # constant timing: one label object per daily batch, every label at maturity, none missing
+    constant = Settings(home=tmp_path, sim_customers=100, sim_label_timing="constant")
+    [batch] = handler({"start_day": "2026-03-01", "days": 1}, None, settings=constant)["batches"]
+    assert batch["labels_keys"] == [f"labels/dt=2026-03-03/{batch['batch_id']}.jsonl.gz"]
+    assert batch["unlabelled_frauds"] == 0
+
+
+def test_rewriting_a_batch_with_other_content_is_refused(tmp_path):
+    settings = Settings(home=tmp_path, sim_customers=100)
+    event = {"start_day": "2026-03-01", "days": 1}
+    [batch] = handler(event, None, settings=settings)["batches"]
+    store = object_store(settings, settings.raw_bucket)
+    key = batch["transactions_key"]
+    stamp = (tmp_path / "s3" / settings.raw_bucket / key).stat().st_mtime_ns
+    handler(event, None, settings=settings)  # identical content: nothing rewritten, not even the arrival time
+    assert (tmp_path / "s3" / settings.raw_bucket / key).stat().st_mtime_ns == stamp
+    store.put_bytes(key, b"written by another simulator")
+    with pytest.raises(BatchConflict, match=f"{settings.raw_bucket}/{key} already exists with different content"):
+        handler(event, None, settings=settings)
+    assert store.get_bytes(key) == b"written by another simulator"

@@ -48,7 +48,7 @@ def etl_args(settings: Settings, batches: list[dict], keys: list[str] | None = N
     raw = object_store(settings, settings.raw_bucket)
     return {"raw_uri": raw.uri(), "processed_uri": object_store(settings, settings.processed_bucket).uri(),
             "transactions_keys": ",".join(keys if keys is not None else [b["transactions_key"] for b in batches]),
-            "labels_keys": ",".join(b["labels_key"] for b in batches)}
+            "labels_keys": ",".join(k for b in batches for k in b["labels_keys"])}
 
 
 def run_etl(settings: Settings, args: dict[str, str]) -> dict:
@@ -237,7 +237,7 @@ def test_a_partial_object_in_the_raw_zone(etl_home):
     settings = etl_home
     batches = simulated(settings, "2026-03-10", 3)
     raw = object_store(settings, settings.raw_bucket)
-    partial, label = batches[1], batches[0]["labels_key"]
+    partial, label = batches[1], batches[0]["labels_keys"][0]
     whole, whole_label = raw.get_bytes(partial["transactions_key"]), raw.get_bytes(label)
     raw.put_bytes(partial["transactions_key"], whole[: len(whole) * 2 // 3])  # an upload cut off
     raw.put_bytes(label, whole_label[:40])  # a label batch too
