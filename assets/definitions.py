@@ -1,6 +1,7 @@
 """The code location: six assets from raw batches to report and alerts (workspace.yaml points here)."""
 from dagster import Definitions, PipesSubprocessClient
 
+from assets.drift_checks import drift_checks
 from assets.ingestion import raw_transactions
 from assets.modelling import fraud_model, model_quality_gate
 from assets.processing import processed_transactions, rows_accounted_for
@@ -10,7 +11,7 @@ from assets.scoring import fraud_flags
 from assets.sensors import JOBS, SCHEDULES, SENSORS
 
 ALL_ASSETS = [raw_transactions, processed_transactions, fraud_model, fraud_flags, fraud_report, customer_alerts]
-ALL_CHECKS = [rows_accounted_for, model_quality_gate]
+ALL_CHECKS = [rows_accounted_for, model_quality_gate, drift_checks]
 
 defs = Definitions(
     assets=ALL_ASSETS,

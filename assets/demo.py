@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from dagster import AssetSelection, materialize
+from dagster import AssetCheckSeverity, AssetSelection, materialize
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -27,6 +27,13 @@ def _short(value) -> str:
     return f"{raw:.4f}" if isinstance(raw, float) else str(raw)
 
 
+def _verdict(check) -> str:
+    """passed, warned (a non-blocking check such as drift) or FAILED."""
+    if check.passed:
+        return "passed"
+    return "warned" if check.severity == AssetCheckSeverity.WARN else "FAILED"
+
+
 def run_demo(settings: Settings, console: Console | None = None) -> Path:
     console = console or Console()
     instance = local_instance(settings)
@@ -43,7 +50,7 @@ def run_demo(settings: Settings, console: Console | None = None) -> Path:
             events = result.asset_materializations_for_node(name)
             meta = events[-1].metadata if events else {}
             shown = ", ".join([f"{k}={_short(meta[k])}" for k in SHOWN[name] if k in meta]
-                              + [f"check {c.check_name} {'passed' if c.passed else 'FAILED'}" for c in result.get_asset_check_evaluations()])
+                              + [f"check {c.check_name} {_verdict(c)}" for c in result.get_asset_check_evaluations()])
             progress.console.print(f"[green]✓[/] {name} ({time.monotonic() - started:.1f} s) {shown}")
             progress.advance(task)
     return Path(settings.store_root / settings.reports_bucket / "latest.html").resolve()

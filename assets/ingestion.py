@@ -6,8 +6,9 @@ from assets.versions import CODE_VERSIONS
 
 
 @asset(group_name="ingestion", kinds={"s3", "python"}, owners=["team:fraud-data"], code_version=CODE_VERSIONS["raw_transactions"],
-       description="Raw Sparkov-schema transaction batches (jsonl.gz) and delayed chargeback labels in the raw "
-                   "zone, written by the generator Lambda (run in-process locally).")
+       description="Raw Sparkov-schema transaction batches (jsonl.gz) and their delayed labels (customer reports in "
+                   "days, chargebacks in weeks, some never) in the raw zone, written by the generator Lambda (run "
+                   "in-process locally).")
 def raw_transactions(context: AssetExecutionContext, fraud: FraudPlatform) -> MaterializeResult:
     result = generate({}, settings=fraud.settings())
     batches = result["batches"]
@@ -16,5 +17,7 @@ def raw_transactions(context: AssetExecutionContext, fraud: FraudPlatform) -> Ma
         "batches": len(batches),
         "rows": sum(b["rows"] for b in batches),
         "frauds_injected": sum(b["frauds"] for b in batches),
+        # realistic label timing: a share of frauds is never labelled (docs/simulator.md#labels)
+        "frauds_never_labelled": sum(b["unlabelled_frauds"] for b in batches),
         "batch_keys": MetadataValue.md("\n".join(f"- `{b['transactions_key']}` ({b['rows']} rows)" for b in batches)),
     })

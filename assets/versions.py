@@ -9,6 +9,6 @@ CODE_VERSIONS = {
     "processed_transactions": f"features-{FEATURE_VERSION}",
     "fraud_model": "mlp-3",  # label-aware features, the random forest baseline
     "fraud_flags": "litert-reasons-1",  # top-3 reasons by occlusion
-    "fraud_report": "report-2",
+    "fraud_report": "report-3",  # model comparison with every baseline, drift since training
     "customer_alerts": "card-day-groups-1",
 }

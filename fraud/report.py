@@ -1,9 +1,12 @@
 """The stakeholder report: one self-contained HTML file (plots embedded as data URIs, CSS inline, no script,
-no external fonts) answering "how much fraud, where, how well does the live model do, how many alerts did we
-raise", plus a CSV of the flagged transactions. Jinja2 autoescapes every value from the data."""
+no external fonts) answering "how much fraud, where, how well does the live model do, how does it compare with
+the baselines, has the data drifted since training, how many alerts did we raise", plus a CSV of the flagged
+transactions. Jinja2 autoescapes every value from the data."""
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -12,9 +15,11 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from sqlalchemy import Engine
 
-from fraud import metrics, plots, registry
+from fraud import drift, metrics, plots, registry
 from fraud.alerts import CHANNEL
 from fraud.db import queries
+from fraud.features import FEATURE_NAMES, FEATURE_VERSION
+from fraud.model import NAME as NETWORK
 from fraud.notify import display_merchant
 from fraud.privacy import mask_card
 from fraud.settings import Settings
@@ -32,6 +37,7 @@ class ReportData:
     freshness: dict[str, object]
     metadata: dict  # the model version's metadata.json
     budget: int  # alerts the fraud team reviews per day
+    drift: drift.DriftResult | None = None  # load_drift: PSI per day since the training window
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,114 @@ def _window(value: object) -> str | None:
     return str(value) if value else None
 
 
+# --- model comparison: the network and every baseline its metadata records, on the same test window ---
+
+# (metric key in the metadata, column title); {k} is the protocol's precision_k
+COMPARED = (("roc_auc", "ROC AUC"), ("average_precision", "average precision"),
+            ("card_precision_at_{k}", "card precision@{k}"), ("recall_at_budget", "recall at budget"))
+
+
+def _precision_k(metadata: dict) -> int:
+    k = (metadata.get("protocol") or {}).get("precision_k") if isinstance(metadata.get("protocol"), dict) else None
+    if k:
+        return int(k)
+    keys = [key for values in [metadata.get("metrics") or {}, *(metadata.get("baselines") or {}).values()]
+            if isinstance(values, dict) for key in values]
+    found = [int(m.group(1)) for key in keys if (m := re.fullmatch(r"card_precision_at_(\d+)", key))]
+    return found[0] if found else 100
+
+
+def _finite(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def model_comparison(metadata: dict) -> tuple[list[str], list[dict]]:
+    """Column titles and one row per model: the promoted network first, then each baseline of the metadata in
+    its order (whatever their names); each cell (text, best in its column)."""
+    k = _precision_k(metadata)
+    keys = [key.format(k=k) for key, _ in COMPARED]
+    baselines = metadata.get("baselines") if isinstance(metadata.get("baselines"), dict) else {}
+    models = {NETWORK: metadata.get("metrics") or {},
+              **{str(name): values for name, values in baselines.items() if isinstance(values, dict)}}
+    # compared as shown (4 decimals): two models that look equal are both the best
+    values = {name: [None if (v := _finite(row.get(key))) is None else round(v, 4) for key in keys]
+              for name, row in models.items()}
+    best = []
+    for i in range(len(keys)):
+        column = [v[i] for v in values.values() if v[i] is not None]
+        best.append(max(column) if len(column) > 1 else None)  # one model alone is not "best"
+    rows = [{"name": name.replace("_", " "), "network": name == NETWORK,
+             "cells": [("n/a" if v is None else f"{v:.4f}", v is not None and v == best[i]) for i, v in enumerate(row)]}
+            for name, row in values.items()]
+    return [title.format(k=k) for _, title in COMPARED], rows
+
+
+# --- drift since the training window (fraud/drift.py) ---
+
+def load_drift(engine: Engine, metadata: dict, min_rows: int = drift.MIN_ROWS) -> drift.DriftResult:
+    """PSI of each feature and of the score, per day since the model's training window (at most the last
+    drift.RECENT_DAYS days), against a repeatable sample of that window. `metadata` has the model's version."""
+    window = drift.training_window(metadata)
+    if window is None:
+        return drift.DriftResult.nothing("the model's metadata names no training window: nothing to compare with")
+    version, feature_version = str(metadata.get("version")), metadata.get("feature_version") or FEATURE_VERSION
+    start, end = (t.to_pydatetime() for t in window)
+    reference = queries.drift_reference_sample(engine, version, feature_version, start, end, drift.REFERENCE_SAMPLE)
+    recent = queries.drift_recent_days(engine, version, feature_version, end, drift.RECENT_DAYS, drift.DAY_SAMPLE)
+    return drift.from_samples(reference, recent, metadata, FEATURE_NAMES, min_rows)
+
+
+DRIFT_TOP = 8  # features shown in the report's drift table (the score always is)
+
+
+def _level_class(level: str) -> str:
+    return level.replace(" ", "-")
+
+
+def drift_view(result: drift.DriftResult, top: int = DRIFT_TOP) -> dict:
+    """What the report's drift section shows: the score's PSI per day, then the `top` features by their largest
+    PSI, each cell (PSI, level, css class); sampled rows per day; a sentence on the worst."""
+    days = result.days
+    view = {"note": result.note, "days": [f"{d:%Y-%m-%d}" if hasattr(d, "strftime") else str(d) for d in days],
+            "rows": [], "counts": [], "summary": "", "reference": ""}
+    if result.note:
+        return view
+    view["reference"] = f"{result.reference_rows:,} transactions sampled from the training window"
+    if result.window:
+        start, end = result.window
+        view["reference"] += f" ({start:%Y-%m-%d} to {end - pd.Timedelta(seconds=1):%Y-%m-%d})"
+    counts = result.score.set_index("day")["rows"] if len(result.score) else pd.Series(dtype=int)
+    feature_rows = result.features.groupby("day")["rows"].max() if len(result.features) else pd.Series(dtype=int)
+    view["counts"] = [f"{int(max(counts.get(d, 0), feature_rows.get(d, 0))):,}" for d in days]
+
+    def row(name: str, frame: pd.DataFrame, is_score: bool) -> dict:
+        cells = {r.day: (r.psi, r.level) for r in frame[frame["feature"] == name].itertuples()}
+        shown = []
+        for day in days:
+            value, level = cells.get(day, (float("nan"), drift.NO_DATA))
+            shown.append(("–" if value != value else f"{value:.3f}", level, _level_class(level)))
+        return {"name": name, "score": is_score, "cells": shown}
+
+    if len(result.score):
+        view["rows"].append(row(drift.SCORE, result.score, True))
+    ranked = drift.by_feature(result.features)
+    view["rows"] += [row(name, result.features, False) for name in ranked["feature"].head(top)]
+    hidden = len(ranked) - min(top, len(ranked))
+    flagged = drift.significant(result.features)["feature"].nunique()
+    worst = drift.worst(result.features, 1)
+    parts = [f"{flagged} of {len(ranked)} features above {drift.SIGNIFICANT_ABOVE} on at least one day"]
+    if worst:
+        parts.append(f"largest: {worst[0]['feature']} on {worst[0]['day']}, PSI {worst[0]['psi']:.3f} ({worst[0]['level']})")
+    if hidden:
+        below = ranked["max_psi"].iloc[top]
+        parts.append(f"{hidden} more features not shown"
+                     + ("" if below != below else f" (their largest PSI is at most {below:.3f})"))
+    view["summary"] = "; ".join(parts) + "."
+    return view
+
+
 def _csv_safe(value: object) -> object:
     # a cell starting with = + - @ is a formula to a spreadsheet: merchant names are data, not formulas
     return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@") else value
@@ -215,6 +329,8 @@ def build_report(data: ReportData, top_n: int = 25, now: datetime | None = None)
     trained = [(name, _number(value)) for name, value in data.metadata.get("metrics", {}).items()
                if not isinstance(value, (dict, list))]
     freshness = [(name.replace("_", " "), _when(value)) for name, value in data.freshness.items()]
+    comparison_columns, comparison = model_comparison(data.metadata)
+    drifted = drift_view(data.drift or drift.DriftResult.nothing("drift was not computed for this report"))
     html = _env.get_template("report.html.j2").render(
         generated_at=(now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC"),
         model_version=version, threshold=f"{threshold:.4f}",
@@ -226,6 +342,8 @@ def build_report(data: ReportData, top_n: int = 25, now: datetime | None = None)
         breakdowns=[("Category", "category", by_category), ("Cardholder state (top 15 by flagged)", "state", by_state),
                     ("Merchant (top 15 by flagged)", "merchant", by_merchant)],
         top_flagged=top_rows, flagged_total=len(data.flagged), top_n=top_n,
+        comparison_columns=comparison_columns, comparison=comparison, drift=drifted,
+        psi_stable=f"{drift.STABLE_BELOW:.2f}", psi_significant=f"{drift.SIGNIFICANT_ABOVE:.2f}", psi_min_rows=drift.MIN_ROWS,
     )
     return Report(html=html, flagged_csv=flagged_csv(data.flagged), headline=headline,
                   plot_alerts_png_b64=images["alerts"], plots=images)
@@ -244,10 +362,10 @@ def load_report_data(engine: Engine, settings: Settings) -> ReportData:
     version = registry.latest_version(store, settings.model_name)
     if version is None:
         raise LookupError("no promoted model yet: materialize fraud_model first")
+    metadata = {"version": version, **registry.load_metadata(store, settings.model_name, version)}
     return ReportData(scored=queries.scored_transactions(engine, version), flagged=queries.flagged_for_report(engine, version),
                       alerts=queries.alerts_per_day(engine, CHANNEL), freshness=queries.data_freshness(engine, version),
-                      metadata={"version": version, **registry.load_metadata(store, settings.model_name, version)},
-                      budget=settings.alert_budget_per_day)
+                      metadata=metadata, budget=settings.alert_budget_per_day, drift=load_drift(engine, metadata))
 
 
 def publish_report(engine: Engine, settings: Settings, now: datetime | None = None) -> PublishedReport:

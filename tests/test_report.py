@@ -1,11 +1,13 @@
 """The stakeholder report on a hand-built scored world in real PostgreSQL: self-contained HTML, figures that
-match the data, breakdowns, reasons, escaping, the CSV, the CLI command and the Dagster asset's metadata."""
+match the data, breakdowns, reasons, escaping, the CSV, the CLI command and the Dagster asset's metadata; the model
+comparison (every baseline of the metadata, whatever its name) and the drift section on hand-built data."""
 from __future__ import annotations
 
 import base64
 import io
 import json
 import re
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +19,12 @@ from typer.testing import CliRunner
 
 from assets.reporting import fraud_report
 from assets.resources import FraudPlatform
-from fraud import metrics
+from fraud import drift, metrics
 from fraud.cli import app
+from fraud.features import FEATURE_NAMES
 from fraud.privacy import card_numbers_in
-from fraud.report import after_training, breakdown, live_metrics, publish_report, reasons_text
+from fraud.report import (DRIFT_TOP, ReportData, after_training, breakdown, build_report, live_metrics, model_comparison,
+                          publish_report, reasons_text)
 from tests.conftest import own_fraud_home
 from tests.scored_world import HOSTILE_MERCHANT, THRESHOLD, build_world
 
@@ -170,3 +174,111 @@ def test_live_quality_leaves_out_the_training_window():
     assert list(unseen["trans_num"]) == ["c", "d"] and "after the training window" in scope
     assert live_metrics(unseen, 0.5)["precision at threshold"] == 0.0  # the model's training days would say 0.5
     assert after_training(scored, {})[0] is scored
+
+
+def test_published_report_without_a_training_window_says_so(published):
+    _, result = published
+    html = result.report.html
+    section = html[html.index('<div class="panel" id="drift">'):]
+    section = section[: section.index("</div>")]
+    assert "No drift figures: the model&#39;s metadata names no training window" in section
+    assert "<table" not in section and "above 0.25 is a significant shift" in section
+    comparison = html[html.index('id="model-comparison"'):]
+    comparison = comparison[: comparison.index("</table>")]
+    assert comparison.count("<tr>") == 2 and "neural network" in comparison  # no baselines in this world's metadata
+
+
+# --- model comparison and drift, on hand-built data (no database) ---
+
+UNSEEN = "isolation_forest_v9"  # a baseline name no code or template knows
+HOSTILE_BASELINE = "<b>bold</b>_model"
+
+
+def _metrics(auc, ap, cp, recall, k=50):
+    return {"roc_auc": auc, "average_precision": ap, f"card_precision_at_{k}": cp, "precision_at_budget": 0.3,
+            "recall_at_budget": recall, "alerts_per_day": 40.0, "test_rows": 1000, "test_frauds": 20}
+
+
+HAND_METADATA = {
+    "version": "hand-model", "threshold": 0.5, "protocol": {"precision_k": 50},
+    "feature_names": list(FEATURE_NAMES),
+    "training_window": {"start": "2026-11-01T00:00:00+00:00", "end": "2026-11-05T00:00:00+00:00", "rows": 4000, "frauds": 40},
+    "metrics": _metrics(0.95, 0.80, 0.60, 0.70),
+    "baselines": {"logistic_regression": {**_metrics(0.90, 0.60, 0.50, 0.55), "threshold": 0.7},
+                  "random_forest": {**_metrics(0.97, 0.78, 0.62, None), "threshold": 0.6},
+                  UNSEEN: {**_metrics(0.85, 0.82, 0.40, 0.65), "threshold": 0.4},
+                  HOSTILE_BASELINE: {**_metrics(0.50, 0.02, 0.01, 0.01), "threshold": 0.5}},
+}
+
+
+def test_model_comparison_lists_every_baseline_and_the_best_of_each_column():
+    columns, rows = model_comparison(HAND_METADATA)
+    assert columns == ["ROC AUC", "average precision", "card precision@50", "recall at budget"]
+    assert [r["name"] for r in rows] == ["neural network", "logistic regression", "random forest",
+                                         UNSEEN.replace("_", " "), HOSTILE_BASELINE.replace("_", " ")]
+    best = {columns[i]: [r["name"] for r in rows if r["cells"][i][1]] for i in range(len(columns))}
+    assert best == {"ROC AUC": ["random forest"], "average precision": [UNSEEN.replace("_", " ")],
+                    "card precision@50": ["random forest"], "recall at budget": ["neural network"]}
+    assert rows[2]["cells"][3] == ("n/a", False)  # a missing value is n/a, never the best
+    assert model_comparison({"metrics": _metrics(0.9, 0.5, 0.4, 0.3, k=100)})[0][2] == "card precision@100"
+    _, tied = model_comparison({"metrics": {"roc_auc": 0.15}, "baselines": {"x": {"roc_auc": 0.1500000001}}})
+    assert [r["cells"][0] for r in tied] == [("0.1500", True), ("0.1500", True)]  # equal as shown: both best
+
+
+def _hand_report_data(shift_day: date) -> ReportData:
+    """Four days of scored transactions; the drift of the last two days against the first two, computed from
+    feature vectors in which the first feature moves on `shift_day`."""
+    rng = np.random.default_rng(21)
+    days = [date(2026, 11, d) for d in range(3, 9)]
+    rows = 400
+    scored = pd.DataFrame({
+        "trans_num": [f"h{i}" for i in range(rows * len(days))],
+        "event_time": [pd.Timestamp(d, tz="UTC") + pd.Timedelta(hours=int(h)) for d in days
+                       for h in rng.integers(0, 24, rows)],
+        "score": rng.beta(1, 6, rows * len(days)), "amount": rng.gamma(2, 30, rows * len(days)).round(2),
+        "category": "grocery_pos", "merchant": "fraud_Hand Store", "state": "NY"})
+    scored["flagged"] = scored["score"] >= 0.5
+    scored["is_fraud"] = scored["score"] > rng.uniform(0.2, 1.0, len(scored))
+    flagged = scored[scored["flagged"]].assign(threshold=0.5, model_version="hand-model", top_reasons="[]", last4="1234")
+    vectors = rng.normal(size=(len(scored), len(FEATURE_NAMES)))
+    day_of = scored["event_time"].dt.date
+    vectors[(day_of == shift_day).to_numpy(), 0] += 3.0
+    reference = (day_of < date(2026, 11, 5)).to_numpy()
+    result = drift.from_samples(
+        pd.DataFrame({"values": list(vectors[reference]), "score": scored["score"][reference]}),
+        pd.DataFrame({"day": day_of[~reference], "values": list(vectors[~reference]), "score": scored["score"][~reference]}),
+        HAND_METADATA)
+    return ReportData(scored=scored, flagged=flagged, alerts=pd.DataFrame(columns=["day", "status", "alerts"]),
+                      freshness={"latest_transaction": scored["event_time"].max()}, metadata=HAND_METADATA,
+                      budget=40, drift=result)
+
+
+def test_report_shows_the_comparison_and_the_drift_per_day():
+    data = _hand_report_data(shift_day=date(2026, 11, 7))
+    html = build_report(data, now=datetime(2026, 11, 9, tzinfo=timezone.utc)).html
+
+    comparison = html[html.index('id="model-comparison"'):]
+    comparison = comparison[: comparison.index("</table>")]
+    assert UNSEEN.replace("_", " ") in comparison and "random forest" in comparison
+    assert "&lt;b&gt;bold&lt;/b&gt; model" in comparison and "<b>" not in comparison  # escaped
+    assert '<td class="num best">0.9700</td>' in comparison  # the random forest's ROC AUC
+    assert '<td class="num best">0.8200</td>' in comparison and '<td class="num">0.8000</td>' in comparison
+    assert comparison.count(" best") == 4 and "card precision@50" in comparison
+
+    section = html[html.index('<div class="panel" id="drift">'):]
+    section = section[: section.index("</div>")]
+    table = section[: section.index("</table>")]
+    assert re.findall(r'<th class="num">([\d-]+)</th>', table) == ["2026-11-05", "2026-11-06", "2026-11-07", "2026-11-08"]
+    assert "800 transactions sampled from the training window (2026-11-01 to 2026-11-04)" in section
+    lines = [line for line in table.split("</tr>") if "<td>" in line]
+    assert "<strong>model score</strong>" in lines[0]  # the score first, then the features that moved most
+    first = FEATURE_NAMES[0]
+    assert f"<td>{first}</td>" in lines[1]
+    cells = re.findall(r'<td class="num">([\d.]+) <span class="tag ([a-z-]+)">([a-z ]+)</span></td>', lines[1])
+    assert [(css, level) for _, css, level in cells] == [("stable", "stable")] * 2 + [("significant", "significant"),
+                                                                                     ("stable", "stable")]
+    assert float(cells[2][0]) == pytest.approx(drift.max_psi(data.drift.features), abs=5e-4)
+    assert len(lines) == 1 + DRIFT_TOP
+    assert re.findall(r'<td class="num muted">([\d,]+)</td>', table) == ["400"] * 4  # transactions compared per day
+    assert f"1 of {len(FEATURE_NAMES)} features above 0.25 on at least one day; largest: {first} on 2026-11-07" in section
+    assert "below 0.10 the day looks like training (stable)" in section

@@ -189,3 +189,51 @@ def loaded_batch_ids(engine: Engine) -> set[str]:
     """The raw batches the ETL has loaded (their accounting row commits with their rows)."""
     with engine.connect() as connection:
         return set(connection.execute(text("SELECT batch_id FROM batch_load")).scalars())
+
+
+# --- drift (fraud/drift.py): the training window's features and scores against each day since ---
+
+def drift_reference_sample(engine: Engine, model_version: str, feature_version: str, start, end,
+                           limit: int = 20_000) -> pd.DataFrame:
+    """Up to `limit` transactions of [start, end) with features of the version: trans_num, day (UTC), values, score
+    (the model's, NULL when it has not scored the row). Ordered by a hash of trans_num, not random(): a sample that
+    looks random but is the same on every run, so the PSI moves only when the data does."""
+    query = text("""
+        WITH sample AS (
+            SELECT f.trans_num FROM transaction_features f JOIN fact_transaction t USING (trans_num)
+            WHERE f.feature_version = :version AND t.event_time >= :start AND t.event_time < :end
+            ORDER BY md5(f.trans_num) LIMIT :limit)
+        SELECT f.trans_num, (t.event_time AT TIME ZONE 'UTC')::date AS day, f.values, s.score
+        FROM sample
+        JOIN transaction_features f ON f.trans_num = sample.trans_num AND f.feature_version = :version
+        JOIN fact_transaction t ON t.trans_num = sample.trans_num
+        LEFT JOIN fraud_score s ON s.trans_num = sample.trans_num AND s.model_version = :model
+        ORDER BY f.trans_num""")
+    with engine.connect() as connection:
+        return pd.read_sql(query, connection, params={"version": feature_version, "model": model_version,
+                                                      "start": start, "end": end, "limit": limit})
+
+
+def drift_recent_days(engine: Engine, model_version: str, feature_version: str, after, days: int = 7,
+                      per_day: int = 20_000) -> pd.DataFrame:
+    """Transactions from `after` on with features of the version, in the last `days` UTC days that have any, up to
+    `per_day` of each day (the same hash order as the reference): trans_num, day, values, score (NULL when not
+    scored by the model)."""
+    query = text("""
+        WITH recent AS (
+            SELECT f.trans_num, (t.event_time AT TIME ZONE 'UTC')::date AS day
+            FROM transaction_features f JOIN fact_transaction t USING (trans_num)
+            WHERE f.feature_version = :version AND t.event_time >= :after),
+        last_day AS (SELECT max(day) AS day FROM recent),
+        sample AS (
+            SELECT r.trans_num, r.day, row_number() OVER (PARTITION BY r.day ORDER BY md5(r.trans_num)) AS n
+            FROM recent r, last_day WHERE r.day > last_day.day - CAST(:days AS integer))
+        SELECT sample.trans_num, sample.day, f.values, s.score
+        FROM sample
+        JOIN transaction_features f ON f.trans_num = sample.trans_num AND f.feature_version = :version
+        LEFT JOIN fraud_score s ON s.trans_num = sample.trans_num AND s.model_version = :model
+        WHERE sample.n <= :per_day
+        ORDER BY sample.day, sample.trans_num""")
+    with engine.connect() as connection:
+        return pd.read_sql(query, connection, params={"version": feature_version, "model": model_version,
+                                                      "after": after, "days": days, "per_day": per_day})

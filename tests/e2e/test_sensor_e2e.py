@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 
 import pytest
-from dagster import DagsterInstance, build_sensor_context, materialize
+from dagster import AssetCheckSeverity, DagsterInstance, build_sensor_context, materialize
 from sqlalchemy import text
 
 from assets.definitions import ALL_ASSETS, ALL_CHECKS, defs
@@ -58,7 +58,8 @@ def test_a_dropped_batch_is_processed_and_scored_alone(graph_once):
     job = defs.resolve_job_def("process_and_score_batch")
     result = job.execute_in_process(run_config=request.run_config, tags=request.tags, instance=instance)
     assert result.success
-    assert all(c.passed for c in result.get_asset_check_evaluations())
+    # the blocking checks pass; the drift checks (non-blocking) may only warn
+    assert all(c.passed or c.severity == AssetCheckSeverity.WARN for c in result.get_asset_check_evaluations())
 
     with engine.connect() as connection:
         in_batch = set(connection.execute(text("SELECT trans_num FROM fact_transaction WHERE batch_id = :b"),
