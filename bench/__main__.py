@@ -231,6 +231,10 @@ def main() -> None:
 
         for row in training_bench(console):  # NN vs baselines on 7/7/7 days; fit time on ~1M rows
             table.add_row(*row)
+        from bench.robustness import run as robustness_bench
+
+        for row in robustness_bench(console):  # NN vs baselines on 3 worlds x label delays 2/7/30 d (~15-20 min)
+            table.add_row(*row)
     finally:
         stop_embedded(settings.pg_dir)
         shutil.rmtree(home, ignore_errors=True)  # about 2 GB of database and raw zone
