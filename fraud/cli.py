@@ -133,16 +133,31 @@ def evaluate(
     train_start: str = typer.Option(None, "--train-start", help="First training day, YYYY-MM-DD (default: the test "
                                                                "window ends on the file's last day)."),
     train_days: int = typer.Option(7, "--train-days", min=1, help="Days of the train window."),
-    delay_days: int = typer.Option(7, "--delay-days", min=0, help="Days of the label-delay window."),
+    delay_days: int = typer.Option(
+        None, "--delay-days", min=0, show_default=False,
+        help="Days between the train and the test window (the protocol's delay window: its transactions set the "
+             "alert threshold, their labels are not trained on). Default: the label delay rounded up to whole days, "
+             "as the fraud_model asset does, so every train-window label has arrived when the test window starts."),
     test_days: int = typer.Option(7, "--test-days", min=1, help="Days of the test window."),
+    label_delay_days: float = typer.Option(
+        None, "--label-delay-days", min=0, metavar="N", show_default=False,
+        help="The CSV's labels become known N days after each transaction (default: FRAUD_LABEL_DELAY_DAYS, 2). "
+             "Not --delay-days: this says when labels arrive, that how far apart the train and test windows are; "
+             "train-window rows labelled after the test window starts are not trained on."),
     json_out: str = typer.Option(None, "--json", metavar="OUT", help="Also write the JSON to this file."),
+    scores: str = typer.Option(None, "--scores", metavar="FILE",
+                               help="Also write every test-window row as CSV: trans_num, event_time, card_token, "
+                                    "is_fraud and one score column per model (the network, each baseline, random)."),
 ) -> None:
     """Evaluate the model on a labelled CSV: ingest -> ETL -> train -> evaluate in a throwaway FRAUD_HOME, and print
-    the test-window metrics of the neural network and of each baseline as JSON."""
+    the test-window metrics of the neural network and of each baseline as JSON. The windows are checked before
+    training: when the train or the test window holds no fraud it exits 1, says what each window holds and
+    suggests windows that fit the file."""
     from fraud.evaluate_csv import evaluate_command
 
     raise typer.Exit(evaluate_command(csv, train_start, train_days, delay_days, test_days, json_out,
-                                      say=lambda message: typer.echo(message, err=True)))
+                                      say=lambda message: typer.echo(message, err=True),
+                                      label_delay_days=label_delay_days, scores=scores))
 
 
 @app.command()

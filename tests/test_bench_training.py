@@ -14,7 +14,7 @@ def test_simulated_data_from_several_worlds_has_features_and_labels():
 
     protocol = Protocol(train_start=date(2026, 1, 2), train_days=2, delay_days=1, test_days=2)
     comparison = compare_on_protocol(data, protocol)
-    assert set(comparison["metrics"]) == {"neural_network", "logistic_regression", "gradient_boosting"}
+    assert set(comparison["metrics"]) == {"neural_network", "logistic_regression", "gradient_boosting", "random_forest"}
     assert comparison["train_rows"] > 0 and all(s > 0 for s in comparison["seconds"].values())
     timing = time_training(data)
     assert timing["rows"] == len(data) and timing["network"] > 0 and timing["gradient_boosting"] > 0

@@ -118,3 +118,65 @@ def test_gate_scores_both_models_on_the_candidate_test_window():
     # the promoted model is the candidate itself (unchanged data): it is compared with itself and passes
     same = gate_on_window(data, windows, 0.2, "m-new", perfect, "m-new", None)
     assert same.passed and same.latest_average_precision == same.candidate_average_precision == 1.0
+
+
+# --- `fraud evaluate`'s window check and suggestion (fraud/evaluate_csv.py) --------------------------------
+
+
+def _history(frauds: dict[int, str], days: int) -> LabelledData:
+    """Three legitimate transactions a day on cards of their own, and frauds {day: card} at noon; every label
+    known half a day after its transaction."""
+    rows = [(f"l{day}-{i}", day + 0.2 * (i + 1), f"legit{day}-{i}", False, 0.5, 0) for day in range(days) for i in range(3)]
+    rows += [(f"f{day}", day + 0.5, card, True, 0.5, 1) for day, card in frauds.items()]
+    return _data(rows)
+
+
+def test_window_check_names_the_empty_test_window_and_suggests_longer_windows_that_fit():
+    from fraud.evaluate_csv import describe_windows, suggest_windows, window_problems, windows_error
+
+    data = _history({2: "a", 4: "b", 10: "c", 12: "d", 14: "e"}, days=20)
+    protocol = Protocol(train_days=3, delay_days=1, test_days=3)  # anchored at the end: train 13-15, test 17-19
+    parts = split(data, protocol.windows(data.rows["event_time"]))
+    problems = window_problems(parts)
+    assert problems[0].startswith("not enough labelled fraud in the train window")
+    assert problems[1:] == ["no fraud in the test window: average precision and ROC AUC would be undefined"]
+    assert describe_windows(parts)[2].startswith("test window  2026-03-18 .. 2026-03-20: 9 rows, 0 frauds")
+    # 3/1/3-day windows never hold 2 frauds in both; 6/1/6 do from day 0, 1 and 2 on: the latest start wins
+    suggestion = suggest_windows(data, protocol, target_frauds=2)
+    assert suggestion.options() == "--train-start 2026-03-03 --train-days 6 --delay-days 1 --test-days 6"
+    assert (suggestion.split.train.frauds, suggestion.split.test.frauds) == (2, 3)
+    assert not window_problems(suggestion.split)
+    # short of the target, the windows with the most fraud in the poorer one: 3/1/3 days from day 2 (2 and 1)
+    few = suggest_windows(_history({2: "a", 4: "b", 8: "c"}, days=12), protocol, target_frauds=10)
+    assert few.options() == "--train-start 2026-03-03 --train-days 3 --delay-days 1 --test-days 3"
+    assert (few.split.train.frauds, few.split.test.frauds) == (2, 1)
+    message = windows_error(data, parts, protocol, problems)
+    assert "labelled data: 65 rows, 5 frauds on 5 days, 2026-03-01 .. 2026-03-20" in message
+    assert "try: --train-start" in message and "train window 2026-03-14 .. 2026-03-16" in message
+
+
+def test_no_suggestion_when_no_window_puts_fraud_in_both():
+    from fraud.evaluate_csv import suggest_windows, windows_error
+
+    protocol = Protocol(train_days=3, delay_days=1, test_days=3)
+    assert suggest_windows(_history({2: "a"}, days=12), protocol) is None  # a single fraud cannot train and test
+    # the only later fraud is on card a, known compromised since day 1: it is left out of every test window
+    compromised = _history({1: "a", 2: "b", 6: "a"}, days=8)
+    assert suggest_windows(compromised, protocol) is None
+    parts = split(compromised, protocol.windows(compromised.rows["event_time"]))
+    assert "it needs more labelled fraud" in windows_error(compromised, parts, protocol, ["no fraud"])
+
+
+def test_too_little_train_fraud_is_a_problem_and_no_best_baseline_without_average_precision():
+    from fraud.evaluate_csv import best_baseline, window_problems
+
+    data = _history({2: "a", 10: "b"}, days=12)
+    parts = split(data, Protocol(train_start=date(2026, 3, 1), train_days=5, delay_days=1, test_days=5)
+                  .windows(data.rows["event_time"]))
+    assert [p.split(" in the train")[0] for p in window_problems(parts)] == ["not enough labelled fraud"]
+    null = {"roc_auc": None, "average_precision": None}
+    assert best_baseline({"neural_network": null, "logistic_regression": null, "random_forest": null,
+                          "random": null}, "neural_network") is None
+    assert best_baseline({"neural_network": {"average_precision": 0.9}, "logistic_regression": null,
+                          "random_forest": {"average_precision": 0.3}, "random": {"average_precision": 0.5}},
+                         "neural_network") == "random_forest"

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bench.training import simulated_data
+from fraud.baselines import BASELINES
 from fraud.evaluation import Protocol
 from fraud.features import FEATURE_NAMES, FEATURE_VERSION
 from fraud.model import NAME, TrainingConfig, model_version, train
@@ -26,8 +27,10 @@ def trained(data):
 
 def test_network_beats_random_by_far_and_is_reported_beside_the_baselines(trained):
     nn, baselines = trained.metadata["metrics"], trained.metadata["baselines"]
-    assert set(baselines) == {"logistic_regression", "gradient_boosting", "random"}
+    assert set(baselines) == {"logistic_regression", "gradient_boosting", "random_forest", "random"}
+    assert set(BASELINES) == {"logistic_regression", "gradient_boosting", "random_forest"}
     random_ap = baselines["random"]["average_precision"]
+    assert baselines["random_forest"]["average_precision"] > 8 * random_ap  # a baseline worth the name
     assert nn["test_frauds"] >= 50 and random_ap < 0.05  # about the fraud rate
     assert nn["average_precision"] > 0.4 and nn["average_precision"] > 8 * random_ap
     assert nn["roc_auc"] > 0.9 > baselines["random"]["roc_auc"]
