@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from fraud.schema import RAW_COLUMNS
+from fraud.simulate import GOLDEN, hex32, mix64
 
 GRID = 100.0
 RADIUS = 5.0
@@ -118,9 +119,10 @@ def handbook_world(n_customers: int = 5_000, n_terminals: int = 10_000, days: in
     cards = card_numbers(n_customers, seed)
     merchants = np.array([f"terminal_{t:05d}" for t in range(n_terminals)], dtype=object)
     unix = _midnight(start) + day * DAY_SECONDS + seconds
-    first = _mix((np.uint64(seed) << np.uint64(40)) | np.arange(n, dtype=np.uint64), 0)
-    second = _mix(first, 1)
-    trans_num = _hex32(first, second)
+    first = mix64((np.uint64(seed) << np.uint64(40)) | np.arange(n, dtype=np.uint64))
+    with np.errstate(over="ignore"):
+        second = mix64(first + GOLDEN)
+    trans_num = hex32(first, second)
     transactions = pd.DataFrame({
         "trans_date_trans_time": _format_times(unix), "cc_num": cards[customer], "merchant": merchants[terminal],
         "amt": amount, "trans_num": trans_num, "unix_time": unix,
@@ -185,20 +187,3 @@ def _format_times(unix: np.ndarray) -> np.ndarray:
     raw = text.view(np.uint8).reshape(-1, 19).copy()
     raw[:, 10] = ord(" ")
     return raw.view("S19").reshape(-1).astype("U19").astype(object)
-
-
-def _mix(x: np.ndarray, salt: int) -> np.ndarray:
-    """splitmix64 finalizer of x + salt: a well-spread 64-bit hash (uint64 wraps by design)."""
-    with np.errstate(over="ignore"):
-        z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15) * np.uint64(salt + 1)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
-
-
-def _hex32(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """32-hex-digit transaction numbers (Sparkov's shape) from two 64-bit hashes."""
-    if not len(first):
-        return np.array([], dtype=object)
-    text = np.stack([first, second], axis=1).astype(">u8").tobytes().hex()
-    return np.frombuffer(text.encode("ascii"), dtype="S32").astype("U32").astype(object)

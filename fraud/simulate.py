@@ -383,7 +383,7 @@ FRAUD_KEY = np.uint64(1 << 63)
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
+def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64 finalizer: a well-spread 64-bit hash of each key (vectorized; uint64 wraps by design)."""
     with np.errstate(over="ignore"):
         z = x.astype(np.uint64) + GOLDEN
@@ -392,7 +392,7 @@ def _mix(x: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-def _hex32(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+def hex32(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Sparkov-like 32-hex-digit transaction numbers from two 64-bit hashes."""
     if not len(first):
         return np.array([], dtype=object)
@@ -423,7 +423,7 @@ def _format_times(unix: np.ndarray) -> np.ndarray:
 def _uniform(events: Events, seed: int, salt: int) -> np.ndarray:
     """A uniform draw in [0, 1) per event, from a hash of the event's key (not a random stream), so every window
     that holds an event draws the same value for it."""
-    hashed = _mix(_mix(events.key ^ np.uint64(seed)) ^ np.uint64(salt))
+    hashed = mix64(mix64(events.key ^ np.uint64(seed)) ^ np.uint64(salt))
     return (hashed >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
 
 
@@ -450,8 +450,8 @@ def to_rows(world: World, events: Events, label_delay_days: float,
     holder = {c: world.customers[c].to_numpy()[events.card] for c in HOLDER_COLUMNS}  # numpy take: no pandas reindexing
     merchants = {c: world.merchants[c].to_numpy()[events.merchant] for c in ("merchant", "category", "lat", "long")}
     stamps = _format_times(events.when)
-    first, second = _mix(events.key ^ np.uint64(world.seed)), _mix(events.key ^ np.uint64(world.seed) ^ GOLDEN)
-    trans_nums = _hex32(first, second)
+    first, second = mix64(events.key ^ np.uint64(world.seed)), mix64(events.key ^ np.uint64(world.seed) ^ GOLDEN)
+    trans_nums = hex32(first, second)
     # where at the merchant's site the terminal sits: derived from the event itself, so windows agree
     jitter = np.stack([(first & np.uint64(0xFFFF)), (first >> np.uint64(16)) & np.uint64(0xFFFF)], axis=1) / 65535.0
     jitter = (jitter - 0.5) * 0.04
