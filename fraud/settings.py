@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     model_name: str = "fraud-mlp"
     alert_budget_per_day: int = 40
     test_days: int = 3
-    train_epochs: int = 30
+    train_epochs: int = 60  # the most epochs a training may run (early stopping ends it sooner); as bench/robustness.py
     # quality gate: a model is promoted only with at least this average precision on its test window
     min_average_precision: float = 0.2
 
