@@ -78,7 +78,7 @@ def pandas_features(tx: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     labelled = tx[["trans_num"]].merge(labels, on="trans_num", how="left")
     label_unix = pd.to_datetime(labelled["labelled_at"], utc=True).astype("int64") // 10**9
     label_unix = label_unix.where(labelled["labelled_at"].notna(), np.nan).astype(float).to_numpy()
-    is_fraud = labelled["is_fraud"].fillna(False).to_numpy(dtype=bool)
+    is_fraud = labelled["is_fraud"].astype("boolean").fillna(False).to_numpy(dtype=bool)
     card_frauds = np.zeros(len(tx))
     for rows in tx.groupby("card_token", sort=False).indices.values():
         if is_fraud[rows].any():

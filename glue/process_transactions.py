@@ -196,7 +196,7 @@ MERCHANT_SCHEMA = T.StructType([T.StructField("trans_num", T.StringType())]
 def _merchant_group(frame):
     """applyInPandas body: one merchant's events -> merchant-risk features of its current transactions."""
     current = frame[frame["is_current"]]
-    values = merchant_risk(frame["event_unix"].to_numpy(), frame["is_fraud"].fillna(False).to_numpy(dtype=bool),
+    values = merchant_risk(frame["event_unix"].to_numpy(), frame["is_fraud"].astype("boolean").fillna(False).to_numpy(dtype=bool),
                            frame["labelled_unix"].to_numpy(dtype=float), current["event_unix"].to_numpy())
     return pd.DataFrame({"trans_num": current["trans_num"].to_numpy(), **values})[list(MERCHANT_SCHEMA.fieldNames())]
 
