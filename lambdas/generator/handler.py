@@ -1,6 +1,6 @@
 """Generator Lambda: simulates card traffic for a time window into the raw zone (one transaction batch and its
-label objects, one per day its labels become known), in the design.md key layout. Deterministic: re-delivering
-an event finds identical objects under the same batch id and leaves them as they are; an object under that id
+label objects, one per day its labels become known), in the raw zone's key layout
+(docs/architecture.md#the-raw-zone). Deterministic: re-delivering an event finds identical objects under the same batch id and leaves them as they are; an object under that id
 with other bytes is never overwritten (BatchConflict).
 
 Events (all fields optional; defaults from settings):
