@@ -212,7 +212,7 @@ def cell_data(world: str | WorldSpec, delay: int, size: str = "full", cache: str
 def run_cell(world: str | WorldSpec, delay: int, size: str = "full", cache: str | Path | None = None,
              config=None) -> dict:
     """Train the network and the baselines on one cell; its figures (JSON-ready)."""
-    from fraud.baselines import BASELINES
+    from fraud.evaluation import best_baseline
     from fraud.model import NAME, TrainingConfig, train
 
     spec = _spec(world, size)
@@ -226,8 +226,7 @@ def run_cell(world: str | WorldSpec, delay: int, size: str = "full", cache: str 
     models = {name: {"average_precision": r.metrics["average_precision"], "roc_auc": r.metrics["roc_auc"]}
               for name, r in trained.results.items()}
     aps = {name: m["average_precision"] for name, m in models.items()}
-    baselines = [name for name in BASELINES if aps.get(name) is not None]
-    best = max(baselines, key=lambda n: aps[n]) if baselines else None
+    best = best_baseline(models, NAME)
     network = aps.get(NAME)
 
     def ratio(other: str | None) -> float | None:

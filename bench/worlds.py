@@ -28,13 +28,13 @@ scenario, like the project simulator's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date
 
 import numpy as np
 import pandas as pd
 
 from fraud.schema import RAW_COLUMNS
-from fraud.simulate import GOLDEN, hex32, mix64
+from fraud.simulate import GOLDEN, format_times, hex32, midnight, mix64
 
 GRID = 100.0
 RADIUS = 5.0
@@ -118,19 +118,19 @@ def handbook_world(n_customers: int = 5_000, n_terminals: int = 10_000, days: in
 
     cards = card_numbers(n_customers, seed)
     merchants = np.array([f"terminal_{t:05d}" for t in range(n_terminals)], dtype=object)
-    unix = _midnight(start) + day * DAY_SECONDS + seconds
+    unix = midnight(start) + day * DAY_SECONDS + seconds
     first = mix64((np.uint64(seed) << np.uint64(40)) | np.arange(n, dtype=np.uint64))
     with np.errstate(over="ignore"):
         second = mix64(first + GOLDEN)
     trans_num = hex32(first, second)
     transactions = pd.DataFrame({
-        "trans_date_trans_time": _format_times(unix), "cc_num": cards[customer], "merchant": merchants[terminal],
+        "trans_date_trans_time": format_times(unix), "cc_num": cards[customer], "merchant": merchants[terminal],
         "amt": amount, "trans_num": trans_num, "unix_time": unix,
         **{column: np.full(n, "", dtype=object) for column in EMPTY_COLUMNS},
     })[list(RAW_COLUMNS)]
     labels = pd.DataFrame({
         "trans_num": trans_num, "is_fraud": (scenario > 0).astype(int),
-        "labelled_at": _format_times(unix + int(round(label_delay_days * DAY_SECONDS))),
+        "labelled_at": format_times(unix + int(round(label_delay_days * DAY_SECONDS))),
         "scenario": np.array(SCENARIOS, dtype=object)[scenario],
     })
     customers = pd.DataFrame({"cc_num": cards, "x": home[:, 0], "y": home[:, 1], "mean_amount": mean_amount,
@@ -175,15 +175,3 @@ def card_numbers(n: int, seed: int) -> np.ndarray:
     check = (10 - doubled.sum(axis=1) % 10) % 10
     number = np.concatenate([digits, check[:, None]], axis=1)
     return (number + 48).astype(np.uint8).view("S16").reshape(-1).astype("U16").astype(object)
-
-
-def _midnight(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
-
-
-def _format_times(unix: np.ndarray) -> np.ndarray:
-    """'YYYY-MM-DD HH:MM:SS' (UTC) strings."""
-    text = np.datetime_as_string(np.asarray(unix, dtype=np.int64).astype("datetime64[s]"), unit="s").astype("S19")
-    raw = text.view(np.uint8).reshape(-1, 19).copy()
-    raw[:, 10] = ord(" ")
-    return raw.view("S19").reshape(-1).astype("U19").astype(object)

@@ -214,13 +214,6 @@ def scores_frame(test: LabelledData, results: dict) -> pd.DataFrame:
     return frame
 
 
-def best_baseline(models: dict[str, dict], network: str) -> str | None:
-    """The baseline with the highest average precision; None when it is undefined for every one (no test fraud)."""
-    defined = {name: values["average_precision"] for name, values in models.items()
-               if name not in (network, "random") and values.get("average_precision") is not None}
-    return max(defined, key=defined.get) if defined else None
-
-
 def evaluate_csv(path: Path, protocol: Protocol, config: TrainingConfig = TrainingConfig(), base: Settings | None = None,
                  log: Callable[[str], None] = lambda message: None, label_delay_days: float | None = None,
                  scores_out: Path | None = None) -> dict:
@@ -282,7 +275,7 @@ def evaluate_csv(path: Path, protocol: Protocol, config: TrainingConfig = Traini
             "test": {k: metadata["test_window"][k] for k in ("rows", "frauds", "excluded_known_compromised")},
             "threshold_window": metadata["threshold_window"],
             "models": models,
-            "best_baseline": best_baseline(models, NAME),
+            "best_baseline": evaluation.best_baseline(models, NAME),
             "scores": str(scores_out) if scores_out is not None else None,
         }
     finally:

@@ -228,6 +228,13 @@ def random_scorer(seed: int = 0) -> Scorer:
     return score
 
 
+def best_baseline(models: dict[str, dict], network: str) -> str | None:
+    """The baseline with the highest average precision; None when it is undefined for every one (no test fraud)."""
+    defined = {name: values["average_precision"] for name, values in models.items()
+               if name not in (network, "random") and values.get("average_precision") is not None}
+    return max(defined, key=defined.get) if defined else None
+
+
 TABLE_COLUMNS = ("roc_auc", "average_precision", "card_precision_at_{k}", "precision_at_budget", "recall_at_budget",
                  "alerts_per_day")
 

@@ -228,7 +228,7 @@ class Events:
         return Events(self.card[mask], self.when[mask], self.merchant[mask], self.amount[mask], self.scenario[mask], self.key[mask])
 
 
-def _midnight(day: date) -> int:
+def midnight(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
 
 
@@ -257,7 +257,7 @@ def legit_day(world: World, day: date) -> Events:
     n = len(card)
     rng = np.random.default_rng([world.seed, 4, day.toordinal()])
     hour = rng.choice(24, n, p=HOUR_WEIGHTS / HOUR_WEIGHTS.sum())
-    when = _midnight(day) + hour * 3600 + rng.integers(0, 3600, n)
+    when = midnight(day) + hour * 3600 + rng.integers(0, 3600, n)
     category = merchant // MERCHANTS_PER_CATEGORY
     amount = np.exp(rng.normal(CATEGORY_AMOUNT[category, 0], CATEGORY_AMOUNT[category, 1])) * world.customers["wealth"].to_numpy()[card]
     keys = (np.uint64(day.toordinal()) << np.uint64(32)) | np.arange(n, dtype=np.uint64)
@@ -299,7 +299,7 @@ def _fraud_plan(world: World, day: date, fraud_rate: float, mix: tuple[tuple[str
     rng = np.random.default_rng([world.seed, 2, day.toordinal()])
     n_cards = len(world.customers)
     expected = fraud_rate * world.customers["daily_rate"].sum() * WEEKDAY_VOLUME[day.weekday()]
-    t0 = _midnight(day)
+    t0 = midnight(day)
     parts: list[Events] = []
 
     def events(card, when, merchant, amount, scenario):
@@ -400,7 +400,7 @@ def hex32(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return np.frombuffer(text.encode("ascii"), dtype="S32").astype("U32").astype(object)
 
 
-def _format_times(unix: np.ndarray) -> np.ndarray:
+def format_times(unix: np.ndarray) -> np.ndarray:
     """'YYYY-MM-DD HH:MM:SS' (UTC), written digit by digit into a byte array: ~20x faster than strftime."""
     seconds = unix.astype("datetime64[s]")
     day = seconds.astype("datetime64[D]")
@@ -449,7 +449,7 @@ def to_rows(world: World, events: Events, label_delay_days: float,
     have no label row)."""
     holder = {c: world.customers[c].to_numpy()[events.card] for c in HOLDER_COLUMNS}  # numpy take: no pandas reindexing
     merchants = {c: world.merchants[c].to_numpy()[events.merchant] for c in ("merchant", "category", "lat", "long")}
-    stamps = _format_times(events.when)
+    stamps = format_times(events.when)
     first, second = mix64(events.key ^ np.uint64(world.seed)), mix64(events.key ^ np.uint64(world.seed) ^ GOLDEN)
     trans_nums = hex32(first, second)
     # where at the merchant's site the terminal sits: derived from the event itself, so windows agree
@@ -468,7 +468,7 @@ def to_rows(world: World, events: Events, label_delay_days: float,
     known = delay >= 0
     labels = pd.DataFrame({
         "trans_num": trans_nums[known], "is_fraud": (events.scenario[known] != "").astype(int),
-        "labelled_at": _format_times(events.when[known] + delay[known]),
+        "labelled_at": format_times(events.when[known] + delay[known]),
         "scenario": events.scenario[known],
     })
     return frame, labels

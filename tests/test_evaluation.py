@@ -168,7 +168,8 @@ def test_no_suggestion_when_no_window_puts_fraud_in_both():
 
 
 def test_too_little_train_fraud_is_a_problem_and_no_best_baseline_without_average_precision():
-    from fraud.evaluate_csv import best_baseline, window_problems
+    from fraud.evaluate_csv import window_problems
+    from fraud.evaluation import best_baseline
 
     data = _history({2: "a", 10: "b"}, days=12)
     parts = split(data, Protocol(train_start=date(2026, 3, 1), train_days=5, delay_days=1, test_days=5)
