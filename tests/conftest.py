@@ -93,6 +93,21 @@ def own_fraud_home(prefix: str, **overrides: str):
                 os.environ[key] = value
 
 
+@contextmanager
+def own_migrated_home(prefix: str):
+    """own_fraud_home with its database migrated: yields (settings, engine); the engine is disposed afterwards."""
+    from fraud.db.engine import get_engine
+    from fraud.db.migrate import upgrade
+    from fraud.settings import Settings
+
+    with own_fraud_home(prefix):
+        settings = Settings()
+        engine = get_engine(settings)
+        upgrade(engine)
+        yield settings, engine
+        engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def fraud_env():
     """Point Settings at a fresh FRAUD_HOME for the session; stop its database at the end."""

@@ -19,7 +19,7 @@ from assets.resources import FraudPlatform
 from assets.scoring import fraud_flags
 from fraud import drift
 from fraud.features import FEATURE_NAMES, FEATURE_VERSION
-from tests.conftest import own_fraud_home
+from tests.conftest import own_migrated_home
 
 
 def _binned_normal_psi(shift: float) -> float:
@@ -206,16 +206,8 @@ WINDOW = {"start": "2026-11-02T00:00:00+00:00", "end": "2026-11-04T00:00:00+00:0
 
 @pytest.fixture(scope="module")
 def drift_home():
-    from fraud.db.engine import get_engine
-    from fraud.db.migrate import upgrade
-    from fraud.settings import Settings
-
-    with own_fraud_home("fraud-drift-"):
-        settings = Settings()
-        engine = get_engine(settings)
-        upgrade(engine)
-        yield settings, engine
-        engine.dispose()
+    with own_migrated_home("fraud-drift-") as home:
+        yield home
 
 
 def _checks() -> dict:

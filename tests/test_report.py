@@ -25,7 +25,7 @@ from fraud.features import FEATURE_NAMES
 from fraud.privacy import card_numbers_in
 from fraud.report import (DRIFT_TOP, ReportData, after_training, breakdown, build_report, live_metrics, model_comparison,
                           publish_report, reasons_text)
-from tests.conftest import own_fraud_home
+from tests.conftest import own_migrated_home
 from tests.scored_world import HOSTILE_MERCHANT, THRESHOLD, build_world
 
 REASONS = [{"feature": "amt_over_card_mean_30d", "contribution": 0.4213}, {"feature": "night", "contribution": -0.05}]
@@ -35,16 +35,8 @@ REASONS = [{"feature": "amt_over_card_mean_30d", "contribution": 0.4213}, {"feat
 def report_db():
     """The report reads the whole warehouse (data freshness, the promoted model): its own home, so what other
     modules load into the session's database cannot change what these tests see."""
-    from fraud.db.engine import get_engine
-    from fraud.db.migrate import upgrade
-    from fraud.settings import Settings
-
-    with own_fraud_home("fraud-report-"):
-        settings = Settings()
-        engine = get_engine(settings)
-        upgrade(engine)
-        yield settings, engine
-        engine.dispose()
+    with own_migrated_home("fraud-report-") as home:
+        yield home
 
 
 @pytest.fixture(scope="module")
