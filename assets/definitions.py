@@ -1,4 +1,5 @@
 """The code location: six assets from raw batches to report and alerts (workspace.yaml points here)."""
+
 from dagster import Definitions, PipesSubprocessClient
 
 from assets.drift_checks import drift_checks

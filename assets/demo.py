@@ -2,6 +2,7 @@
 
 Used by `fraud demo`; runs are recorded in the persistent Dagster instance under FRAUD_HOME/dagster, so
 `make ui` shows the demo's materializations and lineage afterwards."""
+
 from __future__ import annotations
 
 import time
@@ -17,9 +18,14 @@ from fraud.settings import Settings
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 ORDER = ["raw_transactions", "processed_transactions", "fraud_model", "fraud_flags", "fraud_report", "customer_alerts"]
-SHOWN = {"raw_transactions": ("rows", "batches"), "processed_transactions": ("rows_loaded", "rows_quarantined", "new_batches"),
-         "fraud_model": ("version", "average_precision", "roc_auc"), "fraud_flags": ("scored", "flagged"),
-         "fraud_report": ("flagged", "emails_sent", "report"), "customer_alerts": ("sent", "queued")}
+SHOWN = {
+    "raw_transactions": ("rows", "batches"),
+    "processed_transactions": ("rows_loaded", "rows_quarantined", "new_batches"),
+    "fraud_model": ("version", "average_precision", "roc_auc"),
+    "fraud_flags": ("scored", "flagged"),
+    "fraud_report": ("flagged", "emails_sent", "report"),
+    "customer_alerts": ("sent", "queued"),
+}
 
 
 def _short(value) -> str:
@@ -38,19 +44,33 @@ def run_demo(settings: Settings, console: Console | None = None) -> Path:
     console = console or Console()
     instance = local_instance(settings)
     resources = defs.resources
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
         task = progress.add_task("materializing", total=len(ORDER))
         for name in ORDER:
             progress.update(task, description=f"[bold]{name}")
             started = time.monotonic()
-            result = materialize([*ALL_ASSETS, *ALL_CHECKS], selection=AssetSelection.assets(name), instance=instance, resources=resources,
-                                 run_config=QUIET,
-                                 raise_on_error=True)
+            result = materialize(
+                [*ALL_ASSETS, *ALL_CHECKS],
+                selection=AssetSelection.assets(name),
+                instance=instance,
+                resources=resources,
+                run_config=QUIET,
+                raise_on_error=True,
+            )
             events = result.asset_materializations_for_node(name)
             meta = events[-1].metadata if events else {}
-            shown = ", ".join([f"{k}={_short(meta[k])}" for k in SHOWN[name] if k in meta]
-                              + [f"check {c.check_name} {_verdict(c)}" for c in result.get_asset_check_evaluations()])
+            shown = ", ".join(
+                [f"{k}={_short(meta[k])}" for k in SHOWN[name] if k in meta]
+                + [f"check {c.check_name} {_verdict(c)}" for c in result.get_asset_check_evaluations()]
+            )
             progress.console.print(f"[green]✓[/] {name} ({time.monotonic() - started:.1f} s) {shown}")
             progress.advance(task)
     return Path(settings.store_root / settings.reports_bucket / "latest.html").resolve()

@@ -8,8 +8,14 @@ No promoted model, or no day since its training window yet, is nothing to check:
 from collections.abc import Iterator
 
 import pandas as pd
-from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue,
-                     multi_asset_check)
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    MetadataValue,
+    multi_asset_check,
+)
 
 from assets.resources import FraudPlatform
 from assets.scoring import fraud_flags
@@ -22,55 +28,88 @@ FEATURE_DRIFT, SCORE_DRIFT = "feature_drift", "score_drift"
 def _window(result: drift.DriftResult) -> dict:
     if not result.window:
         return {}
-    return {"training_window": MetadataValue.json({"start": result.window[0].isoformat(),
-                                                   "end": result.window[1].isoformat()})}
+    return {
+        "training_window": MetadataValue.json(
+            {"start": result.window[0].isoformat(), "end": result.window[1].isoformat()}
+        )
+    }
 
 
 def _passing(name: str, note: str, extra: dict) -> AssetCheckResult:
-    return AssetCheckResult(check_name=name, asset_key=fraud_flags.key, passed=True, severity=AssetCheckSeverity.WARN,
-                            description=note, metadata={"note": note, **extra})
+    return AssetCheckResult(
+        check_name=name,
+        asset_key=fraud_flags.key,
+        passed=True,
+        severity=AssetCheckSeverity.WARN,
+        description=note,
+        metadata={"note": note, **extra},
+    )
 
 
 def _per_day(frame: pd.DataFrame) -> list[dict]:
-    return [{"day": str(r.day), "psi": None if r.psi != r.psi else round(float(r.psi), 4), "level": r.level,
-             "rows": int(r.rows)} for r in frame.sort_values("day").itertuples()]
+    return [
+        {
+            "day": str(r.day),
+            "psi": None if r.psi != r.psi else round(float(r.psi), 4),
+            "level": r.level,
+            "rows": int(r.rows),
+        }
+        for r in frame.sort_values("day").itertuples()
+    ]
 
 
 def _judge(name: str, frame: pd.DataFrame, extra: dict) -> AssetCheckResult:
     judged = drift.judged(frame)
     if judged.empty:
-        note = ("nothing to compare: no values on either side (the score: the model has not scored the training "
-                "window or the days since)" if (frame["level"] == drift.NO_DATA).all() else
-                f"fewer than {drift.MIN_ROWS} rows in the training window's sample or on each day since: shown, "
-                "not judged")
+        note = (
+            "nothing to compare: no values on either side (the score: the model has not scored the training "
+            "window or the days since)"
+            if (frame["level"] == drift.NO_DATA).all()
+            else f"fewer than {drift.MIN_ROWS} rows in the training window's sample or on each day since: shown, "
+            "not judged"
+        )
         return _passing(name, note, {**extra, "drift_table": MetadataValue.md(drift.markdown(frame))})
     above = drift.significant(frame)
     biggest = drift.max_psi(frame)
     features = list(dict.fromkeys(above.sort_values("psi", ascending=False)["feature"]))  # worst first
     if name == SCORE_DRIFT:
-        description = (f"the score's PSI is above {drift.SIGNIFICANT_ABOVE} on {above['day'].nunique()} of "
-                       f"{frame['day'].nunique()} days" if len(above) else
-                       f"the score's PSI stays at or below {drift.SIGNIFICANT_ABOVE} (max {biggest:.3f})")
+        description = (
+            f"the score's PSI is above {drift.SIGNIFICANT_ABOVE} on {above['day'].nunique()} of "
+            f"{frame['day'].nunique()} days"
+            if len(above)
+            else f"the score's PSI stays at or below {drift.SIGNIFICANT_ABOVE} (max {biggest:.3f})"
+        )
     else:
-        description = (f"{len(features)} of {frame['feature'].nunique()} features above PSI {drift.SIGNIFICANT_ABOVE} on "
-                       f"at least one day: {', '.join(features[:5])}{' …' if len(features) > 5 else ''}" if len(above) else
-                       f"every feature at or below PSI {drift.SIGNIFICANT_ABOVE} (max {biggest:.3f})")
+        description = (
+            f"{len(features)} of {frame['feature'].nunique()} features above PSI {drift.SIGNIFICANT_ABOVE} on "
+            f"at least one day: {', '.join(features[:5])}{' …' if len(features) > 5 else ''}"
+            if len(above)
+            else f"every feature at or below PSI {drift.SIGNIFICANT_ABOVE} (max {biggest:.3f})"
+        )
     return AssetCheckResult(
-        check_name=name, asset_key=fraud_flags.key, passed=above.empty, severity=AssetCheckSeverity.WARN,
+        check_name=name,
+        asset_key=fraud_flags.key,
+        passed=above.empty,
+        severity=AssetCheckSeverity.WARN,
         description=description,
         metadata={
             **extra,
             "drift_table": MetadataValue.md(drift.markdown(frame)),
             "max_psi": MetadataValue.float(biggest),
-            **({"psi_per_day": MetadataValue.json(_per_day(frame))} if name == SCORE_DRIFT else
-               {"worst_features": MetadataValue.json(drift.worst(frame, 5))}),
+            **(
+                {"psi_per_day": MetadataValue.json(_per_day(frame))}
+                if name == SCORE_DRIFT
+                else {"worst_features": MetadataValue.json(drift.worst(frame, 5))}
+            ),
             "above_threshold": MetadataValue.json(
-                [{"feature": r.feature, "day": str(r.day), "psi": round(float(r.psi), 4)} for r in above.itertuples()]),
+                [{"feature": r.feature, "day": str(r.day), "psi": round(float(r.psi), 4)} for r in above.itertuples()]
+            ),
             "threshold": MetadataValue.float(drift.SIGNIFICANT_ABOVE),
             "moderate_from": MetadataValue.float(drift.STABLE_BELOW),
             "min_rows_per_day": drift.MIN_ROWS,
             "days": MetadataValue.json([str(d) for d in sorted(frame["day"].unique())]),
-        })
+        },
+    )
 
 
 def drift_results(fraud: FraudPlatform, min_rows: int = drift.MIN_ROWS) -> list[AssetCheckResult]:
@@ -90,16 +129,28 @@ def drift_results(fraud: FraudPlatform, min_rows: int = drift.MIN_ROWS) -> list[
 
 
 @multi_asset_check(
-    specs=[AssetCheckSpec(FEATURE_DRIFT, asset=fraud_flags, blocking=False,
-                          description="Population stability index of each model feature, per day since the promoted "
-                                      f"model's training window (last {drift.RECENT_DAYS} days at most), against a "
-                                      f"sample of that window; warns when one is above {drift.SIGNIFICANT_ABOVE} "
-                                      "(significant shift)."),
-           AssetCheckSpec(SCORE_DRIFT, asset=fraud_flags, blocking=False,
-                          description="Population stability index of the promoted model's score, per day since its "
-                                      f"training window (last {drift.RECENT_DAYS} days at most), against its scores of "
-                                      f"that window; warns when above {drift.SIGNIFICANT_ABOVE} (significant shift).")],
-    name="drift_checks", description="PSI of the features and of the score since the training window (fraud/drift.py).")
+    specs=[
+        AssetCheckSpec(
+            FEATURE_DRIFT,
+            asset=fraud_flags,
+            blocking=False,
+            description="Population stability index of each model feature, per day since the promoted "
+            f"model's training window (last {drift.RECENT_DAYS} days at most), against a "
+            f"sample of that window; warns when one is above {drift.SIGNIFICANT_ABOVE} "
+            "(significant shift).",
+        ),
+        AssetCheckSpec(
+            SCORE_DRIFT,
+            asset=fraud_flags,
+            blocking=False,
+            description="Population stability index of the promoted model's score, per day since its "
+            f"training window (last {drift.RECENT_DAYS} days at most), against its scores of "
+            f"that window; warns when above {drift.SIGNIFICANT_ABOVE} (significant shift).",
+        ),
+    ],
+    name="drift_checks",
+    description="PSI of the features and of the score since the training window (fraud/drift.py).",
+)
 def drift_checks(context: AssetCheckExecutionContext, fraud: FraudPlatform) -> Iterator[AssetCheckResult]:
     results = drift_results(fraud)
     for result in results:

@@ -4,6 +4,7 @@
 
 `fraud demo`, `fraud ui` (`make ui`) and the browser test all use this one instance, so the UI shows the
 demo's materializations. In AWS the team's own Dagster deployment brings its instance."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,8 +29,9 @@ def _dagster_database_url(settings: Settings) -> str:
     platform = create_engine(database_url(settings), isolation_level="AUTOCOMMIT")
     try:
         with platform.connect() as connection:
-            exists = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"),
-                                        {"name": DAGSTER_DATABASE}).scalar()
+            exists = connection.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": DAGSTER_DATABASE}
+            ).scalar()
             if not exists:
                 connection.execute(text(f'CREATE DATABASE "{DAGSTER_DATABASE}"'))
         # dagster-postgres speaks psycopg2 (SQLAlchemy 2.1 would otherwise pick psycopg 3 for "postgresql://")
@@ -43,7 +45,10 @@ def instance_config(settings: Settings) -> dict:
     return {
         "storage": {"postgres": {"postgres_url": _dagster_database_url(settings)}},
         "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator"},
-        "concurrency": {"runs": {"max_concurrent_runs": MAX_CONCURRENT_RUNS, "tag_concurrency_limits": TAG_LIMITS}, "pools": {"default_limit": POOL_LIMIT}},
+        "concurrency": {
+            "runs": {"max_concurrent_runs": MAX_CONCURRENT_RUNS, "tag_concurrency_limits": TAG_LIMITS},
+            "pools": {"default_limit": POOL_LIMIT},
+        },
         "run_monitoring": {"enabled": True},
         "telemetry": {"enabled": False},
         "nux": {"enabled": False},  # no "join the community" pop-up over the operator's first page

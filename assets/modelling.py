@@ -7,25 +7,37 @@ to a worse model, whether or not the check runs. `model_quality_gate` re-runs th
 registry and the database, checks that LATEST agrees with it, and, being blocking, keeps downstream assets
 (scoring, report, alerts) from running after a refused model.
 """
+
 import math
 
-from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetExecutionContext,
-                     MaterializeResult, MetadataValue, asset, asset_check)
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
 
 from assets.resources import FraudPlatform
+from assets.versions import CODE_VERSIONS
 from fraud import plots, registry
 from fraud.db.queries import labelled_features
 from fraud.evaluation import GateDecision, LabelledData, Protocol, Windows, gate_on_window, metrics_table
 from fraud.features import FEATURE_VERSION
 from fraud.model import NAME, TrainingConfig, model_version, train
 from fraud.scoring import TFLiteScorer
-from assets.versions import CODE_VERSIONS
 
 
 def _protocol(settings) -> Protocol:
     # the delay window spans the chargeback delay: its labels are not known when the test window starts
-    return Protocol(delay_days=math.ceil(settings.label_delay_days), test_days=settings.test_days,
-                    alert_budget_per_day=settings.alert_budget_per_day)
+    return Protocol(
+        delay_days=math.ceil(settings.label_delay_days),
+        test_days=settings.test_days,
+        alert_budget_per_day=settings.alert_budget_per_day,
+    )
 
 
 def _labelled(fraud: FraudPlatform) -> LabelledData:
@@ -42,16 +54,28 @@ def _gate(fraud: FraudPlatform, data: LabelledData, version: str, latest: str | 
         # a promoted model that reads another feature set cannot score these rows: the floor alone decides
         if registry.load_metadata(store, name, latest).get("feature_names") == candidate["feature_names"]:
             latest_scorer = TFLiteScorer(registry.load_tflite(store, name, latest)).predict
-    return gate_on_window(data, Windows.from_dict(candidate["protocol"]), settings.min_average_precision, version,
-                          TFLiteScorer(registry.load_tflite(store, name, version)).predict, latest, latest_scorer)
+    return gate_on_window(
+        data,
+        Windows.from_dict(candidate["protocol"]),
+        settings.min_average_precision,
+        version,
+        TFLiteScorer(registry.load_tflite(store, name, version)).predict,
+        latest,
+        latest_scorer,
+    )
 
 
-@asset(group_name="modelling", deps=["processed_transactions"], kinds={"tensorflow", "s3"}, owners=["team:fraud-ml"],
-       code_version=CODE_VERSIONS["fraud_model"],
-       description="Keras MLP trained on labelled history under the temporal protocol (train -> label delay -> test), "
-                   "compared with logistic regression and gradient-boosted trees on the same split, exported to "
-                   ".keras + .tflite + metadata.json in the models bucket; promoted to LATEST only when the quality "
-                   "gate passes. Unchanged data re-uses the version.")
+@asset(
+    group_name="modelling",
+    deps=["processed_transactions"],
+    kinds={"tensorflow", "s3"},
+    owners=["team:fraud-ml"],
+    code_version=CODE_VERSIONS["fraud_model"],
+    description="Keras MLP trained on labelled history under the temporal protocol (train -> label delay -> test), "
+    "compared with logistic regression and gradient-boosted trees on the same split, exported to "
+    ".keras + .tflite + metadata.json in the models bucket; promoted to LATEST only when the quality "
+    "gate passes. Unchanged data re-uses the version.",
+)
 def fraud_model(context: AssetExecutionContext, fraud: FraudPlatform) -> MaterializeResult:
     settings = fraud.settings()
     store, name = fraud.store(settings.models_bucket), settings.model_name
@@ -63,7 +87,9 @@ def fraud_model(context: AssetExecutionContext, fraud: FraudPlatform) -> Materia
         context.log.info(f"model {version} already trained on exactly this data; re-using it")
         metadata = registry.load_metadata(store, name, version)
     else:
-        trained = train(data, protocol, config, on_epoch=lambda epoch, logs: context.log.debug(f"epoch {epoch}: {logs}"))
+        trained = train(
+            data, protocol, config, on_epoch=lambda epoch, logs: context.log.debug(f"epoch {epoch}: {logs}")
+        )
         registry.publish(store, name, version, trained.files)
         metadata = trained.metadata
     latest = registry.latest_version(store, name)
@@ -77,29 +103,35 @@ def fraud_model(context: AssetExecutionContext, fraud: FraudPlatform) -> Materia
     if trained is not None:
         curves = {n: (trained.test.y, r.test_scores) for n, r in trained.results.items()}
         extra["precision_recall_curve"] = MetadataValue.md(
-            f"![precision-recall on the test window](data:image/png;base64,{plots.precision_recall_by_model(curves)})")
-    return MaterializeResult(metadata={
-        "version": version,
-        "promoted": decision.passed,
-        "latest_version": registry.latest_version(store, name) or "none",
-        "gate": MetadataValue.json(decision.as_dict()),
-        "threshold": metadata["threshold"],
-        "training_rows": metadata["training_window"]["rows"],
-        "training_frauds": metadata["training_window"]["frauds"],
-        **{k: v for k, v in metadata["metrics"].items() if v is not None},
-        "metrics": MetadataValue.json(metadata["metrics"]),
-        "metrics_table": MetadataValue.md(metrics_table(comparison, protocol.precision_k)),
-        "baseline_comparison": MetadataValue.json(metadata["baselines"]),
-        "windows": MetadataValue.json(metadata["protocol"]),
-        **extra,
-        "artifacts": MetadataValue.path(store.uri(f"{name}/{version}/")),
-    })
+            f"![precision-recall on the test window](data:image/png;base64,{plots.precision_recall_by_model(curves)})"
+        )
+    return MaterializeResult(
+        metadata={
+            "version": version,
+            "promoted": decision.passed,
+            "latest_version": registry.latest_version(store, name) or "none",
+            "gate": MetadataValue.json(decision.as_dict()),
+            "threshold": metadata["threshold"],
+            "training_rows": metadata["training_window"]["rows"],
+            "training_frauds": metadata["training_window"]["frauds"],
+            **{k: v for k, v in metadata["metrics"].items() if v is not None},
+            "metrics": MetadataValue.json(metadata["metrics"]),
+            "metrics_table": MetadataValue.md(metrics_table(comparison, protocol.precision_k)),
+            "baseline_comparison": MetadataValue.json(metadata["baselines"]),
+            "windows": MetadataValue.json(metadata["protocol"]),
+            **extra,
+            "artifacts": MetadataValue.path(store.uri(f"{name}/{version}/")),
+        }
+    )
 
 
-@asset_check(asset=fraud_model, blocking=True,
-             description="Quality gate: the model's average precision on its test window reaches "
-                         "FRAUD_MIN_AVERAGE_PRECISION and is not below the previously promoted model's on the same "
-                         "window (both scored with LiteRT); LATEST points to the model only if so.")
+@asset_check(
+    asset=fraud_model,
+    blocking=True,
+    description="Quality gate: the model's average precision on its test window reaches "
+    "FRAUD_MIN_AVERAGE_PRECISION and is not below the previously promoted model's on the same "
+    "window (both scored with LiteRT); LATEST points to the model only if so.",
+)
 def model_quality_gate(context: AssetCheckExecutionContext, fraud: FraudPlatform) -> AssetCheckResult:
     event = context.instance.get_latest_materialization_event(fraud_model.key)
     recorded = event.asset_materialization.metadata["gate"].value
@@ -115,6 +147,9 @@ def model_quality_gate(context: AssetCheckExecutionContext, fraud: FraudPlatform
         passed=decision.passed and latest == expected,
         severity=AssetCheckSeverity.ERROR,
         description="; ".join(reasons) or f"{version} passes the gate",
-        metadata={**{k: v for k, v in decision.as_dict().items() if v is not None and k != "reasons"},
-                  "reasons": MetadataValue.json(reasons), "latest": latest or "none"},
+        metadata={
+            **{k: v for k, v in decision.as_dict().items() if v is not None and k != "reasons"},
+            "reasons": MetadataValue.json(reasons),
+            "latest": latest or "none",
+        },
     )

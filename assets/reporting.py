@@ -1,12 +1,12 @@
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from assets.resources import FraudPlatform
+from assets.versions import CODE_VERSIONS
 from fraud import registry
 from fraud.alerts import AlertPolicy, send_alerts
 from fraud.db.queries import alert_status_counts
 from fraud.mailers import mailer_for
 from fraud.report import publish_report
-from assets.versions import CODE_VERSIONS
 
 
 def _promoted(fraud: FraudPlatform) -> tuple[str, dict]:
@@ -18,28 +18,44 @@ def _promoted(fraud: FraudPlatform) -> tuple[str, dict]:
     return version, registry.load_metadata(store, settings.model_name, version)
 
 
-@asset(group_name="reporting", deps=["fraud_flags"], kinds={"html", "s3"}, owners=["team:fraud-ops"],
-       code_version=CODE_VERSIONS["fraud_report"],
-       description="Self-contained HTML report for stakeholders (plots embedded, no scripts) plus a CSV of flagged "
-                   "transactions, in the reports bucket under reports/<timestamp>/ and as latest.html.")
+@asset(
+    group_name="reporting",
+    deps=["fraud_flags"],
+    kinds={"html", "s3"},
+    owners=["team:fraud-ops"],
+    code_version=CODE_VERSIONS["fraud_report"],
+    description="Self-contained HTML report for stakeholders (plots embedded, no scripts) plus a CSV of flagged "
+    "transactions, in the reports bucket under reports/<timestamp>/ and as latest.html.",
+)
 def fraud_report(context: AssetExecutionContext, fraud: FraudPlatform) -> MaterializeResult:
     published = publish_report(fraud.engine(), fraud.settings())
     headline = published.report.headline
-    return MaterializeResult(metadata={
-        **{name: (MetadataValue.float(value) if isinstance(value, float) else value) for name, value in headline.items()},
-        "report": MetadataValue.path(published.latest),
-        "report_snapshot": MetadataValue.path(published.snapshot),
-        "flagged_csv": MetadataValue.path(published.csv),
-        "alerts_per_day_plot": MetadataValue.md(
-            f"![alerts per day](data:image/png;base64,{published.report.plot_alerts_png_b64})"),
-    })
+    return MaterializeResult(
+        metadata={
+            **{
+                name: (MetadataValue.float(value) if isinstance(value, float) else value)
+                for name, value in headline.items()
+            },
+            "report": MetadataValue.path(published.latest),
+            "report_snapshot": MetadataValue.path(published.snapshot),
+            "flagged_csv": MetadataValue.path(published.csv),
+            "alerts_per_day_plot": MetadataValue.md(
+                f"![alerts per day](data:image/png;base64,{published.report.plot_alerts_png_b64})"
+            ),
+        }
+    )
 
 
-@asset(group_name="reporting", deps=["fraud_flags"], kinds={"email"}, owners=["team:fraud-ops"],
-       code_version=CODE_VERSIONS["customer_alerts"],
-       description="One email per card and day with flagged transactions, to the cardholder (outbox .eml files "
-                   "locally, SMTP when FRAUD_SMTP_HOST is set, SES in aws mode); queued in customer_alert under a "
-                   "unique group key so a rerun never sends twice; failed deliveries stay pending for the next run.")
+@asset(
+    group_name="reporting",
+    deps=["fraud_flags"],
+    kinds={"email"},
+    owners=["team:fraud-ops"],
+    code_version=CODE_VERSIONS["customer_alerts"],
+    description="One email per card and day with flagged transactions, to the cardholder (outbox .eml files "
+    "locally, SMTP when FRAUD_SMTP_HOST is set, SES in aws mode); queued in customer_alert under a "
+    "unique group key so a rerun never sends twice; failed deliveries stay pending for the next run.",
+)
 def customer_alerts(context: AssetExecutionContext, fraud: FraudPlatform) -> MaterializeResult:
     settings = fraud.settings()
     engine = fraud.engine()
@@ -48,13 +64,23 @@ def customer_alerts(context: AssetExecutionContext, fraud: FraudPlatform) -> Mat
     policy = AlertPolicy.from_settings(settings)
     result = send_alerts(engine, version, mailer, policy)
     if result.failed or result.deferred:
-        context.log.warning(f"{result.failed} alerts failed and {result.deferred} were not tried (server down?); "
-                            f"they stay pending for the next run. Last error: {result.errors[-1] if result.errors else '-'}")
+        context.log.warning(
+            f"{result.failed} alerts failed and {result.deferred} were not tried (server down?); "
+            f"they stay pending for the next run. Last error: {result.errors[-1] if result.errors else '-'}"
+        )
     totals = alert_status_counts(engine, policy.channel)
-    return MaterializeResult(metadata={
-        "transport": mailer.name, "queued": result.queued, "sent": result.sent, "failed": result.failed,
-        "deferred": result.deferred, "capped": result.capped, "skipped_opted_out": result.skipped_opted_out,
-        "skipped_no_email": result.skipped_no_email, "pending_total": totals.get("pending", 0),
-        "sent_total": totals.get("sent", 0),
-        **({"outbox": MetadataValue.path(str(settings.outbox_dir))} if mailer.name == "outbox" else {}),
-    })
+    return MaterializeResult(
+        metadata={
+            "transport": mailer.name,
+            "queued": result.queued,
+            "sent": result.sent,
+            "failed": result.failed,
+            "deferred": result.deferred,
+            "capped": result.capped,
+            "skipped_opted_out": result.skipped_opted_out,
+            "skipped_no_email": result.skipped_no_email,
+            "pending_total": totals.get("pending", 0),
+            "sent_total": totals.get("sent", 0),
+            **({"outbox": MetadataValue.path(str(settings.outbox_dir))} if mailer.name == "outbox" else {}),
+        }
+    )

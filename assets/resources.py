@@ -1,4 +1,5 @@
 """Resources: the platform settings (one object, from FRAUD_* variables) and the clients built from them."""
+
 from __future__ import annotations
 
 from dagster import ConfigurableResource
@@ -28,8 +29,9 @@ class FraudPlatform(ConfigurableResource):
         settings = self.settings()
         return PipesGlueClient(
             client=aws.client(settings, "glue"),
-            context_injector=PipesS3ContextInjector(bucket=settings.processed_bucket, client=aws.client(settings, "s3"),
-                                                    key_prefix="dagster-pipes/"),
+            context_injector=PipesS3ContextInjector(
+                bucket=settings.processed_bucket, client=aws.client(settings, "s3"), key_prefix="dagster-pipes/"
+            ),
             message_reader=PipesCloudWatchMessageReader(client=aws.client(settings, "logs")),
         )
 

@@ -1,26 +1,31 @@
 from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 
 from assets.resources import FraudPlatform
+from assets.versions import CODE_VERSIONS
 from fraud import registry
 from fraud.db.review import count_unreviewed, recent_window
 from lambdas.scorer.handler import handler as score
-from assets.versions import CODE_VERSIONS
 
 
 class ScoringScope(Config):
     """What a run scores. Default: every transaction the promoted model has not scored yet ("Materialize all").
     The raw-batch sensor names its batch; the model-promotion sensor asks for the unreviewed transactions of
     the last `rescore_days` days (no label and no sent customer alert: fraud.db.review)."""
+
     batch_ids: list[str] = []
     rescore_days: int = 0
 
 
-@asset(group_name="scoring", deps=["processed_transactions", "fraud_model"], kinds={"python", "postgres"},
-       code_version=CODE_VERSIONS["fraud_flags"],
-       owners=["team:fraud-ml"],
-       description="Fraud scores and flags in `fraud_score`, written by the scorer Lambda (LiteRT, no TensorFlow; "
-                   "in-process locally) for every transaction the promoted model has not scored yet; a run config "
-                   "narrows it to given raw batches or to rescoring the last days' unreviewed transactions.")
+@asset(
+    group_name="scoring",
+    deps=["processed_transactions", "fraud_model"],
+    kinds={"python", "postgres"},
+    code_version=CODE_VERSIONS["fraud_flags"],
+    owners=["team:fraud-ml"],
+    description="Fraud scores and flags in `fraud_score`, written by the scorer Lambda (LiteRT, no TensorFlow; "
+    "in-process locally) for every transaction the promoted model has not scored yet; a run config "
+    "narrows it to given raw batches or to rescoring the last days' unreviewed transactions.",
+)
 def fraud_flags(context: AssetExecutionContext, config: ScoringScope, fraud: FraudPlatform) -> MaterializeResult:
     settings = fraud.settings()
     engine = fraud.engine()  # make sure the schema is migrated before the handler writes
@@ -31,13 +36,19 @@ def fraud_flags(context: AssetExecutionContext, config: ScoringScope, fraud: Fra
             return MaterializeResult(metadata={"scored": 0, "flagged": 0, "model_version": "none"})
     if config.batch_ids:
         results = [score({"batch_id": batch_id}, settings=settings) for batch_id in config.batch_ids]
-        result = {"model_version": results[-1]["model_version"], "batches": len(results),
-                  **{k: sum(r[k] for r in results) for k in ("scored", "flagged", "pending")}}
+        result = {
+            "model_version": results[-1]["model_version"],
+            "batches": len(results),
+            **{k: sum(r[k] for r in results) for k in ("scored", "flagged", "pending")},
+        }
     elif config.rescore_days:
         since, until = recent_window(engine, config.rescore_days)
         window = {"since": since.isoformat(), "until": until.isoformat()}
-        result = {**score({**window, "unreviewed_only": True}, settings=settings), **window,
-                  "unreviewed_in_window": count_unreviewed(engine, since, until)}
+        result = {
+            **score({**window, "unreviewed_only": True}, settings=settings),
+            **window,
+            "unreviewed_in_window": count_unreviewed(engine, since, until),
+        }
     else:
         result = score({}, settings=settings)
     context.log.info(f"scored {result['scored']} transactions with {result['model_version']}")

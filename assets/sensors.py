@@ -9,12 +9,24 @@
 All are on by default (DefaultSensorStatus / DefaultScheduleStatus RUNNING); the Dagster daemon (`dagster dev`)
 evaluates them.
 """
+
 from __future__ import annotations
 
 import json
 
-from dagster import (AssetKey, AssetSelection, DefaultScheduleStatus, DefaultSensorStatus, RunRequest,
-                     ScheduleDefinition, SensorEvaluationContext, SensorResult, SkipReason, define_asset_job, sensor)
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    ScheduleDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    define_asset_job,
+    sensor,
+)
 
 from assets.resources import FraudPlatform
 from fraud import registry
@@ -28,17 +40,23 @@ from fraud.schema import batch_id_of
 MAX_RUNS_PER_TICK = 200
 
 process_and_score_batch = define_asset_job(
-    "process_and_score_batch", selection=AssetSelection.assets("processed_transactions", "fraud_flags"),
+    "process_and_score_batch",
+    selection=AssetSelection.assets("processed_transactions", "fraud_flags"),
     # one Spark ETL at a time (the instance's tag limit, assets/instance.py): batches load in the order the
     # sensor requested them, so each batch's features see the batches before it
     tags={"fraud/engine": "spark"},
-    description="The ETL and the scoring of the raw batches named in the run config (the raw-batch sensor's runs).")
+    description="The ETL and the scoring of the raw batches named in the run config (the raw-batch sensor's runs).",
+)
 retrain_model = define_asset_job(
-    "retrain_model", selection=AssetSelection.assets("fraud_model"),
-    description="Retrain on every label loaded so far; unchanged training data re-uses the model version.")
+    "retrain_model",
+    selection=AssetSelection.assets("fraud_model"),
+    description="Retrain on every label loaded so far; unchanged training data re-uses the model version.",
+)
 rescore_recent = define_asset_job(
-    "rescore_recent", selection=AssetSelection.assets("fraud_flags"),
-    description="Score with the promoted model the unreviewed transactions of the last days (run config).")
+    "rescore_recent",
+    selection=AssetSelection.assets("fraud_flags"),
+    description="Score with the promoted model the unreviewed transactions of the last days (run config).",
+)
 
 
 def batch_run_config(batch_id: str) -> dict:
@@ -46,18 +64,27 @@ def batch_run_config(batch_id: str) -> dict:
     return {"ops": {"processed_transactions": scope, "fraud_flags": scope}}
 
 
-@sensor(job=process_and_score_batch, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
-        description="A run per new raw transaction batch (transactions/ in the raw bucket, local folder or S3).")
+@sensor(
+    job=process_and_score_batch,
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="A run per new raw transaction batch (transactions/ in the raw bucket, local folder or S3).",
+)
 def raw_batch_sensor(context: SensorEvaluationContext, fraud: FraudPlatform) -> SensorResult:
     settings = fraud.settings()
     cursor = ArrivalCursor.from_json(context.cursor)
     arrived, cursor = next_arrivals(transaction_objects(fraud.store(settings.raw_bucket)), cursor, MAX_RUNS_PER_TICK)
     # batches that another run already loaded (Materialize all, a backfill) need no run of their own
     loaded = loaded_batch_ids(fraud.engine()) if arrived else set()
-    requests = [RunRequest(run_key=batch_id_of(o.key), run_config=batch_run_config(batch_id_of(o.key)),
-                           tags={"fraud/batch_id": batch_id_of(o.key), "fraud/raw_key": o.key})
-                for o in sorted(arrived, key=lambda o: o.key)  # event-hour order within a tick: history first
-                if batch_id_of(o.key) not in loaded]
+    requests = [
+        RunRequest(
+            run_key=batch_id_of(o.key),
+            run_config=batch_run_config(batch_id_of(o.key)),
+            tags={"fraud/batch_id": batch_id_of(o.key), "fraud/raw_key": o.key},
+        )
+        for o in sorted(arrived, key=lambda o: o.key)  # event-hour order within a tick: history first
+        if batch_id_of(o.key) not in loaded
+    ]
     if not requests:
         reason = f"{len(arrived)} new raw batches, all already loaded" if arrived else "no new raw batches"
         return SensorResult(skip_reason=SkipReason(reason), cursor=cursor.to_json())
@@ -65,13 +92,21 @@ def raw_batch_sensor(context: SensorEvaluationContext, fraud: FraudPlatform) -> 
     return SensorResult(run_requests=requests, cursor=cursor.to_json())
 
 
-@sensor(job=retrain_model, minimum_interval_seconds=300, default_status=DefaultSensorStatus.RUNNING,
-        description="Retrains once FRAUD_RETRAIN_MIN_NEW_LABELS labels were loaded since the last retraining.")
+@sensor(
+    job=retrain_model,
+    minimum_interval_seconds=300,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Retrains once FRAUD_RETRAIN_MIN_NEW_LABELS labels were loaded since the last retraining.",
+)
 def labels_sensor(context: SensorEvaluationContext, fraud: FraudPlatform) -> SensorResult | SkipReason:
     # Labels reach the database through the ETL (processed_transactions), so the sensor watches that asset's
     # label count rather than the raw labels/ prefix: a retrain never starts before its labels are loaded.
     record = context.instance.get_latest_materialization_event(AssetKey("processed_transactions"))
-    labels_loaded = record.asset_materialization.metadata.get("transaction_label") if record and record.asset_materialization else None
+    labels_loaded = (
+        record.asset_materialization.metadata.get("transaction_label")
+        if record and record.asset_materialization
+        else None
+    )
     if labels_loaded is None:
         return SkipReason("processed_transactions has not reported a label count yet")
     labels_now = int(labels_loaded.value)
@@ -79,18 +114,29 @@ def labels_sensor(context: SensorEvaluationContext, fraud: FraudPlatform) -> Sen
     new_labels = labels_now - last if labels_now >= last else labels_now  # fewer than before: a fresh database
     if new_labels < fraud.settings().retrain_min_new_labels:
         return SkipReason(f"{new_labels} new labels since the last retraining")
-    return SensorResult(run_requests=[RunRequest(run_key=f"labels-{labels_now}", tags={"fraud/labels": str(labels_now)})],
-                        cursor=json.dumps({"labels_at_last_retrain": labels_now}))
+    return SensorResult(
+        run_requests=[RunRequest(run_key=f"labels-{labels_now}", tags={"fraud/labels": str(labels_now)})],
+        cursor=json.dumps({"labels_at_last_retrain": labels_now}),
+    )
 
 
 weekly_retrain = ScheduleDefinition(
-    name="weekly_retrain", job=retrain_model, cron_schedule="0 3 * * 1", execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.RUNNING, description="Retrains every Monday 03:00 UTC.")
+    name="weekly_retrain",
+    job=retrain_model,
+    cron_schedule="0 3 * * 1",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Retrains every Monday 03:00 UTC.",
+)
 
 
-@sensor(job=rescore_recent, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
-        description="A newly promoted model (LATEST in the models bucket) rescores the unreviewed transactions "
-                    "of the last FRAUD_RESCORE_DAYS days.")
+@sensor(
+    job=rescore_recent,
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="A newly promoted model (LATEST in the models bucket) rescores the unreviewed transactions "
+    "of the last FRAUD_RESCORE_DAYS days.",
+)
 def model_promotion_sensor(context: SensorEvaluationContext, fraud: FraudPlatform) -> SensorResult | SkipReason:
     # Watching LATEST itself (not fraud_model's materializations) also catches a promotion or a rollback
     # made outside Dagster.
@@ -104,8 +150,11 @@ def model_promotion_sensor(context: SensorEvaluationContext, fraud: FraudPlatfor
     # the promotion's time in the run key: promoting a version again after a rollback rescores again
     latest_key = f"{settings.model_name}/LATEST"
     promoted = next((o.last_modified for o in store.list_objects(latest_key) if o.key == latest_key), 0.0)
-    request = RunRequest(run_key=f"rescore-{version}-{int(promoted)}", tags={"fraud/model_version": version},
-                         run_config={"ops": {"fraud_flags": {"config": {"rescore_days": settings.rescore_days}}}})
+    request = RunRequest(
+        run_key=f"rescore-{version}-{int(promoted)}",
+        tags={"fraud/model_version": version},
+        run_config={"ops": {"fraud_flags": {"config": {"rescore_days": settings.rescore_days}}}},
+    )
     return SensorResult(run_requests=[request], cursor=version)
 
 

@@ -3,6 +3,7 @@
 dagster dev runs in its own process group; Ctrl-C or SIGTERM here is forwarded to the whole group as SIGINT
 (dagster dev's own clean shutdown), and whatever is left after a grace period is killed, so no webserver,
 daemon or code-server process outlives the command."""
+
 from __future__ import annotations
 
 import os
@@ -19,7 +20,18 @@ GRACE_SECONDS = 30
 
 
 def dagster_dev_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]
+    return [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(REPO_ROOT / "workspace.yaml"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
 
 
 def serve_ui(settings: Settings, port: int, console: Console) -> int:

@@ -2,6 +2,7 @@
 differs from the one its last materialization recorded, so bump an entry when that asset's output would change
 for the same input; the ETL's is the feature-set version, so a new feature set shows every processed batch as
 stale."""
+
 from fraud.features import FEATURE_VERSION
 
 CODE_VERSIONS = {

@@ -1,5 +1,6 @@
 """`make bench`: each figure is a ratio against a baseline measured in the same run (absolute times drift
 on shared machines; ratios much less so). Uses its own temporary FRAUD_HOME and embedded PostgreSQL."""
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,11 @@ def processed_frame(rows: int):
     digits = frame["cc_num"].map(normalize_card_number)
     rng = np.random.default_rng(0)
     return frame.assign(
-        event_time=pd.to_datetime(frame["trans_date_trans_time"], utc=True), card_token=digits.map(lambda d: card_token(d, b"bench")),
-        last4=digits.str[-4:], batch_id="bench", features=list(rng.random((len(frame), len(FEATURE_NAMES)))),
+        event_time=pd.to_datetime(frame["trans_date_trans_time"], utc=True),
+        card_token=digits.map(lambda d: card_token(d, b"bench")),
+        last4=digits.str[-4:],
+        batch_id="bench",
+        features=list(rng.random((len(frame), len(FEATURE_NAMES)))),
     )
 
 
@@ -57,15 +61,29 @@ def bench_load(engine, rows: int) -> tuple[float, float]:
 
     def reset():
         with engine.begin() as connection:
-            connection.execute(text("TRUNCATE fact_transaction, fraud_score, transaction_features, transaction_label, dim_card, dim_merchant, batch_load CASCADE"))
+            connection.execute(
+                text(
+                    "TRUNCATE fact_transaction, fraud_score, transaction_features, transaction_label, dim_card, dim_merchant, batch_load CASCADE"
+                )
+            )
 
     def copy_load():
         reset()
         load_processed(engine, frame, labels, [])
 
-    records = [dict(trans_num=r.trans_num, event_time=r.event_time, card_token=r.card_token, last4=r.last4,
-                    merchant=r.merchant, category=r.category, amount=float(r.amt), features=[float(v) for v in r.features])
-               for r in frame.itertuples()]
+    records = [
+        dict(
+            trans_num=r.trans_num,
+            event_time=r.event_time,
+            card_token=r.card_token,
+            last4=r.last4,
+            merchant=r.merchant,
+            category=r.category,
+            amount=float(r.amt),
+            features=[float(v) for v in r.features],
+        )
+        for r in frame.itertuples()
+    ]
 
     def row_by_row():
         """The naive way: an ORM merge (SELECT, then INSERT) per row, flushed row by row."""
@@ -78,8 +96,17 @@ def bench_load(engine, rows: int) -> tuple[float, float]:
             for r in records:
                 session.merge(DimCard(card_token=r["card_token"], last4=r["last4"]))
                 session.merge(DimMerchant(merchant=r["merchant"]))
-                session.merge(FactTransaction(trans_num=r["trans_num"], event_time=r["event_time"], card_token=r["card_token"],
-                                              merchant=r["merchant"], category=r["category"], amount=r["amount"], batch_id="bench"))
+                session.merge(
+                    FactTransaction(
+                        trans_num=r["trans_num"],
+                        event_time=r["event_time"],
+                        card_token=r["card_token"],
+                        merchant=r["merchant"],
+                        category=r["category"],
+                        amount=r["amount"],
+                        batch_id="bench",
+                    )
+                )
                 session.merge(TransactionFeatures(trans_num=r["trans_num"], feature_version="v2", values=r["features"]))
                 session.flush()
             session.commit()
@@ -102,10 +129,19 @@ def naive_faker_transactions(n: int, customers: list[dict]) -> list[dict]:
     for _ in range(n):
         holder = random.choice(customers)
         when = fake.date_time_between(start_date="-30d", end_date="now")
-        rows.append({**holder, "trans_date_trans_time": when.strftime("%Y-%m-%d %H:%M:%S"), "unix_time": int(when.timestamp()),
-                     "merchant": f"fraud_{fake.company()}", "category": random.choice(CATEGORIES),
-                     "amt": round(random.lognormvariate(3.8, 0.9), 2), "trans_num": uuid.uuid4().hex,
-                     "merch_lat": holder["lat"] + random.gauss(0, 0.3), "merch_long": holder["long"] + random.gauss(0, 0.3)})
+        rows.append(
+            {
+                **holder,
+                "trans_date_trans_time": when.strftime("%Y-%m-%d %H:%M:%S"),
+                "unix_time": int(when.timestamp()),
+                "merchant": f"fraud_{fake.company()}",
+                "category": random.choice(CATEGORIES),
+                "amt": round(random.lognormvariate(3.8, 0.9), 2),
+                "trans_num": uuid.uuid4().hex,
+                "merch_lat": holder["lat"] + random.gauss(0, 0.3),
+                "merch_long": holder["long"] + random.gauss(0, 0.3),
+            }
+        )
     return rows
 
 
@@ -164,8 +200,12 @@ def bench_etl(settings, cards: int, days: int) -> dict:
     generate({}, settings=world_settings)
     raw = object_store(settings, settings.raw_bucket)
     keys, labels = transaction_keys(raw), label_keys(raw)
-    args = {"raw_uri": raw.uri(), "processed_uri": object_store(settings, settings.processed_bucket).uri(),
-            "transactions_keys": ",".join(keys), "labels_keys": ",".join(labels)}
+    args = {
+        "raw_uri": raw.uri(),
+        "processed_uri": object_store(settings, settings.processed_bucket).uri(),
+        "transactions_keys": ",".join(keys),
+        "labels_keys": ",".join(labels),
+    }
     started = time.perf_counter()
     summary = run(args, settings, report=lambda s: None)
     spark_total = time.perf_counter() - started
@@ -180,14 +220,27 @@ def bench_etl(settings, cards: int, days: int) -> dict:
 
     sample = expected.sample(2_000, random_state=0)
     with get_engine(settings).connect() as connection:
-        got = pd.read_sql(text("SELECT trans_num, values FROM transaction_features WHERE trans_num = ANY(:ids)"),
-                          connection, params={"ids": list(sample.index)}).set_index("trans_num").loc[sample.index]
+        got = (
+            pd.read_sql(
+                text("SELECT trans_num, values FROM transaction_features WHERE trans_num = ANY(:ids)"),
+                connection,
+                params={"ids": list(sample.index)},
+            )
+            .set_index("trans_num")
+            .loc[sample.index]
+        )
     spark_values = pd.DataFrame(got["values"].tolist(), index=got.index, columns=list(FEATURE_NAMES))
     exact = [n for n in FEATURE_NAMES if n != "age_years"]  # age: Spark's months_between day-count convention
     disagree = int((~np.isclose(spark_values[exact], sample[exact], rtol=1e-6, atol=1e-6)).sum())
-    return {"rows": summary["rows_in"], "spark_total": spark_total, "spark_features": spark_features,
-            "load": summary["seconds"]["database_load"], "pandas": pandas_time, "disagreeing_values": disagree,
-            "phases": summary["seconds"]}
+    return {
+        "rows": summary["rows_in"],
+        "spark_total": spark_total,
+        "spark_features": spark_features,
+        "load": summary["seconds"]["database_load"],
+        "pandas": pandas_time,
+        "disagreeing_values": disagree,
+        "phases": summary["seconds"],
+    }
 
 
 def main() -> None:
@@ -208,21 +261,54 @@ def main() -> None:
         with console.status("load: COPY vs row-by-row ORM"):
             rows = 10_000
             base, measured = bench_load(engine, rows)
-        table.add_row("bulk load (COPY + ON CONFLICT)", f"{rows:,}", "row-by-row ORM merge", f"{base:.2f}", f"{measured:.2f}", f"{base / measured:.1f}x")
+        table.add_row(
+            "bulk load (COPY + ON CONFLICT)",
+            f"{rows:,}",
+            "row-by-row ORM merge",
+            f"{base:.2f}",
+            f"{measured:.2f}",
+            f"{base / measured:.1f}x",
+        )
         with console.status("simulator: vectorized vs naive Faker"):
             naive, vectorized, million_rows, million_time = bench_simulator()
-        table.add_row("simulator (per transaction)", "110k vs 5k", "row-by-row Faker", f"{naive * 1e6:.0f} µs/tx",
-                      f"{vectorized * 1e6:.1f} µs/tx", f"{naive / vectorized:.0f}x")
-        table.add_row("simulator, one million transactions", f"{million_rows:,}", "row-by-row Faker (extrapolated)",
-                      f"{naive * million_rows:.0f}", f"{million_time:.1f}", f"{naive * million_rows / million_time:.0f}x")
+        table.add_row(
+            "simulator (per transaction)",
+            "110k vs 5k",
+            "row-by-row Faker",
+            f"{naive * 1e6:.0f} µs/tx",
+            f"{vectorized * 1e6:.1f} µs/tx",
+            f"{naive / vectorized:.0f}x",
+        )
+        table.add_row(
+            "simulator, one million transactions",
+            f"{million_rows:,}",
+            "row-by-row Faker (extrapolated)",
+            f"{naive * million_rows:.0f}",
+            f"{million_time:.1f}",
+            f"{naive * million_rows / million_time:.0f}x",
+        )
         with console.status("ETL: Spark job vs pandas on one million simulated transactions (a few minutes)"):
             etl = bench_etl(settings, cards=17_000, days=30)
-        table.add_row("ETL features (Spark job)", f"{etl['rows']:,}", "pandas groupby/rolling", f"{etl['pandas']:.1f}",
-                      f"{etl['spark_features']:.1f}", f"{etl['pandas'] / etl['spark_features']:.1f}x")
-        table.add_row("ETL raw -> features -> loaded in PostgreSQL", f"{etl['rows']:,}", "(goal: 90 s)", "",
-                      f"{etl['spark_total']:.1f}", f"{etl['rows'] / etl['spark_total']:,.0f} rows/s")
-        console.print(f"ETL phases (s): {etl['phases']}; values disagreeing with pandas on a 2,000-row sample: "
-                      f"{etl['disagreeing_values']}")
+        table.add_row(
+            "ETL features (Spark job)",
+            f"{etl['rows']:,}",
+            "pandas groupby/rolling",
+            f"{etl['pandas']:.1f}",
+            f"{etl['spark_features']:.1f}",
+            f"{etl['pandas'] / etl['spark_features']:.1f}x",
+        )
+        table.add_row(
+            "ETL raw -> features -> loaded in PostgreSQL",
+            f"{etl['rows']:,}",
+            "(goal: 90 s)",
+            "",
+            f"{etl['spark_total']:.1f}",
+            f"{etl['rows'] / etl['spark_total']:,.0f} rows/s",
+        )
+        console.print(
+            f"ETL phases (s): {etl['phases']}; values disagreeing with pandas on a 2,000-row sample: "
+            f"{etl['disagreeing_values']}"
+        )
         from bench.scoring import run as scoring_bench
 
         for row in scoring_bench(console, settings, engine):  # batch DB → LiteRT → fraud_score vs Keras; real-time API

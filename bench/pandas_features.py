@@ -1,11 +1,12 @@
 """The baseline for the ETL benchmark: the same features computed the straightforward way, with pandas
 groupby/rolling on one machine. Also the test oracle the Spark job and the online path are checked against."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from fraud.features import (FEATURE_NAMES, LONGEST_WINDOW_SECONDS, WINDOWS, amount_z, known_frauds, merchant_risk)
+from fraud.features import FEATURE_NAMES, LONGEST_WINDOW_SECONDS, WINDOWS, amount_z, known_frauds, merchant_risk
 from fraud.schema import CATEGORIES
 
 
@@ -33,16 +34,27 @@ def pandas_features(tx: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     out["is_night"] = ((out["hour"] >= 22) | (out["hour"] < 6)).astype(float)
     out["is_weekend"] = (tx["ts"].dt.dayofweek >= 5).astype(float)
     dob = pd.to_datetime(tx["dob"], utc=True, errors="coerce")
-    out["age_years"] = ((tx["ts"].dt.year - dob.dt.year) * 12 + (tx["ts"].dt.month - dob.dt.month)
-                        + (tx["ts"].dt.day - dob.dt.day) / 31.0).div(12).fillna(0.0)  # months_between, as Spark
+    out["age_years"] = (
+        (
+            (tx["ts"].dt.year - dob.dt.year) * 12
+            + (tx["ts"].dt.month - dob.dt.month)
+            + (tx["ts"].dt.day - dob.dt.day) / 31.0
+        )
+        .div(12)
+        .fillna(0.0)
+    )  # months_between, as Spark
     out["age_known"] = dob.notna().astype(float)
     population = pd.to_numeric(tx["city_pop"], errors="coerce")
     known_population = population.notna() & (population >= 0)
     out["city_pop_log"] = np.where(known_population, np.log1p(population.where(known_population, 0)), 0.0)
     out["city_pop_known"] = known_population.astype(float)
     lat1, lat2 = np.radians(tx["lat"].astype(float)), np.radians(tx["merch_lat"].astype(float))
-    a = (np.sin((lat2 - lat1) / 2) ** 2
-         + np.cos(lat1) * np.cos(lat2) * np.sin(np.radians(tx["merch_long"].astype(float) - tx["long"].astype(float)) / 2) ** 2)
+    a = (
+        np.sin((lat2 - lat1) / 2) ** 2
+        + np.cos(lat1)
+        * np.cos(lat2)
+        * np.sin(np.radians(tx["merch_long"].astype(float) - tx["long"].astype(float)) / 2) ** 2
+    )
     distance = 6371.0 * 2 * np.arcsin(np.sqrt(np.minimum(a, 1.0)))
     out["distance_km"] = distance.fillna(0.0)
     out["distance_known"] = distance.notna().astype(float)
@@ -53,9 +65,12 @@ def pandas_features(tx: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
         out[f"card_count_{name}"] = rolled["count"].fillna(0).to_numpy()
         out[f"card_mean_amt_{name}"] = rolled["mean"].fillna(0).to_numpy()
     spread = by_card.rolling(f"{LONGEST_WINDOW_SECONDS}s", closed="left").std(ddof=0).to_numpy()
-    out["amt_over_card_mean_30d"] = np.where(out["card_mean_amt_30d"] > 0, tx["amt"] / out["card_mean_amt_30d"].replace(0, 1), 1.0)
-    out["amt_z_card_30d"] = amount_z(tx["amt"].to_numpy(), out["card_mean_amt_30d"].to_numpy(), spread,
-                                     out["card_count_30d"].to_numpy())
+    out["amt_over_card_mean_30d"] = np.where(
+        out["card_mean_amt_30d"] > 0, tx["amt"] / out["card_mean_amt_30d"].replace(0, 1), 1.0
+    )
+    out["amt_z_card_30d"] = amount_z(
+        tx["amt"].to_numpy(), out["card_mean_amt_30d"].to_numpy(), spread, out["card_count_30d"].to_numpy()
+    )
     previous = np.full(len(tx), np.nan)
     distinct = {"1h": np.zeros(len(tx)), "1d": np.zeros(len(tx))}
     for rows in tx.groupby("card_token", sort=False).indices.values():
@@ -67,13 +82,17 @@ def pandas_features(tx: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
             if b > month_start[j]:  # a previous transaction within the 30-day window
                 previous[rows[j]] = times[b - 1]
             for w, start in starts.items():
-                distinct[w][rows[j]] = len(set(merchants[start[j]:b]))
+                distinct[w][rows[j]] = len(set(merchants[start[j] : b]))
     out["secs_since_prev_log"] = np.log1p(np.where(np.isnan(previous), LONGEST_WINDOW_SECONDS, unix - previous))
     out["card_distinct_merchants_1h"] = distinct["1h"]
     out["card_distinct_merchants_1d"] = distinct["1d"]
-    out["card_new_merchant_30d"] = (_rolling_count(tx, ["card_token", "merchant"], LONGEST_WINDOW_SECONDS) == 0).astype(float)
+    out["card_new_merchant_30d"] = (_rolling_count(tx, ["card_token", "merchant"], LONGEST_WINDOW_SECONDS) == 0).astype(
+        float
+    )
     with_category = tx.assign(category_key=tx["category"].fillna("").astype(str))  # empty: a category of its own
-    out["card_new_category_30d"] = (_rolling_count(with_category, ["card_token", "category_key"], LONGEST_WINDOW_SECONDS) == 0).astype(float)
+    out["card_new_category_30d"] = (
+        _rolling_count(with_category, ["card_token", "category_key"], LONGEST_WINDOW_SECONDS) == 0
+    ).astype(float)
 
     labelled = tx[["trans_num"]].merge(labels, on="trans_num", how="left")
     label_unix = pd.to_datetime(labelled["labelled_at"], utc=True).astype("int64") // 10**9
@@ -82,7 +101,9 @@ def pandas_features(tx: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     card_frauds = np.zeros(len(tx))
     for rows in tx.groupby("card_token", sort=False).indices.values():
         if is_fraud[rows].any():
-            card_frauds[rows] = known_frauds(unix.to_numpy()[rows], is_fraud[rows], label_unix[rows], unix.to_numpy()[rows])
+            card_frauds[rows] = known_frauds(
+                unix.to_numpy()[rows], is_fraud[rows], label_unix[rows], unix.to_numpy()[rows]
+            )
     out["card_known_frauds_60d"] = card_frauds
 
     merchant_columns = {}

@@ -22,6 +22,7 @@ The feature matrices take seconds to minutes per cell with pandas: with --cache 
 kept on disk, keyed by the world's parameters, the delay, the size, FEATURE_VERSION and a hash of the feature
 and generator sources, so re-runs while the model changes only train.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,10 +32,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -47,7 +48,12 @@ GOAL_FOREST_RATIO = 1.05
 QUICK_EPOCHS = 3  # --quick trains the configured network for this many epochs at most
 FOREST = "random_forest"
 NUMERIC_RAW = ("amt", "lat", "long", "merch_lat", "merch_long", "city_pop")
-HEAVY_MIX = (("card_testing", 0.40), ("account_takeover", 0.10), ("compromised_merchant", 0.45), ("large_outlier", 0.05))
+HEAVY_MIX = (
+    ("card_testing", 0.40),
+    ("account_takeover", 0.10),
+    ("compromised_merchant", 0.45),
+    ("large_outlier", 0.05),
+)
 # what a cached cell depends on besides its parameters: the features and the generators
 SOURCES = ("bench/pandas_features.py", "fraud/features.py", "bench/worlds.py", "fraud/simulate.py")
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,8 +87,12 @@ class WorldSpec:
         return self.warmup_days(delay) + self.train_days + delay + self.test_days
 
     def protocol(self, delay: int) -> Protocol:
-        return Protocol(train_start=START + timedelta(days=self.warmup_days(delay)), train_days=self.train_days,
-                        delay_days=delay, test_days=self.test_days)
+        return Protocol(
+            train_start=START + timedelta(days=self.warmup_days(delay)),
+            train_days=self.train_days,
+            delay_days=delay,
+            test_days=self.test_days,
+        )
 
 
 def worlds(size: str = "full") -> dict[str, WorldSpec]:
@@ -90,23 +100,63 @@ def worlds(size: str = "full") -> dict[str, WorldSpec]:
     a few hundred test frauds per cell); quick: a few hundred a day and 3-day windows, for a smoke test."""
     if size == "full":
         return {
-            "a": WorldSpec("a", "simulator, default fraud mix (4 worlds x 1,250 cards)", "simulator", seed=101,
-                           customers=1_250, copies=4),
-            "b": WorldSpec("b", "simulator, other seeds, mix heavy on card testing + compromised merchants "
-                                "(4 worlds x 1,250 cards)", "simulator", seed=201, customers=1_250, copies=4,
-                           scenario_share=HEAVY_MIX),
-            "c": WorldSpec("c", "Fraud Detection Handbook generator (5,000 customers, 10,000 terminals)", "handbook",
-                           seed=301, customers=5_000, terminals=10_000),
+            "a": WorldSpec(
+                "a",
+                "simulator, default fraud mix (4 worlds x 1,250 cards)",
+                "simulator",
+                seed=101,
+                customers=1_250,
+                copies=4,
+            ),
+            "b": WorldSpec(
+                "b",
+                "simulator, other seeds, mix heavy on card testing + compromised merchants (4 worlds x 1,250 cards)",
+                "simulator",
+                seed=201,
+                customers=1_250,
+                copies=4,
+                scenario_share=HEAVY_MIX,
+            ),
+            "c": WorldSpec(
+                "c",
+                "Fraud Detection Handbook generator (5,000 customers, 10,000 terminals)",
+                "handbook",
+                seed=301,
+                customers=5_000,
+                terminals=10_000,
+            ),
         }
     if size == "quick":
         small = dict(min_warmup_days=3, labels_before_train=3, train_days=3, test_days=3, size="quick")
         return {
-            "a": WorldSpec("a", "simulator, default fraud mix (quick)", "simulator", seed=101, customers=150,
-                           fraud_rate=0.04, **small),
-            "b": WorldSpec("b", "simulator, heavy card testing + compromised merchants (quick)", "simulator",
-                           seed=201, customers=150, fraud_rate=0.04, scenario_share=HEAVY_MIX, **small),
-            "c": WorldSpec("c", "Fraud Detection Handbook generator (quick)", "handbook", seed=301, customers=200,
-                           terminals=400, **small),
+            "a": WorldSpec(
+                "a",
+                "simulator, default fraud mix (quick)",
+                "simulator",
+                seed=101,
+                customers=150,
+                fraud_rate=0.04,
+                **small,
+            ),
+            "b": WorldSpec(
+                "b",
+                "simulator, heavy card testing + compromised merchants (quick)",
+                "simulator",
+                seed=201,
+                customers=150,
+                fraud_rate=0.04,
+                scenario_share=HEAVY_MIX,
+                **small,
+            ),
+            "c": WorldSpec(
+                "c",
+                "Fraud Detection Handbook generator (quick)",
+                "handbook",
+                seed=301,
+                customers=200,
+                terminals=400,
+                **small,
+            ),
         }
     raise ValueError(f"unknown size {size!r}: full or quick")
 
@@ -130,8 +180,10 @@ def _simulator_kwargs(spec: WorldSpec) -> dict:
     from fraud.simulate import simulate_days
 
     if "scenario_share" not in inspect.signature(simulate_days).parameters:
-        raise RuntimeError(f"world {spec.name} needs fraud.simulate.simulate_days(..., scenario_share=...) for its fraud "
-                           "mix, which this checkout's simulator does not have yet")
+        raise RuntimeError(
+            f"world {spec.name} needs fraud.simulate.simulate_days(..., scenario_share=...) for its fraud "
+            "mix, which this checkout's simulator does not have yet"
+        )
     return {"scenario_share": dict(spec.scenario_share)}
 
 
@@ -152,9 +204,16 @@ def raw_rows(world: str | WorldSpec, delay: float, size: str = "full") -> tuple[
         parts = []
         for copy in range(spec.copies):
             seed = spec.seed + copy
-            batches = simulate_days(build_world(spec.customers, seed=seed), START, days, spec.fraud_rate, delay, **kwargs)
-            parts.append((seed, pd.concat([b.transactions for b in batches], ignore_index=True),
-                          pd.concat([b.labels for b in batches], ignore_index=True)))
+            batches = simulate_days(
+                build_world(spec.customers, seed=seed), START, days, spec.fraud_rate, delay, **kwargs
+            )
+            parts.append(
+                (
+                    seed,
+                    pd.concat([b.transactions for b in batches], ignore_index=True),
+                    pd.concat([b.labels for b in batches], ignore_index=True),
+                )
+            )
     else:
         raise ValueError(f"unknown generator {spec.generator!r}")
     tx = pd.concat([t.assign(trans_num=f"w{seed}-" + t["trans_num"]) for seed, t, _ in parts], ignore_index=True)
@@ -167,13 +226,20 @@ def labelled_data(tx: pd.DataFrame, labels: pd.DataFrame) -> LabelledData:
     from bench.pandas_features import pandas_features
     from fraud.privacy import card_token, normalize_card_number
 
-    labels = labels.assign(is_fraud=labels["is_fraud"].astype(bool), labelled_at=pd.to_datetime(labels["labelled_at"], utc=True))
+    labels = labels.assign(
+        is_fraud=labels["is_fraud"].astype(bool), labelled_at=pd.to_datetime(labels["labelled_at"], utc=True)
+    )
     tokens = {card: card_token(normalize_card_number(card), b"bench") for card in tx["cc_num"].unique()}
     # empty raw fields (the handbook world has no holder or merchant location) become NaN, as the ETL reads them
-    tx = tx.assign(card_token=tx["cc_num"].map(tokens), event_time=pd.to_datetime(tx["trans_date_trans_time"], utc=True),
-                   **{c: pd.to_numeric(tx[c], errors="coerce") for c in NUMERIC_RAW})
+    tx = tx.assign(
+        card_token=tx["cc_num"].map(tokens),
+        event_time=pd.to_datetime(tx["trans_date_trans_time"], utc=True),
+        **{c: pd.to_numeric(tx[c], errors="coerce") for c in NUMERIC_RAW},
+    )
     features = pandas_features(tx, labels).set_index("trans_num")
-    rows = tx[["trans_num", "event_time", "card_token"]].merge(labels[["trans_num", "is_fraud", "labelled_at"]], on="trans_num")
+    rows = tx[["trans_num", "event_time", "card_token"]].merge(
+        labels[["trans_num", "is_fraud", "labelled_at"]], on="trans_num"
+    )
     return LabelledData.of(rows, features.loc[rows["trans_num"]].to_numpy(dtype=np.float32))
 
 
@@ -181,8 +247,13 @@ def cache_key(spec: WorldSpec, delay: int) -> str:
     """The cell's file name: world, delay, size, feature version and a hash of its parameters and the sources."""
     from fraud.features import FEATURE_VERSION
 
-    digest = hashlib.sha256(json.dumps({"world": asdict(spec), "delay": delay, "start": START.isoformat(),
-                                        "features": FEATURE_VERSION}, sort_keys=True, default=str).encode())
+    digest = hashlib.sha256(
+        json.dumps(
+            {"world": asdict(spec), "delay": delay, "start": START.isoformat(), "features": FEATURE_VERSION},
+            sort_keys=True,
+            default=str,
+        ).encode()
+    )
     for source in SOURCES:
         digest.update((ROOT / source).read_bytes())
     return f"{spec.name}-delay{delay}-{spec.size}-{FEATURE_VERSION}-{digest.hexdigest()[:16]}"
@@ -199,7 +270,9 @@ def cell_data(world: str | WorldSpec, delay: int, size: str = "full", cache: str
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         for name, write in (("x.npy", lambda p: np.save(p, data.x)), ("rows.parquet", data.rows.to_parquet)):
-            partial = folder / f".{name}.{os.getpid()}.tmp"  # written whole, then renamed; rows last: the cell is complete
+            partial = (
+                folder / f".{name}.{os.getpid()}.tmp"
+            )  # written whole, then renamed; rows last: the cell is complete
             with open(partial, "wb") as handle:
                 write(handle)
             os.replace(partial, folder / name)
@@ -209,8 +282,9 @@ def cell_data(world: str | WorldSpec, delay: int, size: str = "full", cache: str
 # --- the table -------------------------------------------------------------------------------------------------
 
 
-def run_cell(world: str | WorldSpec, delay: int, size: str = "full", cache: str | Path | None = None,
-             config=None) -> dict:
+def run_cell(
+    world: str | WorldSpec, delay: int, size: str = "full", cache: str | Path | None = None, config=None
+) -> dict:
     """Train the network and the baselines on one cell; its figures (JSON-ready)."""
     from fraud.evaluation import best_baseline
     from fraud.model import NAME, TrainingConfig, train
@@ -223,8 +297,10 @@ def run_cell(world: str | WorldSpec, delay: int, size: str = "full", cache: str 
     trained = train(data, spec.protocol(delay), config or TrainingConfig())
     train_seconds = time.perf_counter() - started
     meta = trained.metadata
-    models = {name: {"average_precision": r.metrics["average_precision"], "roc_auc": r.metrics["roc_auc"]}
-              for name, r in trained.results.items()}
+    models = {
+        name: {"average_precision": r.metrics["average_precision"], "roc_auc": r.metrics["roc_auc"]}
+        for name, r in trained.results.items()
+    }
     aps = {name: m["average_precision"] for name, m in models.items()}
     best = best_baseline(models, NAME)
     network = aps.get(NAME)
@@ -232,18 +308,33 @@ def run_cell(world: str | WorldSpec, delay: int, size: str = "full", cache: str 
     def ratio(other: str | None) -> float | None:
         return network / aps[other] if network is not None and other and aps.get(other) else None
 
-    return {"world": spec.name, "description": spec.description, "delay_days": delay, "rows": len(data),
-            "train_rows": meta["training_window"]["rows"], "train_frauds": meta["training_window"]["frauds"],
-            "test_rows": meta["test_window"]["rows"], "test_frauds": meta["test_window"]["frauds"],
-            "excluded_known_compromised": meta["test_window"]["excluded_known_compromised"],
-            "epochs": meta["epochs_run"], "models": models, "best_baseline": best,
-            "network_over_best": ratio(best), "network_over_forest": ratio(FOREST if FOREST in aps else None),
-            "seconds": {"data": round(data_seconds, 1), "train": round(train_seconds, 1)}}
+    return {
+        "world": spec.name,
+        "description": spec.description,
+        "delay_days": delay,
+        "rows": len(data),
+        "train_rows": meta["training_window"]["rows"],
+        "train_frauds": meta["training_window"]["frauds"],
+        "test_rows": meta["test_window"]["rows"],
+        "test_frauds": meta["test_window"]["frauds"],
+        "excluded_known_compromised": meta["test_window"]["excluded_known_compromised"],
+        "epochs": meta["epochs_run"],
+        "models": models,
+        "best_baseline": best,
+        "network_over_best": ratio(best),
+        "network_over_forest": ratio(FOREST if FOREST in aps else None),
+        "seconds": {"data": round(data_seconds, 1), "train": round(train_seconds, 1)},
+    }
 
 
-def robustness_table(world_names: tuple[str, ...] = ("a", "b", "c"), delays: tuple[int, ...] = DELAYS,
-                     size: str = "full", cache: str | Path | None = None, config=None,
-                     progress: Callable[[dict], None] | None = None) -> list[dict]:
+def robustness_table(
+    world_names: tuple[str, ...] = ("a", "b", "c"),
+    delays: tuple[int, ...] = DELAYS,
+    size: str = "full",
+    cache: str | Path | None = None,
+    config=None,
+    progress: Callable[[dict], None] | None = None,
+) -> list[dict]:
     """One `run_cell` per (world, delay), worlds outermost."""
     cells = []
     for name in world_names:
@@ -258,11 +349,17 @@ def summarize(cells: list[dict]) -> dict:
     at_or_above = [c for c in cells if c["network_over_best"] is not None and c["network_over_best"] >= 1.0]
     forest = [c["network_over_forest"] for c in cells if c["network_over_forest"] is not None]
     mean_forest = float(np.mean(forest)) if forest and len(forest) == len(cells) else None
-    return {"cells": len(cells), "network_at_or_above_best": len(at_or_above),
-            "mean_network_over_forest": mean_forest, "goal_forest_ratio": GOAL_FOREST_RATIO,
-            "forest_present": bool(forest),
-            "goal_met": bool(cells) and len(at_or_above) == len(cells) and mean_forest is not None
-            and mean_forest >= GOAL_FOREST_RATIO}
+    return {
+        "cells": len(cells),
+        "network_at_or_above_best": len(at_or_above),
+        "mean_network_over_forest": mean_forest,
+        "goal_forest_ratio": GOAL_FOREST_RATIO,
+        "forest_present": bool(forest),
+        "goal_met": bool(cells)
+        and len(at_or_above) == len(cells)
+        and mean_forest is not None
+        and mean_forest >= GOAL_FOREST_RATIO,
+    }
 
 
 def _model_names(cells: list[dict]) -> list[str]:
@@ -282,40 +379,70 @@ def table(cells: list[dict]):
 
     names = _model_names(cells)
     out = Table(title="robustness: average precision per world and label delay (7-day train and test windows)")
-    for column in ("world", "delay d", "test rows", "test frauds", *(f"{n.replace('_', ' ')} AP" for n in names), "NN AUC",
-                   "best baseline", "NN / best", "NN / forest"):
+    for column in (
+        "world",
+        "delay d",
+        "test rows",
+        "test frauds",
+        *(f"{n.replace('_', ' ')} AP" for n in names),
+        "NN AUC",
+        "best baseline",
+        "NN / best",
+        "NN / forest",
+    ):
         out.add_column(column)
     for c in cells:
-        out.add_row(c["world"], str(c["delay_days"]), f"{c['test_rows']:,}", f"{c['test_frauds']:,}",
-                    *(_fmt(c["models"].get(n, {}).get("average_precision")) for n in names),
-                    _fmt(c["models"].get("neural_network", {}).get("roc_auc")), c["best_baseline"] or "-",
-                    _fmt(c["network_over_best"], 3), _fmt(c["network_over_forest"], 3))
+        out.add_row(
+            c["world"],
+            str(c["delay_days"]),
+            f"{c['test_rows']:,}",
+            f"{c['test_frauds']:,}",
+            *(_fmt(c["models"].get(n, {}).get("average_precision")) for n in names),
+            _fmt(c["models"].get("neural_network", {}).get("roc_auc")),
+            c["best_baseline"] or "-",
+            _fmt(c["network_over_best"], 3),
+            _fmt(c["network_over_forest"], 3),
+        )
     return out
 
 
 def summary_lines(cells: list[dict], summary: dict) -> list[str]:
     worlds_seen = {c["world"]: c["description"] for c in cells}
     lines = [f"  {name}: {text}" for name, text in worlds_seen.items()]
-    lines.append(f"network at or above the best baseline in {summary['network_at_or_above_best']} of {summary['cells']} cells")
+    lines.append(
+        f"network at or above the best baseline in {summary['network_at_or_above_best']} of {summary['cells']} cells"
+    )
     if summary["mean_network_over_forest"] is not None:
-        lines.append(f"mean network / random forest AP ratio: {summary['mean_network_over_forest']:.3f} "
-                     f"(goal >= {GOAL_FOREST_RATIO})")
+        lines.append(
+            f"mean network / random forest AP ratio: {summary['mean_network_over_forest']:.3f} "
+            f"(goal >= {GOAL_FOREST_RATIO})"
+        )
     else:
         lines.append(f"mean network / random forest AP ratio: n/a (no {FOREST} baseline in fraud.baselines.BASELINES)")
-    lines.append("goal (network >= best baseline in every cell and mean network / forest >= "
-                 f"{GOAL_FOREST_RATIO}): {'MET' if summary['goal_met'] else 'NOT met'}")
+    lines.append(
+        "goal (network >= best baseline in every cell and mean network / forest >= "
+        f"{GOAL_FOREST_RATIO}): {'MET' if summary['goal_met'] else 'NOT met'}"
+    )
     return lines
 
 
 def cell_line(c: dict) -> str:
     aps = ", ".join(f"{n} {_fmt(m['average_precision'])}" for n, m in c["models"].items())
-    return (f"world {c['world']} delay {c['delay_days']} d: {c['train_rows']:,} train rows ({c['train_frauds']:,} frauds), "
-            f"{c['test_rows']:,} test rows ({c['test_frauds']:,} frauds), {c['epochs']} epochs; AP {aps}; "
-            f"seconds: data {c['seconds']['data']}, train {c['seconds']['train']}")
+    return (
+        f"world {c['world']} delay {c['delay_days']} d: {c['train_rows']:,} train rows ({c['train_frauds']:,} frauds), "
+        f"{c['test_rows']:,} test rows ({c['test_frauds']:,} frauds), {c['epochs']} epochs; AP {aps}; "
+        f"seconds: data {c['seconds']['data']}, train {c['seconds']['train']}"
+    )
 
 
-def run(console, cache: str | Path | None = None, size: str = "full", config=None,
-        world_names: tuple[str, ...] = ("a", "b", "c"), delays: tuple[int, ...] = DELAYS) -> list[tuple[str, ...]]:
+def run(
+    console,
+    cache: str | Path | None = None,
+    size: str = "full",
+    config=None,
+    world_names: tuple[str, ...] = ("a", "b", "c"),
+    delays: tuple[int, ...] = DELAYS,
+) -> list[tuple[str, ...]]:
     """The `make bench` phase: prints each cell and the full table; rows for the bench table (benchmark, rows,
     baseline, baseline figure, measured figure, ratio): one per cell and the summary."""
     from fraud.model import NAME
@@ -324,22 +451,37 @@ def run(console, cache: str | Path | None = None, size: str = "full", config=Non
     total = len(world_names) * len(delays)
     for name in world_names:
         for delay in delays:
-            with console.status(f"robustness: world {name}, label delay {delay} d ({len(cells) + 1} of {total}; "
-                                "about 2 minutes each)"):
+            with console.status(
+                f"robustness: world {name}, label delay {delay} d ({len(cells) + 1} of {total}; about 2 minutes each)"
+            ):
                 cells.append(run_cell(name, delay, size, cache, config))
             console.print(cell_line(cells[-1]))
     summary = summarize(cells)
     console.print(table(cells))
     for line in summary_lines(cells, summary):
         console.print(line)
-    rows = [(f"robustness: NN AP, world {c['world']}, label delay {c['delay_days']} d", f"{c['test_rows']:,} test",
-             f"best baseline ({c['best_baseline']})", _fmt(c["models"].get(c["best_baseline"], {}).get("average_precision")),
-             _fmt(c["models"][NAME]["average_precision"]),
-             "-" if c["network_over_best"] is None else f"{c['network_over_best']:.2f}x") for c in cells]
+    rows = [
+        (
+            f"robustness: NN AP, world {c['world']}, label delay {c['delay_days']} d",
+            f"{c['test_rows']:,} test",
+            f"best baseline ({c['best_baseline']})",
+            _fmt(c["models"].get(c["best_baseline"], {}).get("average_precision")),
+            _fmt(c["models"][NAME]["average_precision"]),
+            "-" if c["network_over_best"] is None else f"{c['network_over_best']:.2f}x",
+        )
+        for c in cells
+    ]
     forest = summary["mean_network_over_forest"]
-    rows.append(("robustness: cells NN >= best baseline; mean NN / forest AP (goal: all, >= 1.05)", f"{len(cells)} cells",
-                 "random forest", "-", f"{summary['network_at_or_above_best']} of {len(cells)}",
-                 "-" if forest is None else f"{forest:.2f}x"))
+    rows.append(
+        (
+            "robustness: cells NN >= best baseline; mean NN / forest AP (goal: all, >= 1.05)",
+            f"{len(cells)} cells",
+            "random forest",
+            "-",
+            f"{summary['network_at_or_above_best']} of {len(cells)}",
+            "-" if forest is None else f"{forest:.2f}x",
+        )
+    )
     return rows
 
 
@@ -349,8 +491,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delays", default=",".join(map(str, DELAYS)), help="comma-separated label delays in days")
     parser.add_argument("--cache", default=None, help="folder for the cells' feature matrices (default: none)")
     parser.add_argument("--json", default=None, help="write the cells and the summary to this file")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"tiny worlds, 3-day windows, at most {QUICK_EPOCHS} epochs: a smoke test")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"tiny worlds, 3-day windows, at most {QUICK_EPOCHS} epochs: a smoke test"
+    )
     args = parser.parse_args(argv)
     from rich.console import Console
 

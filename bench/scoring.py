@@ -7,6 +7,7 @@
   transactions of known cards for 30 s (each sends its next request when the previous answer arrives);
   p50/p99 latency and errors, beside the in-process latency of the LiteRT call alone and of the online-feature query alone.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 REQUEST_FIELDS = ("cc_num", "merchant", "category", "amt", "lat", "long", "city_pop", "dob", "merch_lat", "merch_long")
 
 
-def load_world(engine: Engine, settings: Settings, rows: int, batch_id: str, seed: int = 1,
-               features: str = "random") -> pd.DataFrame:
+def load_world(
+    engine: Engine, settings: Settings, rows: int, batch_id: str, seed: int = 1, features: str = "random"
+) -> pd.DataFrame:
     """Simulated transactions loaded like the ETL loads them (cards tokenized with the settings' key). Their
     feature vectors are random (`features="random"`: the tests' default; the model's quality is not measured) or
     the transactions' own, computed by the pandas implementation of the ETL's features (`"computed"`: the
@@ -45,9 +47,13 @@ def load_world(engine: Engine, settings: Settings, rows: int, batch_id: str, see
     frame = pd.concat([d.transactions for d in days]).head(rows).reset_index(drop=True)
     key = settings.token_key()
     digits = frame["cc_num"].map(normalize_card_number)
-    frame = frame.assign(trans_num=batch_id + "-" + frame["trans_num"],
-                         event_time=pd.to_datetime(frame["trans_date_trans_time"], utc=True),
-                         card_token=digits.map(lambda d: card_token(d, key)), last4=digits.str[-4:], batch_id=batch_id)
+    frame = frame.assign(
+        trans_num=batch_id + "-" + frame["trans_num"],
+        event_time=pd.to_datetime(frame["trans_date_trans_time"], utc=True),
+        card_token=digits.map(lambda d: card_token(d, key)),
+        last4=digits.str[-4:],
+        batch_id=batch_id,
+    )
     if features == "computed":
         from bench.pandas_features import pandas_features
 
@@ -59,7 +65,9 @@ def load_world(engine: Engine, settings: Settings, rows: int, batch_id: str, see
     frame = frame.assign(features=list(vectors))
     load_processed(engine, frame, pd.DataFrame(columns=["trans_num", "is_fraud", "labelled_at"]), [])
     with engine.begin() as connection:  # what autovacuum does within a minute of a load this size: planner statistics
-        connection.exec_driver_sql("ANALYZE fact_transaction, transaction_features, dim_card, dim_merchant, transaction_label")
+        connection.exec_driver_sql(
+            "ANALYZE fact_transaction, transaction_features, dim_card, dim_merchant, transaction_label"
+        )
     return frame
 
 
@@ -78,8 +86,9 @@ def publish(settings: Settings, version: str, keras_model) -> None:
     from fraud.storage import object_store
 
     files = export(keras_model)
-    files["metadata.json"] = json.dumps({"version": version, "threshold": 0.5, "feature_names": list(FEATURE_NAMES),
-                                         "feature_version": FEATURE_VERSION}).encode()
+    files["metadata.json"] = json.dumps(
+        {"version": version, "threshold": 0.5, "feature_names": list(FEATURE_NAMES), "feature_version": FEATURE_VERSION}
+    ).encode()
     store = object_store(settings, settings.models_bucket)
     registry.publish(store, settings.model_name, version, files)
     registry.promote(store, settings.model_name, version)
@@ -116,8 +125,13 @@ def bench_batch(engine: Engine, settings: Settings, keras_model, batch_id: str, 
 
     as_keras = replace(model, version=model.version + "-keras")
     started = time.perf_counter()
-    keras = score_selection(engine, as_keras, selection, chunk=PAGE_ROWS,
-                            predict=lambda x: keras_model.predict(x, batch_size=len(x), verbose=0).reshape(-1))
+    keras = score_selection(
+        engine,
+        as_keras,
+        selection,
+        chunk=PAGE_ROWS,
+        predict=lambda x: keras_model.predict(x, batch_size=len(x), verbose=0).reshape(-1),
+    )
     keras_seconds = time.perf_counter() - started
     assert litert.scored == keras.scored == litert.pending, (litert, keras)
 
@@ -129,7 +143,7 @@ def bench_batch(engine: Engine, settings: Settings, keras_model, batch_id: str, 
     for predict, chunk in ((model.scorer.predict, CHUNK_TRANSACTIONS), (keras_call, PAGE_ROWS)):
         started = time.perf_counter()
         for start in range(0, len(features), PAGE_ROWS):  # page by page, as the scorer calls it
-            score_and_attribute(predict, features[start:start + PAGE_ROWS], baseline, chunk)
+            score_and_attribute(predict, features[start : start + PAGE_ROWS], baseline, chunk)
         calls.append(time.perf_counter() - started)
     return BatchFigures(litert.pending, litert_seconds, keras_seconds, *calls)
 
@@ -143,8 +157,14 @@ def requests_for(frame: pd.DataFrame, count: int, seed: int = 2) -> list[dict]:
     for i, row in enumerate(picks.to_dict("records")):
         when = start + pd.Timedelta(seconds=int(rng.integers(0, 86_400)))
         body = {k: row[k] for k in REQUEST_FIELDS if row.get(k) is not None and row[k] == row[k]}
-        out.append({**body, "trans_num": f"rt-{i}", "trans_date_trans_time": when.strftime("%Y-%m-%d %H:%M:%S"),
-                    "amt": round(float(rng.gamma(2.0, 40.0)), 2)})
+        out.append(
+            {
+                **body,
+                "trans_num": f"rt-{i}",
+                "trans_date_trans_time": when.strftime("%Y-%m-%d %H:%M:%S"),
+                "amt": round(float(rng.gamma(2.0, 40.0)), 2),
+            }
+        )
     return out
 
 
@@ -155,6 +175,7 @@ def percentile_ms(latencies: list[float], q: float) -> float:
 @dataclass(frozen=True)
 class Load:
     """What a closed-loop load run measured: requests answered 2xx, their latency percentiles, and errors by kind."""
+
     requests: int
     seconds: float
     p50_ms: float
@@ -197,20 +218,35 @@ def load_test(url: str, token: str, bodies: list[dict], clients: int, seconds: i
         script, lines = Path(folder) / "post.lua", Path(folder) / "bodies.jsonl"
         script.write_text(_WRK_SCRIPT)
         lines.write_text("".join(json.dumps(body) + "\n" for body in bodies))
-        done = subprocess.run([wrk, "-t1", f"-c{clients}", f"-d{int(seconds)}s", "--timeout", "10s", "-s", str(script), url],
-                              env={**os.environ, "WRK_BODIES": str(lines), "WRK_TOKEN": token},
-                              capture_output=True, text=True, timeout=seconds + 60)
+        done = subprocess.run(
+            [wrk, "-t1", f"-c{clients}", f"-d{int(seconds)}s", "--timeout", "10s", "-s", str(script), url],
+            env={**os.environ, "WRK_BODIES": str(lines), "WRK_TOKEN": token},
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+        )
     found = [line for line in done.stdout.splitlines() if line.startswith("WRK_RESULT ")]
     if done.returncode != 0 or not found:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr[-2000:] or done.stdout[-2000:]}")
     result = json.loads(found[0].split(" ", 1)[1])
     errors = {kind: result[kind] for kind in ("connect", "read", "write", "status", "timeout") if result[kind]}
-    return Load(result["requests"] - result["status"], result["duration_us"] / 1e6, result["p50_us"] / 1000,
-                result["p99_us"] / 1000, errors)
+    return Load(
+        result["requests"] - result["status"],
+        result["duration_us"] / 1e6,
+        result["p50_us"] / 1000,
+        result["p99_us"] / 1000,
+        errors,
+    )
 
 
-def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60.0, path: str = "/health",
-                 interval: float = 0.2, log: Path | None = None) -> None:
+def wait_healthy(
+    url: str,
+    process: subprocess.Popen,
+    timeout: float = 60.0,
+    path: str = "/health",
+    interval: float = 0.2,
+    log: Path | None = None,
+) -> None:
     """Poll `url + path` until it answers 200; fail at once (with the tail of `log`) if the server exits."""
     import httpx
 
@@ -231,9 +267,19 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60.0, pat
 
 
 def start_server(settings: Settings, port: int, token: str) -> subprocess.Popen:
-    env = {**os.environ, "FRAUD_HOME": str(settings.home), "FRAUD_MODEL_NAME": settings.model_name, "FRAUD_API_TOKEN": token}
-    return subprocess.Popen([sys.executable, "-m", "fraud.cli", "serve", "--port", str(port), "--rate-limit", "0"],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        "FRAUD_HOME": str(settings.home),
+        "FRAUD_MODEL_NAME": settings.model_name,
+        "FRAUD_API_TOKEN": token,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "fraud.cli", "serve", "--port", str(port), "--rate-limit", "0"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 @dataclass(frozen=True)
@@ -273,7 +319,9 @@ def in_process_latencies(settings: Settings, bodies: list[dict], repeat: int = 2
     return litert, query
 
 
-def bench_realtime(settings: Settings, frame: pd.DataFrame, port: int, clients: int = 32, seconds: int = 30) -> RealtimeFigures:
+def bench_realtime(
+    settings: Settings, frame: pd.DataFrame, port: int, clients: int = 32, seconds: int = 30
+) -> RealtimeFigures:
     bodies = requests_for(frame, 5_000)
     litert, query = in_process_latencies(settings, bodies)
     token = secrets.token_urlsafe(24)
@@ -286,8 +334,17 @@ def bench_realtime(settings: Settings, frame: pd.DataFrame, port: int, clients: 
     finally:
         process.terminate()
         process.wait(timeout=30)
-    return RealtimeFigures(load.requests + sum(load.errors.values()), load.seconds, load.p50_ms, load.p99_ms, load.errors,
-                           percentile_ms(litert, 50), percentile_ms(litert, 99), percentile_ms(query, 50), percentile_ms(query, 99))
+    return RealtimeFigures(
+        load.requests + sum(load.errors.values()),
+        load.seconds,
+        load.p50_ms,
+        load.p99_ms,
+        load.errors,
+        percentile_ms(litert, 50),
+        percentile_ms(litert, 99),
+        percentile_ms(query, 50),
+        percentile_ms(query, 99),
+    )
 
 
 def free_port() -> int:
@@ -310,22 +367,48 @@ def run(console, settings: Settings, engine: Engine, rows: int = 100_000) -> lis
     with console.status("scoring: real-time API, 32 clients for 30 s"):
         realtime = bench_realtime(settings, frame, free_port())
     per_second = batch.rows / batch.litert_seconds
-    console.print(f"batch scoring: the call alone (score + occlusion for {batch.rows:,} rows): LiteRT {batch.litert_call_seconds:.2f} s, "
-                  f"Keras predict_on_batch {batch.keras_call_seconds:.2f} s; end to end {per_second:,.0f} transactions/s (goal 50,000)")
-    console.print(f"real-time API: {realtime.requests:,} requests in {realtime.seconds:.0f} s "
-                  f"({realtime.requests / realtime.seconds:,.0f}/s), p50 {realtime.p50_ms:.1f} ms, p99 {realtime.p99_ms:.1f} ms "
-                  f"(goal 20 ms), errors {realtime.errors or 0}; in process, one at a time: LiteRT call p50 "
-                  f"{realtime.litert_p50_ms:.2f} / p99 {realtime.litert_p99_ms:.2f} ms, online-feature query p50 "
-                  f"{realtime.query_p50_ms:.2f} / p99 {realtime.query_p99_ms:.2f} ms")
+    console.print(
+        f"batch scoring: the call alone (score + occlusion for {batch.rows:,} rows): LiteRT {batch.litert_call_seconds:.2f} s, "
+        f"Keras predict_on_batch {batch.keras_call_seconds:.2f} s; end to end {per_second:,.0f} transactions/s (goal 50,000)"
+    )
+    console.print(
+        f"real-time API: {realtime.requests:,} requests in {realtime.seconds:.0f} s "
+        f"({realtime.requests / realtime.seconds:,.0f}/s), p50 {realtime.p50_ms:.1f} ms, p99 {realtime.p99_ms:.1f} ms "
+        f"(goal 20 ms), errors {realtime.errors or 0}; in process, one at a time: LiteRT call p50 "
+        f"{realtime.litert_p50_ms:.2f} / p99 {realtime.litert_p99_ms:.2f} ms, online-feature query p50 "
+        f"{realtime.query_p50_ms:.2f} / p99 {realtime.query_p99_ms:.2f} ms"
+    )
     return [
-        ("batch scoring DB → LiteRT → fraud_score (with reasons)", f"{batch.rows:,}", "same path, Keras predict",
-         f"{batch.keras_seconds:.2f}", f"{batch.litert_seconds:.2f}", f"{batch.keras_seconds / batch.litert_seconds:.1f}x"),
-        ("batch scoring end to end throughput", f"{batch.rows:,}", "(goal: 50,000 tx/s)", "", f"{batch.litert_seconds:.2f}",
-         f"{per_second:,.0f} tx/s"),
-        ("scoring call alone (score + reasons), no database", f"{batch.rows:,}", "Keras predict_on_batch",
-         f"{batch.keras_call_seconds:.2f}", f"{batch.litert_call_seconds:.2f}",
-         f"{batch.keras_call_seconds / batch.litert_call_seconds:.1f}x"),
-        ("real-time API p50 / p99, 32 clients, 30 s", f"{realtime.requests:,}", "LiteRT call alone p50 / p99",
-         f"{realtime.litert_p50_ms:.2f} / {realtime.litert_p99_ms:.2f} ms", f"{realtime.p50_ms:.1f} / {realtime.p99_ms:.1f} ms",
-         f"errors: {sum(realtime.errors.values())}"),
+        (
+            "batch scoring DB → LiteRT → fraud_score (with reasons)",
+            f"{batch.rows:,}",
+            "same path, Keras predict",
+            f"{batch.keras_seconds:.2f}",
+            f"{batch.litert_seconds:.2f}",
+            f"{batch.keras_seconds / batch.litert_seconds:.1f}x",
+        ),
+        (
+            "batch scoring end to end throughput",
+            f"{batch.rows:,}",
+            "(goal: 50,000 tx/s)",
+            "",
+            f"{batch.litert_seconds:.2f}",
+            f"{per_second:,.0f} tx/s",
+        ),
+        (
+            "scoring call alone (score + reasons), no database",
+            f"{batch.rows:,}",
+            "Keras predict_on_batch",
+            f"{batch.keras_call_seconds:.2f}",
+            f"{batch.litert_call_seconds:.2f}",
+            f"{batch.keras_call_seconds / batch.litert_call_seconds:.1f}x",
+        ),
+        (
+            "real-time API p50 / p99, 32 clients, 30 s",
+            f"{realtime.requests:,}",
+            "LiteRT call alone p50 / p99",
+            f"{realtime.litert_p50_ms:.2f} / {realtime.litert_p99_ms:.2f} ms",
+            f"{realtime.p50_ms:.1f} / {realtime.p99_ms:.1f} ms",
+            f"errors: {sum(realtime.errors.values())}",
+        ),
     ]

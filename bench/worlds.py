@@ -25,6 +25,7 @@ customer; the holder and merchant-location fields are empty strings, as in many 
 frame is the raw label schema (trans_num, is_fraud, labelled_at = event time + the label delay) plus the
 scenario, like the project simulator's.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -46,8 +47,23 @@ COMPROMISED_TERMINALS_PER_DAY, TERMINAL_COMPROMISE_DAYS = 2, 28  # scenario 2
 COMPROMISED_CUSTOMERS_PER_DAY, CUSTOMER_COMPROMISE_DAYS, CUSTOMER_FRAUD_SHARE, CUSTOMER_FRAUD_FACTOR = 3, 14, 1 / 3, 5.0
 SCENARIOS = ("", "amount_over_220", "compromised_terminal", "compromised_customer")  # index = handbook scenario
 # raw fields the handbook has no notion of: left empty, as real exports often have them
-EMPTY_COLUMNS = ("category", "first", "last", "gender", "street", "city", "state", "zip", "lat", "long", "city_pop",
-                 "job", "dob", "merch_lat", "merch_long")
+EMPTY_COLUMNS = (
+    "category",
+    "first",
+    "last",
+    "gender",
+    "street",
+    "city",
+    "state",
+    "zip",
+    "lat",
+    "long",
+    "city_pop",
+    "job",
+    "dob",
+    "merch_lat",
+    "merch_long",
+)
 DAY_SECONDS = 86_400
 
 
@@ -61,13 +77,21 @@ class HandbookWorld:
     compromised_customers: pd.DataFrame = field(repr=False)  # day (0-based), cc_num: fraud on days [day, day + 14)
 
 
-def handbook_world(n_customers: int = 5_000, n_terminals: int = 10_000, days: int = 183,
-                   start: date = date(2018, 4, 1), seed: int = 0, label_delay_days: float = 7.0,
-                   radius: float = RADIUS) -> HandbookWorld:
+def handbook_world(
+    n_customers: int = 5_000,
+    n_terminals: int = 10_000,
+    days: int = 183,
+    start: date = date(2018, 4, 1),
+    seed: int = 0,
+    label_delay_days: float = 7.0,
+    radius: float = RADIUS,
+) -> HandbookWorld:
     """The handbook's world (its defaults: 5,000 customers, 10,000 terminals, 183 days from 2018-04-01)."""
     if n_customers < COMPROMISED_CUSTOMERS_PER_DAY or n_terminals < COMPROMISED_TERMINALS_PER_DAY or days < 1:
-        raise ValueError(f"need at least {COMPROMISED_CUSTOMERS_PER_DAY} customers, "
-                         f"{COMPROMISED_TERMINALS_PER_DAY} terminals and 1 day")
+        raise ValueError(
+            f"need at least {COMPROMISED_CUSTOMERS_PER_DAY} customers, "
+            f"{COMPROMISED_TERMINALS_PER_DAY} terminals and 1 day"
+        )
     rng = np.random.default_rng(seed)
     home = rng.uniform(0, GRID, (n_customers, 2))
     mean_amount = rng.uniform(*MEAN_AMOUNT, n_customers)
@@ -91,7 +115,13 @@ def handbook_world(n_customers: int = 5_000, n_terminals: int = 10_000, days: in
     customer, day, seconds, amount, pick = customer[keep], day[keep], seconds[keep], amount[keep], pick[keep]
     terminal = reachable[indptr[customer] + (pick * degree[customer]).astype(np.int64)]
     order = np.lexsort((customer, seconds, day))  # time order (ties: customer)
-    customer, day, seconds, amount, terminal = customer[order], day[order], seconds[order], amount[order], terminal[order]
+    customer, day, seconds, amount, terminal = (
+        customer[order],
+        day[order],
+        seconds[order],
+        amount[order],
+        terminal[order],
+    )
     n = len(customer)
 
     scenario = np.where(amount > FRAUD_AMOUNT, 1, 0)  # scenario 1
@@ -100,7 +130,7 @@ def handbook_world(n_customers: int = 5_000, n_terminals: int = 10_000, days: in
     terminal_rows = []
     for d in range(days):
         chosen = rng.choice(n_terminals, COMPROMISED_TERMINALS_PER_DAY, replace=False)
-        hacked[chosen, d:d + TERMINAL_COMPROMISE_DAYS] = True
+        hacked[chosen, d : d + TERMINAL_COMPROMISE_DAYS] = True
         terminal_rows += [(d, t) for t in chosen]
     scenario = np.where(hacked[terminal, day], 2, scenario)
     # scenario 3: a third of each compromised customer's transactions in the next 14 days, amount x 5
@@ -110,7 +140,7 @@ def handbook_world(n_customers: int = 5_000, n_terminals: int = 10_000, days: in
     for d in range(days):
         chosen = rng.choice(n_customers, COMPROMISED_CUSTOMERS_PER_DAY, replace=False)
         customer_rows += [(d, c) for c in chosen]
-        rows = np.concatenate([by_customer[bounds[c]:bounds[c + 1]] for c in chosen])
+        rows = np.concatenate([by_customer[bounds[c] : bounds[c + 1]] for c in chosen])
         rows = rows[(day[rows] >= d) & (day[rows] < d + CUSTOMER_COMPROMISE_DAYS)]
         hit = rng.choice(rows, int(len(rows) * CUSTOMER_FRAUD_SHARE), replace=False)
         amount[hit] = np.round(amount[hit] * CUSTOMER_FRAUD_FACTOR, 2)
@@ -123,37 +153,67 @@ def handbook_world(n_customers: int = 5_000, n_terminals: int = 10_000, days: in
     with np.errstate(over="ignore"):
         second = mix64(first + GOLDEN)
     trans_num = hex32(first, second)
-    transactions = pd.DataFrame({
-        "trans_date_trans_time": format_times(unix), "cc_num": cards[customer], "merchant": merchants[terminal],
-        "amt": amount, "trans_num": trans_num, "unix_time": unix,
-        **{column: np.full(n, "", dtype=object) for column in EMPTY_COLUMNS},
-    })[list(RAW_COLUMNS)]
-    labels = pd.DataFrame({
-        "trans_num": trans_num, "is_fraud": (scenario > 0).astype(int),
-        "labelled_at": format_times(unix + int(round(label_delay_days * DAY_SECONDS))),
-        "scenario": np.array(SCENARIOS, dtype=object)[scenario],
-    })
-    customers = pd.DataFrame({"cc_num": cards, "x": home[:, 0], "y": home[:, 1], "mean_amount": mean_amount,
-                              "std_amount": std_amount, "mean_per_day": per_day, "terminals": degree})
+    transactions = pd.DataFrame(
+        {
+            "trans_date_trans_time": format_times(unix),
+            "cc_num": cards[customer],
+            "merchant": merchants[terminal],
+            "amt": amount,
+            "trans_num": trans_num,
+            "unix_time": unix,
+            **{column: np.full(n, "", dtype=object) for column in EMPTY_COLUMNS},
+        }
+    )[list(RAW_COLUMNS)]
+    labels = pd.DataFrame(
+        {
+            "trans_num": trans_num,
+            "is_fraud": (scenario > 0).astype(int),
+            "labelled_at": format_times(unix + int(round(label_delay_days * DAY_SECONDS))),
+            "scenario": np.array(SCENARIOS, dtype=object)[scenario],
+        }
+    )
+    customers = pd.DataFrame(
+        {
+            "cc_num": cards,
+            "x": home[:, 0],
+            "y": home[:, 1],
+            "mean_amount": mean_amount,
+            "std_amount": std_amount,
+            "mean_per_day": per_day,
+            "terminals": degree,
+        }
+    )
     terminals = pd.DataFrame({"merchant": merchants, "x": where[:, 0], "y": where[:, 1]})
     compromised_terminals = pd.DataFrame(terminal_rows, columns=["day", "terminal"])
     compromised_customers = pd.DataFrame(customer_rows, columns=["day", "customer"])
     return HandbookWorld(
-        customers, terminals, transactions, labels,
-        compromised_terminals.assign(merchant=merchants[compromised_terminals["terminal"].to_numpy(dtype=np.int64)])[["day", "merchant"]],
-        compromised_customers.assign(cc_num=cards[compromised_customers["customer"].to_numpy(dtype=np.int64)])[["day", "cc_num"]])
+        customers,
+        terminals,
+        transactions,
+        labels,
+        compromised_terminals.assign(merchant=merchants[compromised_terminals["terminal"].to_numpy(dtype=np.int64)])[
+            ["day", "merchant"]
+        ],
+        compromised_customers.assign(cc_num=cards[compromised_customers["customer"].to_numpy(dtype=np.int64)])[
+            ["day", "cc_num"]
+        ],
+    )
 
 
-def _terminals_within(home: np.ndarray, where: np.ndarray, radius: float, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def _terminals_within(
+    home: np.ndarray, where: np.ndarray, radius: float, chunk: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
     """Each customer's terminals at distance < radius, as CSR (indptr over customers, terminal indices)."""
     counts, indices = [], []
     for lo in range(0, len(home), chunk):
-        d2 = ((home[lo:lo + chunk, None, :] - where[None, :, :]) ** 2).sum(axis=2)
+        d2 = ((home[lo : lo + chunk, None, :] - where[None, :, :]) ** 2).sum(axis=2)
         rows, cols = np.nonzero(d2 < radius * radius)  # row-major: grouped by customer, terminals in index order
         counts.append(np.bincount(rows, minlength=len(d2)))
         indices.append(cols)
     indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]) if counts else np.zeros(1, dtype=np.int64)
-    return indptr.astype(np.int64), (np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64)).astype(np.int64)
+    return indptr.astype(np.int64), (np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64)).astype(
+        np.int64
+    )
 
 
 CARD_PREFIX = "4"  # Visa-like
@@ -167,7 +227,9 @@ def card_numbers(n: int, seed: int) -> np.ndarray:
         raise ValueError("at most 10 million customers")
     offset = int(np.random.default_rng([seed, 7]).integers(0, 10**14))
     body = (np.arange(n, dtype=np.int64) * CARD_MULTIPLIER + offset) % 10**14
-    digits = np.concatenate([np.full((n, 1), int(CARD_PREFIX)), body[:, None] // 10 ** np.arange(13, -1, -1) % 10], axis=1)
+    digits = np.concatenate(
+        [np.full((n, 1), int(CARD_PREFIX)), body[:, None] // 10 ** np.arange(13, -1, -1) % 10], axis=1
+    )
     # Luhn: from the right of the payload (the check digit will sit right of it), every other digit doubled
     doubled = digits[:, ::-1].copy()
     doubled[:, 0::2] *= 2

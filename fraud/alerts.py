@@ -4,13 +4,14 @@
 Exactly once: an alert row is queued before anything is sent, claimed with a row lock while it is sent, and
 marked sent in the same database transaction; a failed delivery leaves it pending for the next run. A flagged
 transaction of a card-day whose alert already went out gets a follow-up alert (`<key>#2`)."""
+
 from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Callable
 
 import pandas as pd
 from sqlalchemy import Engine, text
@@ -37,9 +38,12 @@ class AlertPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AlertPolicy:
-        return cls(sender=settings.mail_from, daily_cap=settings.alert_daily_cap_per_customer,
-                   retry_attempts=max(1, settings.smtp_retry_attempts),
-                   retry_backoff_seconds=settings.smtp_retry_backoff_seconds)
+        return cls(
+            sender=settings.mail_from,
+            daily_cap=settings.alert_daily_cap_per_customer,
+            retry_attempts=max(1, settings.smtp_retry_attempts),
+            retry_backoff_seconds=settings.smtp_retry_backoff_seconds,
+        )
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,10 @@ def plan_alerts(candidates: pd.DataFrame, existing: pd.DataFrame, daily_cap: int
     Days are UTC days of the transaction; a customer is an email address (one person may hold several cards)."""
     if candidates.empty:
         return Plan([], 0, 0)
-    frame = candidates.assign(day=pd.to_datetime(candidates["event_time"], utc=True).dt.date,
-                              email=candidates["email"].str.strip().str.lower())
+    frame = candidates.assign(
+        day=pd.to_datetime(candidates["event_time"], utc=True).dt.date,
+        email=candidates["email"].str.strip().str.lower(),
+    )
     groups = frame.groupby(["card_token", "day"], sort=False)
     first_seen = groups["event_time"].min().sort_values()
     by_card_day: dict[tuple[str, date], list] = defaultdict(list)
@@ -95,14 +101,25 @@ def plan_alerts(candidates: pd.DataFrame, existing: pd.DataFrame, daily_cap: int
         earlier = by_card_day[(card_token, day)]
         pending = [a for a in earlier if a.status == "pending"]
         if pending:  # not sent yet: the email will list these too
-            alerts.append(PlannedAlert(pending[0].group_key, card_token, day, model_version, trans_nums,
-                                       existing_id=int(pending[0].id)))
+            alerts.append(
+                PlannedAlert(
+                    pending[0].group_key, card_token, day, model_version, trans_nums, existing_id=int(pending[0].id)
+                )
+            )
             continue
         capped = per_customer_day[(email, day)] >= daily_cap
         if not capped:
             per_customer_day[(email, day)] += 1
-        alerts.append(PlannedAlert(group_key(card_token, day, len(earlier) + 1), card_token, day, model_version, trans_nums,
-                                   status="capped" if capped else "pending"))
+        alerts.append(
+            PlannedAlert(
+                group_key(card_token, day, len(earlier) + 1),
+                card_token,
+                day,
+                model_version,
+                trans_nums,
+                status="capped" if capped else "pending",
+            )
+        )
     return Plan(alerts, opted_out, no_email)
 
 
@@ -130,8 +147,19 @@ def queue_alerts(engine: Engine, model_version: str, policy: AlertPolicy) -> tup
         for alert in plan.alerts:
             if alert.existing_id is not None:
                 queries.link_alert_transactions(connection, alert.existing_id, policy.channel, list(alert.trans_nums))
-            elif queries.insert_customer_alert(connection, alert.group_key, policy.channel, alert.card_token, alert.alert_day,
-                                               alert.model_version, alert.status, list(alert.trans_nums)) is not None:
+            elif (
+                queries.insert_customer_alert(
+                    connection,
+                    alert.group_key,
+                    policy.channel,
+                    alert.card_token,
+                    alert.alert_day,
+                    alert.model_version,
+                    alert.status,
+                    list(alert.trans_nums),
+                )
+                is not None
+            ):
                 created += 1
     return plan, created
 
@@ -139,13 +167,24 @@ def queue_alerts(engine: Engine, model_version: str, policy: AlertPolicy) -> tup
 def _alert_email(lines: pd.DataFrame, channel: str) -> AlertEmail:
     first = lines.iloc[0]
     holder = " ".join(str(v) for v in (first["first_name"], first["last_name"]) if isinstance(v, str) and v) or None
-    return AlertEmail(group_key=first["group_key"], channel=channel, alert_day=first["alert_day"], email=first["email"],
-                      holder=holder, last4=first["last4"],
-                      lines=tuple(AlertLine(r.merchant, float(r.amount), r.event_time) for r in lines.itertuples()))
+    return AlertEmail(
+        group_key=first["group_key"],
+        channel=channel,
+        alert_day=first["alert_day"],
+        email=first["email"],
+        holder=holder,
+        last4=first["last4"],
+        lines=tuple(AlertLine(r.merchant, float(r.amount), r.event_time) for r in lines.itertuples()),
+    )
 
 
-def deliver_pending(engine: Engine, mailer: Mailer, policy: AlertPolicy, result: AlertResult,
-                    sleep: Callable[[float], None] = time.sleep) -> None:
+def deliver_pending(
+    engine: Engine,
+    mailer: Mailer,
+    policy: AlertPolicy,
+    result: AlertResult,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
     consecutive_failures = 0
     pending = queries.pending_alert_lines(engine, policy.channel)
     for alert_id, lines in pending.groupby("id", sort=True):
@@ -171,9 +210,13 @@ def deliver_pending(engine: Engine, mailer: Mailer, policy: AlertPolicy, result:
                     last_error = f"{mailer.name}: {error}"[:1000]
                     raise
 
-            retrying = Retrying(stop=stop_after_attempt(policy.retry_attempts), reraise=True, sleep=sleep,
-                                wait=wait_exponential(multiplier=policy.retry_backoff_seconds, max=60),
-                                retry=retry_if_exception_type(TransientDeliveryError))
+            retrying = Retrying(
+                stop=stop_after_attempt(policy.retry_attempts),
+                reraise=True,
+                sleep=sleep,
+                wait=wait_exponential(multiplier=policy.retry_backoff_seconds, max=60),
+                retry=retry_if_exception_type(TransientDeliveryError),
+            )
             try:
                 delivered_id = retrying(send_once)
             except DeliveryError as error:
@@ -187,12 +230,17 @@ def deliver_pending(engine: Engine, mailer: Mailer, policy: AlertPolicy, result:
             consecutive_failures = 0
 
 
-def send_alerts(engine: Engine, model_version: str, mailer: Mailer, policy: AlertPolicy,
-                sleep: Callable[[float], None] = time.sleep) -> AlertResult:
+def send_alerts(
+    engine: Engine, model_version: str, mailer: Mailer, policy: AlertPolicy, sleep: Callable[[float], None] = time.sleep
+) -> AlertResult:
     """Queue the new card-day groups of the model's flagged transactions, then deliver every pending alert
     of the channel (including ones left pending by earlier runs)."""
     plan, created = queue_alerts(engine, model_version, policy)
-    result = AlertResult(queued=created, capped=sum(a.status == "capped" for a in plan.alerts if a.existing_id is None),
-                         skipped_opted_out=plan.opted_out_groups, skipped_no_email=plan.no_email_groups)
+    result = AlertResult(
+        queued=created,
+        capped=sum(a.status == "capped" for a in plan.alerts if a.existing_id is None),
+        skipped_opted_out=plan.opted_out_groups,
+        skipped_no_email=plan.no_email_groups,
+    )
     deliver_pending(engine, mailer, policy, result, sleep)
     return result

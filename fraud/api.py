@@ -14,6 +14,7 @@ The token is the setting `FRAUD_API_TOKEN`; locally, when it is unset, one is ge
 `FRAUD_HOME/secrets/api_token` (mode 0600). In AWS the same handler sits behind a Lambda function URL with
 IAM auth instead (`lambdas/scorer`).
 """
+
 from __future__ import annotations
 
 import hmac
@@ -28,8 +29,8 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fraud.online_features import InvalidTransaction
 from fraud.raw_values import ABSURD_AMOUNT
@@ -52,7 +53,9 @@ def _no_control_characters(value: str) -> str:
 
 
 def _text(max_length: int):
-    return Annotated[str, StringConstraints(strip_whitespace=True, max_length=max_length), AfterValidator(_no_control_characters)]
+    return Annotated[
+        str, StringConstraints(strip_whitespace=True, max_length=max_length), AfterValidator(_no_control_characters)
+    ]
 
 
 Coordinate = Annotated[float, Field(allow_inf_nan=False)]
@@ -63,14 +66,40 @@ class RawTransaction(BaseModel):
     the CSV files. Required: trans_num, cc_num, merchant, amt, and trans_date_trans_time or unix_time.
     Holder and merchant fields left out are taken from the card's and merchant's stored records. Unknown
     fields (is_fraud, an index column) are ignored."""
-    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [{
-        "trans_num": "2da90c7d74bd46a0caf3777415b3ebd3", "cc_num": "4613314721966", "merchant": "fraud_Rippin, Kub and Mann",
-        "category": "misc_net", "amt": 4.97, "trans_date_trans_time": "2026-11-10 14:30:00", "lat": 36.0788,
-        "long": -81.1781, "city_pop": 3495, "dob": "1988-03-09", "merch_lat": 36.011293, "merch_long": -82.048315}]})
 
-    trans_num: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), AfterValidator(_no_control_characters)]
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "trans_num": "2da90c7d74bd46a0caf3777415b3ebd3",
+                    "cc_num": "4613314721966",
+                    "merchant": "fraud_Rippin, Kub and Mann",
+                    "category": "misc_net",
+                    "amt": 4.97,
+                    "trans_date_trans_time": "2026-11-10 14:30:00",
+                    "lat": 36.0788,
+                    "long": -81.1781,
+                    "city_pop": 3495,
+                    "dob": "1988-03-09",
+                    "merch_lat": 36.011293,
+                    "merch_long": -82.048315,
+                }
+            ]
+        },
+    )
+
+    trans_num: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+        AfterValidator(_no_control_characters),
+    ]
     cc_num: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)] | int
-    merchant: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_control_characters)]
+    merchant: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+        AfterValidator(_no_control_characters),
+    ]
     amt: Annotated[float, Field(ge=0, le=ABSURD_AMOUNT, allow_inf_nan=False)]
     trans_date_trans_time: _text(32) | None = None
     unix_time: Annotated[float, Field(allow_inf_nan=False, ge=0, le=253402300799)] | None = None
@@ -91,7 +120,7 @@ class RawTransaction(BaseModel):
     job: _text(200) | None = None
 
     @model_validator(mode="after")
-    def _has_a_time(self) -> "RawTransaction":
+    def _has_a_time(self) -> RawTransaction:
         if not self.trans_date_trans_time and self.unix_time is None:
             raise ValueError("trans_date_trans_time or unix_time is required")
         return self
@@ -156,7 +185,9 @@ class RateLimiter:
         return 0.0
 
 
-def _problem(status: int, type_: str, message: str, field: str | None = None, headers: dict | None = None) -> HTTPException:
+def _problem(
+    status: int, type_: str, message: str, field: str | None = None, headers: dict | None = None
+) -> HTTPException:
     loc = ["body", field] if field else []
     return HTTPException(status, detail=[{"loc": loc, "msg": message, "type": type_}], headers=headers)
 
@@ -164,8 +195,12 @@ def _problem(status: int, type_: str, message: str, field: str | None = None, he
 # --- the app --------------------------------------------------------------------------------------------------
 
 
-def create_app(settings: Settings | None = None, rate_limit: float = DEFAULT_RATE_LIMIT, burst: int = DEFAULT_BURST,
-               scorer: RealtimeScorer | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    rate_limit: float = DEFAULT_RATE_LIMIT,
+    burst: int = DEFAULT_BURST,
+    scorer: RealtimeScorer | None = None,
+) -> FastAPI:
     settings = settings or Settings()
     token, _ = api_token(settings)
     scorer = scorer or RealtimeScorer(settings)
@@ -177,42 +212,76 @@ def create_app(settings: Settings | None = None, rate_limit: float = DEFAULT_RAT
         async with scorer.serving():
             yield
 
-    app = FastAPI(title="fraud-platform real-time scoring", version="1", lifespan=lifespan,
-                  description=__doc__.split("\n\n")[0].replace("\n", " "))
+    app = FastAPI(
+        title="fraud-platform real-time scoring",
+        version="1",
+        lifespan=lifespan,
+        description=__doc__.split("\n\n")[0].replace("\n", " "),
+    )
 
     async def rate_limited(request: Request) -> None:
         wait = limiter.retry_after(request.client.host if request.client else "unknown")
         if wait:
-            raise _problem(429, "rate_limited", f"over {limiter.rate:g} requests per second; retry later",
-                           headers={"Retry-After": str(math.ceil(wait))})
+            raise _problem(
+                429,
+                "rate_limited",
+                f"over {limiter.rate:g} requests per second; retry later",
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
 
     async def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         if credentials is None or credentials.scheme.lower() != "bearer":
-            raise _problem(401, "missing_token", "send Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"})
+            raise _problem(
+                401, "missing_token", "send Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"}
+            )
         if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
-            raise _problem(401, "invalid_token", "the token is not valid",
-                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            raise _problem(
+                401,
+                "invalid_token",
+                "the token is not valid",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_problem(request: Request, error: StarletteHTTPException) -> JSONResponse:
         # one error shape everywhere: FastAPI's own errors (a body that is not UTF-8, 404, 405) carry a string
-        detail = error.detail if isinstance(error.detail, list) else [
-            {"loc": ["body"] if error.status_code == 400 else [], "msg": str(error.detail),
-             "type": "invalid_body" if error.status_code == 400 else f"http_{error.status_code}"}]
+        detail = (
+            error.detail
+            if isinstance(error.detail, list)
+            else [
+                {
+                    "loc": ["body"] if error.status_code == 400 else [],
+                    "msg": str(error.detail),
+                    "type": "invalid_body" if error.status_code == 400 else f"http_{error.status_code}",
+                }
+            ]
+        )
         return JSONResponse({"detail": detail}, status_code=error.status_code, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         # the submitted values ("input") are left out: they may hold a card number
-        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "invalid"), "type": e.get("type", "invalid")}
-                  for e in error.errors()]
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", "invalid"), "type": e.get("type", "invalid")}
+            for e in error.errors()
+        ]
         status = 400 if any(d["type"] == "json_invalid" for d in detail) else 422
         return JSONResponse({"detail": detail}, status_code=status)
 
-    @app.post("/v1/score", response_model=Score, dependencies=[Depends(rate_limited), Depends(authorized)],
-              responses={400: {"model": Problem}, 401: {"model": Problem}, 413: {"model": Problem},
-                         422: {"model": Problem}, 429: {"model": Problem}, 503: {"model": Problem}},
-              summary="Score one transaction at the till (nothing is written)")
+    @app.post(
+        "/v1/score",
+        response_model=Score,
+        dependencies=[Depends(rate_limited), Depends(authorized)],
+        responses={
+            400: {"model": Problem},
+            401: {"model": Problem},
+            413: {"model": Problem},
+            422: {"model": Problem},
+            429: {"model": Problem},
+            503: {"model": Problem},
+        },
+        summary="Score one transaction at the till (nothing is written)",
+    )
     async def score(transaction: RawTransaction) -> dict:
         # on the event loop: a request is one asyncio query and 0.2 ms of LiteRT, cheaper than a thread hop
         try:
@@ -263,8 +332,19 @@ class BodySizeLimit:
         await self.app(scope, limited_receive, send)
 
     async def _too_large(self, send) -> None:
-        response = JSONResponse({"detail": [{"loc": ["body"], "msg": f"the body must be at most {self.max_bytes} bytes",
-                                             "type": "body_too_large"}]}, status_code=413, headers={"Connection": "close"})
+        response = JSONResponse(
+            {
+                "detail": [
+                    {
+                        "loc": ["body"],
+                        "msg": f"the body must be at most {self.max_bytes} bytes",
+                        "type": "body_too_large",
+                    }
+                ]
+            },
+            status_code=413,
+            headers={"Connection": "close"},
+        )
         await response({"type": "http"}, None, send)
 
 

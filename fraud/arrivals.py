@@ -11,11 +11,12 @@ of the last `slack` seconds, so the cursor stays small however long the sensor r
 An object rewritten under a seen key after the slack shows up again; the sensors' run keys (batch ids) make
 Dagster skip it, so nothing is scheduled twice.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from fraud.storage import StoredObject
 
@@ -38,15 +39,18 @@ class ArrivalCursor:
         return cls(data.get("high_water"), {str(k): float(v) for k, v in data.get("recent", {}).items()})
 
 
-def next_arrivals(objects: Iterable[StoredObject], cursor: ArrivalCursor, limit: int,
-                  slack: float = SLACK_SECONDS) -> tuple[list[StoredObject], ArrivalCursor]:
+def next_arrivals(
+    objects: Iterable[StoredObject], cursor: ArrivalCursor, limit: int, slack: float = SLACK_SECONDS
+) -> tuple[list[StoredObject], ArrivalCursor]:
     """The oldest `limit` objects not handed out yet (in arrival order, ties by key), and the cursor after them.
 
     Objects left over by the limit are handed out by the next calls: they all arrived at or after the last
     object handed out, so they stay above the new floor."""
     floor = float("-inf") if cursor.high_water is None else cursor.high_water - slack
-    fresh = sorted((o for o in objects if o.last_modified >= floor and o.key not in cursor.recent),
-                   key=lambda o: (o.last_modified, o.key))
+    fresh = sorted(
+        (o for o in objects if o.last_modified >= floor and o.key not in cursor.recent),
+        key=lambda o: (o.last_modified, o.key),
+    )
     taken = fresh[:limit]
     if not taken:
         return [], cursor

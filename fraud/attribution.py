@@ -15,9 +15,10 @@ away from its baseline) go through the interpreter in the same batched call that
 are occluded one at a time, so the effect of features that only matter together (say amount and hour) is
 split between them arbitrarily, and contributions need not add up to f(x) - f(b).
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -40,8 +41,9 @@ def occluded_rows(x: np.ndarray, baseline: np.ndarray) -> tuple[np.ndarray, np.n
     return copies, transactions, features
 
 
-def score_and_attribute(predict: Predict, x: np.ndarray, baseline: np.ndarray,
-                        chunk: int = CHUNK_TRANSACTIONS) -> tuple[np.ndarray, np.ndarray]:
+def score_and_attribute(
+    predict: Predict, x: np.ndarray, baseline: np.ndarray, chunk: int = CHUNK_TRANSACTIONS
+) -> tuple[np.ndarray, np.ndarray]:
     """Scores (n,) and contributions (n, d) of every transaction, in chunks of `chunk` transactions: one
     interpreter call per chunk runs its transactions and their occluded copies."""
     x = np.asarray(x, dtype=np.float32)
@@ -52,12 +54,12 @@ def score_and_attribute(predict: Predict, x: np.ndarray, baseline: np.ndarray,
     scores = np.empty(n, dtype=np.float32)
     contributions = np.zeros((n, d), dtype=np.float32)
     for start in range(0, n, chunk):
-        part = x[start:start + chunk]
+        part = x[start : start + chunk]
         copies, transactions, features = occluded_rows(part, baseline)
         out = np.asarray(predict(np.concatenate([part, copies])), dtype=np.float32).reshape(-1)
-        own = out[:len(part)]
-        scores[start:start + len(part)] = own
-        contributions[start + transactions, features] = own[transactions] - out[len(part):]
+        own = out[: len(part)]
+        scores[start : start + len(part)] = own
+        contributions[start + transactions, features] = own[transactions] - out[len(part) :]
     return scores, contributions
 
 
@@ -74,8 +76,10 @@ def top_indices(contributions: np.ndarray, k: int = TOP_REASONS) -> tuple[np.nda
 def top_reasons(contributions: np.ndarray, names: Sequence[str], k: int = TOP_REASONS) -> list[list[dict]]:
     """Per row: [{"feature": name, "contribution": c}, ...], at most k, only features that pushed the score up."""
     best, positive = top_indices(contributions, k)
-    return [[{"feature": names[j], "contribution": float(f"{row[j]:.6g}")} for j, keep in zip(picks, keeps) if keep]
-            for row, picks, keeps in zip(contributions, best, positive)]
+    return [
+        [{"feature": names[j], "contribution": float(f"{row[j]:.6g}")} for j, keep in zip(picks, keeps, strict=False) if keep]
+        for row, picks, keeps in zip(contributions, best, positive, strict=False)
+    ]
 
 
 def reasons_json(contributions: np.ndarray, names: Sequence[str], k: int = TOP_REASONS) -> list[str]:
@@ -86,5 +90,7 @@ def reasons_json(contributions: np.ndarray, names: Sequence[str], k: int = TOP_R
     prefixes = [f'{{"feature":"{name}","contribution":' for name in names]
     best, positive = top_indices(contributions, k)
     values = np.take_along_axis(contributions, best, axis=1)
-    return ["[" + ",".join(prefixes[j] + format(c, ".6g") + "}" for j, c, keep in zip(picks, row, keeps) if keep) + "]"
-            for picks, row, keeps in zip(best.tolist(), values.tolist(), positive.tolist())]
+    return [
+        "[" + ",".join(prefixes[j] + format(c, ".6g") + "}" for j, c, keep in zip(picks, row, keeps, strict=False) if keep) + "]"
+        for picks, row, keeps in zip(best.tolist(), values.tolist(), positive.tolist(), strict=False)
+    ]

@@ -1,4 +1,5 @@
 """AWS clients built from settings (one place for region and endpoint) and Secrets Manager reads."""
+
 from __future__ import annotations
 
 import json

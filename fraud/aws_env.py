@@ -5,6 +5,7 @@
 
 prints `FRAUD_NAME=value` lines (`--export` prefixes them with `export `) for a `.env` file or a shell. The
 outputs hold names and ARNs only: secret values stay in Secrets Manager and are read at run time."""
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,9 @@ def settings_from_outputs(outputs: dict) -> dict[str, str]:
     """`FRAUD_*` name -> value, for `FRAUD_MODE=aws` and every mapped output."""
     missing = sorted(k for k in OUTPUT_SETTINGS if outputs.get(k) in (None, ""))
     if missing:
-        raise StackOutputsError(f"stack outputs missing: {', '.join(missing)} (is this the infra/ stack, after `pulumi up`?)")
+        raise StackOutputsError(
+            f"stack outputs missing: {', '.join(missing)} (is this the infra/ stack, after `pulumi up`?)"
+        )
     settings = {env_name("mode"): "aws"}
     for output, field in OUTPUT_SETTINGS.items():
         value = outputs[output]
@@ -82,11 +85,17 @@ def read_outputs_file(path: Path) -> dict:
 def read_stack_outputs(stack: str, program_dir: Path = REPO_ROOT / "infra") -> dict:
     """`pulumi stack output --json` of one stack (no --show-secrets: secret outputs would stay masked)."""
     try:
-        result = subprocess.run(["pulumi", "stack", "output", "--json", "--stack", stack], cwd=program_dir,
-                                capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            ["pulumi", "stack", "output", "--json", "--stack", stack],
+            cwd=program_dir,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     except FileNotFoundError:
-        raise StackOutputsError("the pulumi CLI is not on PATH; save `pulumi stack output --json` elsewhere and "
-                                "pass it with --outputs FILE") from None
+        raise StackOutputsError(
+            "the pulumi CLI is not on PATH; save `pulumi stack output --json` elsewhere and pass it with --outputs FILE"
+        ) from None
     if result.returncode != 0:
         raise StackOutputsError(f"pulumi stack output failed: {result.stderr.strip()}")
     return json.loads(result.stdout)

@@ -1,4 +1,5 @@
 """Baselines the neural network must beat, trained on the same rows and features (scikit-learn)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,6 +16,7 @@ SEED = 42
 def _scorer(model) -> Scorer:
     def score(x: np.ndarray) -> np.ndarray:
         return model.predict_proba(x)[:, 1] if len(x) else np.zeros(0)
+
     return score
 
 
@@ -30,9 +32,16 @@ def gradient_boosting(train: LabelledData) -> Scorer:
     learning rate of 0.05), early stopping on a held-out 10% of the rows. On the simulator this setting reaches a
     clearly higher average precision than scikit-learn's defaults (0.81 against 0.51 on the 7/7/7 bench): the
     network is compared with a tuned baseline, not a weak one."""
-    model = HistGradientBoostingClassifier(learning_rate=0.05, max_iter=300, min_samples_leaf=200, l2_regularization=1.0,
-                                           early_stopping=True, validation_fraction=0.1, n_iter_no_change=20,
-                                           random_state=SEED)
+    model = HistGradientBoostingClassifier(
+        learning_rate=0.05,
+        max_iter=300,
+        min_samples_leaf=200,
+        l2_regularization=1.0,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=20,
+        random_state=SEED,
+    )
     model.fit(train.x, train.y)
     return _scorer(model)
 
@@ -54,12 +63,21 @@ def random_forest(train: LabelledData) -> Scorer:
     window: on a 240,000-row train window (11 worlds, 50 features) the full bootstrap took 157 CPU-seconds (135 s
     wall on the shared 2 cores; over the 2-minute budget) for AP 0.822, the capped one 77 CPU-seconds (75 s wall
     shared, about 40 s on 2 free cores) for AP 0.812. Windows of up to 100,000 rows get the full bootstrap."""
-    model = RandomForestClassifier(n_estimators=200, max_features="sqrt", min_samples_leaf=3, class_weight=None,
-                                   max_samples=FOREST_MAX_SAMPLES if len(train) > FOREST_MAX_SAMPLES else None,
-                                   n_jobs=-1, random_state=SEED)
+    model = RandomForestClassifier(
+        n_estimators=200,
+        max_features="sqrt",
+        min_samples_leaf=3,
+        class_weight=None,
+        max_samples=FOREST_MAX_SAMPLES if len(train) > FOREST_MAX_SAMPLES else None,
+        n_jobs=-1,
+        random_state=SEED,
+    )
     model.fit(train.x, train.y)
     return _scorer(model)
 
 
-BASELINES = {"logistic_regression": logistic_regression, "gradient_boosting": gradient_boosting,
-             "random_forest": random_forest}
+BASELINES = {
+    "logistic_regression": logistic_regression,
+    "gradient_boosting": gradient_boosting,
+    "random_forest": random_forest,
+}

@@ -1,4 +1,5 @@
 """`fraud`: the command line of the card-fraud platform."""
+
 from __future__ import annotations
 
 import importlib
@@ -8,9 +9,14 @@ from rich.console import Console
 
 from fraud.settings import Settings
 
-app = typer.Typer(help="Card-fraud detection platform: simulate, process, train, score, report and alert.",
-                  no_args_is_help=True, add_completion=False)
-db_app = typer.Typer(help="The PostgreSQL database (embedded locally unless FRAUD_DATABASE_URL is set).", no_args_is_help=True)
+app = typer.Typer(
+    help="Card-fraud detection platform: simulate, process, train, score, report and alert.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(
+    help="The PostgreSQL database (embedded locally unless FRAUD_DATABASE_URL is set).", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 console = Console()
 
@@ -34,7 +40,9 @@ def demo() -> None:
 def simulate(
     start_day: str = typer.Option(None, "--start-day", help="First day, YYYY-MM-DD (default FRAUD_SIM_START)."),
     days: int = typer.Option(None, "--days", min=1, help="Number of daily batches (default FRAUD_SIM_DAYS)."),
-    customers: int = typer.Option(None, "--customers", min=1, help="Cardholders in the world (default FRAUD_SIM_CUSTOMERS)."),
+    customers: int = typer.Option(
+        None, "--customers", min=1, help="Cardholders in the world (default FRAUD_SIM_CUSTOMERS)."
+    ),
     seed: int = typer.Option(None, "--seed", help="World and traffic seed (default FRAUD_SIM_SEED)."),
 ) -> None:
     """Simulate days of card traffic into the raw zone: one transaction batch per day and its labels, under the
@@ -55,7 +63,9 @@ def simulate(
     event = {"customers": customers or settings.sim_customers, "seed": settings.sim_seed if seed is None else seed}
     rows = frauds = unlabelled = 0
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        ) as bar:
             task = bar.add_task("simulating days", total=total)
             for offset in range(total):  # one day per call, so the bar moves
                 day = (first + timedelta(days=offset)).isoformat()
@@ -67,14 +77,20 @@ def simulate(
     except BatchConflict as conflict:  # a refusal, not a crash: say what and why, no traceback
         typer.echo(f"BatchConflict: {conflict}", err=True)
         raise typer.Exit(1) from None
-    console.print(f"{total} daily batches, {rows:,} transactions, {frauds:,} fraudulent "
-                  f"({frauds / max(rows, 1):.2%}, {unlabelled:,} of them never labelled) in {settings.raw_bucket}/transactions/")
+    console.print(
+        f"{total} daily batches, {rows:,} transactions, {frauds:,} fraudulent "
+        f"({frauds / max(rows, 1):.2%}, {unlabelled:,} of them never labelled) in {settings.raw_bucket}/transactions/"
+    )
 
 
 @app.command()
 def ingest(
-    file: str = typer.Argument(..., metavar="FILE", show_default=False,
-                               help="A Sparkov-schema CSV (the seed files, the Kaggle files); must exist."),
+    file: str = typer.Argument(
+        ...,
+        metavar="FILE",
+        show_default=False,
+        help="A Sparkov-schema CSV (the seed files, the Kaggle files); must exist.",
+    ),
     batch_id: str | None = typer.Option(None, "--batch-id", help="Batch id (default: csv-<sha256 of the file>)."),
 ) -> None:
     """Ingest a CSV of card transactions into the raw zone: accepted rows as one raw batch (and its labels when
@@ -93,19 +109,33 @@ def ingest(
         typer.echo(f"error: {file}: {'is a folder, not a file' if path.is_dir() else 'no such file'}", err=True)
         raise typer.Exit(2)
     settings = Settings()
-    with Progress(TextColumn("reading {task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                  console=console, transient=True, disable=not console.is_terminal) as bar:
+    with Progress(
+        TextColumn("reading {task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as bar:
         task = bar.add_task(escape(path.name), total=path.stat().st_size)
         try:
-            summary = ingest_csv(path, settings, batch_id=batch_id,
-                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
+            summary = ingest_csv(
+                path,
+                settings,
+                batch_id=batch_id,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
         except IngestError as error:
             bar.stop()
             typer.echo(f"error: {file}: {error}", err=True)
             raise typer.Exit(2) from None
 
-    table = Table(title=f"{escape(path.name)} → batch {summary.batch_id}  ({summary.seconds:.2f} s)", title_justify="left",
-                  show_header=False)
+    table = Table(
+        title=f"{escape(path.name)} → batch {summary.batch_id}  ({summary.seconds:.2f} s)",
+        title_justify="left",
+        show_header=False,
+    )
     table.add_column(style="bold")
     table.add_column(justify="right", overflow="fold")
     table.add_row("rows read", f"{summary.rows_read:,}")
@@ -119,8 +149,11 @@ def ingest(
     extra = escape(", ".join(repr(name) for name in summary.extra_columns))
     table.add_row("extra columns dropped", f"{len(summary.extra_columns)}" + (f": {extra}" if extra else ""))
     bucket = settings.raw_bucket
-    for name, key in (("transactions", summary.transactions_key), ("labels", summary.labels_key),
-                      ("quarantine", summary.quarantine_key)):
+    for name, key in (
+        ("transactions", summary.transactions_key),
+        ("labels", summary.labels_key),
+        ("quarantine", summary.quarantine_key),
+    ):
         table.add_row(f"{name} key", Text(f"{bucket}/{key}", justify="left") if key else "-")
     console.print(table)
     if summary.header_problem:
@@ -130,24 +163,40 @@ def ingest(
 @app.command()
 def evaluate(
     csv: str = typer.Option(..., "--csv", metavar="FILE", help="A Sparkov-schema CSV with an is_fraud column."),
-    train_start: str = typer.Option(None, "--train-start", help="First training day, YYYY-MM-DD (default: the test "
-                                                               "window ends on the file's last day)."),
+    train_start: str = typer.Option(
+        None,
+        "--train-start",
+        help="First training day, YYYY-MM-DD (default: the test window ends on the file's last day).",
+    ),
     train_days: int = typer.Option(7, "--train-days", min=1, help="Days of the train window."),
     delay_days: int = typer.Option(
-        None, "--delay-days", min=0, show_default=False,
+        None,
+        "--delay-days",
+        min=0,
+        show_default=False,
         help="Days between the train and the test window (the protocol's delay window: its transactions set the "
-             "alert threshold, their labels are not trained on). Default: the label delay rounded up to whole days, "
-             "as the fraud_model asset does, so every train-window label has arrived when the test window starts."),
+        "alert threshold, their labels are not trained on). Default: the label delay rounded up to whole days, "
+        "as the fraud_model asset does, so every train-window label has arrived when the test window starts.",
+    ),
     test_days: int = typer.Option(7, "--test-days", min=1, help="Days of the test window."),
     label_delay_days: float = typer.Option(
-        None, "--label-delay-days", min=0, metavar="N", show_default=False,
+        None,
+        "--label-delay-days",
+        min=0,
+        metavar="N",
+        show_default=False,
         help="The CSV's labels become known N days after each transaction (default: FRAUD_LABEL_DELAY_DAYS, 2). "
-             "Not --delay-days: this says when labels arrive, that how far apart the train and test windows are; "
-             "train-window rows labelled after the test window starts are not trained on."),
+        "Not --delay-days: this says when labels arrive, that how far apart the train and test windows are; "
+        "train-window rows labelled after the test window starts are not trained on.",
+    ),
     json_out: str = typer.Option(None, "--json", metavar="OUT", help="Also write the JSON to this file."),
-    scores: str = typer.Option(None, "--scores", metavar="FILE",
-                               help="Also write every test-window row as CSV: trans_num, event_time, card_token, "
-                                    "is_fraud and one score column per model (the network, each baseline, random)."),
+    scores: str = typer.Option(
+        None,
+        "--scores",
+        metavar="FILE",
+        help="Also write every test-window row as CSV: trans_num, event_time, card_token, "
+        "is_fraud and one score column per model (the network, each baseline, random).",
+    ),
 ) -> None:
     """Evaluate the model on a labelled CSV: ingest -> ETL -> train -> evaluate in a throwaway FRAUD_HOME, and print
     the test-window metrics of the neural network and of each baseline as JSON. The windows are checked before
@@ -155,9 +204,19 @@ def evaluate(
     suggests windows that fit the file."""
     from fraud.evaluate_csv import evaluate_command
 
-    raise typer.Exit(evaluate_command(csv, train_start, train_days, delay_days, test_days, json_out,
-                                      say=lambda message: typer.echo(message, err=True),
-                                      label_delay_days=label_delay_days, scores=scores))
+    raise typer.Exit(
+        evaluate_command(
+            csv,
+            train_start,
+            train_days,
+            delay_days,
+            test_days,
+            json_out,
+            say=lambda message: typer.echo(message, err=True),
+            label_delay_days=label_delay_days,
+            scores=scores,
+        )
+    )
 
 
 @app.command()
@@ -177,15 +236,19 @@ def report() -> None:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     headline = published.report.headline
-    console.print(f"{headline['transactions']:,} transactions, {headline['flagged']:,} flagged, "
-                  f"{headline['emails_sent']:,} customer emails sent; CSV: {published.csv}")
+    console.print(
+        f"{headline['transactions']:,} transactions, {headline['flagged']:,} flagged, "
+        f"{headline['emails_sent']:,} customer emails sent; CSV: {published.csv}"
+    )
     print(f"report: {published.latest}")
 
 
 @app.command()
 def serve(
     port: int = typer.Option(8000, min=1, max=65535, help="Port on 127.0.0.1."),
-    rate_limit: float = typer.Option(200.0, "--rate-limit", min=0, help="Requests per second per client (0: no limit)."),
+    rate_limit: float = typer.Option(
+        200.0, "--rate-limit", min=0, help="Requests per second per client (0: no limit)."
+    ),
 ) -> None:
     """Serve the real-time scoring API on http://127.0.0.1:PORT: POST /v1/score (bearer token), GET /health,
     OpenAPI at /docs. Prints where the token is (FRAUD_API_TOKEN, or a file generated once), never the token."""
@@ -228,10 +291,14 @@ def aws_env(
 
 
 @app.command()
-def package(force: bool = typer.Option(False, "--force", help="Rebuild even when nothing changed."),
-            target: str = typer.Option("lambda", "--target",
-                                       help="lambda: the python3.12 runtime (deployed); host: this interpreter, "
-                                            "into dist/host/ (local tests).")) -> None:
+def package(
+    force: bool = typer.Option(False, "--force", help="Rebuild even when nothing changed."),
+    target: str = typer.Option(
+        "lambda",
+        "--target",
+        help="lambda: the python3.12 runtime (deployed); host: this interpreter, into dist/host/ (local tests).",
+    ),
+) -> None:
     """Build the Lambda zips and the Glue job's fraud/ zip into dist/ (what `pulumi up` deploys)."""
     from lambdas.package import DIST_DIR, FUNCTIONS, TARGETS, build_function, build_glue_library, describe
 
@@ -268,8 +335,17 @@ def db_counts() -> None:
     from fraud.db.engine import get_engine
     from fraud.db.queries import table_counts
 
-    tables = ("dim_card", "dim_merchant", "dim_category", "fact_transaction", "transaction_features",
-              "transaction_label", "fraud_score", "customer_alert", "batch_load")
+    tables = (
+        "dim_card",
+        "dim_merchant",
+        "dim_category",
+        "fact_transaction",
+        "transaction_features",
+        "transaction_label",
+        "fraud_score",
+        "customer_alert",
+        "batch_load",
+    )
     for table, count in table_counts(get_engine(Settings()), tables).items():
         console.print(f"{table:22} {count:>10,}")
 

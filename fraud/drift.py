@@ -8,11 +8,12 @@ continuous feature, one bin per value for a feature with few distinct values (on
 plus a bin for any value the reference never took. It is 0 for identical distributions, symmetric in the two
 shares of each bin, and about mu^2 / sigma^2 for a normal shifted by mu (the symmetric Kullback-Leibler divergence).
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -56,6 +57,7 @@ SCORE = "model score"  # the score's row in a drift table
 class Bins:
     """Bins of a reference sample. Continuous: `edges` are inner cut points, bin i = (edges[i-1], edges[i]] with
     open ends. Categorical: `edges` are the reference's distinct values, one bin each, and a last bin for others."""
+
     edges: np.ndarray
     categorical: bool
 
@@ -136,8 +138,14 @@ def _columns(matrix: np.ndarray | Sequence, width: int) -> np.ndarray:
     return array
 
 
-def drift_table(reference_matrix: np.ndarray, new_matrix: np.ndarray, names: Sequence[str], bins: int = BINS,
-                min_rows: int = MIN_ROWS, one_a_day: Collection[str] = ()) -> list[FeatureDrift]:
+def drift_table(
+    reference_matrix: np.ndarray,
+    new_matrix: np.ndarray,
+    names: Sequence[str],
+    bins: int = BINS,
+    min_rows: int = MIN_ROWS,
+    one_a_day: Collection[str] = (),
+) -> list[FeatureDrift]:
     """PSI of each column (named by `names`, in order) of the new sample against the reference; the features
     named in `one_a_day` get that level instead of a judgement (see ONE_A_DAY)."""
     reference, new = _columns(reference_matrix, len(names)), _columns(new_matrix, len(names))
@@ -168,8 +176,15 @@ def one_value_a_day(reference_matrix: np.ndarray, days: Sequence, names: Sequenc
 COLUMNS = ["day", "feature", "psi", "level", "rows"]
 
 
-def per_day(reference_matrix: np.ndarray, new_matrix: np.ndarray, days: Sequence, names: Sequence[str],
-            bins: int = BINS, min_rows: int = MIN_ROWS, one_a_day: Collection[str] = ()) -> pd.DataFrame:
+def per_day(
+    reference_matrix: np.ndarray,
+    new_matrix: np.ndarray,
+    days: Sequence,
+    names: Sequence[str],
+    bins: int = BINS,
+    min_rows: int = MIN_ROWS,
+    one_a_day: Collection[str] = (),
+) -> pd.DataFrame:
     """drift_table for each day of the new sample (`days`: one per row): day, feature, psi, level, rows."""
     new = _columns(new_matrix, len(names))
     day_of = pd.Series(list(days), dtype=object)
@@ -177,8 +192,10 @@ def per_day(reference_matrix: np.ndarray, new_matrix: np.ndarray, days: Sequence
         raise ValueError(f"{len(day_of)} days for {len(new)} rows")
     frames = []
     for day in sorted(day_of.unique()):
-        rows = [vars(d) for d in drift_table(reference_matrix, new[(day_of == day).to_numpy()], names, bins, min_rows,
-                                             one_a_day)]
+        rows = [
+            vars(d)
+            for d in drift_table(reference_matrix, new[(day_of == day).to_numpy()], names, bins, min_rows, one_a_day)
+        ]
         frames.append(pd.DataFrame(rows).assign(day=day))
     return pd.concat(frames, ignore_index=True)[COLUMNS] if frames else pd.DataFrame(columns=COLUMNS)
 
@@ -209,19 +226,25 @@ def by_feature(frame: pd.DataFrame) -> pd.DataFrame:
     summary = pd.DataFrame({"feature": wide.index})
     summary["max_psi"] = summary["feature"].map(worst["psi"]).astype(float)
     summary["worst_day"] = summary["feature"].map(worst["day"])
-    summary["level"] = summary["feature"].map(worst["level"]).fillna(
-        summary["feature"].map(frame.groupby("feature")["level"].first()))
+    summary["level"] = (
+        summary["feature"].map(worst["level"]).fillna(summary["feature"].map(frame.groupby("feature")["level"].first()))
+    )
     order = {name: i for i, name in enumerate(dict.fromkeys(frame["feature"]))}  # ties: the input's order
-    summary = summary.assign(_order=summary["feature"].map(order)).sort_values(
-        ["max_psi", "_order"], ascending=[False, True], na_position="last").drop(columns="_order")
+    summary = (
+        summary.assign(_order=summary["feature"].map(order))
+        .sort_values(["max_psi", "_order"], ascending=[False, True], na_position="last")
+        .drop(columns="_order")
+    )
     return summary.merge(wide.reset_index(), on="feature").reset_index(drop=True)
 
 
 def worst(frame: pd.DataFrame, top: int = 5) -> list[dict]:
     """The `top` features by their largest judged PSI: feature, psi, day, level."""
     table = by_feature(frame).dropna(subset=["max_psi"]).head(top)
-    return [{"feature": r.feature, "psi": round(float(r.max_psi), 4), "day": str(r.worst_day), "level": r.level}
-            for r in table.itertuples()]
+    return [
+        {"feature": r.feature, "psi": round(float(r.max_psi), 4), "day": str(r.worst_day), "level": r.level}
+        for r in table.itertuples()
+    ]
 
 
 def _cell(value: float) -> str:
@@ -241,6 +264,7 @@ def markdown(frame: pd.DataFrame) -> str:
 
 
 # --- from the model's metadata and the database's samples ---
+
 
 def training_window(metadata: dict) -> tuple[pd.Timestamp, pd.Timestamp] | None:
     """[start, end) of the model's training window (UTC), when its metadata names one."""
@@ -269,8 +293,9 @@ class DriftResult:
     note: str | None = None  # why there is nothing to compare, when so
 
     @classmethod
-    def nothing(cls, note: str, window: tuple[pd.Timestamp, pd.Timestamp] | None = None,
-                reference_rows: int = 0) -> "DriftResult":
+    def nothing(
+        cls, note: str, window: tuple[pd.Timestamp, pd.Timestamp] | None = None, reference_rows: int = 0
+    ) -> DriftResult:
         empty = pd.DataFrame(columns=COLUMNS)
         return cls(empty, empty, reference_rows, window, note)
 
@@ -283,25 +308,38 @@ def _matrix(values: pd.Series) -> np.ndarray:
     return np.array(values.tolist(), dtype=np.float64).reshape(len(values), -1) if len(values) else np.zeros((0, 0))
 
 
-def from_samples(reference: pd.DataFrame, recent: pd.DataFrame, metadata: dict, fallback_names: Sequence[str] = (),
-                 min_rows: int = MIN_ROWS) -> DriftResult:
+def from_samples(
+    reference: pd.DataFrame,
+    recent: pd.DataFrame,
+    metadata: dict,
+    fallback_names: Sequence[str] = (),
+    min_rows: int = MIN_ROWS,
+) -> DriftResult:
     """reference: values (feature vectors), score (NaN when not scored) and, when known, day of the training
     window's sample; recent: day, values, score of the days since. The features named from the model's metadata."""
     window = training_window(metadata)
     if reference.empty:
-        return DriftResult.nothing("no transaction of the training window has features of the model's version",
-                                   window)
+        return DriftResult.nothing("no transaction of the training window has features of the model's version", window)
     if recent.empty:
-        return DriftResult.nothing("no transaction since the training window yet: nothing to compare", window,
-                                   len(reference))
+        return DriftResult.nothing(
+            "no transaction since the training window yet: nothing to compare", window, len(reference)
+        )
     ref, new = _matrix(reference["values"]), _matrix(recent["values"])
     if ref.shape[1] != new.shape[1]:
-        return DriftResult.nothing(f"feature vectors of {ref.shape[1]} values in the training window but "
-                                   f"{new.shape[1]} since", window, len(reference))
+        return DriftResult.nothing(
+            f"feature vectors of {ref.shape[1]} values in the training window but {new.shape[1]} since",
+            window,
+            len(reference),
+        )
     names = feature_names(metadata, ref.shape[1], fallback_names)
     days = list(recent["day"])
     calendar = one_value_a_day(ref, reference["day"], names) if "day" in reference else []
     features = per_day(ref, new, days, names, min_rows=min_rows, one_a_day=calendar)
-    score = per_day(reference["score"].astype(float).to_numpy(), recent["score"].astype(float).to_numpy(), days,
-                    [SCORE], min_rows=min_rows)
+    score = per_day(
+        reference["score"].astype(float).to_numpy(),
+        recent["score"].astype(float).to_numpy(),
+        days,
+        [SCORE],
+        min_rows=min_rows,
+    )
     return DriftResult(features, score, len(reference), window)

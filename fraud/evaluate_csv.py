@@ -4,15 +4,16 @@ CSV ingest (fraud/ingest.py) -> the Glue job (glue/process_transactions.py) -> t
 before any training -> training under the protocol (fraud/model.py `train`, as the `fraud_model` asset runs it)
 -> the metrics of the network and of each baseline on the test window (and, on request, every test row's
 scores as CSV)."""
+
 from __future__ import annotations
 
 import math
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -59,12 +60,25 @@ def window_sizes(split_: Split) -> dict[str, dict]:
     """Rows and frauds of each window of the split (start inclusive, end exclusive, as in the model metadata)."""
     w = split_.windows
     return {
-        "train": {"start": w.train_start.isoformat(), "end": w.train_end.isoformat(), "rows": len(split_.train),
-                  "frauds": split_.train.frauds},
-        "delay": {"start": w.train_end.isoformat(), "end": w.test_start.isoformat(), "rows": len(split_.delay),
-                  "frauds": split_.delay.frauds},
-        "test": {"start": w.test_start.isoformat(), "end": w.test_end.isoformat(), "rows": len(split_.test),
-                 "frauds": split_.test.frauds, "excluded_known_compromised": split_.excluded_known_compromised},
+        "train": {
+            "start": w.train_start.isoformat(),
+            "end": w.train_end.isoformat(),
+            "rows": len(split_.train),
+            "frauds": split_.train.frauds,
+        },
+        "delay": {
+            "start": w.train_end.isoformat(),
+            "end": w.test_start.isoformat(),
+            "rows": len(split_.delay),
+            "frauds": split_.delay.frauds,
+        },
+        "test": {
+            "start": w.test_start.isoformat(),
+            "end": w.test_end.isoformat(),
+            "rows": len(split_.test),
+            "frauds": split_.test.frauds,
+            "excluded_known_compromised": split_.excluded_known_compromised,
+        },
     }
 
 
@@ -106,8 +120,10 @@ class WindowSuggestion:
 
     def options(self) -> str:
         p = self.protocol
-        return (f"--train-start {p.train_start:%Y-%m-%d} --train-days {p.train_days} --delay-days {p.delay_days} "
-                f"--test-days {p.test_days}")
+        return (
+            f"--train-start {p.train_start:%Y-%m-%d} --train-days {p.train_days} --delay-days {p.delay_days} "
+            f"--test-days {p.test_days}"
+        )
 
 
 def _scales() -> list[float]:
@@ -116,7 +132,9 @@ def _scales() -> list[float]:
     return [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 1 / 2, 1 / 4, 1 / 8]
 
 
-def suggest_windows(data: LabelledData, protocol: Protocol, target_frauds: int = TARGET_FRAUDS) -> WindowSuggestion | None:
+def suggest_windows(
+    data: LabelledData, protocol: Protocol, target_frauds: int = TARGET_FRAUDS
+) -> WindowSuggestion | None:
     """Windows that fit `data`: a train start and train/test lengths in the protocol's proportions (its delay
     kept) whose train window has frauds to train on (labelled before the test window) and whose test window has
     frauds (not on cards already known compromised). The requested lengths are kept when some start gives both
@@ -151,8 +169,15 @@ def suggest_windows(data: LabelledData, protocol: Protocol, target_frauds: int =
         test_frauds = ((event >= test_start) & (event < test_start + test_days) & (known >= test_start)).sum(axis=1)
         fits = (train_frauds >= 2) & (test_frauds >= 1)
         for start in np.flatnonzero(fits):
-            candidates.append((preference, int(min(train_frauds[start], test_frauds[start], target_frauds)),
-                               int(start), train_days, test_days))
+            candidates.append(
+                (
+                    preference,
+                    int(min(train_frauds[start], test_frauds[start], target_frauds)),
+                    int(start),
+                    train_days,
+                    test_days,
+                )
+            )
     if not candidates:
         return None
     reaching = [c for c in candidates if c[1] >= target_frauds]
@@ -162,9 +187,14 @@ def suggest_windows(data: LabelledData, protocol: Protocol, target_frauds: int =
         ranked = sorted(candidates, key=lambda c: (-c[1], c[0], -c[2]))
     # the counts above follow evaluation.split's rules on the frauds alone: the split itself has the last word
     for _, _, start, train_days, test_days in ranked[:20]:
-        suggested = Protocol(train_start=(first + start * DAY).date(), train_days=train_days, delay_days=delay,
-                             test_days=test_days, alert_budget_per_day=protocol.alert_budget_per_day,
-                             precision_k=protocol.precision_k)
+        suggested = Protocol(
+            train_start=(first + start * DAY).date(),
+            train_days=train_days,
+            delay_days=delay,
+            test_days=test_days,
+            alert_budget_per_day=protocol.alert_budget_per_day,
+            precision_k=protocol.precision_k,
+        )
         split_ = evaluation.split(data, suggested.windows(times))
         if not window_problems(split_):
             return WindowSuggestion(suggested, split_)
@@ -177,23 +207,32 @@ def _fraud_days(data: LabelledData) -> int:
 
 def _data_line(data: LabelledData) -> str:
     times = data.rows["event_time"]
-    return (f"labelled data: {_n(len(data), 'row')}, {_n(data.frauds, 'fraud')} on {_n(_fraud_days(data), 'day')}, "
-            f"{times.min():%Y-%m-%d} .. {times.max():%Y-%m-%d}")
+    return (
+        f"labelled data: {_n(len(data), 'row')}, {_n(data.frauds, 'fraud')} on {_n(_fraud_days(data), 'day')}, "
+        f"{times.min():%Y-%m-%d} .. {times.max():%Y-%m-%d}"
+    )
 
 
 def windows_error(data: LabelledData, split_: Split, protocol: Protocol, problems: list[str]) -> str:
     """The message of a file the protocol's windows do not fit: each window's sizes, the file's, and windows
     that fit it."""
-    lines = ["the windows do not fit this file: " + "; ".join(problems), *("  " + line for line in describe_windows(split_)),
-             "  " + _data_line(data)]
+    lines = [
+        "the windows do not fit this file: " + "; ".join(problems),
+        *("  " + line for line in describe_windows(split_)),
+        "  " + _data_line(data),
+    ]
     suggestion = suggest_windows(data, protocol)
     if suggestion is None:
-        lines.append(f"  no train/test windows of this file hold labelled frauds in both (the delay window kept at "
-                     f"{protocol.delay_days} days): it needs more labelled fraud")
+        lines.append(
+            f"  no train/test windows of this file hold labelled frauds in both (the delay window kept at "
+            f"{protocol.delay_days} days): it needs more labelled fraud"
+        )
     else:
         s = suggestion.split
-        lines.append(f"  try: {suggestion.options()}  (train {_n(len(s.train), 'row')}, {_n(s.train.frauds, 'fraud')}; "
-                     f"test {_n(len(s.test), 'row')}, {_n(s.test.frauds, 'fraud')})")
+        lines.append(
+            f"  try: {suggestion.options()}  (train {_n(len(s.train), 'row')}, {_n(s.train.frauds, 'fraud')}; "
+            f"test {_n(len(s.test), 'row')}, {_n(s.test.frauds, 'fraud')})"
+        )
     return "\n".join(lines)
 
 
@@ -203,10 +242,14 @@ def windows_error(data: LabelledData, split_: Split, protocol: Protocol, problem
 def scores_frame(test: LabelledData, results: dict) -> pd.DataFrame:
     """One row per test transaction, in the order the models scored them: its id, time, card, label and one
     column per model's score."""
-    frame = pd.DataFrame({"trans_num": test.rows["trans_num"].to_numpy(),
-                          "event_time": test.rows["event_time"].map(lambda t: t.isoformat()).to_numpy(),
-                          "card_token": test.rows["card_token"].to_numpy(),
-                          "is_fraud": test.y.astype(int)})
+    frame = pd.DataFrame(
+        {
+            "trans_num": test.rows["trans_num"].to_numpy(),
+            "event_time": test.rows["event_time"].map(lambda t: t.isoformat()).to_numpy(),
+            "card_token": test.rows["card_token"].to_numpy(),
+            "is_fraud": test.y.astype(int),
+        }
+    )
     for name, result in results.items():
         if len(result.test_scores) != len(test):
             raise ValueError(f"{name}: {len(result.test_scores)} scores for {len(test)} test rows")
@@ -214,9 +257,15 @@ def scores_frame(test: LabelledData, results: dict) -> pd.DataFrame:
     return frame
 
 
-def evaluate_csv(path: Path, protocol: Protocol, config: TrainingConfig = TrainingConfig(), base: Settings | None = None,
-                 log: Callable[[str], None] = lambda message: None, label_delay_days: float | None = None,
-                 scores_out: Path | None = None) -> dict:
+def evaluate_csv(
+    path: Path,
+    protocol: Protocol,
+    config: TrainingConfig = TrainingConfig(),
+    base: Settings | None = None,
+    log: Callable[[str], None] = lambda message: None,
+    label_delay_days: float | None = None,
+    scores_out: Path | None = None,
+) -> dict:
     """The pipeline on `path` (see the module docstring); raises EvaluationError, before any training, when the
     windows do not fit the file."""
     from fraud.db.engine import get_engine, stop_embedded
@@ -230,7 +279,9 @@ def evaluate_csv(path: Path, protocol: Protocol, config: TrainingConfig = Traini
     home.chmod(0o755)  # the embedded server may run as an unprivileged user that must reach its data folder
     settings = throwaway_settings(home, base, label_delay_days)
     try:
-        log(f"ingesting {path.name} into {home} (labels known {settings.label_delay_days:g} days after each transaction)")
+        log(
+            f"ingesting {path.name} into {home} (labels known {settings.label_delay_days:g} days after each transaction)"
+        )
         ingested = ingest_csv(Path(path), settings)
         if ingested.transactions_key is None:
             raise EvaluationError(f"no row accepted ({ingested.quarantined:,} quarantined: {ingested.reasons})")
@@ -240,9 +291,16 @@ def evaluate_csv(path: Path, protocol: Protocol, config: TrainingConfig = Traini
         upgrade(engine)
         log(f"processing {ingested.accepted:,} rows with the Glue job (local Spark)")
         raw = object_store(settings, settings.raw_bucket)
-        etl = run_glue_job({"raw_uri": raw.uri(), "processed_uri": object_store(settings, settings.processed_bucket).uri(),
-                            "transactions_keys": ingested.transactions_key, "labels_keys": ingested.labels_key or ""},
-                           settings, report=lambda summary: None)
+        etl = run_glue_job(
+            {
+                "raw_uri": raw.uri(),
+                "processed_uri": object_store(settings, settings.processed_bucket).uri(),
+                "transactions_keys": ingested.transactions_key,
+                "labels_keys": ingested.labels_key or "",
+            },
+            settings,
+            report=lambda summary: None,
+        )
         data = LabelledData.from_frame(labelled_features(engine, FEATURE_VERSION))
         if not len(data):
             raise EvaluationError("no labelled row came out of the Glue job")
@@ -265,9 +323,16 @@ def evaluate_csv(path: Path, protocol: Protocol, config: TrainingConfig = Traini
             log(f"test-window scores of every model: {scores_out}")
         return {
             "csv": str(path),
-            "rows": {"read": ingested.rows_read, "accepted": ingested.accepted, "quarantined_ingest": ingested.quarantined,
-                     "duplicates": ingested.duplicates, "loaded": etl["rows_loaded"],
-                     "quarantined_etl": etl["rows_quarantined"], "labelled": len(data), "frauds": data.frauds},
+            "rows": {
+                "read": ingested.rows_read,
+                "accepted": ingested.accepted,
+                "quarantined_ingest": ingested.quarantined,
+                "duplicates": ingested.duplicates,
+                "loaded": etl["rows_loaded"],
+                "quarantined_etl": etl["rows_quarantined"],
+                "labelled": len(data),
+                "frauds": data.frauds,
+            },
             "label_delay_days": settings.label_delay_days,
             "protocol": metadata["protocol"],
             "windows": window_sizes(split_),
@@ -283,9 +348,17 @@ def evaluate_csv(path: Path, protocol: Protocol, config: TrainingConfig = Traini
         shutil.rmtree(home, ignore_errors=True)
 
 
-def evaluate_command(csv: str, train_start: str | None, train_days: int, delay_days: int | None, test_days: int,
-                     json_out: str | None, say: Callable[[str], None], label_delay_days: float | None = None,
-                     scores: str | None = None) -> int:
+def evaluate_command(
+    csv: str,
+    train_start: str | None,
+    train_days: int,
+    delay_days: int | None,
+    test_days: int,
+    json_out: str | None,
+    say: Callable[[str], None],
+    label_delay_days: float | None = None,
+    scores: str | None = None,
+) -> int:
     """`fraud evaluate`: the JSON on stdout (and in `json_out`), progress and errors through `say`; the exit code.
     `delay_days` None: the label delay rounded up to whole days (as the fraud_model asset's protocol)."""
     import json
@@ -306,12 +379,23 @@ def evaluate_command(csv: str, train_start: str | None, train_days: int, delay_d
         return 2
     settings = Settings()
     label_delay = settings.label_delay_days if label_delay_days is None else label_delay_days
-    protocol = Protocol(train_start=start, train_days=train_days,
-                        delay_days=math.ceil(label_delay) if delay_days is None else delay_days, test_days=test_days,
-                        alert_budget_per_day=settings.alert_budget_per_day)
+    protocol = Protocol(
+        train_start=start,
+        train_days=train_days,
+        delay_days=math.ceil(label_delay) if delay_days is None else delay_days,
+        test_days=test_days,
+        alert_budget_per_day=settings.alert_budget_per_day,
+    )
     try:
-        result = evaluate_csv(path, protocol, TrainingConfig(epochs=settings.train_epochs), settings, log=say,
-                              label_delay_days=label_delay_days, scores_out=Path(scores) if scores else None)
+        result = evaluate_csv(
+            path,
+            protocol,
+            TrainingConfig(epochs=settings.train_epochs),
+            settings,
+            log=say,
+            label_delay_days=label_delay_days,
+            scores_out=Path(scores) if scores else None,
+        )
     except (EvaluationError, IngestError) as error:
         say(f"error: {csv}: {error}")
         return 1 if isinstance(error, EvaluationError) else 2

@@ -6,12 +6,13 @@ window starts; the delay window's transactions (their labels still unknown) set 
 already known compromised before the test window are left out of the test set (the team has blocked them).
 Every model in a comparison is trained on the same rows and scored on the same test rows.
 """
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -33,29 +34,36 @@ class LabelledData:
     x: np.ndarray = field(repr=False)
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame) -> "LabelledData":
+    def from_frame(cls, frame: pd.DataFrame) -> LabelledData:
         """From `fraud.db.queries.labelled_features` (feature vectors as lists in `values`)."""
-        rows = pd.DataFrame({
-            "trans_num": frame["trans_num"].astype(str).to_numpy(),
-            "event_time": pd.to_datetime(frame["event_time"], utc=True).to_numpy(),
-            "card_token": frame["card_token"].to_numpy(),
-            "is_fraud": frame["is_fraud"].astype(bool).to_numpy(),
-            "labelled_at": pd.to_datetime(frame["labelled_at"], utc=True).to_numpy(),
-        })
-        x = (np.array(frame["values"].tolist(), dtype=np.float32).reshape(len(frame), -1) if len(frame)
-             else np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32))
+        rows = pd.DataFrame(
+            {
+                "trans_num": frame["trans_num"].astype(str).to_numpy(),
+                "event_time": pd.to_datetime(frame["event_time"], utc=True).to_numpy(),
+                "card_token": frame["card_token"].to_numpy(),
+                "is_fraud": frame["is_fraud"].astype(bool).to_numpy(),
+                "labelled_at": pd.to_datetime(frame["labelled_at"], utc=True).to_numpy(),
+            }
+        )
+        x = (
+            np.array(frame["values"].tolist(), dtype=np.float32).reshape(len(frame), -1)
+            if len(frame)
+            else np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
+        )
         return cls.of(rows, x)
 
     @classmethod
-    def of(cls, rows: pd.DataFrame, x: np.ndarray) -> "LabelledData":
+    def of(cls, rows: pd.DataFrame, x: np.ndarray) -> LabelledData:
         """Sorted by event time, then trans_num, so the same data always gives the same order."""
         if len(rows) != len(x):
             raise ValueError(f"{len(rows)} rows but {len(x)} feature vectors")
         if x.shape[1] != len(FEATURE_NAMES):
             raise ValueError(f"expected {len(FEATURE_NAMES)} features, got {x.shape[1]}")
-        rows = rows.assign(event_time=pd.to_datetime(rows["event_time"], utc=True),
-                           labelled_at=pd.to_datetime(rows["labelled_at"], utc=True),
-                           is_fraud=rows["is_fraud"].astype(bool))
+        rows = rows.assign(
+            event_time=pd.to_datetime(rows["event_time"], utc=True),
+            labelled_at=pd.to_datetime(rows["labelled_at"], utc=True),
+            is_fraud=rows["is_fraud"].astype(bool),
+        )
         order = np.lexsort((rows["trans_num"].to_numpy(), rows["event_time"].to_numpy()))
         return cls(rows.iloc[order].reset_index(drop=True), np.ascontiguousarray(x[order], dtype=np.float32))
 
@@ -70,14 +78,17 @@ class LabelledData:
     def frauds(self) -> int:
         return int(self.y.sum())
 
-    def where(self, mask: np.ndarray) -> "LabelledData":
+    def where(self, mask: np.ndarray) -> LabelledData:
         return LabelledData(self.rows[mask].reset_index(drop=True), self.x[mask])
 
     def fingerprint(self) -> str:
         """SHA-256 over transaction ids, labels, label times and feature values."""
         digest = hashlib.sha256()
-        digest.update(pd.util.hash_pandas_object(self.rows[["trans_num", "is_fraud", "labelled_at"]], index=False)
-                      .to_numpy().tobytes())
+        digest.update(
+            pd.util.hash_pandas_object(self.rows[["trans_num", "is_fraud", "labelled_at"]], index=False)
+            .to_numpy()
+            .tobytes()
+        )
         digest.update(self.x.tobytes())
         return digest.hexdigest()
 
@@ -92,10 +103,12 @@ class Windows:
     test_end: pd.Timestamp
 
     def as_dict(self) -> dict[str, str]:
-        return {name: getattr(self, name).isoformat() for name in ("train_start", "train_end", "test_start", "test_end")}
+        return {
+            name: getattr(self, name).isoformat() for name in ("train_start", "train_end", "test_start", "test_end")
+        }
 
     @classmethod
-    def from_dict(cls, values: dict) -> "Windows":
+    def from_dict(cls, values: dict) -> Windows:
         return cls(*(pd.Timestamp(values[name]) for name in ("train_start", "train_end", "test_start", "test_end")))
 
 
@@ -134,9 +147,14 @@ class Protocol:
         return Windows(train_start, train_end, test_start, test_end)
 
     def as_dict(self) -> dict:
-        return {"train_start": self.train_start.isoformat() if self.train_start else None, "train_days": self.train_days,
-                "delay_days": self.delay_days, "test_days": self.test_days,
-                "alert_budget_per_day": self.alert_budget_per_day, "precision_k": self.precision_k}
+        return {
+            "train_start": self.train_start.isoformat() if self.train_start else None,
+            "train_days": self.train_days,
+            "delay_days": self.delay_days,
+            "test_days": self.test_days,
+            "alert_budget_per_day": self.alert_budget_per_day,
+            "precision_k": self.precision_k,
+        }
 
 
 @dataclass(frozen=True)
@@ -155,9 +173,13 @@ def split(data: LabelledData, windows: Windows) -> Split:
     in_test = (times >= windows.test_start) & (times < windows.test_end)
     known = data.rows.loc[data.y & (labelled_at < windows.test_start), "card_token"]
     compromised = data.rows["card_token"].isin(set(known))
-    return Split(windows, data.where(train.to_numpy()), data.where(delay.to_numpy()),
-                 data.where((in_test & ~compromised).to_numpy()),
-                 excluded_known_compromised=int((in_test & compromised).sum()))
+    return Split(
+        windows,
+        data.where(train.to_numpy()),
+        data.where(delay.to_numpy()),
+        data.where((in_test & ~compromised).to_numpy()),
+        excluded_known_compromised=int((in_test & compromised).sum()),
+    )
 
 
 def calibration_rows(split_: Split) -> LabelledData:
@@ -175,8 +197,9 @@ def _days(rows: pd.DataFrame) -> int:
 
 def budget_threshold(score: Scorer, split_: Split, alerts_per_day: int) -> float:
     calibration = calibration_rows(split_)
-    return metrics.threshold_for_budget(score(calibration.x) if len(calibration) else np.zeros(0), _days(calibration.rows),
-                                        alerts_per_day)
+    return metrics.threshold_for_budget(
+        score(calibration.x) if len(calibration) else np.zeros(0), _days(calibration.rows), alerts_per_day
+    )
 
 
 def _json_number(value):
@@ -187,13 +210,16 @@ def _json_number(value):
     return None if value is None or np.isnan(value) else float(value)
 
 
-def score_metrics(test: LabelledData, scores: np.ndarray, threshold: float, protocol: Protocol) -> dict[str, float | int | None]:
+def score_metrics(
+    test: LabelledData, scores: np.ndarray, threshold: float, protocol: Protocol
+) -> dict[str, float | int | None]:
     """The protocol's metrics of one model's test-window scores (None where undefined, e.g. no fraud)."""
     y = test.y
     flagged = scores >= threshold
     precision, recall = metrics.precision_recall_at(y, flagged)
-    per_day = pd.DataFrame({"day": test.rows["event_time"].dt.floor("D"), "card": test.rows["card_token"],
-                            "score": scores, "is_fraud": y})
+    per_day = pd.DataFrame(
+        {"day": test.rows["event_time"].dt.floor("D"), "card": test.rows["card_token"], "score": scores, "is_fraud": y}
+    )
     values = {
         "roc_auc": metrics.roc_auc(y, scores),
         "average_precision": metrics.average_precision(y, scores),
@@ -223,20 +249,31 @@ def evaluate_scorer(name: str, score: Scorer, split_: Split, protocol: Protocol)
 
 def random_scorer(seed: int = 0) -> Scorer:
     """The floor every model must clear by far: scores that know nothing (its AP is about the fraud rate)."""
+
     def score(x: np.ndarray) -> np.ndarray:
         return np.random.default_rng(seed).random(len(x))
+
     return score
 
 
 def best_baseline(models: dict[str, dict], network: str) -> str | None:
     """The baseline with the highest average precision; None when it is undefined for every one (no test fraud)."""
-    defined = {name: values["average_precision"] for name, values in models.items()
-               if name not in (network, "random") and values.get("average_precision") is not None}
+    defined = {
+        name: values["average_precision"]
+        for name, values in models.items()
+        if name not in (network, "random") and values.get("average_precision") is not None
+    }
     return max(defined, key=defined.get) if defined else None
 
 
-TABLE_COLUMNS = ("roc_auc", "average_precision", "card_precision_at_{k}", "precision_at_budget", "recall_at_budget",
-                 "alerts_per_day")
+TABLE_COLUMNS = (
+    "roc_auc",
+    "average_precision",
+    "card_precision_at_{k}",
+    "precision_at_budget",
+    "recall_at_budget",
+    "alerts_per_day",
+)
 
 
 def metrics_table(results: dict[str, dict], precision_k: int = 100) -> str:
@@ -263,14 +300,24 @@ class GateDecision:
     latest_average_precision: float | None  # the promoted model, on the candidate's test window
 
     def as_dict(self) -> dict:
-        return {"passed": self.passed, "reasons": list(self.reasons), "floor": self.floor,
-                "candidate_version": self.candidate_version,
-                "candidate_average_precision": self.candidate_average_precision,
-                "latest_version": self.latest_version, "latest_average_precision": self.latest_average_precision}
+        return {
+            "passed": self.passed,
+            "reasons": list(self.reasons),
+            "floor": self.floor,
+            "candidate_version": self.candidate_version,
+            "candidate_average_precision": self.candidate_average_precision,
+            "latest_version": self.latest_version,
+            "latest_average_precision": self.latest_average_precision,
+        }
 
 
-def quality_gate(candidate_version: str, candidate_ap: float | None, floor: float,
-                 latest_version: str | None = None, latest_ap: float | None = None) -> GateDecision:
+def quality_gate(
+    candidate_version: str,
+    candidate_ap: float | None,
+    floor: float,
+    latest_version: str | None = None,
+    latest_ap: float | None = None,
+) -> GateDecision:
     """Promote only a model whose average precision reaches the floor and is not below the promoted model's on
     the same test window. A test window without fraud cannot show either, so it blocks."""
     reasons = []
@@ -279,13 +326,22 @@ def quality_gate(candidate_version: str, candidate_ap: float | None, floor: floa
     elif candidate_ap < floor:
         reasons.append(f"average precision {candidate_ap:.4f} below the floor {floor:.4f}")
     if candidate_ap is not None and latest_ap is not None and candidate_ap < latest_ap:
-        reasons.append(f"average precision {candidate_ap:.4f} below the promoted {latest_version}'s {latest_ap:.4f} "
-                       "on the same test window")
+        reasons.append(
+            f"average precision {candidate_ap:.4f} below the promoted {latest_version}'s {latest_ap:.4f} "
+            "on the same test window"
+        )
     return GateDecision(not reasons, tuple(reasons), floor, candidate_version, candidate_ap, latest_version, latest_ap)
 
 
-def gate_on_window(data: LabelledData, windows: Windows, floor: float, candidate_version: str, candidate: Scorer,
-                   latest_version: str | None = None, latest: Scorer | None = None) -> GateDecision:
+def gate_on_window(
+    data: LabelledData,
+    windows: Windows,
+    floor: float,
+    candidate_version: str,
+    candidate: Scorer,
+    latest_version: str | None = None,
+    latest: Scorer | None = None,
+) -> GateDecision:
     """Score the candidate and the promoted model (when it reads the same features) on the candidate's test
     window and apply `quality_gate`."""
     test = split(data, windows).test

@@ -18,6 +18,7 @@ by the labels that arrived, not by every transaction. With a constant delay d th
 "risk over [t - d - w, t - d)" window, without having to know d; with delays that vary it is the latest
 evidence the team has.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -80,7 +81,9 @@ MERCHANT_FEATURES: tuple[str, ...] = tuple(n for n in NUMERIC_FEATURES if n.star
 
 def amount_z(amount, mean, std, count):
     """The amount against the card's own history (works on floats and numpy arrays alike)."""
-    return np.where(np.asarray(count) > 0, (amount - np.nan_to_num(mean)) / (np.nan_to_num(std) + AMOUNT_SPREAD_FLOOR), 0.0)
+    return np.where(
+        np.asarray(count) > 0, (amount - np.nan_to_num(mean)) / (np.nan_to_num(std) + AMOUNT_SPREAD_FLOOR), 0.0
+    )
 
 
 def volume_ratio(count_1d, count_30d):
@@ -98,12 +101,17 @@ def _chunked_count(query: np.ndarray, match) -> np.ndarray:
     """Per query time, how many items `match(q)` selects; q is a column of query times (bounded memory)."""
     out = np.zeros(len(query))
     for start in range(0, len(query), 4096):
-        out[start:start + 4096] = match(query[start:start + 4096, None]).sum(axis=1)
+        out[start : start + 4096] = match(query[start : start + 4096, None]).sum(axis=1)
     return out
 
 
-def labels_arrived(event_unix: np.ndarray, labelled_unix: np.ndarray, query_unix: np.ndarray,
-                   windows: dict[str, int] = LABEL_WINDOWS, lookback: int = LABEL_LOOKBACK_SECONDS) -> dict[str, np.ndarray]:
+def labels_arrived(
+    event_unix: np.ndarray,
+    labelled_unix: np.ndarray,
+    query_unix: np.ndarray,
+    windows: dict[str, int] = LABEL_WINDOWS,
+    lookback: int = LABEL_LOOKBACK_SECONDS,
+) -> dict[str, np.ndarray]:
     """For one entity's labelled transactions (event and label times; NaN = no label) and query times t: per
     window w, how many labels arrived in [t - w, t) for transactions in [t - lookback, t)."""
     known = ~np.isnan(np.asarray(labelled_unix, dtype=float))
@@ -118,16 +126,27 @@ def labels_arrived(event_unix: np.ndarray, labelled_unix: np.ndarray, query_unix
     odd_event, odd_labelled = event[odd], labelled[odd]
     out = {}
     for name, seconds in windows.items():
-        count = (np.searchsorted(arrivals, query, "left") - np.searchsorted(arrivals, query - seconds, "left")).astype(float)
+        count = (np.searchsorted(arrivals, query, "left") - np.searchsorted(arrivals, query - seconds, "left")).astype(
+            float
+        )
         if len(odd_event):
-            count -= _chunked_count(query, lambda q: (odd_labelled >= q - seconds) & (odd_labelled < q)
-                                    & ((odd_event < q - lookback) | (odd_event >= q)))
+            count -= _chunked_count(
+                query,
+                lambda q: (
+                    (odd_labelled >= q - seconds) & (odd_labelled < q) & ((odd_event < q - lookback) | (odd_event >= q))
+                ),
+            )
         out[name] = count
     return out
 
 
-def known_frauds(event_unix: np.ndarray, is_fraud: np.ndarray, labelled_unix: np.ndarray, query_unix: np.ndarray,
-                 lookback: int = LABEL_LOOKBACK_SECONDS) -> np.ndarray:
+def known_frauds(
+    event_unix: np.ndarray,
+    is_fraud: np.ndarray,
+    labelled_unix: np.ndarray,
+    query_unix: np.ndarray,
+    lookback: int = LABEL_LOOKBACK_SECONDS,
+) -> np.ndarray:
     """For one entity: per query time t, its transactions in [t - lookback, t) known to be fraud at t."""
     fraud = np.asarray(is_fraud, dtype=bool) & ~np.isnan(np.asarray(labelled_unix, dtype=float))
     event = np.asarray(event_unix, dtype=float)[fraud]
@@ -138,8 +157,9 @@ def known_frauds(event_unix: np.ndarray, is_fraud: np.ndarray, labelled_unix: np
     return _chunked_count(query, lambda q: (event >= q - lookback) & (event < q) & (labelled < q))
 
 
-def merchant_risk(event_unix: np.ndarray, is_fraud: np.ndarray, labelled_unix: np.ndarray,
-                  query_unix: np.ndarray) -> dict[str, np.ndarray]:
+def merchant_risk(
+    event_unix: np.ndarray, is_fraud: np.ndarray, labelled_unix: np.ndarray, query_unix: np.ndarray
+) -> dict[str, np.ndarray]:
     """For one merchant's transactions (event times, fraud flags, label times; NaN = no label yet) and query
     times t: the MERCHANT_FEATURES (volume in [t - w, t), its spike, and the labels that arrived in each label
     window with the share of them that are fraud)."""
@@ -149,8 +169,9 @@ def merchant_risk(event_unix: np.ndarray, is_fraud: np.ndarray, labelled_unix: n
     fraud = np.asarray(is_fraud, dtype=bool)
     out: dict[str, np.ndarray] = {}
     for name, seconds in MERCHANT_WINDOWS.items():
-        out[f"merchant_count_{name}"] = (np.searchsorted(times, query, "left")
-                                         - np.searchsorted(times, query - seconds, "left")).astype(float)
+        out[f"merchant_count_{name}"] = (
+            np.searchsorted(times, query, "left") - np.searchsorted(times, query - seconds, "left")
+        ).astype(float)
     out["merchant_volume_ratio_1d"] = volume_ratio(out["merchant_count_1d"], out["merchant_count_30d"])
     arrived = labels_arrived(event_unix, labelled, query)
     frauds = labels_arrived(np.asarray(event_unix)[fraud], labelled[fraud], query)

@@ -11,6 +11,7 @@ The parsing and validation below are pure functions over strings and bytes; `ing
 that touches the file and the object store. The batch id defaults to a hash of the file's bytes, so ingesting
 the same file again rewrites the same objects.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -19,18 +20,18 @@ import hashlib
 import re
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator, Literal, Sequence
+from typing import BinaryIO, Literal
 
 import pandas as pd
 
 from fraud.privacy import normalize_card_number
 from fraud.raw_values import ABSURD_AMOUNT, parse_event_time, parse_number
 from fraud.raw_zone import write_labels, write_transactions
-from fraud.schema import (LABEL_COLUMNS, RAW_COLUMNS, REQUIRED_COLUMNS, batch_id_of,
-                          encode_jsonl_gz)
+from fraud.schema import LABEL_COLUMNS, RAW_COLUMNS, REQUIRED_COLUMNS, batch_id_of, encode_jsonl_gz
 from fraud.settings import Settings
 from fraud.storage import ObjectStore, object_store
 
@@ -41,9 +42,19 @@ LABEL_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 # Every reason a row can be quarantined for, in the order the checks run.
 REASONS: tuple[str, ...] = (
-    "missing_required_columns", "invalid_utf8", "malformed_csv", "wrong_field_count",
-    "missing_trans_num", "invalid_card_number", "missing_merchant", "invalid_amount", "negative_amount",
-    "absurd_amount", "invalid_timestamp", "invalid_is_fraud", "conflicting_duplicate_trans_num",
+    "missing_required_columns",
+    "invalid_utf8",
+    "malformed_csv",
+    "wrong_field_count",
+    "missing_trans_num",
+    "invalid_card_number",
+    "missing_merchant",
+    "invalid_amount",
+    "negative_amount",
+    "absurd_amount",
+    "invalid_timestamp",
+    "invalid_is_fraud",
+    "conflicting_duplicate_trans_num",
 )
 
 Progress = Callable[[int, int], None]  # (bytes read so far, file size)
@@ -127,8 +138,13 @@ def parse_header(fields: Sequence[str]) -> Header:
     missing = [c for c in REQUIRED_COLUMNS if c not in kept]
     if not any(c in kept for c in TIME_COLUMNS):
         missing.append(" or ".join(TIME_COLUMNS))
-    return Header(names, tuple((p, n) for n, p in sorted(kept.items(), key=lambda item: item[1])), tuple(extra),
-                  tuple(missing), _header_problem(names, missing))
+    return Header(
+        names,
+        tuple((p, n) for n, p in sorted(kept.items(), key=lambda item: item[1])),
+        tuple(extra),
+        tuple(missing),
+        _header_problem(names, missing),
+    )
 
 
 def _header_problem(names: tuple[str, ...], missing: list[str]) -> str | None:
@@ -161,8 +177,12 @@ class Record:
 def _record(line: int, chunks: list[bytes], fields: Sequence[str] | None) -> Record:
     raw = b"".join(chunks)
     utf8 = _is_utf8(raw)
-    return Record(line, tuple(fields) if fields is not None and utf8 else None,
-                  raw.decode("utf-8", "backslashreplace").rstrip("\r\n"), utf8)
+    return Record(
+        line,
+        tuple(fields) if fields is not None and utf8 else None,
+        raw.decode("utf-8", "backslashreplace").rstrip("\r\n"),
+        utf8,
+    )
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -275,7 +295,7 @@ def quarantine_entry(header: Header, verdict: Verdict) -> dict:
     entry: dict = {"line": verdict.record.line, "reason": verdict.reason}
     fields = verdict.record.fields
     if fields is not None and len(fields) == len(header.names):
-        entry["fields"] = {name or f"column_{i}": value for i, (name, value) in enumerate(zip(header.names, fields))}
+        entry["fields"] = {name or f"column_{i}": value for i, (name, value) in enumerate(zip(header.names, fields, strict=False))}
     else:
         entry["raw"] = verdict.record.text
     return entry
@@ -315,8 +335,10 @@ class IngestSummary:
 
     def __post_init__(self) -> None:
         if self.rows_read != self.accepted + self.quarantined + self.duplicates:
-            raise ValueError(f"rows unaccounted for: {self.rows_read} read != {self.accepted} accepted + "
-                             f"{self.quarantined} quarantined + {self.duplicates} duplicates")
+            raise ValueError(
+                f"rows unaccounted for: {self.rows_read} read != {self.accepted} accepted + "
+                f"{self.quarantined} quarantined + {self.duplicates} duplicates"
+            )
         if sum(self.reasons.values()) != self.quarantined:
             raise ValueError(f"quarantine reasons {self.reasons} do not add up to {self.quarantined}")
         if self.frauds > self.labels or self.labels > self.accepted:
@@ -346,7 +368,9 @@ def sniff(head: bytes) -> None:
         raise IngestError("the file is empty: no header line")
     for magic, what in _BINARY_MAGIC.items():
         if head.startswith(magic):
-            raise IngestError(f"not a CSV: the file is {what}" + (" (decompress it first)" if magic == b"\x1f\x8b" else ""))
+            raise IngestError(
+                f"not a CSV: the file is {what}" + (" (decompress it first)" if magic == b"\x1f\x8b" else "")
+            )
     if b"\x00" in head:
         raise IngestError("not a CSV: the file contains NUL bytes (binary, or UTF-16 text; save it as UTF-8)")
     first_line = head.removeprefix(codecs.BOM_UTF8).split(b"\n", 1)[0]
@@ -379,6 +403,7 @@ def _lines(handle: BinaryIO, size: int, progress: Progress | None) -> Iterator[b
 @dataclass
 class _Tally:
     """The running outcome of one file; turned into an IngestSummary at the end."""
+
     counts: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
     rows: list[dict[str, str]] = field(default_factory=list)
@@ -395,7 +420,9 @@ class _Tally:
             self.quarantine.append(quarantine_entry(header, verdict))
 
 
-def ingest_csv(path: Path, settings: Settings, batch_id: str | None = None, progress: Progress | None = None) -> IngestSummary:
+def ingest_csv(
+    path: Path, settings: Settings, batch_id: str | None = None, progress: Progress | None = None
+) -> IngestSummary:
     """Read, validate and write one CSV file; see the module docstring. Raises IngestError for a file that is not
     a CSV (nothing is written then)."""
     started = time.perf_counter()
@@ -425,8 +452,9 @@ def quarantine_key(batch_id: str) -> str:
     return f"quarantine/ingest/batch_id={batch_id}/ingest.jsonl.gz"  # apart from the Glue job's quarantine/etl/
 
 
-def _write(store: ObjectStore, settings: Settings, header: Header, tally: _Tally, batch_id: str,
-           started: float) -> IngestSummary:
+def _write(
+    store: ObjectStore, settings: Settings, header: Header, tally: _Tally, batch_id: str, started: float
+) -> IngestSummary:
     """One transaction batch, one label batch, one quarantine object; stale objects of the same batch id go."""
     transactions, labels, quarantined = None, None, None
     label_rows: list[dict] = []
@@ -436,32 +464,53 @@ def _write(store: ObjectStore, settings: Settings, header: Header, tally: _Tally
         frame = pd.DataFrame([[row[c] for c in columns] for row in tally.rows], columns=columns, dtype=object)
         transactions = write_transactions(store, batch_id, frame, event_hour)
         if header.has_labels:
-            label_rows = [label for row, when in zip(tally.rows, tally.times)
-                          if (label := label_row(row, when, settings.label_delay_days)) is not None]
+            label_rows = [
+                label
+                for row, when in zip(tally.rows, tally.times, strict=False)
+                if (label := label_row(row, when, settings.label_delay_days)) is not None
+            ]
         if label_rows:
             # like the generator's: chargebacks land under the day they become known
-            labels = write_labels(store, batch_id, pd.DataFrame(label_rows, columns=list(LABEL_COLUMNS)),
-                                  event_hour + timedelta(days=settings.label_delay_days))
+            labels = write_labels(
+                store,
+                batch_id,
+                pd.DataFrame(label_rows, columns=list(LABEL_COLUMNS)),
+                event_hour + timedelta(days=settings.label_delay_days),
+            )
     if tally.quarantine:
         quarantined = quarantine_key(batch_id)
         store.put_bytes(quarantined, encode_jsonl_gz(tally.quarantine), "application/gzip")
     _remove_stale(store, batch_id, {transactions, labels, quarantined})
     return IngestSummary(
-        batch_id=batch_id, rows_read=sum(tally.counts.values()), accepted=tally.counts["accepted"],
-        duplicates=tally.counts["duplicate"], quarantined=tally.counts["quarantined"],
+        batch_id=batch_id,
+        rows_read=sum(tally.counts.values()),
+        accepted=tally.counts["accepted"],
+        duplicates=tally.counts["duplicate"],
+        quarantined=tally.counts["quarantined"],
         reasons={reason: tally.reasons[reason] for reason in REASONS if tally.reasons[reason]},
-        extra_columns=header.extra_columns, transactions_key=transactions, labels_key=labels, quarantine_key=quarantined,
-        labels=len(label_rows), frauds=sum(label["is_fraud"] for label in label_rows),
-        missing_columns=header.missing_columns, header_problem=header.problem,
+        extra_columns=header.extra_columns,
+        transactions_key=transactions,
+        labels_key=labels,
+        quarantine_key=quarantined,
+        labels=len(label_rows),
+        frauds=sum(label["is_fraud"] for label in label_rows),
+        missing_columns=header.missing_columns,
+        header_problem=header.problem,
         seconds=round(time.perf_counter() - started, 3),
-        first_event=min(tally.times, default=None), last_event=max(tally.times, default=None))
+        first_event=min(tally.times, default=None),
+        last_event=max(tally.times, default=None),
+    )
 
 
 def _remove_stale(store: ObjectStore, batch_id: str, keep: set[str | None]) -> None:
     """A batch id names one batch: objects an earlier ingest wrote under it elsewhere (another event hour, a
     quarantine that is now empty) are deleted, so re-ingesting a corrected file leaves no leftovers."""
-    stale = [key for prefix in ("transactions/", "labels/") for key in store.list_keys(prefix)
-             if key.endswith(".jsonl.gz") and batch_id_of(key) == batch_id and key not in keep]
+    stale = [
+        key
+        for prefix in ("transactions/", "labels/")
+        for key in store.list_keys(prefix)
+        if key.endswith(".jsonl.gz") and batch_id_of(key) == batch_id and key not in keep
+    ]
     if quarantine_key(batch_id) not in keep and store.exists(quarantine_key(batch_id)):
         stale.append(quarantine_key(batch_id))
     for key in stale:

@@ -1,10 +1,10 @@
 """Mail transports behind one small interface: `.eml` files in an outbox folder (local default), an SMTP
 server, or Amazon SES. Each raises `TransientDeliveryError` (worth retrying: a 4xx reply, a refused or
 dropped connection, throttling) or `PermanentDeliveryError` (a 5xx reply, a rejected message)."""
+
 from __future__ import annotations
 
 import smtplib
-import socket
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
@@ -34,6 +34,7 @@ class Mailer(Protocol):
 
 class OutboxMailer:
     """Writes each message as `<alert ref>.eml` (atomic rename), so a rerun overwrites instead of duplicating."""
+
     name = "outbox"
 
     def __init__(self, folder: Path):
@@ -58,7 +59,9 @@ def _smtp_error(error: Exception) -> DeliveryError:
         return kind(f"recipients refused: {codes}")
     if isinstance(error, smtplib.SMTPResponseException):
         kind = TransientDeliveryError if 400 <= error.smtp_code < 500 else PermanentDeliveryError
-        reply = error.smtp_error.decode(errors="replace") if isinstance(error.smtp_error, bytes) else str(error.smtp_error)
+        reply = (
+            error.smtp_error.decode(errors="replace") if isinstance(error.smtp_error, bytes) else str(error.smtp_error)
+        )
         return kind(f"{error.smtp_code} {reply}")
     # refused or dropped connections, timeouts, name resolution: the server may be back next time
     return TransientDeliveryError(f"{type(error).__name__}: {error}")
@@ -67,8 +70,15 @@ def _smtp_error(error: Exception) -> DeliveryError:
 class SmtpMailer:
     name = "smtp"
 
-    def __init__(self, host: str, port: int, timeout: float = 10.0, starttls: bool = False,
-                 username: str | None = None, password: str | None = None):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout: float = 10.0,
+        starttls: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+    ):
         self.host, self.port, self.timeout = host, port, timeout
         self.starttls, self.username, self.password = starttls, username, password
 
@@ -80,17 +90,24 @@ class SmtpMailer:
                 if self.username:
                     smtp.login(self.username, self.password or "")
                 smtp.send_message(message)
-        except (smtplib.SMTPException, OSError, socket.timeout) as error:
+        except (TimeoutError, smtplib.SMTPException, OSError) as error:
             raise _smtp_error(error) from error
         return message["Message-ID"]
 
 
-_SES_TRANSIENT = {"Throttling", "ThrottlingException", "ServiceUnavailable", "InternalFailure", "RequestTimeout",
-                  "TooManyRequestsException"}
+_SES_TRANSIENT = {
+    "Throttling",
+    "ThrottlingException",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "RequestTimeout",
+    "TooManyRequestsException",
+}
 
 
 class SesMailer:
     """Amazon SES `SendRawEmail`: the same MIME message as SMTP, both parts intact."""
+
     name = "ses"
 
     def __init__(self, client, configuration_set: str | None = None):
@@ -130,6 +147,12 @@ def mailer_for(settings: Settings) -> Mailer:
         if not settings.smtp_host:
             raise ValueError("FRAUD_MAIL_CHANNEL=smtp needs FRAUD_SMTP_HOST")
         password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
-        return SmtpMailer(settings.smtp_host, settings.smtp_port, settings.smtp_timeout_seconds, settings.smtp_starttls,
-                          settings.smtp_username, password)
+        return SmtpMailer(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.smtp_timeout_seconds,
+            settings.smtp_starttls,
+            settings.smtp_username,
+            password,
+        )
     return OutboxMailer(settings.outbox_dir)

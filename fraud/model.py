@@ -1,6 +1,7 @@
 """The fraud model: a Keras MLP trained on labelled history under the evaluation protocol (fraud/evaluation.py),
 compared with the baselines on the same split, exported to `.keras` and `.tflite` with its metadata.
 TensorFlow is imported inside the functions that need it, so scoring never loads it."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,9 +10,9 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -27,11 +28,15 @@ NAME = "neural_network"
 # Heavy-tailed, non-negative features (counts, amounts, ratios, distances) enter the network as log1p(x): the
 # normalization layer then sees comparable scales. Done inside the model, so the exported file takes raw features.
 # The amount's z-score is signed: sign(x) * log1p(|x|) keeps its sign and tames its tail alike.
-LOG_FEATURES = tuple(n for n in FEATURE_NAMES
-                     if n.startswith(("card_count_", "card_mean_amt_", "merchant_count_", "merchant_labels_",
-                                      "card_distinct_merchants_"))
-                     or n in ("amt_over_card_mean_30d", "amt_z_card_30d", "distance_km", "card_known_frauds_60d",
-                              "merchant_volume_ratio_1d"))
+LOG_FEATURES = tuple(
+    n
+    for n in FEATURE_NAMES
+    if n.startswith(
+        ("card_count_", "card_mean_amt_", "merchant_count_", "merchant_labels_", "card_distinct_merchants_")
+    )
+    or n
+    in ("amt_over_card_mean_30d", "amt_z_card_30d", "distance_km", "card_known_frauds_60d", "merchant_volume_ratio_1d")
+)
 
 
 MIN_VARIANCE = 0.01  # floor of each feature's variance in the normalization layer (see _networks)
@@ -47,6 +52,7 @@ class TrainingConfig:
     (0.992), 128-64 (0.974), a lower learning rate (0.982), a piecewise-linear encoding of every feature over 16
     training quantiles (0.959). Earlier, on the 7/7/7 bench: batch normalisation, batches of 8192 at lr 6e-3 and 3
     members each fitted on its own loss, their logits averaged (bench/README.md)."""
+
     hidden_units: tuple[int, ...] = (64, 32)
     dropout: float = 0.2
     batch_normalization: bool = True  # between each dense layer and its ReLU
@@ -81,8 +87,15 @@ class TrainedModel:
 
 def model_version(data: LabelledData, protocol: Protocol, config: TrainingConfig) -> str:
     """Same data, protocol and config give the same version, so re-training unchanged data is a no-op."""
-    recipe = json.dumps({"data": data.fingerprint(), "protocol": protocol.as_dict(), "config": config.as_dict(),
-                         "features": FEATURE_VERSION}, sort_keys=True)
+    recipe = json.dumps(
+        {
+            "data": data.fingerprint(),
+            "protocol": protocol.as_dict(),
+            "config": config.as_dict(),
+            "features": FEATURE_VERSION,
+        },
+        sort_keys=True,
+    )
     return "m-" + hashlib.sha256(recipe.encode()).hexdigest()[:12]
 
 
@@ -101,15 +114,17 @@ def _networks(train_x: np.ndarray, config: TrainingConfig = TrainingConfig()):
     # mean and variance given rather than adapted: a feature (nearly) constant in the training rows would be divided
     # by ~0 and explode wherever it moves later (a label-based feature before any label arrived), so its variance is
     # floored; an adapted layer keeps the variance it computed whatever its weights are set to afterwards
-    normalizer = keras.layers.Normalization(mean=train_logged.mean(axis=0),
-                                            variance=np.maximum(train_logged.var(axis=0), MIN_VARIANCE), name="normalize")
+    normalizer = keras.layers.Normalization(
+        mean=train_logged.mean(axis=0), variance=np.maximum(train_logged.var(axis=0), MIN_VARIANCE), name="normalize"
+    )
     normalized = normalizer(x)
     logits = [_member(config, index)(normalized) for index in range(config.members)]
     average = logits[0] if len(logits) == 1 else keras.layers.Average(name="average_logit")(logits)
     model = keras.Model(inputs, keras.layers.Activation("sigmoid", name="fraud_probability")(average), name="fraud_mlp")
     each = logits[0] if len(logits) == 1 else keras.layers.Concatenate(name="member_logits")(logits)
-    trainer = keras.Model(inputs, keras.layers.Activation("sigmoid", name="member_probabilities")(each),
-                          name="fraud_mlp_members")
+    trainer = keras.Model(
+        inputs, keras.layers.Activation("sigmoid", name="member_probabilities")(each), name="fraud_mlp_members"
+    )
     return model, trainer
 
 
@@ -121,8 +136,11 @@ def _member(config: TrainingConfig, index: int):
     layers = []
     for units in config.hidden_units:
         if config.batch_normalization:  # the dense layer's bias would be cancelled by the normalization
-            layers += [keras.layers.Dense(units, use_bias=False), keras.layers.BatchNormalization(),
-                       keras.layers.Activation("relu")]
+            layers += [
+                keras.layers.Dense(units, use_bias=False),
+                keras.layers.BatchNormalization(),
+                keras.layers.Activation("relu"),
+            ]
         else:
             layers.append(keras.layers.Dense(units, activation="relu"))
         if config.dropout:
@@ -138,11 +156,13 @@ def _build(train_x: np.ndarray, config: TrainingConfig = TrainingConfig()):
 def keras_scorer(model) -> Scorer:
     def score(x: np.ndarray) -> np.ndarray:
         return model.predict(x, batch_size=8192, verbose=0).reshape(-1) if len(x) else np.zeros(0, dtype=np.float32)
+
     return score
 
 
-def fit_network(train: LabelledData, config: TrainingConfig = TrainingConfig(),
-                on_epoch: Callable[[int, dict], None] | None = None):
+def fit_network(
+    train: LabelledData, config: TrainingConfig = TrainingConfig(), on_epoch: Callable[[int, dict], None] | None = None
+):
     """Fit on the train window; stop early on the average precision (of the members' average) on a held-out share
     of its rows (`validation_fraction`) and keep the best epoch's weights. Returns (model, epochs run)."""
     import tensorflow as tf
@@ -168,17 +188,34 @@ def fit_network(train: LabelledData, config: TrainingConfig = TrainingConfig(),
         return np.repeat(y.astype(np.float32)[:, None], config.members, axis=1)
 
     monitor = "val_average_precision" if val_y.any() else "val_loss"  # a validation slice without fraud: loss
-    callbacks = [ValidationAveragePrecision(),
-                 tf.keras.callbacks.EarlyStopping(monitor=monitor, mode="max" if monitor.endswith("precision") else "min",
-                                                  patience=config.patience, restore_best_weights=True)]
+    callbacks = [
+        ValidationAveragePrecision(),
+        tf.keras.callbacks.EarlyStopping(
+            monitor=monitor,
+            mode="max" if monitor.endswith("precision") else "min",
+            patience=config.patience,
+            restore_best_weights=True,
+        ),
+    ]
     if on_epoch is not None:
-        callbacks.append(tf.keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch(epoch, dict(logs))))
+        callbacks.append(
+            tf.keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch(epoch, dict(logs)))
+        )
     # Keras' own validation pass (val_loss) only when it is the signal: it would score the rows a second time
     validation = None if monitor == "val_average_precision" else (val_x, each_member(val_y))
     batch_size, steps_per_epoch = _batching(len(fit_x), config)
-    history = trainer.fit(fit_x, each_member(fit_y), sample_weight=np.where(fit_y > 0, fraud_weight, 1.0),
-                          validation_data=validation, epochs=config.epochs, batch_size=batch_size,
-                          steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0, shuffle=True)
+    history = trainer.fit(
+        fit_x,
+        each_member(fit_y),
+        sample_weight=np.where(fit_y > 0, fraud_weight, 1.0),
+        validation_data=validation,
+        epochs=config.epochs,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=callbacks,
+        verbose=0,
+        shuffle=True,
+    )
     return model, len(history.history["loss"])
 
 
@@ -205,13 +242,19 @@ def compare(split: evaluation.Split, protocol: Protocol, network: Scorer) -> dic
 
 def check_trainable(split: evaluation.Split) -> None:
     if split.train.frauds < 2 or split.train.frauds == len(split.train):
-        raise ValueError(f"not enough labelled fraud in the train window {split.windows.train_start:%Y-%m-%d} .. "
-                         f"{split.windows.train_end:%Y-%m-%d} to train ({split.train.frauds} frauds in "
-                         f"{len(split.train)} rows)")
+        raise ValueError(
+            f"not enough labelled fraud in the train window {split.windows.train_start:%Y-%m-%d} .. "
+            f"{split.windows.train_end:%Y-%m-%d} to train ({split.train.frauds} frauds in "
+            f"{len(split.train)} rows)"
+        )
 
 
-def train(data: LabelledData, protocol: Protocol, config: TrainingConfig = TrainingConfig(),
-          on_epoch: Callable[[int, dict], None] | None = None) -> TrainedModel:
+def train(
+    data: LabelledData,
+    protocol: Protocol,
+    config: TrainingConfig = TrainingConfig(),
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> TrainedModel:
     split = evaluation.split(data, protocol.windows(data.rows["event_time"]))
     check_trainable(split)
     network, epochs = fit_network(split.train, config, on_epoch)
@@ -227,13 +270,23 @@ def train(data: LabelledData, protocol: Protocol, config: TrainingConfig = Train
         "threshold": results[NAME].threshold,
         "alert_budget_per_day": protocol.alert_budget_per_day,
         "protocol": {**protocol.as_dict(), **windows.as_dict()},
-        "training_window": {"start": windows.train_start.isoformat(), "end": windows.train_end.isoformat(),
-                            "rows": len(split.train), "frauds": split.train.frauds},
-        "threshold_window": {"rows": len(evaluation.calibration_rows(split)),
-                             "source": "delay window" if len(split.delay) else "last train day"},
-        "test_window": {"start": windows.test_start.isoformat(), "end": windows.test_end.isoformat(),
-                        "rows": len(split.test), "frauds": split.test.frauds,
-                        "excluded_known_compromised": split.excluded_known_compromised},
+        "training_window": {
+            "start": windows.train_start.isoformat(),
+            "end": windows.train_end.isoformat(),
+            "rows": len(split.train),
+            "frauds": split.train.frauds,
+        },
+        "threshold_window": {
+            "rows": len(evaluation.calibration_rows(split)),
+            "source": "delay window" if len(split.delay) else "last train day",
+        },
+        "test_window": {
+            "start": windows.test_start.isoformat(),
+            "end": windows.test_end.isoformat(),
+            "rows": len(split.test),
+            "frauds": split.test.frauds,
+            "excluded_known_compromised": split.excluded_known_compromised,
+        },
         "metrics": results[NAME].metrics,
         "baselines": {name: {**r.metrics, "threshold": r.threshold} for name, r in results.items() if name != NAME},
         "epochs_run": epochs,

@@ -1,6 +1,7 @@
 """The customer alert email: one message per alert (a card's flagged transactions of one day), rendered from
 templates with a plain-text and an HTML part. The HTML template is autoescaped: merchant and holder names
 come from transaction data and must never become markup."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,13 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from fraud.privacy import mask_card
 
-_env = Environment(loader=PackageLoader("fraud", "templates"), autoescape=select_autoescape(["html", "html.j2"]),
-                   undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_env = Environment(
+    loader=PackageLoader("fraud", "templates"),
+    autoescape=select_autoescape(["html", "html.j2"]),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,10 @@ def _one_line(text: str, limit: int = 60) -> str:
 def subject(alert: AlertEmail) -> str:
     card = mask_card(alert.last4)
     if len(alert.lines) == 1:
-        return _one_line(f"Did you make this payment at {display_merchant(alert.lines[0].merchant)}?", 70) + f" (card {card})"
+        return (
+            _one_line(f"Did you make this payment at {display_merchant(alert.lines[0].merchant)}?", 70)
+            + f" (card {card})"
+        )
     return f"Did you make these {len(alert.lines)} payments on {alert.alert_day:%d %b %Y}? (card {card})"
 
 
@@ -64,9 +73,14 @@ def context(alert: AlertEmail) -> dict:
         "name": alert.holder or "customer",
         "card": mask_card(alert.last4),
         "day": f"{alert.alert_day:%A %d %B %Y}",
-        "payments": [{"merchant": display_merchant(line.merchant), "amount": f"${line.amount:,.2f}",
-                      "when": pd.Timestamp(line.event_time).tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC")}
-                     for line in alert.lines],
+        "payments": [
+            {
+                "merchant": display_merchant(line.merchant),
+                "amount": f"${line.amount:,.2f}",
+                "when": pd.Timestamp(line.event_time).tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC"),
+            }
+            for line in alert.lines
+        ],
         "total": f"${sum(line.amount for line in alert.lines):,.2f}",
     }
 

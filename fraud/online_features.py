@@ -16,27 +16,39 @@ caller leaves out (a till rarely knows the holder's birth date or home) are take
 
 No pandas here: the scorer Lambda ships without it.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Mapping
 
 import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 
-from fraud.features import (CATEGORY_FEATURES, FEATURE_NAMES, LABEL_LOOKBACK_SECONDS, LABEL_WINDOWS,
-                            LONGEST_WINDOW_SECONDS, MERCHANT_WINDOWS, NUMERIC_FEATURES, WINDOWS, amount_z, rate,
-                            volume_ratio)
-from fraud.privacy import card_token, normalize_card_number
 from fraud import raw_values
-from fraud.raw_values import ABSURD_AMOUNT, parse_date, parse_number, text_of as _text
+from fraud.features import (
+    CATEGORY_FEATURES,
+    FEATURE_NAMES,
+    LABEL_LOOKBACK_SECONDS,
+    LABEL_WINDOWS,
+    LONGEST_WINDOW_SECONDS,
+    MERCHANT_WINDOWS,
+    NUMERIC_FEATURES,
+    WINDOWS,
+    amount_z,
+    rate,
+    volume_ratio,
+)
+from fraud.privacy import card_token, normalize_card_number
+from fraud.raw_values import ABSURD_AMOUNT, parse_date, parse_number
+from fraud.raw_values import text_of as _text
 from fraud.schema import CATEGORIES
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INT32 = 2**31 - 1
 
 
@@ -54,7 +66,7 @@ class InvalidTransaction(ValueError):
 def parse_event_time(raw: Mapping[str, object]) -> datetime | None:
     """The transaction's time as the ETL reads it, in UTC."""
     parsed = raw_values.parse_event_time(raw)
-    return parsed.replace(tzinfo=timezone.utc) if parsed is not None else None
+    return parsed.replace(tzinfo=UTC) if parsed is not None else None
 
 
 def spark_round2(amount: float) -> float:
@@ -68,6 +80,7 @@ def spark_round2(amount: float) -> float:
 @dataclass(frozen=True)
 class Transaction:
     """One validated raw transaction: the card as a token (the card number goes no further)."""
+
     trans_num: str
     event_time: datetime  # UTC, whole seconds
     card_token: str
@@ -90,7 +103,9 @@ class Transaction:
 def _coordinate(raw: Mapping[str, object], name: str, limit: float) -> float | None:
     value = parse_number(raw.get(name))
     if value is not None and abs(value) > limit:
-        raise InvalidTransaction("invalid_coordinate", name, f"{name} must be between -{limit:g} and {limit:g}, got {value:g}")
+        raise InvalidTransaction(
+            "invalid_coordinate", name, f"{name} must be between -{limit:g} and {limit:g}, got {value:g}"
+        )
     return value
 
 
@@ -114,15 +129,25 @@ def parse_transaction(raw: Mapping[str, object], token_key: bytes) -> Transactio
         raise InvalidTransaction("absurd_amount", "amt", f"amt over {ABSURD_AMOUNT:,.0f} is not a card purchase")
     when = parse_event_time(raw)
     if when is None:
-        raise InvalidTransaction("invalid_timestamp", "trans_date_trans_time",
-                                 "trans_date_trans_time (e.g. 2026-11-01 14:30:00) or unix_time is required")
+        raise InvalidTransaction(
+            "invalid_timestamp",
+            "trans_date_trans_time",
+            "trans_date_trans_time (e.g. 2026-11-01 14:30:00) or unix_time is required",
+        )
     population = parse_number(raw.get("city_pop"))
     category = _text(raw.get("category")).lower() or None
     return Transaction(
-        trans_num=trans_num, event_time=when, card_token=card_token(digits, token_key), last4=digits[-4:],
-        merchant=merchant, amt=spark_round2(amount), category=category,
-        lat=_coordinate(raw, "lat", 90), long=_coordinate(raw, "long", 180),
-        merch_lat=_coordinate(raw, "merch_lat", 90), merch_long=_coordinate(raw, "merch_long", 180),
+        trans_num=trans_num,
+        event_time=when,
+        card_token=card_token(digits, token_key),
+        last4=digits[-4:],
+        merchant=merchant,
+        amt=spark_round2(amount),
+        category=category,
+        lat=_coordinate(raw, "lat", 90),
+        long=_coordinate(raw, "long", 180),
+        merch_lat=_coordinate(raw, "merch_lat", 90),
+        merch_long=_coordinate(raw, "merch_long", 180),
         city_pop=int(population) if population is not None and abs(population) <= _INT32 else None,
         dob=parse_date(raw.get("dob")),
     )
@@ -135,6 +160,7 @@ def parse_transaction(raw: Mapping[str, object], token_key: bytes) -> Transactio
 class History:
     """What the database knows before the transaction's second: card and merchant aggregates, and the
     cardholder's and merchant's stored attributes (None when unknown)."""
+
     card_counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(WINDOWS, 0))
     card_means: dict[str, float | None] = field(default_factory=lambda: dict.fromkeys(WINDOWS))
     card_std_30d: float | None = None
@@ -159,14 +185,18 @@ class History:
 def _history_sql() -> str:
     card = ",\n".join(
         f"count(*) FILTER (WHERE event_time >= %(card_{w})s) AS card_count_{w}, "
-        f"(avg(amount) FILTER (WHERE event_time >= %(card_{w})s))::float8 AS card_mean_{w}" for w in WINDOWS)
+        f"(avg(amount) FILTER (WHERE event_time >= %(card_{w})s))::float8 AS card_mean_{w}"
+        for w in WINDOWS
+    )
     merchant_volume = ",\n".join(
-        f"count(*) FILTER (WHERE t.event_time >= %(merchant_{w})s) AS merchant_count_{w}" for w in MERCHANT_WINDOWS)
+        f"count(*) FILTER (WHERE t.event_time >= %(merchant_{w})s) AS merchant_count_{w}" for w in MERCHANT_WINDOWS
+    )
     # labels that arrived in [t - w, t), for the merchant's transactions of the lookback (fraud/features.py)
     merchant_labels = ",\n".join(
         f"count(*) FILTER (WHERE l.labelled_at >= %(label_{w})s AND l.labelled_at < %(t)s) AS merchant_labels_{w}, "
         f"count(*) FILTER (WHERE l.labelled_at >= %(label_{w})s AND l.labelled_at < %(t)s AND l.is_fraud) AS merchant_frauds_{w}"
-        for w in LABEL_WINDOWS)
+        for w in LABEL_WINDOWS
+    )
     # One round trip; each side walks its own index (fact_transaction.card_token, .merchant).
     return f"""
     WITH card AS (
@@ -202,12 +232,17 @@ HISTORY_SQL = _history_sql()
 
 def history_parameters(tx: Transaction) -> dict[str, object]:
     t = tx.event_time
-    return {"card": tx.card_token, "merchant": tx.merchant, "category": tx.category or "", "t": t,
-            "card_since": t - timedelta(seconds=LONGEST_WINDOW_SECONDS),
-            "label_since": t - timedelta(seconds=LABEL_LOOKBACK_SECONDS),
-            **{f"card_{w}": t - timedelta(seconds=s) for w, s in WINDOWS.items()},
-            **{f"merchant_{w}": t - timedelta(seconds=s) for w, s in MERCHANT_WINDOWS.items()},
-            **{f"label_{w}": t - timedelta(seconds=s) for w, s in LABEL_WINDOWS.items()}}
+    return {
+        "card": tx.card_token,
+        "merchant": tx.merchant,
+        "category": tx.category or "",
+        "t": t,
+        "card_since": t - timedelta(seconds=LONGEST_WINDOW_SECONDS),
+        "label_since": t - timedelta(seconds=LABEL_LOOKBACK_SECONDS),
+        **{f"card_{w}": t - timedelta(seconds=s) for w, s in WINDOWS.items()},
+        **{f"merchant_{w}": t - timedelta(seconds=s) for w, s in MERCHANT_WINDOWS.items()},
+        **{f"label_{w}": t - timedelta(seconds=s) for w, s in LABEL_WINDOWS.items()},
+    }
 
 
 def fetch_history(connection: psycopg.Connection, tx: Transaction) -> History:
@@ -229,15 +264,23 @@ def history_from_row(row: Mapping[str, object]) -> History:
     return History(
         card_counts={w: int(row[f"card_count_{w}"]) for w in WINDOWS},
         card_means={w: row[f"card_mean_{w}"] for w in WINDOWS},
-        card_std_30d=row["card_std_30d"], previous_unix=row["previous_unix"],
-        distinct_merchants_1h=int(row["distinct_merchants_1h"]), distinct_merchants_1d=int(row["distinct_merchants_1d"]),
-        card_at_merchant_30d=int(row["card_at_merchant_30d"]), card_in_category_30d=int(row["card_in_category_30d"]),
+        card_std_30d=row["card_std_30d"],
+        previous_unix=row["previous_unix"],
+        distinct_merchants_1h=int(row["distinct_merchants_1h"]),
+        distinct_merchants_1d=int(row["distinct_merchants_1d"]),
+        card_at_merchant_30d=int(row["card_at_merchant_30d"]),
+        card_in_category_30d=int(row["card_in_category_30d"]),
         card_known_frauds=int(row["card_known_frauds"]),
         merchant_counts={w: int(row[f"merchant_count_{w}"]) for w in MERCHANT_WINDOWS},
         merchant_labels={w: int(row[f"merchant_labels_{w}"]) for w in LABEL_WINDOWS},
         merchant_frauds={w: int(row[f"merchant_frauds_{w}"]) for w in LABEL_WINDOWS},
-        known_card=bool(row["known_card"]), dob=row["dob"], home_lat=row["home_lat"], home_long=row["home_long"],
-        city_pop=row["city_pop"], merch_lat=row["merch_lat"], merch_long=row["merch_long"],
+        known_card=bool(row["known_card"]),
+        dob=row["dob"],
+        home_lat=row["home_lat"],
+        home_long=row["home_long"],
+        city_pop=row["city_pop"],
+        merch_lat=row["merch_lat"],
+        merch_long=row["merch_long"],
     )
 
 
@@ -247,7 +290,7 @@ def history_from_row(row: Mapping[str, object]) -> History:
 def months_between(later: datetime, earlier: date) -> float:
     """Spark's months_between(timestamp, date): whole months when the days of month agree (or both are month
     ends), otherwise 31-day months including the time of day; rounded to 8 digits."""
-    start = datetime(earlier.year, earlier.month, earlier.day, tzinfo=timezone.utc)
+    start = datetime(earlier.year, earlier.month, earlier.day, tzinfo=UTC)
     months = (later.year - start.year) * 12 + (later.month - start.month)
 
     def month_end(moment: datetime) -> bool:
@@ -255,13 +298,15 @@ def months_between(later: datetime, earlier: date) -> float:
 
     if later.day == start.day or (month_end(later) and month_end(start)):
         return float(months)
-    seconds = ((later.day - start.day) * 86400 + later.hour * 3600 + later.minute * 60 + later.second)
+    seconds = (later.day - start.day) * 86400 + later.hour * 3600 + later.minute * 60 + later.second
     return round(months + seconds / (31 * 86400), 8)
 
 
 def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    a = (math.sin(math.radians(lat2 - lat1) / 2) ** 2
-         + math.cos(math.radians(lat1)) * math.cos(math.radians(lat2)) * math.sin(math.radians(lon2 - lon1) / 2) ** 2)
+    a = (
+        math.sin(math.radians(lat2 - lat1) / 2) ** 2
+        + math.cos(math.radians(lat1)) * math.cos(math.radians(lat2)) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    )
     return 6371.0 * 2 * math.asin(math.sqrt(min(1.0, a)))
 
 
@@ -273,7 +318,10 @@ def feature_vector(tx: Transaction, history: History) -> np.ndarray:
     """The model's input for `tx` in FEATURE_NAMES order (float64), from the transaction and its history."""
     t = tx.event_time
     lat, long = _first_known(tx.lat, history.home_lat), _first_known(tx.long, history.home_long)
-    merch_lat, merch_long = _first_known(tx.merch_lat, history.merch_lat), _first_known(tx.merch_long, history.merch_long)
+    merch_lat, merch_long = (
+        _first_known(tx.merch_lat, history.merch_lat),
+        _first_known(tx.merch_long, history.merch_long),
+    )
     dob, population = _first_known(tx.dob, history.dob), _first_known(tx.city_pop, history.city_pop)
     located = None not in (lat, long, merch_lat, merch_long)
     population_known = population is not None and population >= 0
@@ -305,7 +353,7 @@ def feature_vector(tx: Transaction, history: History) -> np.ndarray:
         "merchant_volume_ratio_1d": float(volume_ratio(counts["1d"], counts["30d"])),
         **{f"merchant_labels_{w}": float(labels[w]) for w in LABEL_WINDOWS},
         **{f"merchant_fraud_rate_{w}": float(rate(history.merchant_frauds[w], labels[w])) for w in LABEL_WINDOWS},
-        **{feature: float(tx.category == name) for name, feature in zip(CATEGORIES, CATEGORY_FEATURES)},
+        **{feature: float(tx.category == name) for name, feature in zip(CATEGORIES, CATEGORY_FEATURES, strict=False)},
     }
     assert tuple(values) == NUMERIC_FEATURES + CATEGORY_FEATURES == FEATURE_NAMES
     return np.fromiter(values.values(), dtype=np.float64, count=len(FEATURE_NAMES))

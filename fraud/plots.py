@@ -1,4 +1,5 @@
 """The report's plots as PNG bytes encoded in base64 (embedded as data URIs: the report stays one file)."""
+
 from __future__ import annotations
 
 import base64
@@ -13,8 +14,17 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import precision_recall_curve  # noqa: E402
 
 BLUE, ORANGE, GREEN, RED, GREY = "#3b6fb6", "#e08a3c", "#4c9f70", "#c8453b", "#6b7280"
-plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "axes.titlesize": 10,
-                     "axes.titleweight": "bold", "axes.grid": True, "grid.alpha": 0.25})
+plt.rcParams.update(
+    {
+        "font.size": 9,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.titlesize": 10,
+        "axes.titleweight": "bold",
+        "axes.grid": True,
+        "grid.alpha": 0.25,
+    }
+)
 
 
 def _png(fig) -> str:
@@ -67,8 +77,11 @@ def score_distribution(scores: pd.Series, is_fraud: pd.Series, threshold: float)
     bins = np.linspace(0, 1, 41)
     label = is_fraud.astype("boolean")
     fraud, genuine = label.fillna(False).astype(bool), (~label).fillna(False).astype(bool)
-    for mask, colour, label in ((genuine, BLUE, "labelled genuine"), (fraud, RED, "labelled fraud"),
-                                (is_fraud.isna(), GREY, "not labelled yet")):
+    for mask, colour, label in (
+        (genuine, BLUE, "labelled genuine"),
+        (fraud, RED, "labelled fraud"),
+        (is_fraud.isna(), GREY, "not labelled yet"),
+    ):
         if mask.any():
             ax.hist(scores[mask], bins=bins, color=colour, alpha=0.6, log=True, label=label)
     ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:.3f}")

@@ -1,4 +1,5 @@
 """Card tokenization: the only way a card number leaves the raw zone is as an HMAC token + last 4."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,12 +1,13 @@
 """Raw string values read the way the Glue job reads them: Spark's datetime patterns (no laxer), `try_cast(...
 AS double)` for numbers. `fraud ingest` and the real-time path both validate with these, so a row the ETL
 would quarantine is refused by either with the same reason. No pandas: the scorer Lambda ships without it."""
+
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
-from typing import Mapping
 
 from fraud.schema import DATE_FORMATS, PY_TIMESTAMP_FORMATS, TIMESTAMP_FORMATS
 
@@ -17,16 +18,25 @@ PY_DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y")
 
 def spark_shape(pattern: str) -> re.Pattern[str]:
     """The strings a Spark datetime pattern accepts: `yyyy` four digits, `MM` two, `M` one or two, ..."""
-    widths = {"yyyy": r"\d{4}", "MM": r"\d{2}", "dd": r"\d{2}", "HH": r"\d{2}", "mm": r"\d{2}", "ss": r"\d{2}",
-              "M": r"\d{1,2}", "d": r"\d{1,2}", "H": r"\d{1,2}"}
+    widths = {
+        "yyyy": r"\d{4}",
+        "MM": r"\d{2}",
+        "dd": r"\d{2}",
+        "HH": r"\d{2}",
+        "mm": r"\d{2}",
+        "ss": r"\d{2}",
+        "M": r"\d{1,2}",
+        "d": r"\d{1,2}",
+        "H": r"\d{1,2}",
+    }
     tokens = re.findall(r"yyyy|MM|dd|HH|mm|ss|M|d|H|[^A-Za-z]", pattern)
     return re.compile("^" + "".join(widths.get(t, re.escape(t)) for t in tokens) + "$", re.ASCII)
 
 
 assert len(TIMESTAMP_FORMATS) == len(PY_TIMESTAMP_FORMATS) and len(DATE_FORMATS) == len(PY_DATE_FORMATS)
 # strptime is laxer than Spark ("%m" also reads "4"): the shape check keeps both readers in agreement
-TIMESTAMP_PARSERS = tuple((spark_shape(s), p) for s, p in zip(TIMESTAMP_FORMATS, PY_TIMESTAMP_FORMATS))
-DATE_PARSERS = tuple((spark_shape(s), p) for s, p in zip(DATE_FORMATS, PY_DATE_FORMATS))
+TIMESTAMP_PARSERS = tuple((spark_shape(s), p) for s, p in zip(TIMESTAMP_FORMATS, PY_TIMESTAMP_FORMATS, strict=False))
+DATE_PARSERS = tuple((spark_shape(s), p) for s, p in zip(DATE_FORMATS, PY_DATE_FORMATS, strict=False))
 
 
 def text_of(value: object) -> str:

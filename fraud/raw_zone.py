@@ -1,4 +1,5 @@
 """Reading and writing the raw zone: transaction and label batches as gzipped JSON lines."""
+
 from __future__ import annotations
 
 from datetime import datetime

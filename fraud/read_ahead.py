@@ -1,9 +1,11 @@
 """Reading ahead: the next item of an iterator is produced in a thread while the caller works on the current one,
 so I/O (the next page of feature vectors from the database) overlaps the work done with the item before it."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 _END = object()

@@ -6,12 +6,14 @@ path, like every other. Used by the scorer Lambda's real-time event and by `frau
 A card with no cardholder record (`dim_card`) is refused (`unknown_card`): the issuer could not reach its
 holder about a flag, and a card number nobody issued is more likely a typo or a probe than a customer.
 """
+
 from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, AsyncIterator, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import psycopg
@@ -21,8 +23,15 @@ from sqlalchemy.engine import make_url
 from fraud.attribution import score_and_attribute, top_reasons
 from fraud.db.engine import database_url, get_engine
 from fraud.features import FEATURE_NAMES
-from fraud.online_features import (History, InvalidTransaction, Transaction, feature_vector, fetch_history_async,
-                                   online_features, parse_transaction)
+from fraud.online_features import (
+    History,
+    InvalidTransaction,
+    Transaction,
+    feature_vector,
+    fetch_history_async,
+    online_features,
+    parse_transaction,
+)
 from fraud.scoring import ModelCache, PromotedModel
 from fraud.settings import Settings
 
@@ -72,7 +81,9 @@ class RealtimeScorer:
     cache. `score` is the blocking path (the Lambda handler); `score_async` the asyncio one (`fraud serve`), for
     the lifetime of `async with scorer.serving()`."""
 
-    def __init__(self, settings: Settings, models: ModelCache | None = None, recheck_seconds: float = MODEL_RECHECK_SECONDS):
+    def __init__(
+        self, settings: Settings, models: ModelCache | None = None, recheck_seconds: float = MODEL_RECHECK_SECONDS
+    ):
         self.settings = settings
         self.models = models or ModelCache()
         self.recheck_seconds = recheck_seconds
@@ -131,14 +142,19 @@ class RealtimeScorer:
         return self._answer(tx, model, baseline, features, history)
 
     @asynccontextmanager
-    async def serving(self) -> AsyncIterator["RealtimeScorer"]:
+    async def serving(self) -> AsyncIterator[RealtimeScorer]:
         """A pool of asyncio read connections on the running event loop, for `score_async`. Opening does not
         wait for the database: requests fail (and /health says so) until it answers."""
         from psycopg_pool import AsyncConnectionPool
 
         self._resources()
-        pool = AsyncConnectionPool(self._conninfo, min_size=1, max_size=READ_CONNECTIONS, open=False,
-                                   kwargs={"autocommit": True, "application_name": APPLICATION_NAME})
+        pool = AsyncConnectionPool(
+            self._conninfo,
+            min_size=1,
+            max_size=READ_CONNECTIONS,
+            open=False,
+            kwargs={"autocommit": True, "application_name": APPLICATION_NAME},
+        )
         await pool.open()
         self._async_pool = pool
         try:
@@ -169,18 +185,29 @@ class RealtimeScorer:
             except psycopg.OperationalError:
                 if attempt == 2:
                     raise
-                await pool.check()  # drop every dead idle connection (a database restart kills them all), not just this one
+                await (
+                    pool.check()
+                )  # drop every dead idle connection (a database restart kills them all), not just this one
         return self._answer(tx, model, baseline, feature_vector(tx, history), history)
 
-    def _answer(self, tx: Transaction, model: PromotedModel, baseline: np.ndarray, features: np.ndarray,
-                history: History) -> dict:
+    def _answer(
+        self, tx: Transaction, model: PromotedModel, baseline: np.ndarray, features: np.ndarray, history: History
+    ) -> dict:
         if not history.known_card:
-            raise InvalidTransaction("unknown_card", "cc_num",
-                                     f"no cardholder record for the card ending {tx.last4}: cards become known "
-                                     "through the batch path (fraud ingest / the ETL)")
+            raise InvalidTransaction(
+                "unknown_card",
+                "cc_num",
+                f"no cardholder record for the card ending {tx.last4}: cards become known "
+                "through the batch path (fraud ingest / the ETL)",
+            )
         scores, contributions = score_and_attribute(model.scorer.predict, features[None, :], baseline)
         score = float(scores[0])
-        return {"trans_num": tx.trans_num, "score": score, "flagged": score >= model.threshold,
-                "threshold": model.threshold, "model_version": model.version,
-                "feature_version": model.feature_version,
-                "reasons": top_reasons(contributions, FEATURE_NAMES)[0]}
+        return {
+            "trans_num": tx.trans_num,
+            "score": score,
+            "flagged": score >= model.threshold,
+            "threshold": model.threshold,
+            "model_version": model.version,
+            "feature_version": model.feature_version,
+            "reasons": top_reasons(contributions, FEATURE_NAMES)[0],
+        }

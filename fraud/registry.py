@@ -1,5 +1,6 @@
 """Model registry in the models bucket: `<name>/<version>/{model.keras,model.tflite,metadata.json}` and
 `<name>/LATEST`, which only promotion moves."""
+
 from __future__ import annotations
 
 import json

@@ -2,13 +2,14 @@
 no external fonts) answering "how much fraud, where, how well does the live model do, how does it compare with
 the baselines, has the data drifted since training, how many alerts did we raise", plus a CSV of the flagged
 transactions. Jinja2 autoescapes every value from the data."""
+
 from __future__ import annotations
 
 import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -25,8 +26,11 @@ from fraud.privacy import mask_card
 from fraud.settings import Settings
 from fraud.storage import object_store
 
-_env = Environment(loader=PackageLoader("fraud", "templates"), autoescape=select_autoescape(["html", "html.j2"]),
-                   undefined=StrictUndefined)
+_env = Environment(
+    loader=PackageLoader("fraud", "templates"),
+    autoescape=select_autoescape(["html", "html.j2"]),
+    undefined=StrictUndefined,
+)
 
 
 @dataclass(frozen=True)
@@ -60,10 +64,19 @@ def _frauds(is_fraud: pd.Series) -> pd.Series:
 
 def daily_summary(scored: pd.DataFrame, alerts: pd.DataFrame) -> pd.DataFrame:
     """Per UTC day: transactions, flagged, labelled, frauds, fraud_rate (of labelled), emails (alerts sent)."""
-    frame = scored.assign(day=_utc(scored["event_time"]).dt.date, labelled=scored["is_fraud"].notna(),
-                          fraud=_frauds(scored["is_fraud"]))
-    daily = frame.groupby("day").agg(transactions=("trans_num", "size"), flagged=("flagged", "sum"),
-                                     labelled=("labelled", "sum"), frauds=("fraud", "sum")).reset_index()
+    frame = scored.assign(
+        day=_utc(scored["event_time"]).dt.date, labelled=scored["is_fraud"].notna(), fraud=_frauds(scored["is_fraud"])
+    )
+    daily = (
+        frame.groupby("day")
+        .agg(
+            transactions=("trans_num", "size"),
+            flagged=("flagged", "sum"),
+            labelled=("labelled", "sum"),
+            frauds=("fraud", "sum"),
+        )
+        .reset_index()
+    )
     daily["fraud_rate"] = (daily["frauds"] / daily["labelled"].where(daily["labelled"] > 0)).astype(float)
     sent = alerts[alerts["status"] == "sent"].groupby("day")["alerts"].sum() if len(alerts) else pd.Series(dtype=int)
     daily["emails"] = daily["day"].map(sent).fillna(0).astype(int)
@@ -72,12 +85,25 @@ def daily_summary(scored: pd.DataFrame, alerts: pd.DataFrame) -> pd.DataFrame:
 
 def breakdown(scored: pd.DataFrame, by: str, top: int | None = None) -> pd.DataFrame:
     """Per value of `by`: transactions, flagged, frauds (labelled), fraud_rate, amount, flagged_amount; most flagged first."""
-    frame = scored.assign(**{by: scored[by].fillna("(unknown)")}, amount=scored["amount"].astype(float),
-                          fraud=_frauds(scored["is_fraud"]), labelled=scored["is_fraud"].notna())
+    frame = scored.assign(
+        **{by: scored[by].fillna("(unknown)")},
+        amount=scored["amount"].astype(float),
+        fraud=_frauds(scored["is_fraud"]),
+        labelled=scored["is_fraud"].notna(),
+    )
     frame["flagged_amount"] = frame["amount"].where(frame["flagged"], 0.0)
-    table = frame.groupby(by).agg(transactions=("trans_num", "size"), flagged=("flagged", "sum"), frauds=("fraud", "sum"),
-                                  labelled=("labelled", "sum"), amount=("amount", "sum"),
-                                  flagged_amount=("flagged_amount", "sum")).reset_index()
+    table = (
+        frame.groupby(by)
+        .agg(
+            transactions=("trans_num", "size"),
+            flagged=("flagged", "sum"),
+            frauds=("fraud", "sum"),
+            labelled=("labelled", "sum"),
+            amount=("amount", "sum"),
+            flagged_amount=("flagged_amount", "sum"),
+        )
+        .reset_index()
+    )
     table["fraud_rate"] = table["frauds"] / table["labelled"].where(table["labelled"] > 0)
     table = table.sort_values(["flagged", "frauds", "transactions"], ascending=False).reset_index(drop=True)
     return table.head(top) if top else table
@@ -86,12 +112,18 @@ def breakdown(scored: pd.DataFrame, by: str, top: int | None = None) -> pd.DataF
 def after_training(scored: pd.DataFrame, metadata: dict) -> tuple[pd.DataFrame, str]:
     """The scored transactions the model did not learn from (after its training window, when the metadata names
     one), and a phrase saying which they are."""
-    end = (metadata.get("training_window") or {}).get("end") if isinstance(metadata.get("training_window"), dict) else None
+    end = (
+        (metadata.get("training_window") or {}).get("end")
+        if isinstance(metadata.get("training_window"), dict)
+        else None
+    )
     if not end:
         return scored, "all scored transactions"
     cutoff = pd.Timestamp(end)
     cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff
-    return scored[_utc(scored["event_time"]) >= cutoff], f"transactions from {cutoff:%Y-%m-%d}, after the training window"
+    return scored[
+        _utc(scored["event_time"]) >= cutoff
+    ], f"transactions from {cutoff:%Y-%m-%d}, after the training window"
 
 
 def live_metrics(scored: pd.DataFrame, threshold: float) -> dict[str, float | int]:
@@ -100,10 +132,14 @@ def live_metrics(scored: pd.DataFrame, threshold: float) -> dict[str, float | in
     y = labelled["is_fraud"].astype(bool).to_numpy()
     s = labelled["score"].astype(float).to_numpy()
     precision, recall = metrics.precision_recall_at(y, s >= threshold) if len(y) else (float("nan"), float("nan"))
-    return {"labelled transactions": int(len(y)), "labelled frauds": int(y.sum()),
-            "average precision": metrics.average_precision(y, s) if len(y) else float("nan"),
-            "ROC AUC": metrics.roc_auc(y, s) if len(y) else float("nan"),
-            "precision at threshold": precision, "recall at threshold": recall}
+    return {
+        "labelled transactions": int(len(y)),
+        "labelled frauds": int(y.sum()),
+        "average precision": metrics.average_precision(y, s) if len(y) else float("nan"),
+        "ROC AUC": metrics.roc_auc(y, s) if len(y) else float("nan"),
+        "precision at threshold": precision,
+        "recall at threshold": recall,
+    }
 
 
 def reasons_text(value: object) -> list[str]:
@@ -141,29 +177,42 @@ def _number(value: object) -> str:
 def _when(value: object) -> str:
     if value is None or pd.isna(value):
         return "n/a"
-    return pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC") if pd.Timestamp(value).tzinfo \
+    return (
+        pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC")
+        if pd.Timestamp(value).tzinfo
         else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
+    )
 
 
 def _window(value: object) -> str | None:
     if isinstance(value, dict):
-        return ", ".join(f"{name.replace('_', ' ')} {str(when).replace('T00:00:00+00:00', '')}" for name, when in value.items())
+        return ", ".join(
+            f"{name.replace('_', ' ')} {str(when).replace('T00:00:00+00:00', '')}" for name, when in value.items()
+        )
     return str(value) if value else None
 
 
 # --- model comparison: the network and every baseline its metadata records, on the same test window ---
 
 # (metric key in the metadata, column title); {k} is the protocol's precision_k
-COMPARED = (("roc_auc", "ROC AUC"), ("average_precision", "average precision"),
-            ("card_precision_at_{k}", "card precision@{k}"), ("recall_at_budget", "recall at budget"))
+COMPARED = (
+    ("roc_auc", "ROC AUC"),
+    ("average_precision", "average precision"),
+    ("card_precision_at_{k}", "card precision@{k}"),
+    ("recall_at_budget", "recall at budget"),
+)
 
 
 def _precision_k(metadata: dict) -> int:
     k = (metadata.get("protocol") or {}).get("precision_k") if isinstance(metadata.get("protocol"), dict) else None
     if k:
         return int(k)
-    keys = [key for values in [metadata.get("metrics") or {}, *(metadata.get("baselines") or {}).values()]
-            if isinstance(values, dict) for key in values]
+    keys = [
+        key
+        for values in [metadata.get("metrics") or {}, *(metadata.get("baselines") or {}).values()]
+        if isinstance(values, dict)
+        for key in values
+    ]
     found = [int(m.group(1)) for key in keys if (m := re.fullmatch(r"card_precision_at_(\d+)", key))]
     return found[0] if found else 100
 
@@ -180,22 +229,32 @@ def model_comparison(metadata: dict) -> tuple[list[str], list[dict]]:
     k = _precision_k(metadata)
     keys = [key.format(k=k) for key, _ in COMPARED]
     baselines = metadata.get("baselines") if isinstance(metadata.get("baselines"), dict) else {}
-    models = {NETWORK: metadata.get("metrics") or {},
-              **{str(name): values for name, values in baselines.items() if isinstance(values, dict)}}
+    models = {
+        NETWORK: metadata.get("metrics") or {},
+        **{str(name): values for name, values in baselines.items() if isinstance(values, dict)},
+    }
     # compared as shown (4 decimals): two models that look equal are both the best
-    values = {name: [None if (v := _finite(row.get(key))) is None else round(v, 4) for key in keys]
-              for name, row in models.items()}
+    values = {
+        name: [None if (v := _finite(row.get(key))) is None else round(v, 4) for key in keys]
+        for name, row in models.items()
+    }
     best = []
     for i in range(len(keys)):
         column = [v[i] for v in values.values() if v[i] is not None]
         best.append(max(column) if len(column) > 1 else None)  # one model alone is not "best"
-    rows = [{"name": name.replace("_", " "), "network": name == NETWORK,
-             "cells": [("n/a" if v is None else f"{v:.4f}", v is not None and v == best[i]) for i, v in enumerate(row)]}
-            for name, row in values.items()]
+    rows = [
+        {
+            "name": name.replace("_", " "),
+            "network": name == NETWORK,
+            "cells": [("n/a" if v is None else f"{v:.4f}", v is not None and v == best[i]) for i, v in enumerate(row)],
+        }
+        for name, row in values.items()
+    ]
     return [title.format(k=k) for _, title in COMPARED], rows
 
 
 # --- drift since the training window (fraud/drift.py) ---
+
 
 def load_drift(engine: Engine, metadata: dict, min_rows: int = drift.MIN_ROWS) -> drift.DriftResult:
     """PSI of each feature and of the score, per day since the model's training window (at most the last
@@ -221,8 +280,14 @@ def drift_view(result: drift.DriftResult, top: int = DRIFT_TOP) -> dict:
     """What the report's drift section shows: the score's PSI per day, then the `top` features by their largest
     PSI, each cell (PSI, level, css class); sampled rows per day; a sentence on the worst."""
     days = result.days
-    view = {"note": result.note, "days": [f"{d:%Y-%m-%d}" if hasattr(d, "strftime") else str(d) for d in days],
-            "rows": [], "counts": [], "summary": "", "reference": ""}
+    view = {
+        "note": result.note,
+        "days": [f"{d:%Y-%m-%d}" if hasattr(d, "strftime") else str(d) for d in days],
+        "rows": [],
+        "counts": [],
+        "summary": "",
+        "reference": "",
+    }
     if result.note:
         return view
     view["reference"] = f"{result.reference_rows:,} transactions sampled from the training window"
@@ -250,11 +315,15 @@ def drift_view(result: drift.DriftResult, top: int = DRIFT_TOP) -> dict:
     worst = drift.worst(result.features, 1)
     parts = [f"{flagged} of {len(ranked)} features above {drift.SIGNIFICANT_ABOVE} on at least one day"]
     if worst:
-        parts.append(f"largest: {worst[0]['feature']} on {worst[0]['day']}, PSI {worst[0]['psi']:.3f} ({worst[0]['level']})")
+        parts.append(
+            f"largest: {worst[0]['feature']} on {worst[0]['day']}, PSI {worst[0]['psi']:.3f} ({worst[0]['level']})"
+        )
     if hidden:
         below = ranked["max_psi"].iloc[top]
-        parts.append(f"{hidden} more features not shown"
-                     + ("" if below != below else f" (their largest PSI is at most {below:.3f})"))
+        parts.append(
+            f"{hidden} more features not shown"
+            + ("" if below != below else f" (their largest PSI is at most {below:.3f})")
+        )
     view["summary"] = "; ".join(parts) + "."
     return view
 
@@ -265,13 +334,22 @@ def _csv_safe(value: object) -> object:
 
 
 def flagged_csv(flagged: pd.DataFrame) -> str:
-    frame = pd.DataFrame({
-        "trans_num": flagged["trans_num"], "event_time": _utc(flagged["event_time"]).dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "card": flagged["last4"].map(mask_card), "merchant": flagged["merchant"].map(display_merchant).map(_csv_safe),
-        "category": flagged["category"], "state": flagged["state"], "amount": flagged["amount"].astype(float).round(2),
-        "score": flagged["score"].astype(float).round(6), "threshold": flagged["threshold"],
-        "model_version": flagged["model_version"], "labelled_fraud": flagged["is_fraud"],
-        "reasons": flagged["top_reasons"].map(lambda r: "; ".join(reasons_text(r))).map(_csv_safe)})
+    frame = pd.DataFrame(
+        {
+            "trans_num": flagged["trans_num"],
+            "event_time": _utc(flagged["event_time"]).dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "card": flagged["last4"].map(mask_card),
+            "merchant": flagged["merchant"].map(display_merchant).map(_csv_safe),
+            "category": flagged["category"],
+            "state": flagged["state"],
+            "amount": flagged["amount"].astype(float).round(2),
+            "score": flagged["score"].astype(float).round(6),
+            "threshold": flagged["threshold"],
+            "model_version": flagged["model_version"],
+            "labelled_fraud": flagged["is_fraud"],
+            "reasons": flagged["top_reasons"].map(lambda r: "; ".join(reasons_text(r))).map(_csv_safe),
+        }
+    )
     return frame.to_csv(index=False)
 
 
@@ -288,11 +366,18 @@ def build_report(data: ReportData, top_n: int = 25, now: datetime | None = None)
     flagged_amount = float(scored.loc[scored["flagged"], "amount"].astype(float).sum())
     per_day = float(daily["flagged"].mean()) if len(daily) else 0.0
     headline = {
-        "transactions": int(len(scored)), "flagged": int(scored["flagged"].sum()), "flagged_per_day": round(per_day, 1),
-        "alert_budget_per_day": data.budget, "labelled_fraud_rate": float(labelled.mean()) if len(labelled) else float("nan"),
-        "flagged_amount": round(flagged_amount, 2), "live_precision": live["precision at threshold"],
-        "live_recall": live["recall at threshold"], "live_average_precision": live["average precision"],
-        "emails_sent": sent, "emails_pending": pending, "model_version": version,
+        "transactions": int(len(scored)),
+        "flagged": int(scored["flagged"].sum()),
+        "flagged_per_day": round(per_day, 1),
+        "alert_budget_per_day": data.budget,
+        "labelled_fraud_rate": float(labelled.mean()) if len(labelled) else float("nan"),
+        "flagged_amount": round(flagged_amount, 2),
+        "live_precision": live["precision at threshold"],
+        "live_recall": live["recall at threshold"],
+        "live_average_precision": live["average precision"],
+        "emails_sent": sent,
+        "emails_pending": pending,
+        "model_version": version,
     }
     headline = {name: value.item() if isinstance(value, np.generic) else value for name, value in headline.items()}
 
@@ -300,10 +385,17 @@ def build_report(data: ReportData, top_n: int = 25, now: datetime | None = None)
         return "n/a" if value != value else f"{value:.1%}"  # NaN != NaN
 
     cards = [
-        ("Transactions scored", f"{headline['transactions']:,}",
-         f"{daily['day'].min()} – {daily['day'].max()}" if len(daily) else "no data"),
+        (
+            "Transactions scored",
+            f"{headline['transactions']:,}",
+            f"{daily['day'].min()} – {daily['day'].max()}" if len(daily) else "no data",
+        ),
         ("Flagged", f"{headline['flagged']:,}", f"{per_day:.1f}/day, budget {data.budget}/day"),
-        ("Labelled fraud rate", pct(headline["labelled_fraud_rate"]), f"{int(labelled.sum()):,} of {len(labelled):,} labelled"),
+        (
+            "Labelled fraud rate",
+            pct(headline["labelled_fraud_rate"]),
+            f"{int(labelled.sum()):,} of {len(labelled):,} labelled",
+        ),
         ("Flagged amount", f"${flagged_amount:,.0f}", "sum of flagged payments"),
         ("Live precision", pct(live["precision at threshold"]), f"recall {pct(live['recall at threshold'])}"),
         ("Customer emails", f"{sent:,}", f"{pending:,} pending"),
@@ -321,32 +413,67 @@ def build_report(data: ReportData, top_n: int = 25, now: datetime | None = None)
         "state": plots.breakdown_bars(by_state, "state", "Flagged and fraud by cardholder state"),
     }
     top = data.flagged.head(top_n)
-    top_rows = [{"time": _when(r.event_time), "card": mask_card(r.last4), "merchant": display_merchant(r.merchant),
-                 "category": r.category or "", "state": r.state or "", "amount": f"{float(r.amount):,.2f}",
-                 "score": f"{float(r.score):.3f}",
-                 "label": "" if pd.isna(r.is_fraud) else ("fraud" if r.is_fraud else "genuine"),
-                 "reasons": reasons_text(r.top_reasons)} for r in top.itertuples()]
-    trained = [(name, _number(value)) for name, value in data.metadata.get("metrics", {}).items()
-               if not isinstance(value, (dict, list))]
+    top_rows = [
+        {
+            "time": _when(r.event_time),
+            "card": mask_card(r.last4),
+            "merchant": display_merchant(r.merchant),
+            "category": r.category or "",
+            "state": r.state or "",
+            "amount": f"{float(r.amount):,.2f}",
+            "score": f"{float(r.score):.3f}",
+            "label": "" if pd.isna(r.is_fraud) else ("fraud" if r.is_fraud else "genuine"),
+            "reasons": reasons_text(r.top_reasons),
+        }
+        for r in top.itertuples()
+    ]
+    trained = [
+        (name, _number(value))
+        for name, value in data.metadata.get("metrics", {}).items()
+        if not isinstance(value, (dict, list))
+    ]
     freshness = [(name.replace("_", " "), _when(value)) for name, value in data.freshness.items()]
     comparison_columns, comparison = model_comparison(data.metadata)
     drifted = drift_view(data.drift or drift.DriftResult.nothing("drift was not computed for this report"))
     html = _env.get_template("report.html.j2").render(
-        generated_at=(now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC"),
-        model_version=version, threshold=f"{threshold:.4f}",
+        generated_at=(now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
+        model_version=version,
+        threshold=f"{threshold:.4f}",
         data_until=_when(data.freshness.get("latest_transaction")),
-        cards=cards, images=images, live=[(k, _number(v)) for k, v in live.items()], live_scope=live_scope, trained=trained,
-        windows=[(key.replace("_", " "), _window(data.metadata[key])) for key in ("training_window", "test_window")
-                 if data.metadata.get(key)],
-        freshness=freshness, budget=data.budget,
-        breakdowns=[("Category", "category", by_category), ("Cardholder state (top 15 by flagged)", "state", by_state),
-                    ("Merchant (top 15 by flagged)", "merchant", by_merchant)],
-        top_flagged=top_rows, flagged_total=len(data.flagged), top_n=top_n,
-        comparison_columns=comparison_columns, comparison=comparison, drift=drifted,
-        psi_stable=f"{drift.STABLE_BELOW:.2f}", psi_significant=f"{drift.SIGNIFICANT_ABOVE:.2f}", psi_min_rows=drift.MIN_ROWS,
+        cards=cards,
+        images=images,
+        live=[(k, _number(v)) for k, v in live.items()],
+        live_scope=live_scope,
+        trained=trained,
+        windows=[
+            (key.replace("_", " "), _window(data.metadata[key]))
+            for key in ("training_window", "test_window")
+            if data.metadata.get(key)
+        ],
+        freshness=freshness,
+        budget=data.budget,
+        breakdowns=[
+            ("Category", "category", by_category),
+            ("Cardholder state (top 15 by flagged)", "state", by_state),
+            ("Merchant (top 15 by flagged)", "merchant", by_merchant),
+        ],
+        top_flagged=top_rows,
+        flagged_total=len(data.flagged),
+        top_n=top_n,
+        comparison_columns=comparison_columns,
+        comparison=comparison,
+        drift=drifted,
+        psi_stable=f"{drift.STABLE_BELOW:.2f}",
+        psi_significant=f"{drift.SIGNIFICANT_ABOVE:.2f}",
+        psi_min_rows=drift.MIN_ROWS,
     )
-    return Report(html=html, flagged_csv=flagged_csv(data.flagged), headline=headline,
-                  plot_alerts_png_b64=images["alerts"], plots=images)
+    return Report(
+        html=html,
+        flagged_csv=flagged_csv(data.flagged),
+        headline=headline,
+        plot_alerts_png_b64=images["alerts"],
+        plots=images,
+    )
 
 
 @dataclass(frozen=True)
@@ -363,22 +490,31 @@ def load_report_data(engine: Engine, settings: Settings) -> ReportData:
     if version is None:
         raise LookupError("no promoted model yet: materialize fraud_model first")
     metadata = {"version": version, **registry.load_metadata(store, settings.model_name, version)}
-    return ReportData(scored=queries.scored_transactions(engine, version), flagged=queries.flagged_for_report(engine, version),
-                      alerts=queries.alerts_per_day(engine, CHANNEL), freshness=queries.data_freshness(engine, version),
-                      metadata=metadata, budget=settings.alert_budget_per_day, drift=load_drift(engine, metadata))
+    return ReportData(
+        scored=queries.scored_transactions(engine, version),
+        flagged=queries.flagged_for_report(engine, version),
+        alerts=queries.alerts_per_day(engine, CHANNEL),
+        freshness=queries.data_freshness(engine, version),
+        metadata=metadata,
+        budget=settings.alert_budget_per_day,
+        drift=load_drift(engine, metadata),
+    )
 
 
 def publish_report(engine: Engine, settings: Settings, now: datetime | None = None) -> PublishedReport:
     """Build the report of the promoted model and write it to the reports bucket: reports/<timestamp>/ and latest."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     report = build_report(load_report_data(engine, settings), now=now)
     store = object_store(settings, settings.reports_bucket)
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     html, csv = report.html.encode(), report.flagged_csv.encode()
-    for key, body, kind in ((f"reports/{stamp}/report.html", html, "text/html; charset=utf-8"),
-                            (f"reports/{stamp}/flagged.csv", csv, "text/csv; charset=utf-8"),
-                            ("latest.html", html, "text/html; charset=utf-8"),
-                            ("latest-flagged.csv", csv, "text/csv; charset=utf-8")):
+    for key, body, kind in (
+        (f"reports/{stamp}/report.html", html, "text/html; charset=utf-8"),
+        (f"reports/{stamp}/flagged.csv", csv, "text/csv; charset=utf-8"),
+        ("latest.html", html, "text/html; charset=utf-8"),
+        ("latest-flagged.csv", csv, "text/csv; charset=utf-8"),
+    ):
         store.put_bytes(key, body, kind)
-    return PublishedReport(report, store.uri("latest.html"), store.uri(f"reports/{stamp}/report.html"),
-                           store.uri("latest-flagged.csv"))
+    return PublishedReport(
+        report, store.uri("latest.html"), store.uri(f"reports/{stamp}/report.html"), store.uri("latest-flagged.csv")
+    )

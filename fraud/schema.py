@@ -1,35 +1,74 @@
 """The raw transaction contract (Sparkov columns) and the raw-zone key layout."""
+
 from __future__ import annotations
 
 import gzip
 import io
 import json
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
 RAW_COLUMNS: tuple[str, ...] = (
-    "trans_date_trans_time", "cc_num", "merchant", "category", "amt", "first", "last", "gender",
-    "street", "city", "state", "zip", "lat", "long", "city_pop", "job", "dob", "trans_num",
-    "unix_time", "merch_lat", "merch_long",
+    "trans_date_trans_time",
+    "cc_num",
+    "merchant",
+    "category",
+    "amt",
+    "first",
+    "last",
+    "gender",
+    "street",
+    "city",
+    "state",
+    "zip",
+    "lat",
+    "long",
+    "city_pop",
+    "job",
+    "dob",
+    "trans_num",
+    "unix_time",
+    "merch_lat",
+    "merch_long",
 )
 REQUIRED_COLUMNS: tuple[str, ...] = ("trans_num", "cc_num", "merchant", "amt")
 LABEL_COLUMNS: tuple[str, ...] = ("trans_num", "is_fraud", "labelled_at")
 
 CATEGORIES: tuple[str, ...] = (
-    "entertainment", "food_dining", "gas_transport", "grocery_net", "grocery_pos", "health_fitness",
-    "home", "kids_pets", "misc_net", "misc_pos", "personal_care", "shopping_net", "shopping_pos", "travel",
+    "entertainment",
+    "food_dining",
+    "gas_transport",
+    "grocery_net",
+    "grocery_pos",
+    "health_fitness",
+    "home",
+    "kids_pets",
+    "misc_net",
+    "misc_pos",
+    "personal_care",
+    "shopping_net",
+    "shopping_pos",
+    "travel",
 )
 
 # Date formats seen in real Sparkov exports; tried in order. Slashed dates are day-first: in the seed files
 # `11/12/2019 5:12` sits beside unix_time 1355202743 = 11 December (2012) 05:12, so d/M/yyyy, not M/d/yyyy.
 TIMESTAMP_FORMATS: tuple[str, ...] = (
-    "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH:mm", "d/M/yyyy H:mm", "d/M/yyyy H:mm:ss",
-    "dd-MM-yyyy HH:mm", "dd-MM-yyyy HH:mm:ss",
+    "yyyy-MM-dd HH:mm:ss",
+    "yyyy-MM-dd HH:mm",
+    "d/M/yyyy H:mm",
+    "d/M/yyyy H:mm:ss",
+    "dd-MM-yyyy HH:mm",
+    "dd-MM-yyyy HH:mm:ss",
 )
 # The same formats for datetime.strptime (pure-Python readers such as fraud.ingest), in the same order.
 PY_TIMESTAMP_FORMATS: tuple[str, ...] = (
-    "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S",
-    "%d-%m-%Y %H:%M", "%d-%m-%Y %H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%d/%m/%Y %H:%M",
+    "%d/%m/%Y %H:%M:%S",
+    "%d-%m-%Y %H:%M",
+    "%d-%m-%Y %H:%M:%S",
 )
 DATE_FORMATS: tuple[str, ...] = ("yyyy-MM-dd", "d/M/yyyy", "dd-MM-yyyy")
 

@@ -2,19 +2,20 @@
 batch scoring of processed transactions into `fraud_score` with flags and top reasons (`fraud.attribution`).
 
 Never imports TensorFlow (nor pandas): the scorer Lambda ships with LiteRT and NumPy only."""
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
 import psycopg
+from ai_edge_litert.interpreter import Interpreter
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -76,6 +77,7 @@ class ModelRejected(NoPromotedModel):
 class PromotedModel:
     """A model version as the scorer uses it: metadata (version, threshold, feature_names, feature_version),
     its LiteRT interpreter, and the attribution baseline (computed once, on first use)."""
+
     version: str
     metadata: dict
     scorer: TFLiteScorer
@@ -146,7 +148,13 @@ class ModelCache:
 
     @staticmethod
     def _key(settings: Settings) -> tuple:
-        return settings.mode, str(settings.store_root), settings.s3_endpoint_url, settings.models_bucket, settings.model_name
+        return (
+            settings.mode,
+            str(settings.store_root),
+            settings.s3_endpoint_url,
+            settings.models_bucket,
+            settings.model_name,
+        )
 
     def fresh(self, settings: Settings, max_age: float) -> PromotedModel | None:
         """The loaded model if `LATEST` was checked less than `max_age` seconds ago, else None (no I/O)."""
@@ -163,7 +171,9 @@ class ModelCache:
                 return cached[0]
             version = registry.latest_version(object_store(settings, settings.models_bucket), settings.model_name)
             if version is None:
-                raise NoPromotedModel(f"no promoted model: {settings.models_bucket}/{settings.model_name}/LATEST is missing")
+                raise NoPromotedModel(
+                    f"no promoted model: {settings.models_bucket}/{settings.model_name}/LATEST is missing"
+                )
             if cached is not None and (cached[0].version == version or version in self.rejected):
                 model = cached[0]
             else:
@@ -189,8 +199,14 @@ class BatchResult:
 Predict = Callable[[np.ndarray], np.ndarray]
 
 
-def score_selection(engine: Engine, model: PromotedModel, selection: Selection, predict: Predict | None = None,
-                    page_rows: int = PAGE_ROWS, chunk: int = CHUNK_TRANSACTIONS) -> BatchResult:
+def score_selection(
+    engine: Engine,
+    model: PromotedModel,
+    selection: Selection,
+    predict: Predict | None = None,
+    page_rows: int = PAGE_ROWS,
+    chunk: int = CHUNK_TRANSACTIONS,
+) -> BatchResult:
     """Score every selected transaction the model has not scored yet: stream their feature vectors, and per
     page score them with their top reasons (one interpreter pass over each row and its occluded copies) and
     write them. Writing a page (its reasons' JSON, then PostgreSQL's work) overlaps with reading and scoring the
@@ -211,14 +227,19 @@ def score_selection(engine: Engine, model: PromotedModel, selection: Selection, 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fraud-score-writer") as writer:
             last = None
             try:
-                for page in read_ahead(pending_pages(engine, model.feature_version, model.version, selection, page_rows)):
+                for page in read_ahead(
+                    pending_pages(engine, model.feature_version, model.version, selection, page_rows)
+                ):
                     scores, contributions = score_and_attribute(predict, page.features, baseline, chunk)
                     flags = scores >= model.threshold
                     if last is not None:
                         settle(last)  # at most one page waiting: bounded memory, and errors surface early
                         last = None
-                    last = (writer.submit(write_page, engine, model, page.trans_nums, scores, flags, contributions),
-                            int(flags.sum()), len(page.trans_nums))
+                    last = (
+                        writer.submit(write_page, engine, model, page.trans_nums, scores, flags, contributions),
+                        int(flags.sum()),
+                        len(page.trans_nums),
+                    )
             except BaseException:
                 if last is not None and last[0].exception() is None:  # committed before the read failed
                     settle(last)
@@ -228,21 +249,33 @@ def score_selection(engine: Engine, model: PromotedModel, selection: Selection, 
 
     # a dropped connection (failover, restart, killed backend) restarts the read: it returns only what is still
     # unscored, and committed pages stay written once (ON CONFLICT DO NOTHING), so a retry never doubles a score
-    for attempt in Retrying(retry=retry_if_exception(connection_lost), stop=stop_after_attempt(DB_ATTEMPTS),
-                            wait=wait_exponential(multiplier=0.2, max=5), reraise=True,
-                            before_sleep=lambda state: log.warning("scoring: database connection lost (%s); retrying",
-                                                                   state.outcome.exception())):
+    for attempt in Retrying(
+        retry=retry_if_exception(connection_lost),
+        stop=stop_after_attempt(DB_ATTEMPTS),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        reraise=True,
+        before_sleep=lambda state: log.warning(
+            "scoring: database connection lost (%s); retrying", state.outcome.exception()
+        ),
+    ):
         with attempt:
             score_pages()
     return BatchResult(**totals)
 
 
-def write_page(engine: Engine, model: PromotedModel, trans_nums: list[str], scores: np.ndarray, flags: np.ndarray,
-               contributions: np.ndarray) -> int:
+def write_page(
+    engine: Engine,
+    model: PromotedModel,
+    trans_nums: list[str],
+    scores: np.ndarray,
+    flags: np.ndarray,
+    contributions: np.ndarray,
+) -> int:
     """The writer thread's part: the reasons' JSON (Python work that overlaps the next page's LiteRT call, which
     runs without the GIL) and the rows' write."""
-    return write_scores(engine, model.version, model.threshold, trans_nums, scores, flags,
-                        reasons_json(contributions, FEATURE_NAMES))
+    return write_scores(
+        engine, model.version, model.threshold, trans_nums, scores, flags, reasons_json(contributions, FEATURE_NAMES)
+    )
 
 
 def connection_lost(error: BaseException) -> bool:

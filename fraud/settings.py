@@ -2,6 +2,7 @@
 
 No other module reads os.environ; everything asks for a `Settings`.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -130,4 +131,3 @@ class Settings(BaseSettings):
             path.touch(mode=0o600)
             path.write_text(secrets.token_hex(32))
         return path.read_text().strip().encode()
-

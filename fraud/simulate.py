@@ -4,6 +4,7 @@ labels whose timing depends on how each fraud is found out. Deterministic for a 
 generated on its own and agrees with every other window (see docs/simulator.md for the scenarios, the label
 timing, their parameters and what a default run produces).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,10 +12,10 @@ import hashlib
 import io
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -28,9 +29,24 @@ CAT = {name: i for i, name in enumerate(CATEGORIES)}
 # --- legitimate spending ----------------------------------------------------------------------------
 # Share of purchases per category and lognormal (mu, sigma) of the amount, after the Sparkov profiles.
 CATEGORY_WEIGHTS = np.array([6, 7, 10, 4, 10, 6, 9, 8, 4, 6, 7, 7, 9, 3], dtype=float)
-CATEGORY_AMOUNT = np.array([
-    (3.6, 0.8), (3.3, 0.7), (4.0, 0.4), (3.9, 0.5), (4.6, 0.5), (3.7, 0.6), (3.8, 0.8),
-    (3.6, 0.8), (3.3, 1.0), (3.4, 0.9), (3.2, 0.8), (3.8, 1.0), (3.7, 0.9), (4.2, 1.2)])
+CATEGORY_AMOUNT = np.array(
+    [
+        (3.6, 0.8),
+        (3.3, 0.7),
+        (4.0, 0.4),
+        (3.9, 0.5),
+        (4.6, 0.5),
+        (3.7, 0.6),
+        (3.8, 0.8),
+        (3.6, 0.8),
+        (3.3, 1.0),
+        (3.4, 0.9),
+        (3.2, 0.8),
+        (3.8, 1.0),
+        (3.7, 0.9),
+        (4.2, 1.2),
+    ]
+)
 # Taste multipliers per profile (age band, gender, city size), applied to CATEGORY_WEIGHTS.
 PROFILE_TASTE = {
     "young": {"entertainment": 1.6, "food_dining": 1.4, "shopping_net": 1.6, "misc_net": 1.3, "health_fitness": 0.8},
@@ -57,11 +73,21 @@ ONLINE = np.array([CAT["shopping_net"], CAT["misc_net"], CAT["grocery_net"]])
 TAKEOVER_CATEGORIES = np.array([CAT["shopping_net"], CAT["misc_net"], CAT["grocery_pos"], CAT["shopping_pos"]])
 OUTLIER_CATEGORIES = np.array([CAT["travel"], CAT["shopping_pos"], CAT["home"]])
 NIGHT_HOURS = np.array([22, 23, 0, 1, 2, 3, 4])
-CARD_TESTING = {"probes": (3, 6), "probe_amount": (0.5, 3.0), "probe_gap_min": (1, 10), "cashouts": (1, 3),
-                "cashout_amount_lognormal": (6.3, 0.5), "cashout_after_h": (1, 6)}
+CARD_TESTING = {
+    "probes": (3, 6),
+    "probe_amount": (0.5, 3.0),
+    "probe_gap_min": (1, 10),
+    "cashouts": (1, 3),
+    "cashout_amount_lognormal": (6.3, 0.5),
+    "cashout_after_h": (1, 6),
+}
 TAKEOVER = {"events": (3, 8), "span_days": 3, "amount_lognormal": (5.6, 0.7)}
-COMPROMISED_MERCHANT = {"victim_share": 0.5, "frauds_per_victim": (1, 3), "delay_days": (7, 28),
-                        "amount_lognormal": (5.0, 0.8)}
+COMPROMISED_MERCHANT = {
+    "victim_share": 0.5,
+    "frauds_per_victim": (1, 3),
+    "delay_days": (7, 28),
+    "amount_lognormal": (5.0, 0.8),
+}
 OUTLIER = {"multiple_of_typical": (8.0, 25.0)}
 EVENTS_PER_INSTANCE = {"card_testing": 6.5, "account_takeover": 5.5, "compromised_merchant": 4.0, "large_outlier": 1.0}
 LOOKBACK_DAYS = 29  # longest delay of a scenario: plans from this many days back can land in a window
@@ -69,8 +95,12 @@ LOOKBACK_DAYS = 29  # longest delay of a scenario: plans from this many days bac
 # --- label timing (docs/simulator.md#labels) ----------------------------------------------------------------
 # How each scenario is found out: the cardholder notices a stolen card or a hijacked account and reports it
 # within days; skimmed cards and one-off outliers surface weeks later, as chargebacks.
-LABEL_CHANNEL = {"card_testing": "report", "account_takeover": "report",
-                 "compromised_merchant": "chargeback", "large_outlier": "chargeback"}
+LABEL_CHANNEL = {
+    "card_testing": "report",
+    "account_takeover": "report",
+    "compromised_merchant": "chargeback",
+    "large_outlier": "chargeback",
+}
 REPORT_MAX_DAYS = 14.0  # the report delay's gamma tail is cut here: later than that, the chargeback comes first
 
 
@@ -79,6 +109,7 @@ class LabelTiming:
     """When fraud labels become known (realistic timing; None in its place means constant timing: every label
     `label_delay_days` after its transaction, none missing). Genuine labels always arrive at `label_delay_days`:
     the maturity after which a transaction nobody disputed counts as genuine."""
+
     report_mean_days: float = 2.0  # card_testing, account_takeover: gamma(shape 2) delay with this mean
     chargeback_days: tuple[float, float] = (7.0, 45.0)  # compromised_merchant, large_outlier: uniform delay
     unlabelled_share: float = 0.05  # frauds nobody ever reports or charges back: they get no label row at all
@@ -111,7 +142,9 @@ class Batch:
     transactions: pd.DataFrame  # RAW_COLUMNS, no label
     labels: pd.DataFrame  # trans_num, is_fraud, labelled_at, scenario; never-labelled frauds have no row
     # the frauds that never get a label (trans_num, scenario): the ground truth a bank never sees
-    unlabelled: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"trans_num": [], "scenario": []}, dtype=object))
+    unlabelled: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame({"trans_num": [], "scenario": []}, dtype=object)
+    )
 
 
 # --- the world --------------------------------------------------------------------------------------
@@ -129,35 +162,51 @@ def build_world(n_customers: int, seed: int) -> World:
         last = fake.last_name()
         lat, lon, city, _, _ = fake.local_latlng(country_code="US")
         state = fake.state_abbr(include_territories=False, include_freely_associated_states=False)
-        rows.append({
-            "cc_num": fake.credit_card_number(card_type=rng.choice(CARD_NETWORKS, p=CARD_NETWORK_SHARE)), "first": first, "last": last, "gender": gender,
-            "street": fake.street_address(), "city": city, "state": state, "zip": fake.zipcode_in_state(state),
-            "lat": round(float(lat) + rng.normal(0, 0.05), 4), "long": round(float(lon) + rng.normal(0, 0.05), 4),
-            "city_pop": int(rng.lognormal(9.5, 1.8)) + 50, "job": fake.job(),
-            "dob": fake.date_of_birth(minimum_age=18, maximum_age=90).isoformat(),
-            "email": f"{first}.{last}.{i}@example.com".lower(),
-        })
+        rows.append(
+            {
+                "cc_num": fake.credit_card_number(card_type=rng.choice(CARD_NETWORKS, p=CARD_NETWORK_SHARE)),
+                "first": first,
+                "last": last,
+                "gender": gender,
+                "street": fake.street_address(),
+                "city": city,
+                "state": state,
+                "zip": fake.zipcode_in_state(state),
+                "lat": round(float(lat) + rng.normal(0, 0.05), 4),
+                "long": round(float(lon) + rng.normal(0, 0.05), 4),
+                "city_pop": int(rng.lognormal(9.5, 1.8)) + 50,
+                "job": fake.job(),
+                "dob": fake.date_of_birth(minimum_age=18, maximum_age=90).isoformat(),
+                "email": f"{first}.{last}.{i}@example.com".lower(),
+            }
+        )
     customers = pd.DataFrame(rows).drop_duplicates("cc_num").reset_index(drop=True)
     customers["daily_rate"] = rng.gamma(2.0, MEAN_DAILY_TRANSACTIONS / 2.0, len(customers))
     customers["wealth"] = rng.lognormal(0.0, 0.3, len(customers))
     homes = customers[["lat", "long"]].to_numpy()
     anchor = rng.integers(0, len(customers), N_CAT * MERCHANTS_PER_CATEGORY)
-    merchants = pd.DataFrame({
-        "merchant": [f"fraud_{fake.company()}" for _ in range(N_CAT * MERCHANTS_PER_CATEGORY)],
-        "category": np.repeat(np.array(CATEGORIES), MERCHANTS_PER_CATEGORY),
-        "lat": np.round(homes[anchor, 0] + rng.normal(0, 0.3, len(anchor)), 6),
-        "long": np.round(homes[anchor, 1] + rng.normal(0, 0.3, len(anchor)), 6),
-    })
+    merchants = pd.DataFrame(
+        {
+            "merchant": [f"fraud_{fake.company()}" for _ in range(N_CAT * MERCHANTS_PER_CATEGORY)],
+            "category": np.repeat(np.array(CATEGORIES), MERCHANTS_PER_CATEGORY),
+            "lat": np.round(homes[anchor, 0] + rng.normal(0, 0.3, len(anchor)), 6),
+            "long": np.round(homes[anchor, 1] + rng.normal(0, 0.3, len(anchor)), 6),
+        }
+    )
     return _with_derived(World(seed=seed, customers=customers, merchants=merchants))
 
 
 def profile_of(customers: pd.DataFrame, on: date) -> pd.DataFrame:
     age = (pd.Timestamp(on) - pd.to_datetime(customers["dob"])).dt.days / 365.25
-    return pd.DataFrame({
-        "age_band": np.select([age < 30, age >= 60], ["young", "senior"], "middle"),
-        "gender": customers["gender"],
-        "city_size": np.select([customers["city_pop"] < 20_000, customers["city_pop"] >= 500_000], ["rural", "city"], "town"),
-    })
+    return pd.DataFrame(
+        {
+            "age_band": np.select([age < 30, age >= 60], ["young", "senior"], "middle"),
+            "gender": customers["gender"],
+            "city_size": np.select(
+                [customers["city_pop"] < 20_000, customers["city_pop"] >= 500_000], ["rural", "city"], "town"
+            ),
+        }
+    )
 
 
 def _with_derived(world: World) -> World:
@@ -209,6 +258,7 @@ def load_or_build_world(store, n_customers: int, seed: int) -> World:
 @dataclass(frozen=True)
 class Events:
     """Transactions as arrays (before they become Sparkov rows)."""
+
     card: np.ndarray
     when: np.ndarray  # unix seconds
     merchant: np.ndarray  # row in world.merchants
@@ -217,19 +267,38 @@ class Events:
     key: np.ndarray  # uint64 identity of the event (day, kind, index): the trans_num is its hash
 
     @staticmethod
-    def concat(parts: list["Events"]) -> "Events":
+    def concat(parts: list[Events]) -> Events:
         parts = [p for p in parts if len(p.card)]
         if not parts:
             empty = np.array([], dtype=np.int64)
-            return Events(empty, empty, empty, np.array([], dtype=float), np.array([], dtype=object), np.array([], dtype=np.uint64))
-        return Events(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("card", "when", "merchant", "amount", "scenario", "key")))
+            return Events(
+                empty,
+                empty,
+                empty,
+                np.array([], dtype=float),
+                np.array([], dtype=object),
+                np.array([], dtype=np.uint64),
+            )
+        return Events(
+            *(
+                np.concatenate([getattr(p, f) for p in parts])
+                for f in ("card", "when", "merchant", "amount", "scenario", "key")
+            )
+        )
 
-    def where(self, mask: np.ndarray) -> "Events":
-        return Events(self.card[mask], self.when[mask], self.merchant[mask], self.amount[mask], self.scenario[mask], self.key[mask])
+    def where(self, mask: np.ndarray) -> Events:
+        return Events(
+            self.card[mask],
+            self.when[mask],
+            self.merchant[mask],
+            self.amount[mask],
+            self.scenario[mask],
+            self.key[mask],
+        )
 
 
 def midnight(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
 
 
 def _pick_category(rng, taste: np.ndarray) -> np.ndarray:
@@ -259,7 +328,10 @@ def legit_day(world: World, day: date) -> Events:
     hour = rng.choice(24, n, p=HOUR_WEIGHTS / HOUR_WEIGHTS.sum())
     when = midnight(day) + hour * 3600 + rng.integers(0, 3600, n)
     category = merchant // MERCHANTS_PER_CATEGORY
-    amount = np.exp(rng.normal(CATEGORY_AMOUNT[category, 0], CATEGORY_AMOUNT[category, 1])) * world.customers["wealth"].to_numpy()[card]
+    amount = (
+        np.exp(rng.normal(CATEGORY_AMOUNT[category, 0], CATEGORY_AMOUNT[category, 1]))
+        * world.customers["wealth"].to_numpy()[card]
+    )
     keys = (np.uint64(day.toordinal()) << np.uint64(32)) | np.arange(n, dtype=np.uint64)
     return Events(card, when, merchant, amount, np.full(n, "", dtype=object), keys)
 
@@ -304,24 +376,49 @@ def _fraud_plan(world: World, day: date, fraud_rate: float, mix: tuple[tuple[str
 
     def events(card, when, merchant, amount, scenario):
         n = len(card)
-        keys = (FRAUD_KEY | (np.uint64(day.toordinal()) << np.uint64(32)) | (np.uint64(len(parts)) << np.uint64(20))
-                | np.arange(n, dtype=np.uint64))
-        return Events(card.astype(np.int64), when.astype(np.int64), merchant.astype(np.int64), amount,
-                      np.full(n, scenario, dtype=object), keys)
+        keys = (
+            FRAUD_KEY
+            | (np.uint64(day.toordinal()) << np.uint64(32))
+            | (np.uint64(len(parts)) << np.uint64(20))
+            | np.arange(n, dtype=np.uint64)
+        )
+        return Events(
+            card.astype(np.int64),
+            when.astype(np.int64),
+            merchant.astype(np.int64),
+            amount,
+            np.full(n, scenario, dtype=object),
+            keys,
+        )
 
     # card testing: tiny online probes minutes apart, then large cash-out purchases hours later
     for _ in range(_instances(rng, expected, share["card_testing"], "card_testing")):
         card = rng.integers(0, n_cards)
         start = t0 + rng.integers(0, 86400)
         probes = rng.integers(CARD_TESTING["probes"][0], CARD_TESTING["probes"][1] + 1)
-        probe_times = start + np.cumsum(rng.integers(60 * CARD_TESTING["probe_gap_min"][0], 60 * CARD_TESTING["probe_gap_min"][1], probes))
+        probe_times = start + np.cumsum(
+            rng.integers(60 * CARD_TESTING["probe_gap_min"][0], 60 * CARD_TESTING["probe_gap_min"][1], probes)
+        )
         cashouts = rng.integers(CARD_TESTING["cashouts"][0], CARD_TESTING["cashouts"][1] + 1)
-        cashout_times = probe_times[-1] + rng.integers(3600 * CARD_TESTING["cashout_after_h"][0], 3600 * CARD_TESTING["cashout_after_h"][1], cashouts)
-        amounts = np.concatenate([rng.uniform(*CARD_TESTING["probe_amount"], probes),
-                                  np.exp(rng.normal(*CARD_TESTING["cashout_amount_lognormal"], cashouts))])
+        cashout_times = probe_times[-1] + rng.integers(
+            3600 * CARD_TESTING["cashout_after_h"][0], 3600 * CARD_TESTING["cashout_after_h"][1], cashouts
+        )
+        amounts = np.concatenate(
+            [
+                rng.uniform(*CARD_TESTING["probe_amount"], probes),
+                np.exp(rng.normal(*CARD_TESTING["cashout_amount_lognormal"], cashouts)),
+            ]
+        )
         n = probes + cashouts
-        parts.append(events(np.full(n, card), np.concatenate([probe_times, cashout_times]),
-                            _random_merchants(rng, rng.choice(ONLINE, n)), amounts, "card_testing"))
+        parts.append(
+            events(
+                np.full(n, card),
+                np.concatenate([probe_times, cashout_times]),
+                _random_merchants(rng, rng.choice(ONLINE, n)),
+                amounts,
+                "card_testing",
+            )
+        )
 
     # account takeover: night-time online / high-risk spending far from home over a few days
     for _ in range(_instances(rng, expected, share["account_takeover"], "account_takeover")):
@@ -329,8 +426,15 @@ def _fraud_plan(world: World, day: date, fraud_rate: float, mix: tuple[tuple[str
         n = rng.integers(TAKEOVER["events"][0], TAKEOVER["events"][1] + 1)
         days = rng.integers(0, TAKEOVER["span_days"], n)
         when = t0 + days * 86400 + rng.choice(NIGHT_HOURS, n) * 3600 + rng.integers(0, 3600, n)
-        parts.append(events(np.full(n, card), when, _random_merchants(rng, rng.choice(TAKEOVER_CATEGORIES, n)),
-                            np.exp(rng.normal(*TAKEOVER["amount_lognormal"], n)), "account_takeover"))
+        parts.append(
+            events(
+                np.full(n, card),
+                when,
+                _random_merchants(rng, rng.choice(TAKEOVER_CATEGORIES, n)),
+                np.exp(rng.normal(*TAKEOVER["amount_lognormal"], n)),
+                "account_takeover",
+            )
+        )
 
     # compromised merchant: cards that paid at one merchant today are defrauded one to four weeks later
     instances = _instances(rng, expected, share["compromised_merchant"], "compromised_merchant")
@@ -342,12 +446,25 @@ def _fraud_plan(world: World, day: date, fraud_rate: float, mix: tuple[tuple[str
             victims = cards[rng.random(len(cards)) < COMPROMISED_MERCHANT["victim_share"]]
             if not len(victims):
                 continue
-            per_victim = rng.integers(COMPROMISED_MERCHANT["frauds_per_victim"][0], COMPROMISED_MERCHANT["frauds_per_victim"][1] + 1, len(victims))
+            per_victim = rng.integers(
+                COMPROMISED_MERCHANT["frauds_per_victim"][0],
+                COMPROMISED_MERCHANT["frauds_per_victim"][1] + 1,
+                len(victims),
+            )
             card = np.repeat(victims, per_victim)
-            delay = rng.integers(COMPROMISED_MERCHANT["delay_days"][0], COMPROMISED_MERCHANT["delay_days"][1] + 1, len(card))
+            delay = rng.integers(
+                COMPROMISED_MERCHANT["delay_days"][0], COMPROMISED_MERCHANT["delay_days"][1] + 1, len(card)
+            )
             when = t0 + delay * 86400 + rng.integers(0, 86400, len(card))
-            parts.append(events(card, when, _random_merchants(rng, rng.choice(ONLINE, len(card))),
-                                np.exp(rng.normal(*COMPROMISED_MERCHANT["amount_lognormal"], len(card))), "compromised_merchant"))
+            parts.append(
+                events(
+                    card,
+                    when,
+                    _random_merchants(rng, rng.choice(ONLINE, len(card))),
+                    np.exp(rng.normal(*COMPROMISED_MERCHANT["amount_lognormal"], len(card))),
+                    "compromised_merchant",
+                )
+            )
 
     # large outlier: one purchase many times the cardholder's typical amount, in the daytime
     n = _instances(rng, expected, share["large_outlier"], "large_outlier")
@@ -356,29 +473,53 @@ def _fraud_plan(world: World, day: date, fraud_rate: float, mix: tuple[tuple[str
         category = rng.choice(OUTLIER_CATEGORIES, n)
         typical = np.exp(CATEGORY_AMOUNT[category, 0]) * world.customers["wealth"].to_numpy()[card]
         when = t0 + rng.integers(9, 20, n) * 3600 + rng.integers(0, 3600, n)
-        parts.append(events(card, when, _random_merchants(rng, category), typical * rng.uniform(*OUTLIER["multiple_of_typical"], n),
-                            "large_outlier"))
+        parts.append(
+            events(
+                card,
+                when,
+                _random_merchants(rng, category),
+                typical * rng.uniform(*OUTLIER["multiple_of_typical"], n),
+                "large_outlier",
+            )
+        )
     return Events.concat(parts)
 
 
 # --- windows and batches ----------------------------------------------------------------------------
 
 
-def window_events(world: World, start: datetime, end: datetime, fraud_rate: float,
-                  scenario_share: Mapping[str, float] | None = None) -> Events:
+def window_events(
+    world: World, start: datetime, end: datetime, fraud_rate: float, scenario_share: Mapping[str, float] | None = None
+) -> Events:
     """Every transaction (legitimate and fraudulent) with start <= time < end, in time order."""
     t_start, t_end = int(start.timestamp()), int(end.timestamp())
     first, last = start.date(), (end - timedelta(microseconds=1)).date()
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     plan_days = [first - timedelta(days=i) for i in range(LOOKBACK_DAYS, 0, -1)] + days
     mix = scenario_mix(scenario_share)
-    everything = Events.concat([legit_day(world, d) for d in days] + [_fraud_plan(world, d, fraud_rate, mix) for d in plan_days])
+    everything = Events.concat(
+        [legit_day(world, d) for d in days] + [_fraud_plan(world, d, fraud_rate, mix) for d in plan_days]
+    )
     inside = everything.where((everything.when >= t_start) & (everything.when < t_end))
     order = np.lexsort((inside.key, inside.when))
     return inside.where(order)
 
 
-HOLDER_COLUMNS = ("cc_num", "first", "last", "gender", "street", "city", "state", "zip", "lat", "long", "city_pop", "job", "dob")
+HOLDER_COLUMNS = (
+    "cc_num",
+    "first",
+    "last",
+    "gender",
+    "street",
+    "city",
+    "state",
+    "zip",
+    "lat",
+    "long",
+    "city_pop",
+    "job",
+    "dob",
+)
 FRAUD_KEY = np.uint64(1 << 63)
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -405,12 +546,17 @@ def format_times(unix: np.ndarray) -> np.ndarray:
     seconds = unix.astype("datetime64[s]")
     day = seconds.astype("datetime64[D]")
     month = seconds.astype("datetime64[M]")
-    fields = [(seconds.astype("datetime64[Y]").astype(np.int64) + 1970, 4), (month.astype(np.int64) % 12 + 1, 2),
-              ((day - month).astype(np.int64) + 1, 2), ((seconds - day).astype(np.int64) // 3600, 2),
-              ((seconds - day).astype(np.int64) // 60 % 60, 2), ((seconds - day).astype(np.int64) % 60, 2)]
+    fields = [
+        (seconds.astype("datetime64[Y]").astype(np.int64) + 1970, 4),
+        (month.astype(np.int64) % 12 + 1, 2),
+        ((day - month).astype(np.int64) + 1, 2),
+        ((seconds - day).astype(np.int64) // 3600, 2),
+        ((seconds - day).astype(np.int64) // 60 % 60, 2),
+        ((seconds - day).astype(np.int64) % 60, 2),
+    ]
     out = np.empty((len(unix), 19), dtype=np.uint8)
     position = 0
-    for (value, width), separator in zip(fields, b"-- ::\0"):
+    for (value, width), separator in zip(fields, b"-- ::\0", strict=False):
         for digit in range(width):
             out[:, position + digit] = 48 + value // 10 ** (width - 1 - digit) % 10
         position += width
@@ -424,18 +570,26 @@ def _uniform(events: Events, seed: int, salt: int) -> np.ndarray:
     """A uniform draw in [0, 1) per event, from a hash of the event's key (not a random stream), so every window
     that holds an event draws the same value for it."""
     hashed = mix64(mix64(events.key ^ np.uint64(seed)) ^ np.uint64(salt))
-    return (hashed >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+    return (hashed >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
-def label_delays(events: Events, seed: int, label_delay_days: float, label_timing: LabelTiming | None = None) -> np.ndarray:
+def label_delays(
+    events: Events, seed: int, label_delay_days: float, label_timing: LabelTiming | None = None
+) -> np.ndarray:
     """Seconds from each transaction to its label; -1 for a fraud that is never labelled. Genuine transactions
     mature at `label_delay_days`; with no `label_timing` (constant timing) every label arrives then."""
     days = np.full(len(events.key), float(label_delay_days))
     if label_timing is not None:
-        report, chargeback = (np.isin(events.scenario, [s for s, c in LABEL_CHANNEL.items() if c == channel])
-                              for channel in ("report", "chargeback"))
+        report, chargeback = (
+            np.isin(events.scenario, [s for s, c in LABEL_CHANNEL.items() if c == channel])
+            for channel in ("report", "chargeback")
+        )
         # gamma(2, mean / 2) as the sum of two exponentials, each from its own hash of the key
-        gamma = -label_timing.report_mean_days / 2 * (np.log1p(-_uniform(events, seed, 1)) + np.log1p(-_uniform(events, seed, 2)))
+        gamma = (
+            -label_timing.report_mean_days
+            / 2
+            * (np.log1p(-_uniform(events, seed, 1)) + np.log1p(-_uniform(events, seed, 2)))
+        )
         days[report] = np.minimum(gamma[report], REPORT_MAX_DAYS)
         low, high = label_timing.chargeback_days
         days[chargeback] = low + (high - low) * _uniform(events, seed, 3)[chargeback]
@@ -443,8 +597,9 @@ def label_delays(events: Events, seed: int, label_delay_days: float, label_timin
     return np.where(days < 0, -1, (days * 86400).astype(np.int64))
 
 
-def to_rows(world: World, events: Events, label_delay_days: float,
-            label_timing: LabelTiming | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def to_rows(
+    world: World, events: Events, label_delay_days: float, label_timing: LabelTiming | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sparkov rows (no label) and their labels, each arriving after its `label_delays` (never-labelled frauds
     have no label row)."""
     holder = {c: world.customers[c].to_numpy()[events.card] for c in HOLDER_COLUMNS}  # numpy take: no pandas reindexing
@@ -455,31 +610,48 @@ def to_rows(world: World, events: Events, label_delay_days: float,
     # where at the merchant's site the terminal sits: derived from the event itself, so windows agree
     jitter = np.stack([(first & np.uint64(0xFFFF)), (first >> np.uint64(16)) & np.uint64(0xFFFF)], axis=1) / 65535.0
     jitter = (jitter - 0.5) * 0.04
-    frame = pd.DataFrame({
-        "trans_date_trans_time": stamps,
-        "cc_num": holder["cc_num"], "merchant": merchants["merchant"], "category": merchants["category"],
-        "amt": np.round(events.amount, 2),
-        **{c: holder[c] for c in HOLDER_COLUMNS if c != "cc_num"},
-        "trans_num": trans_nums, "unix_time": events.when.astype(np.int64),
-        "merch_lat": np.round(merchants["lat"] + jitter[:, 0], 6),
-        "merch_long": np.round(merchants["long"] + jitter[:, 1], 6),
-    })[list(RAW_COLUMNS)]
+    frame = pd.DataFrame(
+        {
+            "trans_date_trans_time": stamps,
+            "cc_num": holder["cc_num"],
+            "merchant": merchants["merchant"],
+            "category": merchants["category"],
+            "amt": np.round(events.amount, 2),
+            **{c: holder[c] for c in HOLDER_COLUMNS if c != "cc_num"},
+            "trans_num": trans_nums,
+            "unix_time": events.when.astype(np.int64),
+            "merch_lat": np.round(merchants["lat"] + jitter[:, 0], 6),
+            "merch_long": np.round(merchants["long"] + jitter[:, 1], 6),
+        }
+    )[list(RAW_COLUMNS)]
     delay = label_delays(events, world.seed, label_delay_days, label_timing)
     known = delay >= 0
-    labels = pd.DataFrame({
-        "trans_num": trans_nums[known], "is_fraud": (events.scenario[known] != "").astype(int),
-        "labelled_at": format_times(events.when[known] + delay[known]),
-        "scenario": events.scenario[known],
-    })
+    labels = pd.DataFrame(
+        {
+            "trans_num": trans_nums[known],
+            "is_fraud": (events.scenario[known] != "").astype(int),
+            "labelled_at": format_times(events.when[known] + delay[known]),
+            "scenario": events.scenario[known],
+        }
+    )
     return frame, labels
 
 
-def content_digest(customers: int, fraud_rate: float, label_delay_days: float, label_timing: LabelTiming | None = None,
-                   scenario_share: Mapping[str, float] | None = None) -> str:
+def content_digest(
+    customers: int,
+    fraud_rate: float,
+    label_delay_days: float,
+    label_timing: LabelTiming | None = None,
+    scenario_share: Mapping[str, float] | None = None,
+) -> str:
     """8 hex digits naming every parameter besides the seed and the window that changes a batch's content."""
-    content = {"customers": int(customers), "fraud_rate": float(fraud_rate), "mix": scenario_mix(scenario_share),
-               "label_delay_days": float(label_delay_days),
-               "label_timing": "constant" if label_timing is None else dataclasses.asdict(label_timing)}
+    content = {
+        "customers": int(customers),
+        "fraud_rate": float(fraud_rate),
+        "mix": scenario_mix(scenario_share),
+        "label_delay_days": float(label_delay_days),
+        "label_timing": "constant" if label_timing is None else dataclasses.asdict(label_timing),
+    }
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -489,23 +661,54 @@ def batch_id_for(seed: int, customers: int, digest: str, start: datetime, end: d
     return f"sim-{seed}-c{customers}-{digest}-{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}"
 
 
-def simulate_window(world: World, start: datetime, end: datetime, fraud_rate: float, label_delay_days: float, *,
-                    label_timing: LabelTiming | None = None, scenario_share: Mapping[str, float] | None = None) -> Batch:
+def simulate_window(
+    world: World,
+    start: datetime,
+    end: datetime,
+    fraud_rate: float,
+    label_delay_days: float,
+    *,
+    label_timing: LabelTiming | None = None,
+    scenario_share: Mapping[str, float] | None = None,
+) -> Batch:
     """One batch of the transactions in [start, end) and their labels. label_timing None: constant timing."""
     if end <= start:
         raise ValueError(f"empty window: {start} .. {end}")
     events = window_events(world, start, end, fraud_rate, scenario_share)
     transactions, labels = to_rows(world, events, label_delay_days, label_timing)
     missing = ~transactions["trans_num"].isin(labels["trans_num"]).to_numpy()
-    unlabelled = pd.DataFrame({"trans_num": transactions["trans_num"].to_numpy()[missing], "scenario": events.scenario[missing]})
+    unlabelled = pd.DataFrame(
+        {"trans_num": transactions["trans_num"].to_numpy()[missing], "scenario": events.scenario[missing]}
+    )
     customers = len(world.customers)
     digest = content_digest(customers, fraud_rate, label_delay_days, label_timing, scenario_share)
     return Batch(batch_id_for(world.seed, customers, digest, start, end), start, end, transactions, labels, unlabelled)
 
 
-def simulate_days(world: World, first_day: date, days: int, fraud_rate: float, label_delay_days: float, *,
-                  label_timing: LabelTiming | None = None, scenario_share: Mapping[str, float] | None = None) -> list[Batch]:
+def simulate_days(
+    world: World,
+    first_day: date,
+    days: int,
+    fraud_rate: float,
+    label_delay_days: float,
+    *,
+    label_timing: LabelTiming | None = None,
+    scenario_share: Mapping[str, float] | None = None,
+) -> list[Batch]:
     """One batch per day: what the demo writes."""
-    starts = [datetime(first_day.year, first_day.month, first_day.day, tzinfo=timezone.utc) + timedelta(days=i) for i in range(days)]
-    return [simulate_window(world, s, s + timedelta(days=1), fraud_rate, label_delay_days,
-                            label_timing=label_timing, scenario_share=scenario_share) for s in starts]
+    starts = [
+        datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC) + timedelta(days=i)
+        for i in range(days)
+    ]
+    return [
+        simulate_window(
+            world,
+            s,
+            s + timedelta(days=1),
+            fraud_rate,
+            label_delay_days,
+            label_timing=label_timing,
+            scenario_share=scenario_share,
+        )
+        for s in starts
+    ]

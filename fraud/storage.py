@@ -1,11 +1,13 @@
 """Object store: one small interface, a local-folder implementation laid out like S3, and S3 itself."""
+
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 from fraud.settings import Settings
 

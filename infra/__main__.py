@@ -4,21 +4,22 @@ Buckets and key (DataLake), a private VPC (Network), RDS PostgreSQL (Database), 
 generator and scorer Lambdas (Functions), the SES sender (Notifications) and the role Dagster runs as
 (OrchestrationAccess). The stack outputs are what `fraud aws-env` turns into the Dagster code location's
 FRAUD_* settings."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
-
 from data_lake import DataLake, DataLakeArgs
 from database import DB_NAME, Database, DatabaseArgs
 from etl_job import EtlJob, EtlJobArgs
 from functions import Functions, FunctionsArgs, bundles_for
-from lambdas import package
 from network import Network, NetworkArgs
 from notifications import Notifications, NotificationsArgs
 from orchestration_access import OrchestrationAccess, OrchestrationAccessArgs
+
+from lambdas import package
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,33 +33,51 @@ dist_dir = REPO_ROOT / config.get("distDir", "dist")
 manifests = package.build_all(dist_dir)
 bundles = bundles_for(manifests, on_incompatible=config.get("lambdaRuntimeCheck") or "error")
 
-lake = DataLake(prefix, DataLakeArgs(
-    raw_retention_days=config.get_int("rawRetentionDays") or 365,
-    quarantine_retention_days=config.get_int("quarantineRetentionDays") or 90,
-    noncurrent_version_days=config.get_int("noncurrentVersionDays") or 30,
-    force_destroy=config.get_bool("forceDestroyBuckets") or False,
-))
+lake = DataLake(
+    prefix,
+    DataLakeArgs(
+        raw_retention_days=config.get_int("rawRetentionDays") or 365,
+        quarantine_retention_days=config.get_int("quarantineRetentionDays") or 90,
+        noncurrent_version_days=config.get_int("noncurrentVersionDays") or 30,
+        force_destroy=config.get_bool("forceDestroyBuckets") or False,
+    ),
+)
 buckets = lake.buckets
 
 zones = config.get_object("availabilityZones") or aws.get_availability_zones(state="available").names[:2]
-network = Network(prefix, NetworkArgs(cidr=config.get("vpcCidr") or "10.40.0.0/16", availability_zones=zones,
-                                      region=region,
-                                      extra_interface_endpoints=tuple(config.get_object("extraInterfaceEndpoints") or ())))
+network = Network(
+    prefix,
+    NetworkArgs(
+        cidr=config.get("vpcCidr") or "10.40.0.0/16",
+        availability_zones=zones,
+        region=region,
+        extra_interface_endpoints=tuple(config.get_object("extraInterfaceEndpoints") or ()),
+    ),
+)
 
-database = Database(prefix, DatabaseArgs(
-    subnet_ids=network.private_subnet_ids, security_group_id=network.database_sg.id, kms_key_arn=lake.key.arn,
-    instance_class=config.get("dbInstanceClass") or "db.t4g.micro",
-    allocated_storage_gb=config.get_int("dbAllocatedStorageGb") or 20,
-    backup_retention_days=config.get_int("dbBackupRetentionDays") or 7,
-    deletion_protection=config.get_bool("dbDeletionProtection") is not False,  # on unless explicitly false
-    multi_az=config.get_bool("dbMultiAz") or False,
-))
+database = Database(
+    prefix,
+    DatabaseArgs(
+        subnet_ids=network.private_subnet_ids,
+        security_group_id=network.database_sg.id,
+        kms_key_arn=lake.key.arn,
+        instance_class=config.get("dbInstanceClass") or "db.t4g.micro",
+        allocated_storage_gb=config.get_int("dbAllocatedStorageGb") or 20,
+        backup_retention_days=config.get_int("dbBackupRetentionDays") or 7,
+        deletion_protection=config.get_bool("dbDeletionProtection") is not False,  # on unless explicitly false
+        multi_az=config.get_bool("dbMultiAz") or False,
+    ),
+)
 
 # the HMAC key for card tokens: set with `pulumi config set --secret cardTokenKey ...`; encrypted in state
-card_token_key = aws.secretsmanager.Secret(f"{prefix}-card-token-key", kms_key_id=lake.key.arn,
-                                           description="HMAC-SHA256 key for card tokens (fraud/privacy.py)")
-aws.secretsmanager.SecretVersion(f"{prefix}-card-token-key", secret_id=card_token_key.id,
-                                 secret_string=config.require_secret("cardTokenKey"))
+card_token_key = aws.secretsmanager.Secret(
+    f"{prefix}-card-token-key",
+    kms_key_id=lake.key.arn,
+    description="HMAC-SHA256 key for card tokens (fraud/privacy.py)",
+)
+aws.secretsmanager.SecretVersion(
+    f"{prefix}-card-token-key", secret_id=card_token_key.id, secret_string=config.require_secret("cardTokenKey")
+)
 
 notifications = Notifications(prefix, NotificationsArgs(sender_email=config.require("senderEmail")))
 
@@ -76,37 +95,71 @@ settings_env: dict[str, pulumi.Input[str]] = {  # fraud/settings.py names; ARNs 
     "FRAUD_HOME": "/tmp/fraud",  # the only writable path in Lambda and Glue containers
 }
 
-etl = EtlJob(f"{prefix}-etl", EtlJobArgs(
-    script=REPO_ROOT / "glue" / "process_transactions.py", library_zip=dist_dir / package.GLUE_LIBRARY_ZIP,
-    artifacts_bucket=buckets["artifacts"], raw_bucket=buckets["raw"], processed_bucket=buckets["processed"],
-    kms_key_arn=lake.key.arn, subnet=network.private_subnets[0], security_group_id=network.glue_sg.id,
-    db_endpoint=database.endpoint, db_port=database.port, db_name=DB_NAME, db_secret_arn=database.secret_arn,
-    card_token_secret_arn=card_token_key.arn,
-    settings_env=settings_env | {"FRAUD_CARD_TOKEN_KEY_SECRET_ARN": card_token_key.arn},
-    additional_python_modules=config.get_object("glueAdditionalPythonModules") or [
-        "pydantic-settings==2.16.3", "SQLAlchemy==2.1.9", "psycopg[binary]==3.3.9", "dagster-pipes==1.13.27"],
-    worker_type=config.get("glueWorkerType") or "G.1X", workers=config.get_int("glueWorkers") or 2,
-    timeout_minutes=config.get_int("glueTimeoutMinutes") or 60, region=region, account=account,
-))
+etl = EtlJob(
+    f"{prefix}-etl",
+    EtlJobArgs(
+        script=REPO_ROOT / "glue" / "process_transactions.py",
+        library_zip=dist_dir / package.GLUE_LIBRARY_ZIP,
+        artifacts_bucket=buckets["artifacts"],
+        raw_bucket=buckets["raw"],
+        processed_bucket=buckets["processed"],
+        kms_key_arn=lake.key.arn,
+        subnet=network.private_subnets[0],
+        security_group_id=network.glue_sg.id,
+        db_endpoint=database.endpoint,
+        db_port=database.port,
+        db_name=DB_NAME,
+        db_secret_arn=database.secret_arn,
+        card_token_secret_arn=card_token_key.arn,
+        settings_env=settings_env | {"FRAUD_CARD_TOKEN_KEY_SECRET_ARN": card_token_key.arn},
+        additional_python_modules=config.get_object("glueAdditionalPythonModules")
+        or ["pydantic-settings==2.16.3", "SQLAlchemy==2.1.9", "psycopg[binary]==3.3.9", "dagster-pipes==1.13.27"],
+        worker_type=config.get("glueWorkerType") or "G.1X",
+        workers=config.get_int("glueWorkers") or 2,
+        timeout_minutes=config.get_int("glueTimeoutMinutes") or 60,
+        region=region,
+        account=account,
+    ),
+)
 
-functions = Functions(prefix, FunctionsArgs(
-    generator=bundles["generator"], scorer=bundles["scorer"], artifacts_bucket=buckets["artifacts"],
-    raw_bucket=buckets["raw"], models_bucket=buckets["models"], kms_key_arn=lake.key.arn,
-    private_subnet_ids=network.private_subnet_ids, scorer_security_group_id=network.scorer_sg.id,
-    db_secret_arn=database.secret_arn, settings_env=settings_env,
-    generator_interval_minutes=config.get_int("generatorIntervalMinutes") or 60,
-    generator_memory_mb=config.get_int("generatorMemoryMb") or 1024,
-    scorer_memory_mb=config.get_int("scorerMemoryMb") or 2048,
-    log_retention_days=config.get_int("logRetentionDays") or 30,
-))
+functions = Functions(
+    prefix,
+    FunctionsArgs(
+        generator=bundles["generator"],
+        scorer=bundles["scorer"],
+        artifacts_bucket=buckets["artifacts"],
+        raw_bucket=buckets["raw"],
+        models_bucket=buckets["models"],
+        kms_key_arn=lake.key.arn,
+        private_subnet_ids=network.private_subnet_ids,
+        scorer_security_group_id=network.scorer_sg.id,
+        db_secret_arn=database.secret_arn,
+        settings_env=settings_env,
+        generator_interval_minutes=config.get_int("generatorIntervalMinutes") or 60,
+        generator_memory_mb=config.get_int("generatorMemoryMb") or 1024,
+        scorer_memory_mb=config.get_int("scorerMemoryMb") or 2048,
+        log_retention_days=config.get_int("logRetentionDays") or 30,
+    ),
+)
 
-access = OrchestrationAccess(prefix, OrchestrationAccessArgs(
-    trusted_principal_arn=config.get("dagsterPrincipalArn") or f"arn:aws:iam::{account}:root",
-    raw_bucket=buckets["raw"], processed_bucket=buckets["processed"], models_bucket=buckets["models"],
-    reports_bucket=buckets["reports"], kms_key_arn=lake.key.arn, glue_job_name=etl.job.name,
-    function_arns=[functions.generator.arn, functions.scorer.arn], scorer_arn=functions.scorer.arn,
-    db_secret_arn=database.secret_arn, sender_identity_arn=notifications.identity.arn, region=region, account=account,
-))
+access = OrchestrationAccess(
+    prefix,
+    OrchestrationAccessArgs(
+        trusted_principal_arn=config.get("dagsterPrincipalArn") or f"arn:aws:iam::{account}:root",
+        raw_bucket=buckets["raw"],
+        processed_bucket=buckets["processed"],
+        models_bucket=buckets["models"],
+        reports_bucket=buckets["reports"],
+        kms_key_arn=lake.key.arn,
+        glue_job_name=etl.job.name,
+        function_arns=[functions.generator.arn, functions.scorer.arn],
+        scorer_arn=functions.scorer.arn,
+        db_secret_arn=database.secret_arn,
+        sender_identity_arn=notifications.identity.arn,
+        region=region,
+        account=account,
+    ),
+)
 
 # What the Dagster code location needs in aws mode; `fraud aws-env --stack <stack>` maps these to FRAUD_* lines.
 outputs: dict[str, pulumi.Input] = {

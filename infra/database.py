@@ -1,6 +1,7 @@
 """Database: RDS PostgreSQL 16 in the private subnets. Encrypted with the project key, never publicly
 accessible, TLS enforced by its parameter group, master password generated and rotated by RDS in Secrets
 Manager (it never passes through Pulumi or its state), automated backups, deletion protection from config."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,24 +32,43 @@ class Database(pulumi.ComponentResource):
             raise ValueError("automated backups need a retention of at least one day")
         child = pulumi.ResourceOptions(parent=self)
         subnets = aws.rds.SubnetGroup(f"{name}-subnets", subnet_ids=args.subnet_ids, opts=child)
-        self.parameters = aws.rds.ParameterGroup(f"{name}-params", family=f"postgres{ENGINE_VERSION}", parameters=[
-            {"name": "rds.force_ssl", "value": "1"},  # refuse unencrypted client connections
-            {"name": "log_connections", "value": "1"},
-        ], opts=child)
+        self.parameters = aws.rds.ParameterGroup(
+            f"{name}-params",
+            family=f"postgres{ENGINE_VERSION}",
+            parameters=[
+                {"name": "rds.force_ssl", "value": "1"},  # refuse unencrypted client connections
+                {"name": "log_connections", "value": "1"},
+            ],
+            opts=child,
+        )
         self.instance = aws.rds.Instance(
             f"{name}-postgres",
-            engine="postgres", engine_version=ENGINE_VERSION, instance_class=args.instance_class,
-            allocated_storage=args.allocated_storage_gb, max_allocated_storage=args.allocated_storage_gb * 5,
-            storage_type="gp3", storage_encrypted=True, kms_key_id=args.kms_key_arn,
-            db_name=DB_NAME, username="fraud_admin",
-            manage_master_user_password=True, master_user_secret_kms_key_id=args.kms_key_arn,
-            publicly_accessible=False, db_subnet_group_name=subnets.name,
-            vpc_security_group_ids=[args.security_group_id], parameter_group_name=self.parameters.name,
-            multi_az=args.multi_az, backup_retention_period=args.backup_retention_days,
-            backup_window="03:00-04:00", maintenance_window="sun:04:30-sun:05:30", copy_tags_to_snapshot=True,
+            engine="postgres",
+            engine_version=ENGINE_VERSION,
+            instance_class=args.instance_class,
+            allocated_storage=args.allocated_storage_gb,
+            max_allocated_storage=args.allocated_storage_gb * 5,
+            storage_type="gp3",
+            storage_encrypted=True,
+            kms_key_id=args.kms_key_arn,
+            db_name=DB_NAME,
+            username="fraud_admin",
+            manage_master_user_password=True,
+            master_user_secret_kms_key_id=args.kms_key_arn,
+            publicly_accessible=False,
+            db_subnet_group_name=subnets.name,
+            vpc_security_group_ids=[args.security_group_id],
+            parameter_group_name=self.parameters.name,
+            multi_az=args.multi_az,
+            backup_retention_period=args.backup_retention_days,
+            backup_window="03:00-04:00",
+            maintenance_window="sun:04:30-sun:05:30",
+            copy_tags_to_snapshot=True,
             deletion_protection=args.deletion_protection,
-            skip_final_snapshot=False, final_snapshot_identifier=f"{name}-final",
-            auto_minor_version_upgrade=True, apply_immediately=False,
+            skip_final_snapshot=False,
+            final_snapshot_identifier=f"{name}-final",
+            auto_minor_version_upgrade=True,
+            apply_immediately=False,
             enabled_cloudwatch_logs_exports=["postgresql"],
             opts=child,
         )

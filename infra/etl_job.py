@@ -1,6 +1,7 @@
 """EtlJob: the Glue job that runs `glue/process_transactions.py`. The script and a zip of the `fraud/`
 package are uploaded to the artifacts bucket; a JDBC Glue connection puts the job's workers in the private
 subnets next to RDS; the job's role reaches only its own prefixes, secrets and log groups."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
-
 from iam import assume_role_policy, aws_named, kms_statement, objects, policy_document, statement, vpc_eni_statement
 
 GLUE_VERSION = "5.0"  # Spark 3.5, Python 3.11: the interpreter this project targets
@@ -50,65 +50,145 @@ class EtlJob(pulumi.ComponentResource):
         artifacts = args.artifacts_bucket
         # content-addressed keys: a changed script or library is a new object, and the job definition changes too
         self.script = aws.s3.BucketObjectv2(
-            f"{name}-script", bucket=artifacts.id, key=f"glue/scripts/{_sha256(args.script)[:16]}/{args.script.name}",
-            source=pulumi.FileAsset(str(args.script)), content_type="text/x-python", opts=child)
+            f"{name}-script",
+            bucket=artifacts.id,
+            key=f"glue/scripts/{_sha256(args.script)[:16]}/{args.script.name}",
+            source=pulumi.FileAsset(str(args.script)),
+            content_type="text/x-python",
+            opts=child,
+        )
         self.library = aws.s3.BucketObjectv2(
-            f"{name}-library", bucket=artifacts.id, key=f"glue/lib/{_sha256(args.library_zip)[:16]}/{args.library_zip.name}",
-            source=pulumi.FileAsset(str(args.library_zip)), content_type="application/zip", opts=child)
+            f"{name}-library",
+            bucket=artifacts.id,
+            key=f"glue/lib/{_sha256(args.library_zip)[:16]}/{args.library_zip.name}",
+            source=pulumi.FileAsset(str(args.library_zip)),
+            content_type="application/zip",
+            opts=child,
+        )
 
         jdbc_url = pulumi.Output.format("jdbc:postgresql://{0}:{1}/{2}", args.db_endpoint, args.db_port, args.db_name)
         self.connection = aws.glue.Connection(
-            f"{name}-postgres", connection_type="JDBC",
-            connection_properties={"JDBC_CONNECTION_URL": jdbc_url, "SECRET_ID": args.db_secret_arn,
-                                   "JDBC_ENFORCE_SSL": "true"},
-            physical_connection_requirements={"availability_zone": args.subnet.availability_zone,
-                                              "subnet_id": args.subnet.id,
-                                              "security_group_id_lists": [args.security_group_id]},
-            opts=child)
+            f"{name}-postgres",
+            connection_type="JDBC",
+            connection_properties={
+                "JDBC_CONNECTION_URL": jdbc_url,
+                "SECRET_ID": args.db_secret_arn,
+                "JDBC_ENFORCE_SSL": "true",
+            },
+            physical_connection_requirements={
+                "availability_zone": args.subnet.availability_zone,
+                "subnet_id": args.subnet.id,
+                "security_group_id_lists": [args.security_group_id],
+            },
+            opts=child,
+        )
 
-        self.role = aws.iam.Role(f"{name}-role", assume_role_policy=assume_role_policy("glue.amazonaws.com"), opts=child)
-        connection_arn = pulumi.Output.format("arn:aws:glue:{0}:{1}:connection/{2}", args.region, args.account,
-                                              self.connection.name)
-        aws.iam.RolePolicy(f"{name}-policy", role=self.role.id, policy=policy_document([
-            statement(["s3:GetObject"], objects(artifacts.arn, "glue/scripts/", "glue/lib/"), "ReadCode"),
-            statement(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], objects(artifacts.arn, "glue/temp/"), "TempDir"),
-            statement(["s3:GetObject"], objects(args.raw_bucket.arn, "transactions/", "labels/"), "ReadRawBatches"),
-            statement(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], objects(args.raw_bucket.arn, "quarantine/etl/"),
-                      "WriteQuarantine"),
-            statement(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                      objects(args.processed_bucket.arn, "transactions/"), "CuratedParquet"),
-            statement(["s3:GetObject"], objects(args.processed_bucket.arn, "dagster-pipes/"), "PipesContext"),
-            statement(["s3:ListBucket", "s3:GetBucketLocation"],
-                      [artifacts.arn, args.raw_bucket.arn, args.processed_bucket.arn], "ListOwnBuckets"),
-            statement(["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                      [args.db_secret_arn, args.card_token_secret_arn], "DatabaseAndTokenKey"),
-            kms_statement(args.kms_key_arn),
-            statement(["glue:GetConnection"], [connection_arn, aws_named("arn:aws:glue:{region}:{account}:catalog",
-                                                                          args.region, args.account)], "OwnConnection"),
-            statement(["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                      [aws_named("arn:aws:logs:{region}:{account}:log-group:/aws-glue/jobs/*", args.region, args.account)],
-                      "GlueLogs"),
-            vpc_eni_statement("ConnectionNetworkInterfaces"),
-            statement(["ec2:DescribeVpcEndpoints", "ec2:DescribeRouteTables", "ec2:DescribeVpcs",
-                       "ec2:DescribeSecurityGroups", "ec2:DescribeVpcAttribute"], ["*"], "ConnectionChecks"),
-            statement(["ec2:CreateTags", "ec2:DeleteTags"],
-                      [aws_named("arn:aws:ec2:{region}:{account}:network-interface/*", args.region, args.account)],
-                      "TagOwnInterfaces", {"ForAllValues:StringEquals": {"aws:TagKeys": ["aws-glue-service-resource"]}}),
-            statement(["cloudwatch:PutMetricData"], ["*"], "JobMetrics",
-                      {"StringEquals": {"cloudwatch:namespace": "Glue"}}),
-        ]), opts=pulumi.ResourceOptions(parent=self.role))
+        self.role = aws.iam.Role(
+            f"{name}-role", assume_role_policy=assume_role_policy("glue.amazonaws.com"), opts=child
+        )
+        connection_arn = pulumi.Output.format(
+            "arn:aws:glue:{0}:{1}:connection/{2}", args.region, args.account, self.connection.name
+        )
+        aws.iam.RolePolicy(
+            f"{name}-policy",
+            role=self.role.id,
+            policy=policy_document(
+                [
+                    statement(["s3:GetObject"], objects(artifacts.arn, "glue/scripts/", "glue/lib/"), "ReadCode"),
+                    statement(
+                        ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                        objects(artifacts.arn, "glue/temp/"),
+                        "TempDir",
+                    ),
+                    statement(
+                        ["s3:GetObject"], objects(args.raw_bucket.arn, "transactions/", "labels/"), "ReadRawBatches"
+                    ),
+                    statement(
+                        ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                        objects(args.raw_bucket.arn, "quarantine/etl/"),
+                        "WriteQuarantine",
+                    ),
+                    statement(
+                        ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                        objects(args.processed_bucket.arn, "transactions/"),
+                        "CuratedParquet",
+                    ),
+                    statement(["s3:GetObject"], objects(args.processed_bucket.arn, "dagster-pipes/"), "PipesContext"),
+                    statement(
+                        ["s3:ListBucket", "s3:GetBucketLocation"],
+                        [artifacts.arn, args.raw_bucket.arn, args.processed_bucket.arn],
+                        "ListOwnBuckets",
+                    ),
+                    statement(
+                        ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                        [args.db_secret_arn, args.card_token_secret_arn],
+                        "DatabaseAndTokenKey",
+                    ),
+                    kms_statement(args.kms_key_arn),
+                    statement(
+                        ["glue:GetConnection"],
+                        [
+                            connection_arn,
+                            aws_named("arn:aws:glue:{region}:{account}:catalog", args.region, args.account),
+                        ],
+                        "OwnConnection",
+                    ),
+                    statement(
+                        ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                        [
+                            aws_named(
+                                "arn:aws:logs:{region}:{account}:log-group:/aws-glue/jobs/*", args.region, args.account
+                            )
+                        ],
+                        "GlueLogs",
+                    ),
+                    vpc_eni_statement("ConnectionNetworkInterfaces"),
+                    statement(
+                        [
+                            "ec2:DescribeVpcEndpoints",
+                            "ec2:DescribeRouteTables",
+                            "ec2:DescribeVpcs",
+                            "ec2:DescribeSecurityGroups",
+                            "ec2:DescribeVpcAttribute",
+                        ],
+                        ["*"],
+                        "ConnectionChecks",
+                    ),
+                    statement(
+                        ["ec2:CreateTags", "ec2:DeleteTags"],
+                        [aws_named("arn:aws:ec2:{region}:{account}:network-interface/*", args.region, args.account)],
+                        "TagOwnInterfaces",
+                        {"ForAllValues:StringEquals": {"aws:TagKeys": ["aws-glue-service-resource"]}},
+                    ),
+                    statement(
+                        ["cloudwatch:PutMetricData"],
+                        ["*"],
+                        "JobMetrics",
+                        {"StringEquals": {"cloudwatch:namespace": "Glue"}},
+                    ),
+                ]
+            ),
+            opts=pulumi.ResourceOptions(parent=self.role),
+        )
 
         # Glue has no per-job environment variables (only CUSTOMER_-prefixed ones): the script reads its
         # settings from `--fraud_<setting> value` arguments (glue/process_transactions.py, settings_from)
         settings_arguments = {f"--{key.lower()}": value for key, value in args.settings_env.items()}
         self.job = aws.glue.Job(
-            f"{name}-process-transactions", role_arn=self.role.arn, glue_version=GLUE_VERSION,
-            worker_type=args.worker_type, number_of_workers=args.workers, timeout=args.timeout_minutes,
+            f"{name}-process-transactions",
+            role_arn=self.role.arn,
+            glue_version=GLUE_VERSION,
+            worker_type=args.worker_type,
+            number_of_workers=args.workers,
+            timeout=args.timeout_minutes,
             max_retries=0,  # Dagster decides about reruns; the load is idempotent per batch anyway
             execution_property={"max_concurrent_runs": 4},
             connections=[self.connection.name],
-            command={"name": "glueetl", "python_version": "3",
-                     "script_location": pulumi.Output.format("s3://{0}/{1}", artifacts.bucket, self.script.key)},
+            command={
+                "name": "glueetl",
+                "python_version": "3",
+                "script_location": pulumi.Output.format("s3://{0}/{1}", artifacts.bucket, self.script.key),
+            },
             default_arguments={
                 "--job-language": "python",
                 "--extra-py-files": pulumi.Output.format("s3://{0}/{1}", artifacts.bucket, self.library.key),
@@ -120,5 +200,6 @@ class EtlJob(pulumi.ComponentResource):
                 "--processed_uri": pulumi.Output.format("s3://{0}", args.processed_bucket.bucket),
                 **settings_arguments,
             },
-            opts=child)
+            opts=child,
+        )
         self.register_outputs({"job_name": self.job.name, "role_arn": self.role.arn})

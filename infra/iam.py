@@ -1,5 +1,6 @@
 """IAM building blocks shared by the components: policy documents from Outputs, and the short, justified
 list of places where an AWS API cannot be limited to this project's own ARNs."""
+
 from __future__ import annotations
 
 import pulumi
@@ -61,16 +62,31 @@ def policy_document(statements: list[dict]) -> pulumi.Output[str]:
     return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": statements})
 
 
-def assume_role_policy(service: str | None = None, principal_arn: pulumi.Input[str] | None = None) -> pulumi.Output[str]:
+def assume_role_policy(
+    service: str | None = None, principal_arn: pulumi.Input[str] | None = None
+) -> pulumi.Output[str]:
     principal = {"Service": service} if service else {"AWS": principal_arn}
-    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}]})
+    return pulumi.Output.json_dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}],
+        }
+    )
 
 
 def vpc_eni_statement(sid: str) -> dict:
-    return statement(["ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:DescribeNetworkInterfaces",
-                      "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses", "ec2:DescribeSubnets"],
-                     ["*"], sid)
+    return statement(
+        [
+            "ec2:CreateNetworkInterface",
+            "ec2:DeleteNetworkInterface",
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:AssignPrivateIpAddresses",
+            "ec2:UnassignPrivateIpAddresses",
+            "ec2:DescribeSubnets",
+        ],
+        ["*"],
+        sid,
+    )
 
 
 def kms_statement(key_arn: pulumi.Input[str], sid: str = "ProjectKey") -> dict:
@@ -82,5 +98,14 @@ def objects(bucket_arn: pulumi.Input[str], *prefixes: str) -> list[pulumi.Output
     return [pulumi.Output.concat(bucket_arn, "/", prefix, "*") for prefix in prefixes]
 
 
-__all__ = ["ACTIONS_REQUIRING_ANY_RESOURCE", "AWS_NAMED_RESOURCES", "assume_role_policy", "aws_named",
-           "kms_statement", "objects", "policy_document", "statement", "vpc_eni_statement"]
+__all__ = [
+    "ACTIONS_REQUIRING_ANY_RESOURCE",
+    "AWS_NAMED_RESOURCES",
+    "assume_role_policy",
+    "aws_named",
+    "kms_statement",
+    "objects",
+    "policy_document",
+    "statement",
+    "vpc_eni_statement",
+]

@@ -1,6 +1,7 @@
 """Network: a VPC with private subnets in two availability zones and no internet route. S3 is reached through
 a gateway endpoint, Secrets Manager and CloudWatch Logs through interface endpoints; PostgreSQL admits only
 the scorer, the Glue connection and the Dagster role's compute, each by its own security group."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -29,26 +30,41 @@ class Network(pulumi.ComponentResource):
         if len(args.availability_zones) < 2:
             raise ValueError("the network needs two availability zones")
         child = pulumi.ResourceOptions(parent=self)
-        self.vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=args.cidr, enable_dns_support=True,
-                               enable_dns_hostnames=True,  # interface endpoints answer on the services' own names
-                               tags={"Name": f"{name}-vpc"}, opts=child)
+        self.vpc = aws.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=args.cidr,
+            enable_dns_support=True,
+            enable_dns_hostnames=True,  # interface endpoints answer on the services' own names
+            tags={"Name": f"{name}-vpc"},
+            opts=child,
+        )
         in_vpc = pulumi.ResourceOptions(parent=self.vpc)
-        blocks = ipaddress.ip_network(args.cidr).subnets(new_prefix=max(ipaddress.ip_network(args.cidr).prefixlen + 2, 20))
+        blocks = ipaddress.ip_network(args.cidr).subnets(
+            new_prefix=max(ipaddress.ip_network(args.cidr).prefixlen + 2, 20)
+        )
         self.route_table = aws.ec2.RouteTable(f"{name}-private", vpc_id=self.vpc.id, opts=in_vpc)  # local routes only
         self.private_subnets = []
         for index, zone in enumerate(args.availability_zones[:2]):
-            subnet = aws.ec2.Subnet(f"{name}-private-{index}", vpc_id=self.vpc.id, cidr_block=str(next(blocks)),
-                                    availability_zone=zone, map_public_ip_on_launch=False,
-                                    tags={"Name": f"{name}-private-{zone}"}, opts=in_vpc)
-            aws.ec2.RouteTableAssociation(f"{name}-private-{index}", subnet_id=subnet.id,
-                                          route_table_id=self.route_table.id, opts=in_vpc)
+            subnet = aws.ec2.Subnet(
+                f"{name}-private-{index}",
+                vpc_id=self.vpc.id,
+                cidr_block=str(next(blocks)),
+                availability_zone=zone,
+                map_public_ip_on_launch=False,
+                tags={"Name": f"{name}-private-{zone}"},
+                opts=in_vpc,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-private-{index}", subnet_id=subnet.id, route_table_id=self.route_table.id, opts=in_vpc
+            )
             self.private_subnets.append(subnet)
         self.private_subnet_ids = [s.id for s in self.private_subnets]
 
         def group(role: str, description: str) -> aws.ec2.SecurityGroup:
             # rules are separate resources below; this group starts with no ingress and no egress
-            return aws.ec2.SecurityGroup(f"{name}-{role}", vpc_id=self.vpc.id, description=description,
-                                         revoke_rules_on_delete=True, opts=in_vpc)
+            return aws.ec2.SecurityGroup(
+                f"{name}-{role}", vpc_id=self.vpc.id, description=description, revoke_rules_on_delete=True, opts=in_vpc
+            )
 
         self.database_sg = group("database", "PostgreSQL: only from the scorer, Glue and Dagster")
         self.scorer_sg = group("scorer", "scorer Lambda")
@@ -57,40 +73,98 @@ class Network(pulumi.ComponentResource):
         self.endpoints_sg = group("endpoints", "interface endpoints: HTTPS from the project's clients")
         clients = {"scorer": self.scorer_sg, "glue": self.glue_sg, "dagster": self.dagster_sg}
 
-        self.s3_endpoint = aws.ec2.VpcEndpoint(f"{name}-s3", vpc_id=self.vpc.id, vpc_endpoint_type="Gateway",
-                                               service_name=f"com.amazonaws.{args.region}.s3",
-                                               route_table_ids=[self.route_table.id], opts=in_vpc)
+        self.s3_endpoint = aws.ec2.VpcEndpoint(
+            f"{name}-s3",
+            vpc_id=self.vpc.id,
+            vpc_endpoint_type="Gateway",
+            service_name=f"com.amazonaws.{args.region}.s3",
+            route_table_ids=[self.route_table.id],
+            opts=in_vpc,
+        )
         self.interface_endpoints = {
-            service: aws.ec2.VpcEndpoint(f"{name}-{service}", vpc_id=self.vpc.id, vpc_endpoint_type="Interface",
-                                         service_name=f"com.amazonaws.{args.region}.{service}",
-                                         private_dns_enabled=True, subnet_ids=self.private_subnet_ids,
-                                         security_group_ids=[self.endpoints_sg.id], opts=in_vpc)
+            service: aws.ec2.VpcEndpoint(
+                f"{name}-{service}",
+                vpc_id=self.vpc.id,
+                vpc_endpoint_type="Interface",
+                service_name=f"com.amazonaws.{args.region}.{service}",
+                private_dns_enabled=True,
+                subnet_ids=self.private_subnet_ids,
+                security_group_ids=[self.endpoints_sg.id],
+                opts=in_vpc,
+            )
             for service in dict.fromkeys(("secretsmanager", "logs", *args.extra_interface_endpoints))
         }
 
         for client, sg in clients.items():
-            aws.vpc.SecurityGroupIngressRule(f"{name}-postgres-from-{client}", security_group_id=self.database_sg.id,
-                                             referenced_security_group_id=sg.id, ip_protocol="tcp",
-                                             from_port=POSTGRES_PORT, to_port=POSTGRES_PORT,
-                                             description=f"PostgreSQL from {client}", opts=in_vpc)
-            aws.vpc.SecurityGroupEgressRule(f"{name}-{client}-to-postgres", security_group_id=sg.id,
-                                            referenced_security_group_id=self.database_sg.id, ip_protocol="tcp",
-                                            from_port=POSTGRES_PORT, to_port=POSTGRES_PORT, opts=in_vpc)
-            aws.vpc.SecurityGroupIngressRule(f"{name}-endpoints-from-{client}", security_group_id=self.endpoints_sg.id,
-                                             referenced_security_group_id=sg.id, ip_protocol="tcp",
-                                             from_port=HTTPS_PORT, to_port=HTTPS_PORT, opts=in_vpc)
-            aws.vpc.SecurityGroupEgressRule(f"{name}-{client}-to-endpoints", security_group_id=sg.id,
-                                            referenced_security_group_id=self.endpoints_sg.id, ip_protocol="tcp",
-                                            from_port=HTTPS_PORT, to_port=HTTPS_PORT, opts=in_vpc)
-            aws.vpc.SecurityGroupEgressRule(f"{name}-{client}-to-s3", security_group_id=sg.id,
-                                            prefix_list_id=self.s3_endpoint.prefix_list_id, ip_protocol="tcp",
-                                            from_port=HTTPS_PORT, to_port=HTTPS_PORT, opts=in_vpc)
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-postgres-from-{client}",
+                security_group_id=self.database_sg.id,
+                referenced_security_group_id=sg.id,
+                ip_protocol="tcp",
+                from_port=POSTGRES_PORT,
+                to_port=POSTGRES_PORT,
+                description=f"PostgreSQL from {client}",
+                opts=in_vpc,
+            )
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-{client}-to-postgres",
+                security_group_id=sg.id,
+                referenced_security_group_id=self.database_sg.id,
+                ip_protocol="tcp",
+                from_port=POSTGRES_PORT,
+                to_port=POSTGRES_PORT,
+                opts=in_vpc,
+            )
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-endpoints-from-{client}",
+                security_group_id=self.endpoints_sg.id,
+                referenced_security_group_id=sg.id,
+                ip_protocol="tcp",
+                from_port=HTTPS_PORT,
+                to_port=HTTPS_PORT,
+                opts=in_vpc,
+            )
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-{client}-to-endpoints",
+                security_group_id=sg.id,
+                referenced_security_group_id=self.endpoints_sg.id,
+                ip_protocol="tcp",
+                from_port=HTTPS_PORT,
+                to_port=HTTPS_PORT,
+                opts=in_vpc,
+            )
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-{client}-to-s3",
+                security_group_id=sg.id,
+                prefix_list_id=self.s3_endpoint.prefix_list_id,
+                ip_protocol="tcp",
+                from_port=HTTPS_PORT,
+                to_port=HTTPS_PORT,
+                opts=in_vpc,
+            )
         # AWS Glue requires its connection's security group to admit all TCP from itself (driver <-> executors).
-        aws.vpc.SecurityGroupIngressRule(f"{name}-glue-self", security_group_id=self.glue_sg.id,
-                                         referenced_security_group_id=self.glue_sg.id, ip_protocol="tcp",
-                                         from_port=0, to_port=65535, opts=in_vpc)
-        aws.vpc.SecurityGroupEgressRule(f"{name}-glue-self", security_group_id=self.glue_sg.id,
-                                        referenced_security_group_id=self.glue_sg.id, ip_protocol="tcp",
-                                        from_port=0, to_port=65535, opts=in_vpc)
-        self.register_outputs({"vpc_id": self.vpc.id, "private_subnet_ids": self.private_subnet_ids,
-                               "dagster_security_group_id": self.dagster_sg.id})
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-glue-self",
+            security_group_id=self.glue_sg.id,
+            referenced_security_group_id=self.glue_sg.id,
+            ip_protocol="tcp",
+            from_port=0,
+            to_port=65535,
+            opts=in_vpc,
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-glue-self",
+            security_group_id=self.glue_sg.id,
+            referenced_security_group_id=self.glue_sg.id,
+            ip_protocol="tcp",
+            from_port=0,
+            to_port=65535,
+            opts=in_vpc,
+        )
+        self.register_outputs(
+            {
+                "vpc_id": self.vpc.id,
+                "private_subnet_ids": self.private_subnet_ids,
+                "dagster_security_group_id": self.dagster_sg.id,
+            }
+        )

@@ -1,6 +1,7 @@
 """Notifications: the SES identity that alert emails are sent from. SES mails a verification link to the
 address on creation; until it is clicked (and while the account is in the SES sandbox, for every recipient
 too) sending is refused."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ class Notifications(pulumi.ComponentResource):
         if "@" not in args.sender_email:
             raise ValueError(f"senderEmail is not an email address: {args.sender_email!r}")
         self.sender = args.sender_email
-        self.identity = aws.sesv2.EmailIdentity(f"{name}-sender", email_identity=args.sender_email,
-                                                opts=pulumi.ResourceOptions(parent=self))
+        self.identity = aws.sesv2.EmailIdentity(
+            f"{name}-sender", email_identity=args.sender_email, opts=pulumi.ResourceOptions(parent=self)
+        )
         self.register_outputs({"sender_identity_arn": self.identity.arn})

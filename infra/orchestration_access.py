@@ -1,13 +1,13 @@
 """OrchestrationAccess: the IAM role for wherever the team runs Dagster (ECS task, EC2 instance, a CI or
 laptop principal allowed to assume it). It reads and writes the bucket prefixes the assets use, starts and
 watches the Glue job, invokes the Lambdas, reads the database secret and sends alert emails: nothing more."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
-
 from iam import assume_role_policy, aws_named, kms_statement, objects, policy_document, statement
 
 READ = ["s3:GetObject"]
@@ -35,32 +35,63 @@ class OrchestrationAccess(pulumi.ComponentResource):
     def __init__(self, name: str, args: OrchestrationAccessArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("fraud:platform:OrchestrationAccess", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.role = aws.iam.Role(f"{name}-dagster", assume_role_policy=assume_role_policy(principal_arn=args.trusted_principal_arn),
-                                 max_session_duration=3600, opts=child)
+        self.role = aws.iam.Role(
+            f"{name}-dagster",
+            assume_role_policy=assume_role_policy(principal_arn=args.trusted_principal_arn),
+            max_session_duration=3600,
+            opts=child,
+        )
         job_arn = pulumi.Output.format("arn:aws:glue:{0}:{1}:job/{2}", args.region, args.account, args.glue_job_name)
         buckets = [args.raw_bucket, args.processed_bucket, args.models_bucket, args.reports_bucket]
-        aws.iam.RolePolicy(f"{name}-dagster-policy", role=self.role.id, policy=policy_document([
-            # raw zone: the sensor reads batches, `fraud ingest` writes them with their quarantine
-            statement(READ_WRITE, objects(args.raw_bucket.arn, "transactions/", "labels/", "quarantine/ingest/"), "RawZone"),
-            statement(READ, objects(args.raw_bucket.arn, "quarantine/etl/"), "ReadEtlQuarantine"),
-            statement(READ, objects(args.processed_bucket.arn, "transactions/"), "ReadCurated"),
-            # Dagster Pipes hands the Glue job its context through the processed bucket
-            statement(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], objects(args.processed_bucket.arn, "dagster-pipes/"),
-                      "PipesContext"),
-            statement(READ_WRITE, objects(args.models_bucket.arn, "fraud-mlp/"), "ModelRegistry"),
-            statement(READ_WRITE, objects(args.reports_bucket.arn, ""), "Reports"),
-            statement(["s3:ListBucket", "s3:GetBucketLocation"], [b.arn for b in buckets], "ListBuckets"),
-            kms_statement(args.kms_key_arn),
-            statement(["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"], [job_arn],
-                      "RunEtlJob"),
-            # Dagster Pipes reads the job run's logs from Glue's fixed log groups
-            statement(["logs:GetLogEvents", "logs:FilterLogEvents", "logs:DescribeLogStreams"],
-                      [aws_named("arn:aws:logs:{region}:{account}:log-group:/aws-glue/jobs/*", args.region, args.account)],
-                      "ReadEtlLogs"),
-            statement(["lambda:InvokeFunction"], args.function_arns, "InvokeFunctions"),
-            statement(["lambda:InvokeFunctionUrl"], [args.scorer_arn], "InvokeScorerUrl",
-                      {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}),
-            statement(["secretsmanager:GetSecretValue"], [args.db_secret_arn], "DatabaseSecret"),
-            statement(["ses:SendRawEmail", "ses:SendEmail"], [args.sender_identity_arn], "AlertEmails"),
-        ]), opts=pulumi.ResourceOptions(parent=self.role))
+        aws.iam.RolePolicy(
+            f"{name}-dagster-policy",
+            role=self.role.id,
+            policy=policy_document(
+                [
+                    # raw zone: the sensor reads batches, `fraud ingest` writes them with their quarantine
+                    statement(
+                        READ_WRITE,
+                        objects(args.raw_bucket.arn, "transactions/", "labels/", "quarantine/ingest/"),
+                        "RawZone",
+                    ),
+                    statement(READ, objects(args.raw_bucket.arn, "quarantine/etl/"), "ReadEtlQuarantine"),
+                    statement(READ, objects(args.processed_bucket.arn, "transactions/"), "ReadCurated"),
+                    # Dagster Pipes hands the Glue job its context through the processed bucket
+                    statement(
+                        ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                        objects(args.processed_bucket.arn, "dagster-pipes/"),
+                        "PipesContext",
+                    ),
+                    statement(READ_WRITE, objects(args.models_bucket.arn, "fraud-mlp/"), "ModelRegistry"),
+                    statement(READ_WRITE, objects(args.reports_bucket.arn, ""), "Reports"),
+                    statement(["s3:ListBucket", "s3:GetBucketLocation"], [b.arn for b in buckets], "ListBuckets"),
+                    kms_statement(args.kms_key_arn),
+                    statement(
+                        ["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"],
+                        [job_arn],
+                        "RunEtlJob",
+                    ),
+                    # Dagster Pipes reads the job run's logs from Glue's fixed log groups
+                    statement(
+                        ["logs:GetLogEvents", "logs:FilterLogEvents", "logs:DescribeLogStreams"],
+                        [
+                            aws_named(
+                                "arn:aws:logs:{region}:{account}:log-group:/aws-glue/jobs/*", args.region, args.account
+                            )
+                        ],
+                        "ReadEtlLogs",
+                    ),
+                    statement(["lambda:InvokeFunction"], args.function_arns, "InvokeFunctions"),
+                    statement(
+                        ["lambda:InvokeFunctionUrl"],
+                        [args.scorer_arn],
+                        "InvokeScorerUrl",
+                        {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
+                    ),
+                    statement(["secretsmanager:GetSecretValue"], [args.db_secret_arn], "DatabaseSecret"),
+                    statement(["ses:SendRawEmail", "ses:SendEmail"], [args.sender_identity_arn], "AlertEmails"),
+                ]
+            ),
+            opts=pulumi.ResourceOptions(parent=self.role),
+        )
         self.register_outputs({"role_arn": self.role.arn})

@@ -21,6 +21,7 @@ The result goes into the manifest next to the zip, `lambda-<name>.json`.
 Zips are reproducible (sorted entries, fixed timestamps) and cached by a content hash of everything that
 goes into them (the target included), so a rebuild only happens when a source file or a distribution changes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,11 +37,11 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 
 from packaging.requirements import Requirement
 from packaging.tags import parse_tag
@@ -60,6 +61,7 @@ LAMBDA_DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024  # zipped, uploaded in the API cal
 @dataclass(frozen=True)
 class Target:
     """What a zip is built for: the interpreter and OS image that will import it."""
+
     name: str
     runtime: str
     python: tuple[int, int]
@@ -98,10 +100,24 @@ def _host_glibc() -> tuple[int, int]:
 
 # The python3.12+ managed runtimes run on Amazon Linux 2023 (glibc 2.34); python3.11 on Amazon Linux 2
 # (glibc 2.26) is too old for numpy 2.4, ml_dtypes 0.6 and ai-edge-litert 2.3, which need 2.27.
-LAMBDA = Target(name="lambda", runtime="python3.12", python=(3, 12), machine="x86_64", os_image="Amazon Linux 2023",
-                glibc=(2, 34), from_wheels=True)
-HOST = Target(name="host", runtime="python%d.%d" % sys.version_info[:2], python=sys.version_info[:2],
-              machine=platform.machine(), os_image="this machine", glibc=_host_glibc(), from_wheels=False)
+LAMBDA = Target(
+    name="lambda",
+    runtime="python3.12",
+    python=(3, 12),
+    machine="x86_64",
+    os_image="Amazon Linux 2023",
+    glibc=(2, 34),
+    from_wheels=True,
+)
+HOST = Target(
+    name="host",
+    runtime="python%d.%d" % sys.version_info[:2],
+    python=sys.version_info[:2],
+    machine=platform.machine(),
+    os_image="this machine",
+    glibc=_host_glibc(),
+    from_wheels=False,
+)
 TARGETS = {target.name: target for target in (LAMBDA, HOST)}
 
 
@@ -124,9 +140,11 @@ class FunctionSpec:
 # would take the scorer far past its size goal.
 FUNCTIONS: dict[str, FunctionSpec] = {
     "generator": FunctionSpec("generator", ("numpy", "pandas", "Faker", "pydantic-settings")),
-    "scorer": FunctionSpec("scorer", ("ai-edge-litert", "numpy", "pandas", "SQLAlchemy", "psycopg[binary]",
-                                      "pydantic-settings", "tenacity"),
-                           forbidden=("tensorflow", "tensorflow-cpu", "keras", "tf-keras", "tensorboard")),
+    "scorer": FunctionSpec(
+        "scorer",
+        ("ai-edge-litert", "numpy", "pandas", "SQLAlchemy", "psycopg[binary]", "pydantic-settings", "tenacity"),
+        forbidden=("tensorflow", "tensorflow-cpu", "keras", "tf-keras", "tensorboard"),
+    ),
 }
 
 # Files no handler needs on Lambda: test suites, type stubs, C headers and static libraries (for building
@@ -134,8 +152,12 @@ FUNCTIONS: dict[str, FunctionSpec] = {
 # neither an NPU nor a GPU; the CPU interpreter does not load them).
 PRUNED_PARTS = {"tests", "__pycache__"}
 PRUNED_SUFFIXES = (".pyc", ".pyi", ".h", ".c", ".pxd", ".pyx", ".a")
-PRUNED_PREFIXES = ("ai_edge_litert/vendors/", "ai_edge_litert/libLiteRtWebGpuAccelerator.so", "ai_edge_litert/aot/",
-                   "ai_edge_litert/tools/")
+PRUNED_PREFIXES = (
+    "ai_edge_litert/vendors/",
+    "ai_edge_litert/libLiteRtWebGpuAccelerator.so",
+    "ai_edge_litert/aot/",
+    "ai_edge_litert/tools/",
+)
 
 # what the project's packages consist of (pyproject's package data); editor backups and stray files stay out
 PROJECT_SUFFIXES = {".py", ".j2", ".ini", ".mako"}
@@ -177,8 +199,10 @@ class Manifest:
         return self.unzipped_bytes <= LAMBDA_UNZIPPED_LIMIT
 
     def to_json(self) -> str:
-        data = asdict(self) | {"runtime_compatible": self.runtime_compatible,
-                               "within_lambda_limits": self.within_lambda_limits}
+        data = asdict(self) | {
+            "runtime_compatible": self.runtime_compatible,
+            "within_lambda_limits": self.within_lambda_limits,
+        }
         return json.dumps(data, indent=2, sort_keys=True)
 
     @classmethod
@@ -191,11 +215,19 @@ class Manifest:
 
 # ---- what goes in -----------------------------------------------------------------------------------------
 
+
 def resolve_distributions(requirements: tuple[str, ...], target: Target = LAMBDA) -> list[metadata.Distribution]:
     """The requirements and their dependencies as installed, with markers evaluated for the target's Python."""
-    environment = {"python_version": "%d.%d" % target.python, "python_full_version": "%d.%d.0" % target.python,
-                   "sys_platform": "linux", "platform_system": "Linux", "platform_machine": target.machine,
-                   "os_name": "posix", "implementation_name": "cpython", "platform_python_implementation": "CPython"}
+    environment = {
+        "python_version": "%d.%d" % target.python,
+        "python_full_version": "%d.%d.0" % target.python,
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": target.machine,
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+    }
     found: dict[str, metadata.Distribution] = {}
     pending = [(Requirement(r), "") for r in requirements]
     while pending:
@@ -216,14 +248,16 @@ def resolve_distributions(requirements: tuple[str, ...], target: Target = LAMBDA
             if dependency.marker is None:
                 pending.append((dependency, ""))
             else:  # an extra's dependency applies only when that extra was asked for
-                pending.extend((dependency, e) for e in extras or [""]
-                               if dependency.marker.evaluate(environment | {"extra": e}))
+                pending.extend(
+                    (dependency, e) for e in extras or [""] if dependency.marker.evaluate(environment | {"extra": e})
+                )
     return sorted(found.values(), key=lambda d: canonicalize_name(d.metadata["Name"]))
 
 
 @dataclass(frozen=True)
 class ThirdParty:
     """One distribution as it goes into a zip: the installed one, or the target's wheel of the same version."""
+
     name: str
     version: str
     installed: metadata.Distribution
@@ -255,25 +289,51 @@ def pip_platforms(target: Target) -> list[str]:
 
 def fetch_wheel(name: str, version: str, target: Target, cache: Path = WHEEL_CACHE_DIR) -> Path:
     """The target's wheel of `name==version`, downloaded once into its own cache folder and reused."""
-    folder = cache / f"{target.cpython}-{target.machine}-glibc{target.glibc[0]}.{target.glibc[1]}" \
+    folder = (
+        cache
+        / f"{target.cpython}-{target.machine}-glibc{target.glibc[0]}.{target.glibc[1]}"
         / f"{canonicalize_name(name)}-{version}"
+    )
     cached = sorted(folder.glob("*.whl"))
     if cached:
         return cached[0]
     folder.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
-    command = [sys.executable, "-m", "pip", "download", f"{name}=={version}", "--no-deps", "--only-binary=:all:",
-               "--python-version", "%d.%d" % target.python, "--implementation", "cp",
-               "--abi", target.cpython, "--abi", "abi3", "--abi", "none",
-               *[flag for tag in pip_platforms(target) for flag in ("--platform", tag)],
-               "--dest", str(partial), "--disable-pip-version-check", "--no-input", "--progress-bar", "off"]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        f"{name}=={version}",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        "%d.%d" % target.python,
+        "--implementation",
+        "cp",
+        "--abi",
+        target.cpython,
+        "--abi",
+        "abi3",
+        "--abi",
+        "none",
+        *[flag for tag in pip_platforms(target) for flag in ("--platform", tag)],
+        "--dest",
+        str(partial),
+        "--disable-pip-version-check",
+        "--no-input",
+        "--progress-bar",
+        "off",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     wheels = sorted(partial.glob("*.whl"))
     if result.returncode != 0 or len(wheels) != 1:
         shutil.rmtree(partial)
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
-        raise PackagingError(f"{name}=={version}: no {target.cpython} wheel for {target.os_image} "
-                             f"(pip download exited {result.returncode}, {len(wheels)} wheels): {tail}")
+        raise PackagingError(
+            f"{name}=={version}: no {target.cpython} wheel for {target.os_image} "
+            f"(pip download exited {result.returncode}, {len(wheels)} wheels): {tail}"
+        )
     return _publish(partial, folder) / wheels[0].name
 
 
@@ -310,8 +370,11 @@ def installed_path(wheel_entry: str) -> str | None:
 
 def _pruned(arcname: str) -> bool:
     parts = arcname.split("/")
-    return (bool(PRUNED_PARTS.intersection(parts[:-1])) or arcname.endswith(PRUNED_SUFFIXES)
-            or arcname.startswith(PRUNED_PREFIXES))
+    return (
+        bool(PRUNED_PARTS.intersection(parts[:-1]))
+        or arcname.endswith(PRUNED_SUFFIXES)
+        or arcname.startswith(PRUNED_PREFIXES)
+    )
 
 
 def distribution_files(dist: metadata.Distribution) -> list[tuple[Path, str]]:
@@ -370,12 +433,16 @@ def wheel_tag_problem(wheel: str, target: Target) -> str | None:
         pure = re.fullmatch(r"py3(\d*)", tag.interpreter)
         if pure and tag.platform == "any" and tag.abi == "none" and int(pure[1] or 0) <= target.python[1]:
             return None  # pure Python
-        stable_abi = tag.abi == "abi3" and tag.interpreter.startswith("cp3") \
+        stable_abi = (
+            tag.abi == "abi3"
+            and tag.interpreter.startswith("cp3")
             and int(tag.interpreter[3:] or 0) <= target.python[1]
+        )
         same_abi = tag.interpreter == target.cpython and tag.abi in (target.cpython, "none")
         tag_glibc = _tag_glibc(tag.platform)
         for_this_os = tag.platform.endswith("_" + target.machine) and (
-            tag.platform == f"linux_{target.machine}" or (tag_glibc is not None and tag_glibc <= target.glibc))
+            tag.platform == f"linux_{target.machine}" or (tag_glibc is not None and tag_glibc <= target.glibc)
+        )
         if (same_abi or stable_abi) and for_this_os:
             return None
     return "tags " + ", ".join(sorted(str(t) for t in tags))
@@ -398,6 +465,7 @@ def content_hash(spec: FunctionSpec, target: Target, dists: list[ThirdParty], so
 
 # ---- building ---------------------------------------------------------------------------------------------
 
+
 def compile_tree(root: Path, target: Target) -> None:
     """Bytecode for every module under `root`, as Lambda will see it under /var/task.
 
@@ -408,8 +476,14 @@ def compile_tree(root: Path, target: Target) -> None:
     Compiling it needs a Python 3.12 build container, which this machine does not have."""
     if not target.precompile:
         return
-    compileall.compile_dir(root, quiet=2, workers=1, stripdir=str(root), prependdir="/var/task",
-                           invalidation_mode=compileall.py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    compileall.compile_dir(
+        root,
+        quiet=2,
+        workers=1,
+        stripdir=str(root),
+        prependdir="/var/task",
+        invalidation_mode=compileall.py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    )
 
 
 def staged_distribution(dist: ThirdParty, target: Target, cache: Path) -> Path:
@@ -431,8 +505,7 @@ def staged_distribution(dist: ThirdParty, target: Target, cache: Path) -> Path:
 
 def tree_files(roots: list[Path]) -> dict[str, Path]:
     """Path in the zip -> file, over folders laid on top of each other (namespace packages merge)."""
-    return {path.relative_to(root).as_posix(): path for root in roots
-            for path in root.rglob("*") if path.is_file()}
+    return {path.relative_to(root).as_posix(): path for root in roots for path in root.rglob("*") if path.is_file()}
 
 
 @contextmanager
@@ -515,12 +588,22 @@ def build_function(name: str, dist_dir: Path = DIST_DIR, force: bool = False, ta
         unzipped = sum(path.stat().st_size for path in files.values())
         write_zip(files, zip_path)
     manifest = Manifest(
-        function=name, handler=spec.handler, runtime=target.runtime, zip_path=str(zip_path), content_hash=digest,
-        zipped_bytes=zip_path.stat().st_size, unzipped_bytes=unzipped, files=len(files),
+        function=name,
+        handler=spec.handler,
+        runtime=target.runtime,
+        zip_path=str(zip_path),
+        content_hash=digest,
+        zipped_bytes=zip_path.stat().st_size,
+        unzipped_bytes=unzipped,
+        files=len(files),
         distributions={d.name: d.version for d in dists},
-        glibc_required="%d.%d" % highest, glibc_runtime="%d.%d" % target.glibc, needs_newer_glibc=needs_newer,
+        glibc_required="%d.%d" % highest,
+        glibc_runtime="%d.%d" % target.glibc,
+        needs_newer_glibc=needs_newer,
         wheel_tag_problems={d.name: p for d in dists if (p := wheel_tag_problem(d.wheel_metadata, target))},
-        target=target.name, os_image=target.os_image, precompiled=target.precompile,
+        target=target.name,
+        os_image=target.os_image,
+        precompiled=target.precompile,
     )
     with replaced_atomically(manifest_path) as tmp:
         tmp.write_text(manifest.to_json())
@@ -549,27 +632,35 @@ def build_all(dist_dir: Path = DIST_DIR, force: bool = False, target: Target = L
 
 
 def describe(manifest: Manifest) -> str:
-    line = (f"{manifest.zip_path}: {manifest.zipped_bytes / 2**20:.1f} MiB zipped, "
-            f"{manifest.unzipped_bytes / 2**20:.1f} MiB unzipped (limit 250), {manifest.files} files, "
-            f"handler {manifest.handler}, {manifest.runtime} ({manifest.os_image}), needs glibc "
-            f"{manifest.glibc_required} of {manifest.glibc_runtime}"
-            + ("" if manifest.precompiled else ", sources only (no bytecode)"))
+    line = (
+        f"{manifest.zip_path}: {manifest.zipped_bytes / 2**20:.1f} MiB zipped, "
+        f"{manifest.unzipped_bytes / 2**20:.1f} MiB unzipped (limit 250), {manifest.files} files, "
+        f"handler {manifest.handler}, {manifest.runtime} ({manifest.os_image}), needs glibc "
+        f"{manifest.glibc_required} of {manifest.glibc_runtime}"
+        + ("" if manifest.precompiled else ", sources only (no bytecode)")
+    )
     if not manifest.runtime_compatible:
         worst = sorted(manifest.needs_newer_glibc.items(), key=lambda kv: kv[0])[:3]
-        line += (f"\n  WARNING: not loadable on {manifest.runtime} ({manifest.os_image}, "
-                 f"glibc {manifest.glibc_runtime}): "
-                 + ", ".join(f"{path} needs GLIBC_{version}" for path, version in worst)
-                 + (f" (+{len(manifest.needs_newer_glibc) - 3} more)" if len(manifest.needs_newer_glibc) > 3 else "")
-                 + "".join(f"; {name}: {problem}" for name, problem in manifest.wheel_tag_problems.items()))
+        line += (
+            f"\n  WARNING: not loadable on {manifest.runtime} ({manifest.os_image}, "
+            f"glibc {manifest.glibc_runtime}): "
+            + ", ".join(f"{path} needs GLIBC_{version}" for path, version in worst)
+            + (f" (+{len(manifest.needs_newer_glibc) - 3} more)" if len(manifest.needs_newer_glibc) > 3 else "")
+            + "".join(f"; {name}: {problem}" for name, problem in manifest.wheel_tag_problems.items())
+        )
     return line
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--function", choices=sorted(FUNCTIONS), action="append", help="default: every function")
-    parser.add_argument("--target", choices=sorted(TARGETS), default=LAMBDA.name,
-                        help=f"lambda: {LAMBDA.runtime} on {LAMBDA.os_image} (deployed); host: this interpreter, "
-                             "into DIST/host (for local tests)")
+    parser.add_argument(
+        "--target",
+        choices=sorted(TARGETS),
+        default=LAMBDA.name,
+        help=f"lambda: {LAMBDA.runtime} on {LAMBDA.os_image} (deployed); host: this interpreter, "
+        "into DIST/host (for local tests)",
+    )
     parser.add_argument("--dist", type=Path, default=DIST_DIR)
     parser.add_argument("--force", action="store_true", help="rebuild even when the content hash is unchanged")
     args = parser.parse_args(argv)

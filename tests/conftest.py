@@ -1,4 +1,5 @@
 """Shared fixtures: an isolated FRAUD_HOME with its own embedded PostgreSQL, and a moto S3 server."""
+
 from __future__ import annotations
 
 import os
@@ -68,8 +69,13 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 # A world big enough for the model to pass its quality gate, small enough for a test: the e2e tests' default.
-SMALL_WORLD = {"FRAUD_SIM_CUSTOMERS": "400", "FRAUD_SIM_DAYS": "8", "FRAUD_SIM_FRAUD_RATE": "0.03", "FRAUD_TEST_DAYS": "2",
-               "FRAUD_ALERT_BUDGET_PER_DAY": "15"}
+SMALL_WORLD = {
+    "FRAUD_SIM_CUSTOMERS": "400",
+    "FRAUD_SIM_DAYS": "8",
+    "FRAUD_SIM_FRAUD_RATE": "0.03",
+    "FRAUD_TEST_DAYS": "2",
+    "FRAUD_ALERT_BUDGET_PER_DAY": "15",
+}
 
 
 @contextmanager
@@ -165,7 +171,9 @@ def table_dumps(engine) -> dict[str, str]:
     """Every public table's rows as text (COPY ... TO STDOUT), for leak scans."""
     with engine.connect() as connection:
         cursor = connection.connection.driver_connection.cursor()
-        tables = [r[0] for r in cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()]
+        tables = [
+            r[0] for r in cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+        ]
         dumps = {}
         for table in tables:
             with cursor.copy(f"COPY {table} TO STDOUT") as copy:

@@ -1,5 +1,6 @@
 """Figures measured by the reliability, security and soak tests (kills survived, inputs fuzzed, requests served,
 peak memory), printed in pytest's terminal summary so docs/reliability.md's table can quote the last run."""
+
 from __future__ import annotations
 
 FIGURES: list[tuple[str, str]] = []

@@ -1,6 +1,7 @@
 """One leak scan for every place a card number must not reach past the raw zone: the curated Parquet, every
 database table, reports and model files, the emails as a customer reads them, and logs. Built on
 `fraud.privacy.card_numbers_in` (13-19-digit runs that pass the Luhn check)."""
+
 from __future__ import annotations
 
 import email
@@ -9,8 +10,8 @@ import gzip
 import json
 import re
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 from sqlalchemy import Engine
@@ -18,7 +19,6 @@ from sqlalchemy import Engine
 from fraud.privacy import card_numbers_in
 from fraud.settings import Settings
 from tests.conftest import table_dumps
-
 
 _STANDALONE_NUMBER = re.compile(r"(?<![\w.])\d{12,19}(?!\w)")
 
@@ -44,8 +44,10 @@ def readable(path: Path) -> str:
     16 digits, so Parquet is read as its rows and gzip is decompressed before the scan."""
     if path.suffix == ".eml":  # what the customer reads (MIME boundaries are random digits)
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        return "\n".join([str(message["Subject"]), str(message["To"])]
-                         + [part.get_content() for part in message.walk() if part.get_content_maintype() == "text"])
+        return "\n".join(
+            [str(message["Subject"]), str(message["To"])]
+            + [part.get_content() for part in message.walk() if part.get_content_maintype() == "text"]
+        )
     if path.suffix == ".parquet":
         return pd.read_parquet(path).to_csv()
     if path.suffix == ".keras" and zipfile.is_zipfile(path):
@@ -58,14 +60,19 @@ def _keras_archive(path: Path) -> str:
     """A saved Keras model's members. Its config.json names each object shared between layers by the process
     memory address Keras gave it (`"shared_object_id": 140704561367184`, a Python `id()`), and one in ten of those
     passes the Luhn check; they are dropped, and everything else in the archive is kept for the scan."""
+
     def without_ids(value):
         if isinstance(value, dict):
             return {key: without_ids(item) for key, item in value.items() if key != "shared_object_id"}
         return [without_ids(item) for item in value] if isinstance(value, list) else value
 
     with zipfile.ZipFile(path) as archive:
-        return "\n".join(json.dumps(without_ids(json.loads(archive.read(name)))) if name.endswith(".json")
-                         else archive.read(name).decode("utf-8", errors="ignore") for name in archive.namelist())
+        return "\n".join(
+            json.dumps(without_ids(json.loads(archive.read(name))))
+            if name.endswith(".json")
+            else archive.read(name).decode("utf-8", errors="ignore")
+            for name in archive.namelist()
+        )
 
 
 def in_files(paths: Iterable[Path]) -> dict[str, list[str]]:
@@ -75,7 +82,9 @@ def in_files(paths: Iterable[Path]) -> dict[str, list[str]]:
 def in_logs(paths: Iterable[Path]) -> dict[str, list[str]]:
     """Logs also print process memory addresses in decimal (TensorFlow's "Captures: 140267114062736: TensorSpec"),
     and one in ten passes the Luhn check: there, only numbers that start like a card network's (2-6) count."""
-    return {path: found for path, numbers in in_files(paths).items() if (found := [n for n in numbers if n[0] in "23456"])}
+    return {
+        path: found for path, numbers in in_files(paths).items() if (found := [n for n in numbers if n[0] in "23456"])
+    }
 
 
 def leaks_after_run(settings: Settings, engine: Engine, logs: Iterable[Path] = ()) -> dict[str, list[str]]:
@@ -85,8 +94,12 @@ def leaks_after_run(settings: Settings, engine: Engine, logs: Iterable[Path] = (
     if parquet := in_parquet(settings.store_root / settings.processed_bucket / "transactions"):
         found["curated parquet"] = parquet
     found.update({f"table {table}": numbers for table, numbers in in_tables(engine).items()})
-    outputs = [path for bucket in (settings.reports_bucket, settings.models_bucket)
-               for path in (settings.store_root / bucket).rglob("*") if path.suffix in {".html", ".csv", ".json"}]
+    outputs = [
+        path
+        for bucket in (settings.reports_bucket, settings.models_bucket)
+        for path in (settings.store_root / bucket).rglob("*")
+        if path.suffix in {".html", ".csv", ".json"}
+    ]
     found.update(in_files(outputs + sorted(settings.outbox_dir.glob("*.eml"))))
     found.update(in_logs(logs))
     return found

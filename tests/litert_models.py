@@ -1,6 +1,7 @@
 """Small real models for the scorer tests: a logistic regression over the feature vector built in Keras,
 converted to `.tflite` by TensorFlow's converter and published to a models bucket like training does. With
 known weights, a test knows which features must come out as the top reasons."""
+
 from __future__ import annotations
 
 import json
@@ -39,14 +40,31 @@ def logistic_tflite(weights: tuple[float, ...], bias: float) -> tuple[bytes, byt
     return tf.lite.TFLiteConverter.from_keras_model(model).convert(), keras_bytes
 
 
-def publish_logistic(settings: Settings, version: str, weights: tuple[float, ...], bias: float, threshold: float,
-                     promote: bool = True, **metadata) -> dict:
+def publish_logistic(
+    settings: Settings,
+    version: str,
+    weights: tuple[float, ...],
+    bias: float,
+    threshold: float,
+    promote: bool = True,
+    **metadata,
+) -> dict:
     tflite, keras_bytes = logistic_tflite(weights, bias)
-    meta = {"name": settings.model_name, "version": version, "threshold": threshold, "feature_names": list(FEATURE_NAMES),
-            "feature_version": FEATURE_VERSION, **metadata}
+    meta = {
+        "name": settings.model_name,
+        "version": version,
+        "threshold": threshold,
+        "feature_names": list(FEATURE_NAMES),
+        "feature_version": FEATURE_VERSION,
+        **metadata,
+    }
     store = object_store(settings, settings.models_bucket)
-    registry.publish(store, settings.model_name, version,
-                     {"model.keras": keras_bytes, "model.tflite": tflite, "metadata.json": json.dumps(meta).encode()})
+    registry.publish(
+        store,
+        settings.model_name,
+        version,
+        {"model.keras": keras_bytes, "model.tflite": tflite, "metadata.json": json.dumps(meta).encode()},
+    )
     if promote:
         registry.promote(store, settings.model_name, version)
     return meta

@@ -1,10 +1,11 @@
 """Customer alerts: one email per flagged card-day, exactly once, through a real SMTP server (aiosmtpd), the
 outbox folder and SES (moto server); retries, caps, opt-outs and escaping."""
+
 from __future__ import annotations
 
 import email
 import email.policy
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import boto3
 import pandas as pd
@@ -78,15 +79,20 @@ def _run_asset():
 
 def _alert_rows(engine, world) -> pd.DataFrame:
     with engine.connect() as connection:
-        return pd.read_sql(text("""
+        return pd.read_sql(
+            text("""
             SELECT a.id, a.group_key, a.status, a.attempts, a.last_error, a.message_id, count(l.trans_num) AS transactions
             FROM customer_alert a JOIN customer_alert_transaction l ON l.alert_id = a.id
-            WHERE a.group_key LIKE :prefix GROUP BY a.id ORDER BY a.id"""), connection,
-            params={"prefix": f"{world.tag}-card-%"})
+            WHERE a.group_key LIKE :prefix GROUP BY a.id ORDER BY a.id"""),
+            connection,
+            params={"prefix": f"{world.tag}-card-%"},
+        )
 
 
 def _text_parts(message) -> dict[str, str]:
-    return {part.get_content_type(): part.get_content() for part in message.walk() if part.get_content_maintype() == "text"}
+    return {
+        part.get_content_type(): part.get_content() for part in message.walk() if part.get_content_maintype() == "text"
+    }
 
 
 def _check_message(message, world, cards: dict[str, tuple[str, str]]) -> tuple[str, object]:
@@ -112,8 +118,9 @@ def _check_message(message, world, cards: dict[str, tuple[str, str]]) -> tuple[s
 
 def _cards(engine, world) -> dict[str, tuple[str, str]]:
     with engine.connect() as connection:
-        rows = connection.execute(text("SELECT card_token, email, last4 FROM dim_card WHERE card_token LIKE :p"),
-                                  {"p": f"{world.tag}-card-%"}).all()
+        rows = connection.execute(
+            text("SELECT card_token, email, last4 FROM dim_card WHERE card_token LIKE :p"), {"p": f"{world.tag}-card-%"}
+        ).all()
     return {token: (mail, last4) for token, mail, last4 in rows}
 
 
@@ -134,7 +141,7 @@ def test_asset_twice_sends_one_email_per_flagged_card_day(engine, settings, smtp
     seen = [_check_message(message, world, cards) for message in handler.messages]
     assert sorted(seen) == sorted(expected)  # exactly one per card-day
     assert len({m["Message-ID"] for m in handler.messages}) == len(handler.messages)
-    assert all(rcpt == [cards[token][0]] for (_, rcpt), (token, _) in zip(handler.envelopes, seen))
+    assert all(rcpt == [cards[token][0]] for (_, rcpt), (token, _) in zip(handler.envelopes, seen, strict=False))
     alerts = _alert_rows(engine, world)
     assert set(alerts["status"]) == {"sent"} and alerts["attempts"].eq(1).all()
     assert alerts["transactions"].sum() == world.transactions["flagged"].sum()
@@ -190,12 +197,14 @@ def test_opted_out_customers_are_skipped_and_daily_cap_holds(engine, settings, t
     with engine.begin() as connection:
         connection.execute(text("UPDATE dim_card SET alerts_opt_out = true WHERE card_token = :t"), {"t": tokens[1]})
         # one customer with two cards (flagged on the same days): their alerts share a cap
-        connection.execute(text("UPDATE dim_card SET email = 'Twin@Example.com' WHERE card_token = ANY(:t)"),
-                           {"t": [tokens[0], tokens[2]]})
+        connection.execute(
+            text("UPDATE dim_card SET email = 'Twin@Example.com' WHERE card_token = ANY(:t)"),
+            {"t": [tokens[0], tokens[2]]},
+        )
     outbox = OutboxMailer(tmp_path)
     result = send_alerts(engine, world.model_version, outbox, AlertPolicy(sender=SENDER, daily_cap=1))
     flagged = world.transactions[world.transactions["flagged"]]
-    card_days = set(zip(flagged["card_token"], flagged["day"]))
+    card_days = set(zip(flagged["card_token"], flagged["day"], strict=False))
     opted_out = {cd for cd in card_days if cd[0] == tokens[1]}
     twin_days = [d for t, d in card_days if t in (tokens[0], tokens[2])]
     capped = len(twin_days) - len(set(twin_days))
@@ -267,19 +276,42 @@ def test_ses_delivery_through_moto(engine, settings, moto_endpoint, aws_credenti
 
 def test_plan_groups_per_card_and_utc_day():
     def at(text_time):
-        return datetime.fromisoformat(text_time).replace(tzinfo=timezone.utc)
+        return datetime.fromisoformat(text_time).replace(tzinfo=UTC)
 
-    candidates = pd.DataFrame({
-        "trans_num": ["a", "b", "c", "d"], "model_version": "m",
-        "event_time": [at("2026-11-02T00:05"), at("2026-11-02T23:55"), at("2026-11-03T00:01"), at("2026-11-02T10:00")],
-        "card_token": ["k1", "k1", "k1", "k2"], "email": ["x@e.com", "x@e.com", "x@e.com", None],
-        "alerts_opt_out": False})
+    candidates = pd.DataFrame(
+        {
+            "trans_num": ["a", "b", "c", "d"],
+            "model_version": "m",
+            "event_time": [
+                at("2026-11-02T00:05"),
+                at("2026-11-02T23:55"),
+                at("2026-11-03T00:01"),
+                at("2026-11-02T10:00"),
+            ],
+            "card_token": ["k1", "k1", "k1", "k2"],
+            "email": ["x@e.com", "x@e.com", "x@e.com", None],
+            "alerts_opt_out": False,
+        }
+    )
     existing = pd.DataFrame(columns=["id", "group_key", "card_token", "alert_day", "status", "email"])
     plan = plan_alerts(candidates, existing, daily_cap=3)
-    assert [(a.group_key, a.trans_nums) for a in plan.alerts] == [("k1:2026-11-02", ("a", "b")), ("k1:2026-11-03", ("c",))]
+    assert [(a.group_key, a.trans_nums) for a in plan.alerts] == [
+        ("k1:2026-11-02", ("a", "b")),
+        ("k1:2026-11-03", ("c",)),
+    ]
     assert plan.no_email_groups == 1
-    pending = pd.DataFrame([{"id": 7, "group_key": "k1:2026-11-02", "card_token": "k1", "alert_day": date(2026, 11, 2),
-                             "status": "pending", "email": "x@e.com"}])
+    pending = pd.DataFrame(
+        [
+            {
+                "id": 7,
+                "group_key": "k1:2026-11-02",
+                "card_token": "k1",
+                "alert_day": date(2026, 11, 2),
+                "status": "pending",
+                "email": "x@e.com",
+            }
+        ]
+    )
     attached = plan_alerts(candidates.iloc[:1], pending, daily_cap=3).alerts
     assert attached[0].existing_id == 7 and attached[0].group_key == "k1:2026-11-02"
 

@@ -1,6 +1,7 @@
 """The real-time API (`fraud serve`) over HTTP with a real database and a real `.tflite` model: bearer auth,
 clear 4xx for every kind of bad request (never a 500, also under random bodies), body size limit, rate limit,
 health, the OpenAPI schema, and `fraud serve` itself in a subprocess on a free loopback port."""
+
 import os
 import subprocess
 import sys
@@ -10,7 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from bench.scoring import load_world, requests_for
@@ -74,22 +77,25 @@ def test_missing_or_wrong_token_is_401(client, body):
 DROP = object()  # leave the field out
 
 
-@pytest.mark.parametrize("change, status, field, kind", [
-    ({"merchant": DROP}, 422, "merchant", "missing"),
-    ({"merchant": None}, 422, "merchant", "string_type"),
-    ({"amt": "twelve"}, 422, "amt", "float_parsing"),
-    ({"amt": [1, 2]}, 422, "amt", "float_type"),
-    ({"amt": 5_000_000}, 422, "amt", "less_than_equal"),
-    ({"amt": -3}, 422, "amt", "greater_than_equal"),
-    ({"lat": 123.0}, 422, "lat", "less_than_equal"),
-    ({"city_pop": "many"}, 422, "city_pop", "int_parsing"),
-    ({"cc_num": "12"}, 422, "cc_num", "invalid_card_number"),
-    ({"cc_num": UNKNOWN_CARD}, 422, "cc_num", "unknown_card"),
-    ({"trans_date_trans_time": "tomorrow-ish"}, 422, "trans_date_trans_time", "invalid_timestamp"),
-    ({"trans_date_trans_time": None}, 422, None, "value_error"),
-    ({"merchant": "bad\x00name"}, 422, "merchant", "value_error"),
-    ({"trans_num": "x" * 65}, 422, "trans_num", "string_too_long"),
-])
+@pytest.mark.parametrize(
+    "change, status, field, kind",
+    [
+        ({"merchant": DROP}, 422, "merchant", "missing"),
+        ({"merchant": None}, 422, "merchant", "string_type"),
+        ({"amt": "twelve"}, 422, "amt", "float_parsing"),
+        ({"amt": [1, 2]}, 422, "amt", "float_type"),
+        ({"amt": 5_000_000}, 422, "amt", "less_than_equal"),
+        ({"amt": -3}, 422, "amt", "greater_than_equal"),
+        ({"lat": 123.0}, 422, "lat", "less_than_equal"),
+        ({"city_pop": "many"}, 422, "city_pop", "int_parsing"),
+        ({"cc_num": "12"}, 422, "cc_num", "invalid_card_number"),
+        ({"cc_num": UNKNOWN_CARD}, 422, "cc_num", "unknown_card"),
+        ({"trans_date_trans_time": "tomorrow-ish"}, 422, "trans_date_trans_time", "invalid_timestamp"),
+        ({"trans_date_trans_time": None}, 422, None, "value_error"),
+        ({"merchant": "bad\x00name"}, 422, "merchant", "value_error"),
+        ({"trans_num": "x" * 65}, 422, "trans_num", "string_too_long"),
+    ],
+)
 def test_bad_transactions_get_a_clear_4xx(client, body, change, status, field, kind):
     sent = {k: v for k, v in {**body, **change}.items() if v is not DROP}
     response = client.post("/v1/score", json=sent, headers=AUTH)
@@ -120,12 +126,40 @@ def test_malformed_and_oversized_bodies(client):
 
 @pytest.mark.fuzz  # examples: the Hypothesis profile (HYPOTHESIS_PROFILE: ci 300, soak 10,000)
 @hypothesis_settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.one_of(
-    st.dictionaries(st.sampled_from(["trans_num", "cc_num", "merchant", "amt", "trans_date_trans_time", "unix_time",
-                                     "category", "lat", "long", "merch_lat", "merch_long", "city_pop", "dob", "zip"]),
-                    st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(allow_nan=False, allow_infinity=False),
-                              st.text(max_size=40), st.lists(st.integers(), max_size=3)), max_size=14),
-    st.binary(max_size=300)))  # or not JSON at all
+@given(
+    st.one_of(
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "trans_num",
+                    "cc_num",
+                    "merchant",
+                    "amt",
+                    "trans_date_trans_time",
+                    "unix_time",
+                    "category",
+                    "lat",
+                    "long",
+                    "merch_lat",
+                    "merch_long",
+                    "city_pop",
+                    "dob",
+                    "zip",
+                ]
+            ),
+            st.one_of(
+                st.none(),
+                st.booleans(),
+                st.integers(-(10**20), 10**20),
+                st.floats(allow_nan=False, allow_infinity=False),
+                st.text(max_size=40),
+                st.lists(st.integers(), max_size=3),
+            ),
+            max_size=14,
+        ),
+        st.binary(max_size=300),
+    )
+)  # or not JSON at all
 def test_random_bodies_never_get_a_500(client, body, payload):
     if isinstance(payload, bytes):
         response = client.post("/v1/score", content=payload, headers={**AUTH, "content-type": "application/json"})
@@ -180,8 +214,10 @@ def test_a_dropped_database_connection_is_replaced(world, body, engine):
     scorer = RealtimeScorer(world[0])
     first = scorer.score(body)
     with engine.begin() as connection:  # what a database restart or an idle-connection reaper does
-        killed = connection.exec_driver_sql(f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                            f"WHERE application_name = '{APPLICATION_NAME}'").scalar_one()
+        killed = connection.exec_driver_sql(
+            f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            f"WHERE application_name = '{APPLICATION_NAME}'"
+        ).scalar_one()
     assert killed >= 1
     assert scorer.score(body) == first
 
@@ -190,8 +226,10 @@ def test_the_api_replaces_a_dropped_database_connection(world, body, engine):
     with TestClient(create_app(world[0])) as api:
         first = api.post("/v1/score", json=body, headers=AUTH)
         with engine.begin() as connection:  # every asyncio read connection of the API, killed between two requests
-            killed = connection.exec_driver_sql(f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                                f"WHERE application_name = '{APPLICATION_NAME}'").scalar_one()
+            killed = connection.exec_driver_sql(
+                f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                f"WHERE application_name = '{APPLICATION_NAME}'"
+            ).scalar_one()
         assert killed >= 1
         again = api.post("/v1/score", json=body, headers=AUTH)
     assert first.status_code == again.status_code == 200 and again.json() == first.json()
@@ -210,8 +248,14 @@ def test_fraud_serve_runs_on_loopback_and_never_prints_the_token(world, body, fr
     port = _free_port()
     env = {**os.environ, "FRAUD_HOME": str(fraud_env), "FRAUD_MODEL_NAME": "api-test-mlp"}
     env.pop("FRAUD_API_TOKEN", None)
-    process = subprocess.Popen([sys.executable, "-m", "fraud.cli", "serve", "--port", str(port)], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fraud.cli", "serve", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120

@@ -1,7 +1,10 @@
 """The raw-zone sensors' cursor: every object handed out exactly once, late keys included, across restarts."""
+
 from __future__ import annotations
 
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from fraud.arrivals import ArrivalCursor, next_arrivals
 from fraud.storage import StoredObject
@@ -12,7 +15,11 @@ def key(day: int, hour: int, batch: str) -> str:
 
 
 def test_first_look_hands_out_everything_in_arrival_order():
-    objects = [StoredObject(key(2, 0, "b"), 20.0), StoredObject(key(1, 0, "a"), 30.0), StoredObject(key(3, 0, "c"), 10.0)]
+    objects = [
+        StoredObject(key(2, 0, "b"), 20.0),
+        StoredObject(key(1, 0, "a"), 30.0),
+        StoredObject(key(3, 0, "c"), 10.0),
+    ]
     taken, cursor = next_arrivals(objects, ArrivalCursor(), limit=10)
     assert [o.key for o in taken] == [key(3, 0, "c"), key(2, 0, "b"), key(1, 0, "a")]
     assert cursor.high_water == 30.0 and set(cursor.recent) == {o.key for o in objects}
@@ -58,15 +65,25 @@ def test_a_rewrite_within_the_slack_is_not_handed_out_again():
 
 
 @hypothesis_settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 500), st.integers(0, 50)), min_size=1, max_size=60, unique_by=lambda t: t[0] * 1000 + t[1]),
-       st.integers(1, 7), st.integers(0, 40))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 500), st.integers(0, 50)),
+        min_size=1,
+        max_size=60,
+        unique_by=lambda t: t[0] * 1000 + t[1],
+    ),
+    st.integers(1, 7),
+    st.integers(0, 40),
+)
 def test_each_object_is_handed_out_exactly_once(arrivals, limit, visibility_lag):
     """Objects appear over time (listable `lag` seconds after their stamp, lag within the slack); looking every
     10 seconds with a fresh cursor from JSON hands each out exactly once, whatever the limit."""
     slack = 60.0
-    objects = [StoredObject(f"transactions/dt=2026-11-01/hour=00/b{i}-{stamp}.jsonl.gz", float(stamp))
-               for i, (stamp, _) in enumerate(arrivals)]
-    visible_at = {o.key: o.last_modified + lag % (visibility_lag + 1) for o, (_, lag) in zip(objects, arrivals)}
+    objects = [
+        StoredObject(f"transactions/dt=2026-11-01/hour=00/b{i}-{stamp}.jsonl.gz", float(stamp))
+        for i, (stamp, _) in enumerate(arrivals)
+    ]
+    visible_at = {o.key: o.last_modified + lag % (visibility_lag + 1) for o, (_, lag) in zip(objects, arrivals, strict=False)}
     cursor, handed, now = ArrivalCursor(), [], 0.0
     while now < 700 or len(handed) < len(objects):
         listed = [o for o in objects if visible_at[o.key] <= now]

@@ -1,5 +1,6 @@
 """Top reasons by per-feature occlusion: hand-computed cases on a NumPy model, then a real `.tflite` model run by
 LiteRT whose weights say which features must come out on top."""
+
 import json
 
 import numpy as np
@@ -31,8 +32,13 @@ def test_linear_model_contributions_are_weight_times_distance_to_baseline():
     np.testing.assert_allclose(contributions[0], [3.0, 0.0, 2.0, 1.0])
     assert contributions[0, 1] == 0.0  # at its baseline: exactly 0, not a rounding residue
     names = ["a", "b", "c", "d"]
-    assert top_reasons(contributions, names) == [[{"feature": "a", "contribution": 3.0}, {"feature": "c", "contribution": 2.0},
-                                                  {"feature": "d", "contribution": 1.0}]]
+    assert top_reasons(contributions, names) == [
+        [
+            {"feature": "a", "contribution": 3.0},
+            {"feature": "c", "contribution": 2.0},
+            {"feature": "d", "contribution": 1.0},
+        ]
+    ]
 
 
 def test_only_features_that_pushed_the_score_up_are_reasons():
@@ -73,14 +79,22 @@ def test_tflite_model_reasons_follow_its_weights():
     baseline = np.zeros(len(FEATURE_NAMES), dtype=np.float32)
     x = np.zeros((3, len(FEATURE_NAMES)), dtype=np.float32)
     column = {name: i for i, name in enumerate(FEATURE_NAMES)}
-    x[0, [column["amt_log"], column["card_count_1h"], column["merchant_fraud_rate_7d"], column["hour"]]] = [6.0, 3.0, 0.5, 23.0]
+    x[0, [column["amt_log"], column["card_count_1h"], column["merchant_fraud_rate_7d"], column["hour"]]] = [
+        6.0,
+        3.0,
+        0.5,
+        23.0,
+    ]
     x[1, column["is_night"]] = 1.0  # only lowers the score
     x[2, column["amt_log"]] = 2.0
     scores, contributions = score_and_attribute(scorer.predict, x, baseline)
     np.testing.assert_allclose(scores, logistic(x, weights, bias), atol=1e-5)  # LiteRT = the model's formula
     reasons = top_reasons(contributions, FEATURE_NAMES)
     assert [r["feature"] for r in reasons[0]] == ["amt_log", "card_count_1h", "merchant_fraud_rate_7d"]
-    expected = logistic(x[:1], weights, bias)[0] - logistic(np.where(np.arange(len(FEATURE_NAMES)) == column["amt_log"], 0, x[:1]), weights, bias)[0]
+    expected = (
+        logistic(x[:1], weights, bias)[0]
+        - logistic(np.where(np.arange(len(FEATURE_NAMES)) == column["amt_log"], 0, x[:1]), weights, bias)[0]
+    )
     assert reasons[0][0]["contribution"] == pytest.approx(expected, abs=1e-5)
     assert reasons[1] == []  # a feature with a negative weight never explains a score up
     assert [r["feature"] for r in reasons[2]] == ["amt_log"]

@@ -1,4 +1,5 @@
 """aws mode reads its secrets from Secrets Manager (moto server): the RDS credentials and the card-token key."""
+
 import uuid
 
 import boto3
@@ -13,17 +14,30 @@ from fraud.settings import Settings
 def secrets(moto_endpoint, aws_credentials):
     client = boto3.client("secretsmanager", endpoint_url=moto_endpoint, region_name="us-east-1")
     suffix = uuid.uuid4().hex[:8]  # one moto server per test session
-    db = client.create_secret(Name=f"rds!db-{suffix}", SecretString='{"username": "fraud_admin", "password": "p@ss word/1"}')
+    db = client.create_secret(
+        Name=f"rds!db-{suffix}", SecretString='{"username": "fraud_admin", "password": "p@ss word/1"}'
+    )
     key = client.create_secret(Name=f"fraud/card-token-key-{suffix}", SecretString="0123456789abcdef\n")
     return db["ARN"], key["ARN"]
 
 
 def test_rds_url_comes_from_the_managed_secret(secrets, moto_endpoint, tmp_path):
-    settings = Settings(mode="aws", aws_endpoint_url=moto_endpoint, home=tmp_path, db_secret_arn=secrets[0],
-                        db_host="db.example.internal", db_name="fraud")
+    settings = Settings(
+        mode="aws",
+        aws_endpoint_url=moto_endpoint,
+        home=tmp_path,
+        db_secret_arn=secrets[0],
+        db_host="db.example.internal",
+        db_name="fraud",
+    )
     url = make_url(database_url(settings))
     assert (url.drivername, url.username, url.host, url.port, url.database) == (
-        "postgresql+psycopg", "fraud_admin", "db.example.internal", 5432, "fraud")
+        "postgresql+psycopg",
+        "fraud_admin",
+        "db.example.internal",
+        5432,
+        "fraud",
+    )
     assert url.password == "p@ss word/1"  # escaped in the URL, not mangled
     assert url.query == {"sslmode": "require"}
 

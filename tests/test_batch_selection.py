@@ -1,5 +1,6 @@
 """Which pending raw batches a `processed_transactions` run takes: one batch (the sensor), a range of days
 (a backfill from the launchpad), or everything pending (Materialize all)."""
+
 from assets.processing import RawBatchSelection
 
 KEYS = [f"transactions/dt=2026-11-{day:02d}/hour=00/b{day}.jsonl.gz" for day in range(1, 8)]

@@ -1,4 +1,5 @@
 """The benchmarks' own building blocks, on tiny sizes, so `make bench` cannot rot unnoticed."""
+
 from bench.__main__ import bench_load, naive_faker_transactions, processed_frame
 from fraud.features import FEATURE_NAMES
 
@@ -25,8 +26,18 @@ def test_raw_to_pandas_reads_and_tokenizes(tmp_path):
     from fraud.storage import LocalObjectStore
 
     store = LocalObjectStore(tmp_path, "raw")
-    row = {"trans_num": "t1", "cc_num": "4111111111111111", "trans_date_trans_time": "2026-01-01 10:00:00", "amt": "5.5",
-           "lat": "1", "long": "2", "merch_lat": "1", "merch_long": "2", "city_pop": "10", "merchant": "m"}
+    row = {
+        "trans_num": "t1",
+        "cc_num": "4111111111111111",
+        "trans_date_trans_time": "2026-01-01 10:00:00",
+        "amt": "5.5",
+        "lat": "1",
+        "long": "2",
+        "merch_lat": "1",
+        "merch_long": "2",
+        "city_pop": "10",
+        "merchant": "m",
+    }
     key = write_transactions(store, "b1", pd.DataFrame([row]), datetime(2026, 1, 1))
     frame = raw_to_pandas(store, [key], b"k")
     assert frame["card_token"][0] != "4111111111111111" and len(frame["card_token"][0]) == 64

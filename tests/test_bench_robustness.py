@@ -1,5 +1,6 @@
 """The robustness table's building blocks on tiny sizes: the Fraud Detection Handbook generator (bench/worlds.py)
 and the world x label-delay table (bench/robustness.py), so `make bench` cannot rot."""
+
 import json
 from datetime import date
 
@@ -32,8 +33,10 @@ def test_handbook_rows_are_raw_sparkov_rows(world):
     assert tx["merchant"].isin(set(world.terminals["merchant"])).all()
     assert tx["unix_time"].is_monotonic_increasing
     assert (pd.to_datetime(tx["trans_date_trans_time"], utc=True).astype("int64") // 10**9 == tx["unix_time"]).all()
-    assert (pd.to_datetime(labels["labelled_at"], utc=True) - pd.to_datetime(tx["trans_date_trans_time"], utc=True)
-            == pd.Timedelta(days=3)).all()
+    assert (
+        pd.to_datetime(labels["labelled_at"], utc=True) - pd.to_datetime(tx["trans_date_trans_time"], utc=True)
+        == pd.Timedelta(days=3)
+    ).all()
     assert (tx["amt"] >= 0).all() and _day_index(tx).max() == 39
 
 
@@ -46,8 +49,11 @@ def test_handbook_cards_are_luhn_valid_one_per_customer(world):
 def test_handbook_fraud_scenarios(world):
     tx, labels = world.transactions, world.labels
     fraud = labels["is_fraud"].to_numpy() == 1
-    assert 0.005 < fraud.mean() < 0.3 and set(labels.loc[fraud, "scenario"]) == {"amount_over_220", "compromised_terminal",
-                                                                                "compromised_customer"}
+    assert 0.005 < fraud.mean() < 0.3 and set(labels.loc[fraud, "scenario"]) == {
+        "amount_over_220",
+        "compromised_terminal",
+        "compromised_customer",
+    }
     assert (labels.loc[~fraud, "scenario"] == "").all()
     # scenario 1: every transaction above 220 is fraud
     assert fraud[tx["amt"].to_numpy() > 220].all() and (tx["amt"] > 220).any()
@@ -60,9 +66,11 @@ def test_handbook_fraud_scenarios(world):
         covered |= (tx["merchant"].to_numpy() == merchant) & (day >= d) & (day < d + 28)
     assert covered.sum() > 50 and fraud[covered].all()
     scenario = labels["scenario"].to_numpy()
-    assert (covered == (scenario == "compromised_terminal")).all() or \
-        ((scenario == "compromised_terminal") <= covered).all() and (scenario[covered & (scenario != "compromised_terminal")]
-                                                                     == "compromised_customer").all()  # scenario 3 comes last
+    assert (
+        (covered == (scenario == "compromised_terminal")).all()
+        or ((scenario == "compromised_terminal") <= covered).all()
+        and (scenario[covered & (scenario != "compromised_terminal")] == "compromised_customer").all()
+    )  # scenario 3 comes last
     # scenario 3: each day 3 customers; about a third of their next 14 days' transactions, amount x 5
     customers = world.compromised_customers
     assert (customers.groupby("day").size() == 3).all()
@@ -138,8 +146,10 @@ def test_world_b_has_its_own_fraud_mix():
         return
     _, a = raw_rows("a", 2, size="quick")
     _, b = raw_rows("b", 2, size="quick")
-    share = {name: (labels["scenario"] == "card_testing").sum() / max(1, labels["is_fraud"].astype(bool).sum())
-             for name, labels in (("a", a), ("b", b))}
+    share = {
+        name: (labels["scenario"] == "card_testing").sum() / max(1, labels["is_fraud"].astype(bool).sum())
+        for name, labels in (("a", a), ("b", b))
+    }
     assert share["b"] > share["a"]
 
 
@@ -162,7 +172,12 @@ def test_bench_phase_rows(no_export):
     from fraud.model import TrainingConfig
 
     console = Console(width=200, record=True)
-    rows = run(console, size="quick", config=TrainingConfig(hidden_units=(8,), members=1, epochs=1), world_names=("c",),
-               delays=(7,))
+    rows = run(
+        console,
+        size="quick",
+        config=TrainingConfig(hidden_units=(8,), members=1, epochs=1),
+        world_names=("c",),
+        delays=(7,),
+    )
     assert len(rows) == 2 and all(len(row) == 6 for row in rows)  # the cell and the summary, as the bench table's rows
     assert rows[0][0] == "robustness: NN AP, world c, label delay 7 d" and "goal" in console.export_text()

@@ -1,4 +1,5 @@
 """The training benchmark's building blocks on a tiny world, so `make bench` cannot rot."""
+
 from datetime import date
 
 from bench.training import compare_on_protocol, simulated_data, time_training

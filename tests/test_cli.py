@@ -25,8 +25,13 @@ def test_db_upgrade_and_counts(fraud_env):
 
 
 def test_dagster_definitions_validate():
-    result = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Validation successful for code location fraud" in result.stderr + result.stdout
 

@@ -1,11 +1,18 @@
 """The code location reads well in the UI: every asset has a domain group, a description, an owner, kinds
 and a code version; sensors and schedules are on by default."""
+
 from dagster import DefaultScheduleStatus, DefaultSensorStatus
 
 from assets.definitions import defs
 
-GROUPS = {"raw_transactions": "ingestion", "processed_transactions": "processing", "fraud_model": "modelling",
-          "fraud_flags": "scoring", "fraud_report": "reporting", "customer_alerts": "reporting"}
+GROUPS = {
+    "raw_transactions": "ingestion",
+    "processed_transactions": "processing",
+    "fraud_model": "modelling",
+    "fraud_flags": "scoring",
+    "fraud_report": "reporting",
+    "customer_alerts": "reporting",
+}
 
 
 def test_every_asset_is_described_grouped_owned_and_versioned():

@@ -1,6 +1,7 @@
 """Drift (issue 18): the population stability index on hand-built samples, its binning of few-valued features, the
 per-day tables, and the non-blocking `feature_drift` / `score_drift` checks on `fraud_flags` against a hand-built
 scored world in real PostgreSQL (no model, no training window, no new day, no drift, then a shifted day)."""
+
 from __future__ import annotations
 
 import json
@@ -149,10 +150,13 @@ def test_from_samples_names_columns_from_the_metadata_whatever_they_are():
     rng = np.random.default_rng(6)
     names = [f"made_up_{i}" for i in range(3)]
     reference = pd.DataFrame({"values": list(rng.normal(size=(300, 3))), "score": rng.random(300)})
-    recent = pd.DataFrame({"day": [date(2026, 1, 2)] * 150, "values": list(rng.normal(size=(150, 3))),
-                           "score": [np.nan] * 150})
-    metadata = {"feature_names": names, "training_window": {"start": "2026-01-01T00:00:00+00:00",
-                                                            "end": "2026-01-02T00:00:00+00:00"}}
+    recent = pd.DataFrame(
+        {"day": [date(2026, 1, 2)] * 150, "values": list(rng.normal(size=(150, 3))), "score": [np.nan] * 150}
+    )
+    metadata = {
+        "feature_names": names,
+        "training_window": {"start": "2026-01-01T00:00:00+00:00", "end": "2026-01-02T00:00:00+00:00"},
+    }
     result = drift.from_samples(reference, recent, metadata)
     assert result.note is None and set(result.features["feature"]) == set(names) and result.reference_rows == 300
     assert result.score["level"].tolist() == [drift.NO_DATA]  # not scored yet: no data, not a crash
@@ -177,15 +181,19 @@ def test_a_feature_with_one_value_a_day_is_shown_not_judged():
     assert row["psi"] > 1 and row["level"] == drift.ONE_A_DAY
     assert drift.significant(frame).empty and drift.judged(frame)["feature"].tolist() == ["normal", "constant"]
 
-    result = drift.from_samples(pd.DataFrame({"day": days, "values": list(reference), "score": rng.random(len(days))}),
-                                pd.DataFrame({"day": [date(2026, 11, 14)] * 500, "values": list(saturday),
-                                              "score": rng.random(500)}), {"feature_names": names})
+    result = drift.from_samples(
+        pd.DataFrame({"day": days, "values": list(reference), "score": rng.random(len(days))}),
+        pd.DataFrame({"day": [date(2026, 11, 14)] * 500, "values": list(saturday), "score": rng.random(500)}),
+        {"feature_names": names},
+    )
     assert result.features.set_index("feature").loc["weekendish", "level"] == drift.ONE_A_DAY
 
 
 def test_training_window_from_metadata():
     assert drift.training_window({}) is None and drift.training_window({"training_window": {"rows": 3}}) is None
-    start, end = drift.training_window({"training_window": {"start": "2026-11-01T00:00:00", "end": "2026-11-05T00:00:00+00:00"}})
+    start, end = drift.training_window(
+        {"training_window": {"start": "2026-11-01T00:00:00", "end": "2026-11-05T00:00:00+00:00"}}
+    )
     assert str(start.tz) == "UTC" and end == pd.Timestamp("2026-11-05", tz="UTC")
 
 
@@ -211,8 +219,9 @@ def drift_home():
 
 
 def _checks() -> dict:
-    result = materialize([fraud_flags, drift_checks], selection=AssetSelection.checks(drift_checks),
-                         resources={"fraud": FraudPlatform()})
+    result = materialize(
+        [fraud_flags, drift_checks], selection=AssetSelection.checks(drift_checks), resources={"fraud": FraudPlatform()}
+    )
     assert result.success and result.asset_materializations_for_node("fraud_flags") == []  # the checks alone
     return {c.check_name: c for c in result.get_asset_check_evaluations()}
 
@@ -237,18 +246,25 @@ def test_checks_on_a_world_without_model_then_without_window_then_without_new_da
     checks = _checks()
     assert all(c.passed and "no training window" in c.metadata["note"].value for c in checks.values())
 
-    _set_metadata(settings, world.model_version, training_window={**WINDOW, "end": "2026-11-09T00:00:00+00:00"},
-                  feature_version=FEATURE_VERSION)
+    _set_metadata(
+        settings,
+        world.model_version,
+        training_window={**WINDOW, "end": "2026-11-09T00:00:00+00:00"},
+        feature_version=FEATURE_VERSION,
+    )
     checks = _checks()
-    assert all(c.passed and c.metadata["note"].value.startswith("no transaction since the training window")
-               for c in checks.values())
+    assert all(
+        c.passed and c.metadata["note"].value.startswith("no transaction since the training window")
+        for c in checks.values()
+    )
 
 
 def test_checks_pass_without_drift_and_warn_on_a_shifted_day(drift_home):
     settings, engine = drift_home
     version = "drift-model"
-    _set_metadata(settings, version, training_window=WINDOW, feature_version=FEATURE_VERSION,
-                  feature_names=list(FEATURE_NAMES))
+    _set_metadata(
+        settings, version, training_window=WINDOW, feature_version=FEATURE_VERSION, feature_names=list(FEATURE_NAMES)
+    )
     checks = _checks()
     features, score = checks[FEATURE_DRIFT], checks[SCORE_DRIFT]
     assert features.passed and features.metadata["max_psi"].value == 0.0  # the world's features are all zeros
@@ -256,12 +272,17 @@ def test_checks_pass_without_drift_and_warn_on_a_shifted_day(drift_home):
     assert features.metadata["days"].value == ["2026-11-04", "2026-11-05"]
 
     # the score's PSI per day, as computed here from the scores the world wrote
-    frame = pd.read_sql(text("""SELECT s.score, (t.event_time AT TIME ZONE 'UTC')::date AS day FROM fraud_score s
+    frame = pd.read_sql(
+        text("""SELECT s.score, (t.event_time AT TIME ZONE 'UTC')::date AS day FROM fraud_score s
                                 JOIN fact_transaction t USING (trans_num) WHERE s.model_version = :v"""),
-                        engine.connect(), params={"v": version})
+        engine.connect(),
+        params={"v": version},
+    )
     reference = frame[frame["day"] < date(2026, 11, 4)]["score"]
-    expected = [round(drift.psi(reference, frame[frame["day"] == day]["score"]), 4)
-                for day in (date(2026, 11, 4), date(2026, 11, 5))]
+    expected = [
+        round(drift.psi(reference, frame[frame["day"] == day]["score"]), 4)
+        for day in (date(2026, 11, 4), date(2026, 11, 5))
+    ]
     assert [d["psi"] for d in score.metadata["psi_per_day"].value] == pytest.approx(expected, abs=1e-4)
     assert score.passed == (max(expected) <= drift.SIGNIFICANT_ABOVE)
 
@@ -275,7 +296,8 @@ def test_checks_pass_without_drift_and_warn_on_a_shifted_day(drift_home):
     features, score = checks[FEATURE_DRIFT], checks[SCORE_DRIFT]
     assert not features.passed and features.severity == AssetCheckSeverity.WARN
     assert features.metadata["above_threshold"].value == [
-        {"feature": first, "day": "2026-11-05", "psi": pytest.approx(features.metadata["max_psi"].value, abs=1e-4)}]
+        {"feature": first, "day": "2026-11-05", "psi": pytest.approx(features.metadata["max_psi"].value, abs=1e-4)}
+    ]
     assert features.metadata["worst_features"].value[0]["feature"] == first and features.metadata["max_psi"].value > 1
     table = features.metadata["drift_table"].value
     assert table.splitlines()[2].startswith(f"| {first.replace('_', chr(92) + '_')} | 0.000 | ")
@@ -287,6 +309,7 @@ def test_checks_pass_without_drift_and_warn_on_a_shifted_day(drift_home):
     # a day below the minimum of rows is shown, not judged (here: every day, with a minimum of 10,000)
     from fraud.report import load_drift
 
-    small = load_drift(engine, {"version": version, "training_window": WINDOW, "feature_version": FEATURE_VERSION},
-                       min_rows=10_000)
+    small = load_drift(
+        engine, {"version": version, "training_window": WINDOW, "feature_version": FEATURE_VERSION}, min_rows=10_000
+    )
     assert set(small.features["level"]) == {drift.TOO_FEW} and np.isnan(drift.max_psi(small.features))

@@ -1,6 +1,7 @@
 """`fraud evaluate` on a small labelled CSV: ingest -> Glue job -> train -> evaluate in a throwaway FRAUD_HOME,
 the network and each baseline on the test window as JSON (and every test row's scores as CSV); windows without
 fraud are refused before training, with windows that fit; the user's FRAUD_HOME is left alone."""
+
 import json
 from datetime import date, datetime, timedelta
 
@@ -36,15 +37,34 @@ def test_fraud_evaluate_prints_every_model_as_json_and_the_scores_of_every_test_
     raw_zone = fraud_env / "s3" / "fraud-raw"
     before = sorted(raw_zone.rglob("*")) if raw_zone.exists() else []  # other tests may have written there already
     # labels known 1.5 days after each transaction: the delay window defaults to 2 days
-    result = CliRunner().invoke(app, ["evaluate", "--csv", str(csv), "--train-start", "2026-02-03", "--train-days", "7",
-                                      "--label-delay-days", "1.5", "--test-days", "5", "--json", str(out),
-                                      "--scores", str(scores)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--csv",
+            str(csv),
+            "--train-start",
+            "2026-02-03",
+            "--train-days",
+            "7",
+            "--label-delay-days",
+            "1.5",
+            "--test-days",
+            "5",
+            "--json",
+            str(out),
+            "--scores",
+            str(scores),
+        ],
+    )
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
     assert printed == json.loads(out.read_text())
     assert set(printed["models"]) == MODELS
     protocol = printed["protocol"]
-    assert protocol["train_start"] == "2026-02-03T00:00:00+00:00" and protocol["test_end"] == "2026-02-17T00:00:00+00:00"
+    assert (
+        protocol["train_start"] == "2026-02-03T00:00:00+00:00" and protocol["test_end"] == "2026-02-17T00:00:00+00:00"
+    )
     assert protocol["delay_days"] == 2 and printed["label_delay_days"] == 1.5
     assert printed["rows"]["read"] == printed["rows"]["loaded"] == printed["rows"]["labelled"]
     assert printed["rows"]["frauds"] == frauds
@@ -58,8 +78,14 @@ def test_fraud_evaluate_prints_every_model_as_json_and_the_scores_of_every_test_
     assert f"train window 2026-02-03 .. 2026-02-09: {windows['train']['rows']:,} rows" in result.stderr
     assert f"test window  2026-02-12 .. 2026-02-16: {test['rows']:,} rows, {test['frauds']:,} frauds" in result.stderr
     for name, values in printed["models"].items():
-        assert {"roc_auc", "average_precision", "card_precision_at_100", "precision_at_budget", "recall_at_budget",
-                "threshold"} <= set(values), name
+        assert {
+            "roc_auc",
+            "average_precision",
+            "card_precision_at_100",
+            "precision_at_budget",
+            "recall_at_budget",
+            "threshold",
+        } <= set(values), name
         assert values["test_rows"] == test["rows"] and values["test_frauds"] == test["frauds"]
     nn, random = printed["models"]["neural_network"], printed["models"]["random"]
     assert nn["average_precision"] > 3 * random["average_precision"] and nn["roc_auc"] > 0.85
@@ -72,8 +98,10 @@ def test_fraud_evaluate_prints_every_model_as_json_and_the_scores_of_every_test_
     times = pd.to_datetime(rows["event_time"], utc=True)
     assert times.min() >= pd.Timestamp(windows["test"]["start"]) and times.max() < pd.Timestamp(windows["test"]["end"])
     for name, values in printed["models"].items():
-        assert metrics.average_precision(rows["is_fraud"].to_numpy(bool), rows[name].to_numpy()) == \
-            values["average_precision"], name
+        assert (
+            metrics.average_precision(rows["is_fraud"].to_numpy(bool), rows[name].to_numpy())
+            == values["average_precision"]
+        ), name
     # the session's own FRAUD_HOME got nothing: evaluate worked in a throwaway one
     assert (sorted(raw_zone.rglob("*")) if raw_zone.exists() else []) == before
 
@@ -81,8 +109,22 @@ def test_fraud_evaluate_prints_every_model_as_json_and_the_scores_of_every_test_
 def test_fraud_evaluate_refuses_windows_without_fraud_before_training_and_suggests_some(tmp_path, fraud_env):
     csv = tmp_path / "quiet_end.csv"
     _labelled_csv(csv, days=10, no_fraud_from=date(2026, 2, 8))  # no fraud in the last 3 days
-    result = CliRunner().invoke(app, ["evaluate", "--csv", str(csv), "--train-days", "4", "--test-days", "3",
-                                      "--label-delay-days", "1", "--scores", str(tmp_path / "scores.csv")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--csv",
+            str(csv),
+            "--train-days",
+            "4",
+            "--test-days",
+            "3",
+            "--label-delay-days",
+            "1",
+            "--scores",
+            str(tmp_path / "scores.csv"),
+        ],
+    )
     assert result.exit_code == 1, result.output
     assert "no fraud in the test window" in result.stderr
     assert "test window  2026-02-08 .. 2026-02-10: " in result.stderr and ", 0 frauds" in result.stderr
@@ -101,27 +143,34 @@ def test_label_delay_days_sets_when_the_ingested_labels_become_known(tmp_path, f
     from fraud.storage import object_store
 
     csv = tmp_path / "two.csv"
-    csv.write_text("trans_num,trans_date_trans_time,cc_num,merchant,amt,is_fraud\n"
-                   "t1,2026-02-01 10:00:00,4111111111111111,shop,12.5,1\n"
-                   "t2,2026-02-02 11:30:00,4111111111111111,shop,8.0,0\n")
+    csv.write_text(
+        "trans_num,trans_date_trans_time,cc_num,merchant,amt,is_fraud\n"
+        "t1,2026-02-01 10:00:00,4111111111111111,shop,12.5,1\n"
+        "t2,2026-02-02 11:30:00,4111111111111111,shop,8.0,0\n"
+    )
 
     def labelled_at(label_delay_days):
         settings = throwaway_settings(tmp_path / f"home-{label_delay_days}", Settings(), label_delay_days)
         labels = ingest_csv(csv, settings).labels_key
-        return {row["trans_num"]: row["labelled_at"]
-                for row in decode_jsonl_gz(object_store(settings, settings.raw_bucket).get_bytes(labels))}
+        return {
+            row["trans_num"]: row["labelled_at"]
+            for row in decode_jsonl_gz(object_store(settings, settings.raw_bucket).get_bytes(labels))
+        }
 
     default = Settings().label_delay_days
-    assert labelled_at(None) == {"t1": str(datetime(2026, 2, 1, 10) + timedelta(days=default)),
-                                 "t2": str(datetime(2026, 2, 2, 11, 30) + timedelta(days=default))}
+    assert labelled_at(None) == {
+        "t1": str(datetime(2026, 2, 1, 10) + timedelta(days=default)),
+        "t2": str(datetime(2026, 2, 2, 11, 30) + timedelta(days=default)),
+    }
     assert labelled_at(5) == {"t1": "2026-02-06 10:00:00", "t2": "2026-02-07 11:30:00"}
     assert labelled_at(0.25) == {"t1": "2026-02-01 16:00:00", "t2": "2026-02-02 17:30:00"}
 
 
 def test_fraud_evaluate_refuses_a_csv_without_labels(tmp_path, fraud_env):
     csv = tmp_path / "unlabelled.csv"
-    csv.write_text("trans_num,trans_date_trans_time,cc_num,merchant,amt\n"
-                   "t1,2026-02-01 10:00:00,4111111111111111,shop,12.5\n")
+    csv.write_text(
+        "trans_num,trans_date_trans_time,cc_num,merchant,amt\nt1,2026-02-01 10:00:00,4111111111111111,shop,12.5\n"
+    )
     result = CliRunner().invoke(app, ["evaluate", "--csv", str(csv)])
     assert result.exit_code == 1 and "no labelled fraud" in result.stderr
     missing = CliRunner().invoke(app, ["evaluate", "--csv", str(tmp_path / "nope.csv")])

@@ -1,13 +1,24 @@
 """The evaluation protocol on hand-built histories: windows, who trains, who is tested, the budget threshold,
 the metric table and the quality gate's rules."""
+
 from datetime import date
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from fraud.evaluation import (LabelledData, Protocol, Windows, budget_threshold, evaluate_scorer, gate_on_window,
-                              metrics_table, quality_gate, random_scorer, split)
+from fraud.evaluation import (
+    LabelledData,
+    Protocol,
+    Windows,
+    budget_threshold,
+    evaluate_scorer,
+    gate_on_window,
+    metrics_table,
+    quality_gate,
+    random_scorer,
+    split,
+)
 from fraud.features import FEATURE_NAMES
 
 DAY0 = pd.Timestamp("2026-03-01", tz="UTC")
@@ -26,7 +37,9 @@ def _data(rows: list[tuple]) -> LabelledData:
 def test_explicit_windows_follow_each_other():
     protocol = Protocol(train_start=date(2026, 3, 1), train_days=7, delay_days=7, test_days=7)
     windows = protocol.windows(pd.Series([], dtype="datetime64[ns, UTC]"))
-    assert windows == Windows(DAY0, DAY0 + pd.Timedelta(days=7), DAY0 + pd.Timedelta(days=14), DAY0 + pd.Timedelta(days=21))
+    assert windows == Windows(
+        DAY0, DAY0 + pd.Timedelta(days=7), DAY0 + pd.Timedelta(days=14), DAY0 + pd.Timedelta(days=21)
+    )
     assert Windows.from_dict(windows.as_dict()) == windows
 
 
@@ -38,7 +51,9 @@ def test_anchored_windows_end_on_the_last_day_of_data():
     assert windows.test_start == pd.Timestamp("2026-03-08", tz="UTC")
     assert windows.train_end == pd.Timestamp("2026-03-06", tz="UTC")
     assert windows.train_start == DAY0  # all history
-    assert Protocol(delay_days=2, test_days=3, train_days=1).windows(times).train_start == pd.Timestamp("2026-03-05", tz="UTC")
+    assert Protocol(delay_days=2, test_days=3, train_days=1).windows(times).train_start == pd.Timestamp(
+        "2026-03-05", tz="UTC"
+    )
     with pytest.raises(ValueError):
         Protocol(delay_days=1, test_days=0)
     with pytest.raises(ValueError):
@@ -47,17 +62,21 @@ def test_anchored_windows_end_on_the_last_day_of_data():
 
 def test_split_trains_on_known_labels_and_drops_known_compromised_cards_from_the_test():
     # windows: train [day 0, 2), delay [2, 4), test [4, 6)
-    data = _data([
-        ("t1", 0.5, "a", True, 1.0, 0),   # fraud on card a, labelled on day 1.5: known before the test
-        ("t2", 1.5, "b", False, 1.0, 0),
-        ("t3", 1.9, "c", True, 3.0, 0),   # in the train window but its label arrives on day 4.9: not trainable
-        ("t4", 2.5, "d", False, 1.0, 0),  # delay window
-        ("t5", 4.2, "a", True, 1.0, 0),   # test: card a already known compromised -> excluded
-        ("t6", 4.5, "c", True, 1.0, 0),   # test: card c's earlier fraud was not known yet -> kept
-        ("t7", 5.5, "e", False, 1.0, 0),
-        ("t8", 6.5, "f", False, 1.0, 0),  # after the test window
-    ])
-    windows = Protocol(train_start=date(2026, 3, 1), train_days=2, delay_days=2, test_days=2).windows(data.rows["event_time"])
+    data = _data(
+        [
+            ("t1", 0.5, "a", True, 1.0, 0),  # fraud on card a, labelled on day 1.5: known before the test
+            ("t2", 1.5, "b", False, 1.0, 0),
+            ("t3", 1.9, "c", True, 3.0, 0),  # in the train window but its label arrives on day 4.9: not trainable
+            ("t4", 2.5, "d", False, 1.0, 0),  # delay window
+            ("t5", 4.2, "a", True, 1.0, 0),  # test: card a already known compromised -> excluded
+            ("t6", 4.5, "c", True, 1.0, 0),  # test: card c's earlier fraud was not known yet -> kept
+            ("t7", 5.5, "e", False, 1.0, 0),
+            ("t8", 6.5, "f", False, 1.0, 0),  # after the test window
+        ]
+    )
+    windows = Protocol(train_start=date(2026, 3, 1), train_days=2, delay_days=2, test_days=2).windows(
+        data.rows["event_time"]
+    )
     parts = split(data, windows)
     assert list(parts.train.rows["trans_num"]) == ["t1", "t2"]
     assert list(parts.delay.rows["trans_num"]) == ["t4"]
@@ -72,7 +91,9 @@ def test_threshold_comes_from_the_delay_window_at_the_alert_budget():
     rows = [(f"d{i}", 2.1 + i * 0.3, f"c{i}", False, 9.0, float(i)) for i in range(1, 7)]
     rows += [("t1", 0.5, "x", True, 0.1, 0), ("t2", 4.5, "y", True, 0.1, 100.0), ("t3", 4.6, "z", False, 0.1, 5.5)]
     data = _data(rows)
-    protocol = Protocol(train_start=date(2026, 3, 1), train_days=2, delay_days=2, test_days=2, alert_budget_per_day=1, precision_k=1)
+    protocol = Protocol(
+        train_start=date(2026, 3, 1), train_days=2, delay_days=2, test_days=2, alert_budget_per_day=1, precision_k=1
+    )
     parts = split(data, protocol.windows(data.rows["event_time"]))
     assert budget_threshold(lambda x: x[:, 0], parts, 1) == 5.0
     result = evaluate_scorer("first_feature", lambda x: x[:, 0], parts, protocol)
@@ -88,7 +109,9 @@ def test_threshold_comes_from_the_delay_window_at_the_alert_budget():
 def test_undefined_metrics_are_null_and_the_table_shows_them_as_dashes():
     data = _data([("t1", 0.5, "a", True, 0.1, 1), ("t2", 4.5, "b", False, 0.1, 1)])
     protocol = Protocol(train_start=date(2026, 3, 1), train_days=2, delay_days=2, test_days=2)
-    result = evaluate_scorer("random", random_scorer(), split(data, protocol.windows(data.rows["event_time"])), protocol)
+    result = evaluate_scorer(
+        "random", random_scorer(), split(data, protocol.windows(data.rows["event_time"])), protocol
+    )
     assert result.metrics["average_precision"] is None and result.metrics["roc_auc"] is None
     table = metrics_table({"random": result.metrics})
     assert table.splitlines()[0].startswith("| model | roc_auc | average_precision | card_precision_at_100")
@@ -109,7 +132,9 @@ def test_gate_scores_both_models_on_the_candidate_test_window():
     rows = [("t0", 0.5, "a", True, 0.1, 0.0)]
     rows += [(f"t{i}", 4.0 + i * 0.1, f"c{i}", i % 3 == 0, 0.1, float(i % 3 == 0)) for i in range(1, 10)]
     data = _data(rows)
-    windows = Protocol(train_start=date(2026, 3, 1), train_days=2, delay_days=2, test_days=2).windows(data.rows["event_time"])
+    windows = Protocol(train_start=date(2026, 3, 1), train_days=2, delay_days=2, test_days=2).windows(
+        data.rows["event_time"]
+    )
     perfect, inverted = (lambda x: x[:, 0]), (lambda x: -x[:, 0])
     decision = gate_on_window(data, windows, 0.2, "m-new", inverted, "m-old", perfect)
     assert not decision.passed and decision.latest_average_precision == 1.0
@@ -126,7 +151,9 @@ def test_gate_scores_both_models_on_the_candidate_test_window():
 def _history(frauds: dict[int, str], days: int) -> LabelledData:
     """Three legitimate transactions a day on cards of their own, and frauds {day: card} at noon; every label
     known half a day after its transaction."""
-    rows = [(f"l{day}-{i}", day + 0.2 * (i + 1), f"legit{day}-{i}", False, 0.5, 0) for day in range(days) for i in range(3)]
+    rows = [
+        (f"l{day}-{i}", day + 0.2 * (i + 1), f"legit{day}-{i}", False, 0.5, 0) for day in range(days) for i in range(3)
+    ]
     rows += [(f"f{day}", day + 0.5, card, True, 0.5, 1) for day, card in frauds.items()]
     return _data(rows)
 
@@ -172,12 +199,30 @@ def test_too_little_train_fraud_is_a_problem_and_no_best_baseline_without_averag
     from fraud.evaluation import best_baseline
 
     data = _history({2: "a", 10: "b"}, days=12)
-    parts = split(data, Protocol(train_start=date(2026, 3, 1), train_days=5, delay_days=1, test_days=5)
-                  .windows(data.rows["event_time"]))
+    parts = split(
+        data,
+        Protocol(train_start=date(2026, 3, 1), train_days=5, delay_days=1, test_days=5).windows(
+            data.rows["event_time"]
+        ),
+    )
     assert [p.split(" in the train")[0] for p in window_problems(parts)] == ["not enough labelled fraud"]
     null = {"roc_auc": None, "average_precision": None}
-    assert best_baseline({"neural_network": null, "logistic_regression": null, "random_forest": null,
-                          "random": null}, "neural_network") is None
-    assert best_baseline({"neural_network": {"average_precision": 0.9}, "logistic_regression": null,
-                          "random_forest": {"average_precision": 0.3}, "random": {"average_precision": 0.5}},
-                         "neural_network") == "random_forest"
+    assert (
+        best_baseline(
+            {"neural_network": null, "logistic_regression": null, "random_forest": null, "random": null},
+            "neural_network",
+        )
+        is None
+    )
+    assert (
+        best_baseline(
+            {
+                "neural_network": {"average_precision": 0.9},
+                "logistic_regression": null,
+                "random_forest": {"average_precision": 0.3},
+                "random": {"average_precision": 0.5},
+            },
+            "neural_network",
+        )
+        == "random_forest"
+    )

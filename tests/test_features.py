@@ -1,10 +1,18 @@
 """The shared numpy computations of the label-based features, on hand-built histories: late labels, labels that
 never come, labels that arrive after the lookback, and the denominators that count only what was labelled."""
+
 import numpy as np
 import pytest
 
-from fraud.features import (FEATURE_NAMES, MERCHANT_FEATURES, amount_z, known_frauds, labels_arrived, merchant_risk,
-                            volume_ratio)
+from fraud.features import (
+    FEATURE_NAMES,
+    MERCHANT_FEATURES,
+    amount_z,
+    known_frauds,
+    labels_arrived,
+    merchant_risk,
+    volume_ratio,
+)
 
 DAY = 86400
 NONE = np.nan  # no label (yet, or ever)
@@ -16,7 +24,9 @@ def test_feature_names_are_unique():
 
 def test_merchant_volume_counts_transactions_strictly_before():
     events = np.array([0, DAY, 2 * DAY, 10 * DAY])
-    out = merchant_risk(events, np.zeros(4, bool), np.full(4, NONE), np.array([0, 2 * DAY, 4 * DAY, 10 * DAY, 40 * DAY]))
+    out = merchant_risk(
+        events, np.zeros(4, bool), np.full(4, NONE), np.array([0, 2 * DAY, 4 * DAY, 10 * DAY, 40 * DAY])
+    )
     assert tuple(out) == MERCHANT_FEATURES
     # 7 d windows [t - 7 d, t): at 0 none; at 2d {0, 1d}; at 4d {0, 1d, 2d}; at 10d none (window starts at 3d)
     assert list(out["merchant_count_7d"]) == [0, 2, 3, 0, 0]
@@ -69,5 +79,7 @@ def test_known_frauds_of_a_card():
 def test_amount_z_and_volume_ratio_are_defined_everywhere():
     assert amount_z(100.0, 0.0, 0.0, 0) == 0  # no history
     assert amount_z(100.0, 20.0, 0.0, 3) == pytest.approx(80.0)  # always the same amount before: spread floored at 1
-    assert amount_z(np.array([10.0, 30.0]), np.array([20.0, 20.0]), np.array([4.0, 4.0]), np.array([5, 5])) == pytest.approx([-2, 2])
+    assert amount_z(
+        np.array([10.0, 30.0]), np.array([20.0, 20.0]), np.array([4.0, 4.0]), np.array([5, 5])
+    ) == pytest.approx([-2, 2])
     assert volume_ratio(0, 0) == 1.0

@@ -1,4 +1,5 @@
 """`fraud ingest FILE.csv`: every row accounted for, one reason per quarantined row, idempotent, no card leaks."""
+
 from __future__ import annotations
 
 import csv
@@ -17,8 +18,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from fraud.cli import app
-from fraud.ingest import (IngestError, IngestSummary, ingest_csv, parse_header,
-                          split_records, validate_row)
+from fraud.ingest import IngestError, IngestSummary, ingest_csv, parse_header, split_records, validate_row
 from fraud.privacy import card_numbers_in, normalize_card_number
 from fraud.raw_values import parse_event_time, parse_timestamp
 from fraud.schema import RAW_COLUMNS, decode_jsonl_gz
@@ -35,12 +35,28 @@ DATES = ("2019-01-01 00:00:18", "11/12/2019 5:12", "27-04-2020 03:20")
 def _row(n: int, **changes: str) -> dict[str, str]:
     """A valid Sparkov row as found in the seed files (mixed date and card formats)."""
     row = {
-        "trans_date_trans_time": DATES[n % 3], "cc_num": CARDS[n % len(CARDS)], "merchant": f"Kohler, Lindgren {n}",
-        "category": "grocery_net", "amt": f"{n + 1}.25", "first": "Kristen", "last": "Hanson", "gender": "F",
-        "street": "26544 Andrea Glen", "city": "Goodrich", "state": "MI", "zip": "48438", "lat": "42.9147",
-        "long": "-83.4845", "city_pop": "6951", "job": "Learning disability nurse", "dob": "18-06-1985",
-        "trans_num": f"t{n:05d}", "unix_time": str(1325376018 + 60 * n), "merch_lat": "42.283319",
-        "merch_long": "-82.493949", "is_fraud": str(int(n % 7 == 3)),
+        "trans_date_trans_time": DATES[n % 3],
+        "cc_num": CARDS[n % len(CARDS)],
+        "merchant": f"Kohler, Lindgren {n}",
+        "category": "grocery_net",
+        "amt": f"{n + 1}.25",
+        "first": "Kristen",
+        "last": "Hanson",
+        "gender": "F",
+        "street": "26544 Andrea Glen",
+        "city": "Goodrich",
+        "state": "MI",
+        "zip": "48438",
+        "lat": "42.9147",
+        "long": "-83.4845",
+        "city_pop": "6951",
+        "job": "Learning disability nurse",
+        "dob": "18-06-1985",
+        "trans_num": f"t{n:05d}",
+        "unix_time": str(1325376018 + 60 * n),
+        "merch_lat": "42.283319",
+        "merch_long": "-82.493949",
+        "is_fraud": str(int(n % 7 == 3)),
     }
     row.update(changes)
     return row
@@ -83,35 +99,40 @@ def test_timestamps_in_the_schema_formats():
     assert parse_timestamp(" 2019-01-01 00:00 ") == datetime(2019, 1, 1)
     for bad in ("", "31/31/2019 25:00", "2019-02-30 00:00:00", "1-4-2020 3:20", "yesterday", "2019-01-01T00:00:00"):
         assert parse_timestamp(bad) is None, bad
-    assert parse_event_time({"trans_date_trans_time": "garbage", "unix_time": "1325376018"}) == datetime(2012, 1, 1, 0, 0, 18)
+    assert parse_event_time({"trans_date_trans_time": "garbage", "unix_time": "1325376018"}) == datetime(
+        2012, 1, 1, 0, 0, 18
+    )
     assert parse_event_time({"trans_date_trans_time": "", "unix_time": "soon"}) is None
 
 
-@pytest.mark.parametrize("changes, reason", [
-    ({}, None),
-    ({"amt": "1000000"}, None),
-    ({"amt": "0"}, None),
-    ({"is_fraud": ""}, None),  # an empty label is unknown, not invalid
-    ({"is_fraud": "1.0"}, None),
-    ({"trans_date_trans_time": "never", "unix_time": "1325376018"}, None),
-    ({"trans_num": ""}, "missing_trans_num"),
-    ({"cc_num": "4111-abc"}, "invalid_card_number"),
-    ({"cc_num": "-4111111111111111"}, "invalid_card_number"),
-    ({"cc_num": "inf"}, "invalid_card_number"),
-    ({"cc_num": "sNaN"}, "invalid_card_number"),
-    ({"cc_num": "1e999999999999"}, "invalid_card_number"),
-    ({"merchant": ""}, "missing_merchant"),
-    ({"amt": "12,50"}, "invalid_amount"),
-    ({"amt": "NaN"}, "invalid_amount"),
-    ({"amt": "inf"}, "invalid_amount"),
-    ({"amt": "1e999"}, "invalid_amount"),
-    ({"amt": ""}, "invalid_amount"),
-    ({"amt": "-0.01"}, "negative_amount"),
-    ({"amt": "1000000.01"}, "absurd_amount"),
-    ({"trans_date_trans_time": "31/31/2019 25:00", "unix_time": ""}, "invalid_timestamp"),
-    ({"is_fraud": "yes"}, "invalid_is_fraud"),
-    ({"is_fraud": "2"}, "invalid_is_fraud"),
-])
+@pytest.mark.parametrize(
+    "changes, reason",
+    [
+        ({}, None),
+        ({"amt": "1000000"}, None),
+        ({"amt": "0"}, None),
+        ({"is_fraud": ""}, None),  # an empty label is unknown, not invalid
+        ({"is_fraud": "1.0"}, None),
+        ({"trans_date_trans_time": "never", "unix_time": "1325376018"}, None),
+        ({"trans_num": ""}, "missing_trans_num"),
+        ({"cc_num": "4111-abc"}, "invalid_card_number"),
+        ({"cc_num": "-4111111111111111"}, "invalid_card_number"),
+        ({"cc_num": "inf"}, "invalid_card_number"),
+        ({"cc_num": "sNaN"}, "invalid_card_number"),
+        ({"cc_num": "1e999999999999"}, "invalid_card_number"),
+        ({"merchant": ""}, "missing_merchant"),
+        ({"amt": "12,50"}, "invalid_amount"),
+        ({"amt": "NaN"}, "invalid_amount"),
+        ({"amt": "inf"}, "invalid_amount"),
+        ({"amt": "1e999"}, "invalid_amount"),
+        ({"amt": ""}, "invalid_amount"),
+        ({"amt": "-0.01"}, "negative_amount"),
+        ({"amt": "1000000.01"}, "absurd_amount"),
+        ({"trans_date_trans_time": "31/31/2019 25:00", "unix_time": ""}, "invalid_timestamp"),
+        ({"is_fraud": "yes"}, "invalid_is_fraud"),
+        ({"is_fraud": "2"}, "invalid_is_fraud"),
+    ],
+)
 def test_validate_row(changes, reason):
     assert validate_row(_row(1, **changes)) == reason
 
@@ -128,8 +149,13 @@ def test_header_detects_index_extra_and_missing_columns():
 def test_records_keep_line_numbers_and_survive_a_stray_quote():
     lines = [b"a,b,c\n", b'1,"two\n', b'lines",x\n', b"\n", b'3,"stray,x\n', b"5,6,7\n", b"7,8,9\n"]
     records = list(split_records(lines, lambda: 3))
-    assert [(r.line, r.fields) for r in records] == [(1, ("a", "b", "c")), (2, ("1", "two\nlines", "x")),
-                                                     (5, ("3", "stray,x\n")), (6, ("5", "6", "7")), (7, ("7", "8", "9"))]
+    assert [(r.line, r.fields) for r in records] == [
+        (1, ("a", "b", "c")),
+        (2, ("1", "two\nlines", "x")),
+        (5, ("3", "stray,x\n")),
+        (6, ("5", "6", "7")),
+        (7, ("7", "8", "9")),
+    ]
     bad = list(split_records([b"a,b\n", b"caf\xe9,1\n"]))
     assert not bad[1].utf8 and bad[1].text == "caf\\xe9,1"
 
@@ -139,8 +165,11 @@ def test_records_keep_line_numbers_and_survive_a_stray_quote():
 
 def _snapshot(root: Path) -> dict[Path, tuple[int, int]]:
     # pg/ is the embedded database's own folder, written by its server process in the background
-    return {path: (path.stat().st_mtime_ns, path.stat().st_size) for path in root.rglob("*")
-            if path.is_file() and "pg" not in path.relative_to(root).parts[:1]}
+    return {
+        path: (path.stat().st_mtime_ns, path.stat().st_size)
+        for path in root.rglob("*")
+        if path.is_file() and "pg" not in path.relative_to(root).parts[:1]
+    }
 
 
 def test_seed_training_file_is_accounted_for_with_its_labels(fraud_env):
@@ -166,8 +195,10 @@ def test_seed_training_file_is_accounted_for_with_its_labels(fraud_env):
     assert sum(label["is_fraud"] for label in labels) == frauds == summary.frauds
     first = file_rows["f11933f32df4b28170f8146606cb10eb"]  # "11/12/2019 5:12", labels arrive 2 days later
     assert first["trans_date_trans_time"] == "11/12/2019 5:12"
-    assert next(label for label in labels if label["trans_num"] == "f11933f32df4b28170f8146606cb10eb")[
-        "labelled_at"] == "2019-12-13 05:12:00"
+    assert (
+        next(label for label in labels if label["trans_num"] == "f11933f32df4b28170f8146606cb10eb")["labelled_at"]
+        == "2019-12-13 05:12:00"
+    )
 
     # card numbers stay in the raw zone: the batch holds them, nothing written elsewhere does
     cards = {normalize_card_number(row["cc_num"]) for row in file_rows.values()}
@@ -175,8 +206,11 @@ def test_seed_training_file_is_accounted_for_with_its_labels(fraud_env):
     assert any(card in readable(raw_root / summary.transactions_key) for card in cards)
     written = [p for p, stamp in _snapshot(fraud_env).items() if before.get(p) != stamp]
     assert written and all(p.is_relative_to(raw_root) for p in written), written
-    outside = [p for p in fraud_env.rglob("*") if p.is_file() and not p.is_relative_to(raw_root)
-               and "pg" not in p.relative_to(fraud_env).parts[:1]]
+    outside = [
+        p
+        for p in fraud_env.rglob("*")
+        if p.is_file() and not p.is_relative_to(raw_root) and "pg" not in p.relative_to(fraud_env).parts[:1]
+    ]
     for other in outside:
         text = readable(other)
         assert card_numbers_in(text) == [] and not known_cards_in(text, cards), other
@@ -193,7 +227,7 @@ def test_truncated_file(fraud_env, tmp_path):
     _, _, quarantine = _objects(Settings(), summary)
     assert quarantine[0]["line"] == 6 and quarantine[0]["raw"].startswith("1004,")
 
-    cut = data[:data.rindex(b"Kohler, Lind") + 8]  # inside the last row's quoted merchant
+    cut = data[: data.rindex(b"Kohler, Lind") + 8]  # inside the last row's quoted merchant
     inside_quotes = ingest_csv(_file(tmp_path, cut, "cut.csv"), Settings())
     _accounted(inside_quotes)
     assert (inside_quotes.accepted, inside_quotes.reasons) == (4, {"wrong_field_count": 1})
@@ -245,18 +279,35 @@ def test_missing_required_columns(fraud_env, tmp_path):
 
 def test_unparseable_dates_and_amounts(fraud_env, tmp_path):
     rows = [
-        _row(0), _row(1, trans_date_trans_time="31/31/2019 25:00", unix_time=""),
+        _row(0),
+        _row(1, trans_date_trans_time="31/31/2019 25:00", unix_time=""),
         _row(2, trans_date_trans_time="someday", unix_time="soon"),
         _row(3, trans_date_trans_time="someday"),  # unix_time still gives the time: accepted
-        _row(4, amt="12,50"), _row(5, amt="NaN"), _row(6, amt=""), _row(7, amt="-5.00"), _row(8, amt="-0.01"),
-        _row(9, amt="1000000.01"), _row(10, amt="2.5e9"), _row(11, amt="1000000"),
-        _row(12, trans_num=" "), _row(13, cc_num="not a card"), _row(14, merchant=""), _row(15, is_fraud="maybe"),
+        _row(4, amt="12,50"),
+        _row(5, amt="NaN"),
+        _row(6, amt=""),
+        _row(7, amt="-5.00"),
+        _row(8, amt="-0.01"),
+        _row(9, amt="1000000.01"),
+        _row(10, amt="2.5e9"),
+        _row(11, amt="1000000"),
+        _row(12, trans_num=" "),
+        _row(13, cc_num="not a card"),
+        _row(14, merchant=""),
+        _row(15, is_fraud="maybe"),
     ]
     summary = ingest_csv(_file(tmp_path, _csv(rows)), Settings())
     _accounted(summary)
-    assert summary.reasons == {"invalid_timestamp": 2, "invalid_amount": 3, "negative_amount": 2, "absurd_amount": 2,
-                               "missing_trans_num": 1, "invalid_card_number": 1, "missing_merchant": 1,
-                               "invalid_is_fraud": 1}
+    assert summary.reasons == {
+        "invalid_timestamp": 2,
+        "invalid_amount": 3,
+        "negative_amount": 2,
+        "absurd_amount": 2,
+        "missing_trans_num": 1,
+        "invalid_card_number": 1,
+        "missing_merchant": 1,
+        "invalid_is_fraud": 1,
+    }
     transactions, _, quarantine = _objects(Settings(), summary)
     assert sorted(row["trans_num"] for row in transactions) == ["t00000", "t00003", "t00011"]
     assert {entry["line"]: entry["reason"] for entry in quarantine}[3] == "invalid_timestamp"
@@ -274,10 +325,15 @@ def test_non_utf8_bytes_in_one_row(fraud_env, tmp_path):
 
 
 def test_exact_and_conflicting_duplicates(fraud_env, tmp_path):
-    rows = [_row(0), _row(1), _row(2),
-            _row(1, merchant="  Kohler, Lindgren 1 "),  # the same row, other whitespace (and another index value)
-            _row(2, amt="99.99"),  # same trans_num, other content
-            _row(3, amt="-1"), _row(3, amt="-1")]  # a duplicated bad row: quarantined once, dropped once
+    rows = [
+        _row(0),
+        _row(1),
+        _row(2),
+        _row(1, merchant="  Kohler, Lindgren 1 "),  # the same row, other whitespace (and another index value)
+        _row(2, amt="99.99"),  # same trans_num, other content
+        _row(3, amt="-1"),
+        _row(3, amt="-1"),
+    ]  # a duplicated bad row: quarantined once, dropped once
     summary = ingest_csv(_file(tmp_path, _csv(rows)), Settings())
     _accounted(summary)
     assert (summary.rows_read, summary.accepted, summary.duplicates) == (7, 3, 2)
@@ -318,19 +374,25 @@ def test_reingesting_is_idempotent(fraud_env, tmp_path):
     # --batch-id overrides; a corrected file under the same id leaves no stale quarantine behind
     named = ingest_csv(path, settings, batch_id="bank-2026-11")
     assert named.batch_id == "bank-2026-11" and store.exists(named.quarantine_key)
-    fixed = ingest_csv(_file(tmp_path, _csv([_row(n) for n in range(6)]), "fixed.csv"), settings, batch_id="bank-2026-11")
+    fixed = ingest_csv(
+        _file(tmp_path, _csv([_row(n) for n in range(6)]), "fixed.csv"), settings, batch_id="bank-2026-11"
+    )
     assert fixed.quarantine_key is None and not store.exists(named.quarantine_key)
     with pytest.raises(IngestError):
         ingest_csv(path, settings, batch_id="../escape")
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"", "empty"),
-    (gzip.compress(b"trans_num,cc_num\n"), "gzip"),
-    ("trans_num,amt\n".encode("utf-16"), "NUL"),
-    (b'{"trans_num": "t1"}\n', "JSON"),
-    (b"trans_num,\xff\xfe\n", "UTF-8"),
-], ids=["empty", "gzip", "utf16", "json", "not-utf8"])  # ids, not the bytes: gzip's header holds the time
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "empty"),
+        (gzip.compress(b"trans_num,cc_num\n"), "gzip"),
+        ("trans_num,amt\n".encode("utf-16"), "NUL"),
+        (b'{"trans_num": "t1"}\n', "JSON"),
+        (b"trans_num,\xff\xfe\n", "UTF-8"),
+    ],
+    ids=["empty", "gzip", "utf16", "json", "not-utf8"],
+)  # ids, not the bytes: gzip's header holds the time
 def test_not_a_csv(fraud_env, tmp_path, data, message):
     with pytest.raises(IngestError, match=message):
         ingest_csv(_file(tmp_path, data), Settings())
@@ -340,8 +402,9 @@ def test_not_a_csv(fraud_env, tmp_path, data, message):
 
 
 def _encode(fields: list[bytes]) -> bytes:
-    quoted = [b'"' + f.replace(b'"', b'""') + b'"' if any(c in f for c in (b",", b'"', b"\n", b"\r")) else f
-              for f in fields]
+    quoted = [
+        b'"' + f.replace(b'"', b'""') + b'"' if any(c in f for c in (b",", b'"', b"\n", b"\r")) else f for f in fields
+    ]
     return b",".join(quoted) + b"\n"
 
 
@@ -364,7 +427,7 @@ def _files(draw) -> tuple[bytes, int]:
             for _ in range(draw(st.integers(1, 3))):
                 fields[draw(st.integers(1, len(fields) - 1))] = draw(_GARBAGE)
         elif kind == "short":
-            fields = fields[:draw(st.integers(1, len(fields) - 1))]
+            fields = fields[: draw(st.integers(1, len(fields) - 1))]
         elif kind == "long":
             fields = fields + [draw(_GARBAGE)]
         rows.append(fields)
@@ -394,8 +457,16 @@ def test_cli_ingest_prints_the_summary(fraud_env, tmp_path):
     rows = [_row(n) for n in range(5)] + [_row(1), _row(5, amt="-2")]
     result = CliRunner().invoke(app, ["ingest", str(_file(tmp_path, _csv(rows)))], terminal_width=200)
     assert result.exit_code == 0, result.output
-    for expected in ("rows read", "7", "accepted", "duplicates dropped", "negative_amount", "extra columns dropped",
-                     "transactions key", "fraud-raw/transactions/dt=2019-01-01/hour=00/csv-"):
+    for expected in (
+        "rows read",
+        "7",
+        "accepted",
+        "duplicates dropped",
+        "negative_amount",
+        "extra columns dropped",
+        "transactions key",
+        "fraud-raw/transactions/dt=2019-01-01/hour=00/csv-",
+    ):
         assert expected in result.output, expected
     assert card_numbers_in(result.output) == []
 

@@ -1,4 +1,5 @@
 """Each metric on tiny cases computed by hand."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,20 +10,23 @@ from fraud import metrics
 def test_card_precision_at_k_by_hand():
     # day 1: cards a(0.9, fraud), b(0.8), c(0.1, fraud) -> top 2 = a, b -> 1/2
     # day 2: cards a(0.2), b(0.7, fraud) -> top 2 = b, a -> 1/2 ; mean = 0.5
-    frame = pd.DataFrame({
-        "day": [1, 1, 1, 1, 2, 2],
-        "card": ["a", "a", "b", "c", "a", "b"],
-        "score": [0.9, 0.3, 0.8, 0.1, 0.2, 0.7],
-        "is_fraud": [True, False, False, True, False, True],
-    })
+    frame = pd.DataFrame(
+        {
+            "day": [1, 1, 1, 1, 2, 2],
+            "card": ["a", "a", "b", "c", "a", "b"],
+            "score": [0.9, 0.3, 0.8, 0.1, 0.2, 0.7],
+            "is_fraud": [True, False, False, True, False, True],
+        }
+    )
     assert metrics.card_precision_at_k(frame, 2) == pytest.approx(0.5)
     assert metrics.card_precision_at_k(frame, 1) == pytest.approx(1.0)  # a on day 1, b on day 2
 
 
 def test_card_precision_counts_a_card_once_a_day_with_its_max_score_and_any_fraud():
     # card a: two rows (0.9 legit, 0.2 fraud) -> one card, score 0.9, compromised; b: 0.5 legit
-    frame = pd.DataFrame({"day": [1, 1, 1], "card": ["a", "a", "b"], "score": [0.9, 0.2, 0.5],
-                          "is_fraud": [False, True, False]})
+    frame = pd.DataFrame(
+        {"day": [1, 1, 1], "card": ["a", "a", "b"], "score": [0.9, 0.2, 0.5], "is_fraud": [False, True, False]}
+    )
     assert metrics.card_precision_at_k(frame, 1) == pytest.approx(1.0)
     # k larger than the cards of the day: the unused reviews count as misses (1 fraud card / 4)
     assert metrics.card_precision_at_k(frame, 4) == pytest.approx(0.25)

@@ -1,4 +1,5 @@
 """The Alembic migration against a real (embedded) PostgreSQL."""
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -7,8 +8,18 @@ from sqlalchemy import inspect, text
 from fraud.db.migrate import MIGRATIONS, current_revision, downgrade, upgrade
 from fraud.db.models import Base
 
-STAR_SCHEMA = {"dim_card", "dim_merchant", "dim_category", "fact_transaction", "transaction_features",
-               "transaction_label", "fraud_score", "customer_alert", "customer_alert_transaction", "batch_load"}
+STAR_SCHEMA = {
+    "dim_card",
+    "dim_merchant",
+    "dim_category",
+    "fact_transaction",
+    "transaction_features",
+    "transaction_label",
+    "fraud_score",
+    "customer_alert",
+    "customer_alert_transaction",
+    "batch_load",
+}
 
 
 def test_upgrade_creates_the_star_schema(engine):

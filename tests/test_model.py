@@ -1,5 +1,6 @@
 """The neural network on simulated data: it beats a random scorer by far, is reported beside the baselines,
 carries the metadata the scorer and the report read, and its `.tflite` export matches Keras within 1e-5."""
+
 import json
 import tempfile
 from pathlib import Path
@@ -38,8 +39,13 @@ def test_network_beats_random_by_far_and_is_reported_beside_the_baselines(traine
     assert nn["card_precision_at_100"] > 5 * baselines["random"]["card_precision_at_100"]
     for name, values in baselines.items():  # the same test rows for every model
         assert values["test_rows"] == nn["test_rows"] and values["test_frauds"] == nn["test_frauds"], name
-    print("\n" + "\n".join(f"{n:20} AUC {m['roc_auc']:.4f} AP {m['average_precision']:.4f} CP@100 {m['card_precision_at_100']:.4f}"
-                           for n, m in {NAME: nn, **baselines}.items()))
+    print(
+        "\n"
+        + "\n".join(
+            f"{n:20} AUC {m['roc_auc']:.4f} AP {m['average_precision']:.4f} CP@100 {m['card_precision_at_100']:.4f}"
+            for n, m in {NAME: nn, **baselines}.items()
+        )
+    )
 
 
 def test_metadata_has_what_scorer_and_report_read(trained, data):
@@ -54,8 +60,9 @@ def test_metadata_has_what_scorer_and_report_read(trained, data):
     assert metadata["training_window"]["rows"] > 10_000 and metadata["test_window"]["excluded_known_compromised"] > 0
     # the threshold keeps the network near the alert budget on the test days too
     assert 10 < metadata["metrics"]["alerts_per_day"] < 120
-    assert trained.version == model_version(data, Protocol(delay_days=2, test_days=3, alert_budget_per_day=40),
-                                            TrainingConfig(epochs=15))
+    assert trained.version == model_version(
+        data, Protocol(delay_days=2, test_days=3, alert_budget_per_day=40), TrainingConfig(epochs=15)
+    )
 
 
 def test_litert_matches_keras_on_ten_thousand_rows(trained, data):

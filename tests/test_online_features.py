@@ -2,8 +2,9 @@
 against fraud.ingest's, Spark's months_between, and every history feature on a hand-built history in the real
 database (window edges, the same second, labels that arrive after the transaction, stored holder fields).
 The parity with the Glue job on 1,000 simulated transactions is tests/glue/test_online_parity.py."""
+
 import math
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -12,39 +13,60 @@ import pytest
 from fraud import raw_values
 from fraud.db.load import load_processed
 from fraud.features import FEATURE_NAMES, LONGEST_WINDOW_SECONDS
-from fraud.online_features import (InvalidTransaction, feature_vector, History, months_between, online_features,
-                                   parse_event_time, parse_transaction)
+from fraud.online_features import (
+    History,
+    InvalidTransaction,
+    feature_vector,
+    months_between,
+    online_features,
+    parse_event_time,
+    parse_transaction,
+)
 from fraud.privacy import card_token
 
 KEY = b"online-test-key"
 CARD = "4539578763621486"
 OTHER_CARD = "4916338506082832"
-T = datetime(2031, 3, 10, 14, 30, 0, tzinfo=timezone.utc)  # a Monday
-RAW = {"trans_num": "new-1", "cc_num": CARD, "merchant": "fraud_Online Shop", "amt": "120.00",
-       "trans_date_trans_time": T.strftime("%Y-%m-%d %H:%M:%S"), "category": "Shopping_Net ", "lat": "40.0",
-       "long": "-75.0", "merch_lat": "40.5", "merch_long": "-75.5", "city_pop": "25000", "dob": "1990-06-15"}
+T = datetime(2031, 3, 10, 14, 30, 0, tzinfo=UTC)  # a Monday
+RAW = {
+    "trans_num": "new-1",
+    "cc_num": CARD,
+    "merchant": "fraud_Online Shop",
+    "amt": "120.00",
+    "trans_date_trans_time": T.strftime("%Y-%m-%d %H:%M:%S"),
+    "category": "Shopping_Net ",
+    "lat": "40.0",
+    "long": "-75.0",
+    "merch_lat": "40.5",
+    "merch_long": "-75.5",
+    "city_pop": "25000",
+    "dob": "1990-06-15",
+}
 
 
 def features(values: np.ndarray) -> dict[str, float]:
-    return dict(zip(FEATURE_NAMES, values.tolist()))
+    return dict(zip(FEATURE_NAMES, values.tolist(), strict=False))
 
 
 # --- validation -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("change, code", [
-    ({"trans_num": " "}, "missing_trans_num"),
-    ({"cc_num": "12"}, "invalid_card_number"),
-    ({"cc_num": "inf"}, "invalid_card_number"),
-    ({"merchant": ""}, "missing_merchant"),
-    ({"amt": "abc"}, "invalid_amount"),
-    ({"amt": "NaN"}, "invalid_amount"),
-    ({"amt": -1}, "negative_amount"),
-    ({"amt": "2000000"}, "absurd_amount"),
-    ({"trans_date_trans_time": "yesterday"}, "invalid_timestamp"),
-    ({"lat": "91"}, "invalid_coordinate"),
-    ({"merch_long": -181}, "invalid_coordinate"),
-])
+@pytest.mark.parametrize(
+    "change, code",
+    [
+        ({"trans_num": " "}, "missing_trans_num"),
+        ({"cc_num": "12"}, "invalid_card_number"),
+        ({"cc_num": "inf"}, "invalid_card_number"),
+        ({"merchant": ""}, "missing_merchant"),
+        ({"amt": "abc"}, "invalid_amount"),
+        ({"amt": "NaN"}, "invalid_amount"),
+        ({"amt": -1}, "negative_amount"),
+        ({"amt": "2000000"}, "absurd_amount"),
+        ({"trans_date_trans_time": "yesterday"}, "invalid_timestamp"),
+        ({"lat": "91"}, "invalid_coordinate"),
+        ({"merch_long": -181}, "invalid_coordinate"),
+    ],
+)
 def test_invalid_transactions_get_the_etl_reason(change, code):
     with pytest.raises(InvalidTransaction) as raised:
         parse_transaction({**RAW, **change}, KEY)
@@ -59,34 +81,63 @@ def test_a_valid_transaction_is_tokenized_and_normalised():
     assert tx.city_pop == 25000 and tx.lat == 40.0
 
 
-@pytest.mark.parametrize("text", ["2026-11-01 10:00:00", "2026-11-01 10:00", "11/12/2019 5:12", "11/12/2019 05:12:09",
-                                  "27-04-2020 03:20", "27-04-2020 03:20:01", "2026-4-1 10:00:00", "2026-11-01T10:00:00",
-                                  "31/02/2020 10:00", "", "1/1/20 1:00", "2026-11-01 25:00:00"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-01 10:00:00",
+        "2026-11-01 10:00",
+        "11/12/2019 5:12",
+        "11/12/2019 05:12:09",
+        "27-04-2020 03:20",
+        "27-04-2020 03:20:01",
+        "2026-4-1 10:00:00",
+        "2026-11-01T10:00:00",
+        "31/02/2020 10:00",
+        "",
+        "1/1/20 1:00",
+        "2026-11-01 25:00:00",
+    ],
+)
 def test_event_times_read_like_fraud_ingest(text):
     expected = raw_values.parse_timestamp(text)
     got = parse_event_time({"trans_date_trans_time": text})
-    assert got == (expected.replace(tzinfo=timezone.utc) if expected else None)
+    assert got == (expected.replace(tzinfo=UTC) if expected else None)
 
 
 def test_unix_time_when_the_date_is_missing():
-    assert parse_event_time({"unix_time": "1767225788.9"}) == datetime(2026, 1, 1, 0, 3, 8, tzinfo=timezone.utc)
+    assert parse_event_time({"unix_time": "1767225788.9"}) == datetime(2026, 1, 1, 0, 3, 8, tzinfo=UTC)
     assert parse_event_time({"unix_time": "1e30"}) is None
 
 
 def test_months_between_follows_spark():
     # 31-day months and the time of day, rounded to 8 digits (the Glue job's hand-built test: 35.74 years)
-    assert months_between(datetime(2026, 3, 10, 14, 30, tzinfo=timezone.utc), date(1990, 6, 15)) / 12 == pytest.approx(35.74, abs=0.01)
-    assert months_between(datetime(2026, 3, 15, 23, 0, tzinfo=timezone.utc), date(1990, 6, 15)) == 429.0  # same day: whole months
-    assert months_between(datetime(2026, 2, 28, 9, 0, tzinfo=timezone.utc), date(2000, 1, 31)) == 313.0  # both month ends
-    assert months_between(datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc), date(2026, 1, 31)) == round(2 + (-30 * 86400 + 43200) / (31 * 86400), 8)
+    assert months_between(datetime(2026, 3, 10, 14, 30, tzinfo=UTC), date(1990, 6, 15)) / 12 == pytest.approx(
+        35.74, abs=0.01
+    )
+    assert (
+        months_between(datetime(2026, 3, 15, 23, 0, tzinfo=UTC), date(1990, 6, 15)) == 429.0
+    )  # same day: whole months
+    assert (
+        months_between(datetime(2026, 2, 28, 9, 0, tzinfo=UTC), date(2000, 1, 31)) == 313.0
+    )  # both month ends
+    assert months_between(datetime(2026, 3, 1, 12, 0, tzinfo=UTC), date(2026, 1, 31)) == round(
+        2 + (-30 * 86400 + 43200) / (31 * 86400), 8
+    )
 
 
 def test_no_history_gives_the_first_transaction_values():
     tx = parse_transaction(RAW, KEY)
     f = features(feature_vector(tx, History()))
     assert f["card_count_1h"] == f["card_count_30d"] == f["card_mean_amt_30d"] == f["merchant_count_30d"] == 0
-    assert f["amt_over_card_mean_30d"] == 1.0 and f["secs_since_prev_log"] == pytest.approx(math.log1p(LONGEST_WINDOW_SECONDS))
-    assert f["amt_log"] == pytest.approx(math.log1p(120.0)) and f["hour"] == 14 and f["is_night"] == 0 and f["is_weekend"] == 0
+    assert f["amt_over_card_mean_30d"] == 1.0 and f["secs_since_prev_log"] == pytest.approx(
+        math.log1p(LONGEST_WINDOW_SECONDS)
+    )
+    assert (
+        f["amt_log"] == pytest.approx(math.log1p(120.0))
+        and f["hour"] == 14
+        and f["is_night"] == 0
+        and f["is_weekend"] == 0
+    )
     assert f["city_pop_log"] == pytest.approx(math.log1p(25000)) and f["cat_shopping_net"] == 1 and f["cat_travel"] == 0
     assert f["distance_km"] == pytest.approx(69.9, abs=0.5)
     assert f["age_known"] == f["city_pop_known"] == f["distance_known"] == 1
@@ -106,11 +157,31 @@ def test_empty_optional_fields_are_flagged_not_mistaken_for_values():
 
 def _row(trans_num, when, card, merchant, amt, **holder):
     digits = card
-    return {"trans_num": trans_num, "event_time": when, "card_token": card_token(digits, KEY), "last4": digits[-4:],
-            "merchant": merchant, "category": "misc_net", "amt": amt, "merch_lat": 41.0, "merch_long": -74.0,
-            "first": "Ada", "last": "Lovelace", "gender": "F", "dob": holder.get("dob"), "street": "1 Main St",
-            "city": "Springfield", "state": "PA", "zip": "19000", "lat": holder.get("lat"), "long": holder.get("long"),
-            "city_pop": holder.get("city_pop"), "job": "Engineer", "batch_id": "online-test", "features": [0.0] * len(FEATURE_NAMES)}
+    return {
+        "trans_num": trans_num,
+        "event_time": when,
+        "card_token": card_token(digits, KEY),
+        "last4": digits[-4:],
+        "merchant": merchant,
+        "category": "misc_net",
+        "amt": amt,
+        "merch_lat": 41.0,
+        "merch_long": -74.0,
+        "first": "Ada",
+        "last": "Lovelace",
+        "gender": "F",
+        "dob": holder.get("dob"),
+        "street": "1 Main St",
+        "city": "Springfield",
+        "state": "PA",
+        "zip": "19000",
+        "lat": holder.get("lat"),
+        "long": holder.get("long"),
+        "city_pop": holder.get("city_pop"),
+        "job": "Engineer",
+        "batch_id": "online-test",
+        "features": [0.0] * len(FEATURE_NAMES),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -130,12 +201,14 @@ def history(engine):
         _row("m-fraud-late", T - timedelta(days=2), OTHER_CARD, m, 60.0),  # labelled fraud after t
         _row("m-legit", T - timedelta(days=10), OTHER_CARD, m, 70.0),  # labelled legitimate before t
     ]
-    labels = pd.DataFrame([
-        {"trans_num": "m-fraud-known", "is_fraud": True, "labelled_at": (T - timedelta(days=1)).isoformat()},
-        {"trans_num": "m-fraud-late", "is_fraud": True, "labelled_at": (T + timedelta(hours=1)).isoformat()},
-        {"trans_num": "m-legit", "is_fraud": False, "labelled_at": (T - timedelta(days=5)).isoformat()},
-        {"trans_num": "h-20d", "is_fraud": True, "labelled_at": (T - timedelta(days=18)).isoformat()},
-    ])
+    labels = pd.DataFrame(
+        [
+            {"trans_num": "m-fraud-known", "is_fraud": True, "labelled_at": (T - timedelta(days=1)).isoformat()},
+            {"trans_num": "m-fraud-late", "is_fraud": True, "labelled_at": (T + timedelta(hours=1)).isoformat()},
+            {"trans_num": "m-legit", "is_fraud": False, "labelled_at": (T - timedelta(days=5)).isoformat()},
+            {"trans_num": "h-20d", "is_fraud": True, "labelled_at": (T - timedelta(days=18)).isoformat()},
+        ]
+    )
     load_processed(engine, pd.DataFrame(rows), labels, [])
     return engine
 
@@ -186,7 +259,11 @@ def test_a_second_later_the_same_second_transaction_counts(history):
     later = {**RAW, "trans_date_trans_time": (T + timedelta(seconds=1)).strftime("%Y-%m-%d %H:%M:%S")}
     f, _ = online(history, later)
     # [t + 1 - 1h, t + 1): the transaction at t is in, the one at exactly t - 1h has just left
-    assert f["card_count_1h"] == 1 and f["card_mean_amt_1h"] == 999.0 and f["secs_since_prev_log"] == pytest.approx(math.log1p(1))
+    assert (
+        f["card_count_1h"] == 1
+        and f["card_mean_amt_1h"] == 999.0
+        and f["secs_since_prev_log"] == pytest.approx(math.log1p(1))
+    )
 
 
 def test_missing_holder_fields_come_from_the_card_record(history):

@@ -1,6 +1,7 @@
 """The scorer's read of "not scored yet" keeps a hash plan when `fraud_score` looks empty to the planner
 (analyzed or vacuumed while empty): left alone, the planner checks each transaction by scanning the table
 again, over the rows the run writes meanwhile, and a run turns quadratic (100,000 rows: 149 s, not 3.4 s)."""
+
 import numpy as np
 import pytest
 

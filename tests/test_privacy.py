@@ -3,19 +3,24 @@ import pytest
 from fraud.privacy import card_token, mask_card, normalize_card_number
 
 
-@pytest.mark.parametrize("raw, digits", [
-    ("4111111111111111", "4111111111111111"),
-    ("373000000000000.0", "373000000000000"),
-    ("3.73E+14", "373000000000000"),
-    ("4111 1111 1111 1111", "4111111111111111"),
-    (4100000000000, "4100000000000"),
-])
+@pytest.mark.parametrize(
+    "raw, digits",
+    [
+        ("4111111111111111", "4111111111111111"),
+        ("373000000000000.0", "373000000000000"),
+        ("3.73E+14", "373000000000000"),
+        ("4111 1111 1111 1111", "4111111111111111"),
+        (4100000000000, "4100000000000"),
+    ],
+)
 def test_card_numbers_as_written_in_real_files(raw, digits):
     assert normalize_card_number(raw) == digits
 
 
-@pytest.mark.parametrize("raw", [None, "", "abc", "-4111111111111111", "12.5", "1234", "inf", "-inf", "nan", "sNaN",
-                                 "1e999999999999", "1e25"])
+@pytest.mark.parametrize(
+    "raw",
+    [None, "", "abc", "-4111111111111111", "12.5", "1234", "inf", "-inf", "nan", "sNaN", "1e999999999999", "1e25"],
+)
 def test_invalid_card_numbers_are_rejected(raw):
     assert normalize_card_number(raw) is None
 

@@ -1,5 +1,6 @@
 """fraud.read_ahead: the next item is produced while the caller holds this one, errors arrive in order, and a
 caller that stops early closes the source (a cursor's connection goes back at once)."""
+
 import threading
 
 import pytest

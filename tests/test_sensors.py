@@ -1,19 +1,35 @@
 """Sensors and schedules with Dagster's test utilities, on the local folder store and on a moto S3 server."""
+
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import boto3
 import pandas as pd
 import pytest
-from dagster import (AssetMaterialization, DagsterInstance, DefaultScheduleStatus, DefaultSensorStatus, RunRequest,
-                     build_schedule_context, build_sensor_context, validate_run_config)
+from dagster import (
+    AssetMaterialization,
+    DagsterInstance,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    build_schedule_context,
+    build_sensor_context,
+    validate_run_config,
+)
 
 from assets.definitions import defs
 from assets.resources import FraudPlatform
-from assets.sensors import (MAX_RUNS_PER_TICK, SCHEDULES, SENSORS, labels_sensor, model_promotion_sensor,
-                            raw_batch_sensor, weekly_retrain)
+from assets.sensors import (
+    MAX_RUNS_PER_TICK,
+    SCHEDULES,
+    SENSORS,
+    labels_sensor,
+    model_promotion_sensor,
+    raw_batch_sensor,
+    weekly_retrain,
+)
 from fraud import registry
 from fraud.db.engine import stop_embedded
 from fraud.raw_zone import write_transactions
@@ -21,8 +37,17 @@ from fraud.settings import Settings
 from fraud.storage import object_store
 
 RESOURCES = {"fraud": FraudPlatform()}
-ROW = pd.DataFrame([{"trans_num": "t1", "cc_num": "4111111111111111", "merchant": "m", "amt": "1.00",
-                     "trans_date_trans_time": "2026-11-01 00:10:00"}])
+ROW = pd.DataFrame(
+    [
+        {
+            "trans_num": "t1",
+            "cc_num": "4111111111111111",
+            "merchant": "m",
+            "amt": "1.00",
+            "trans_date_trans_time": "2026-11-01 00:10:00",
+        }
+    ]
+)
 
 
 def tick(sensor, cursor: str | None, instance=None):
@@ -32,7 +57,7 @@ def tick(sensor, cursor: str | None, instance=None):
 
 
 def drop_batch(store, batch_id: str, day: int = 1, hour: int = 0) -> str:
-    return write_transactions(store, batch_id, ROW, datetime(2026, 11, day, hour, tzinfo=timezone.utc))
+    return write_transactions(store, batch_id, ROW, datetime(2026, 11, day, hour, tzinfo=UTC))
 
 
 @pytest.fixture()
@@ -47,8 +72,12 @@ def local_raw(fraud_env, tmp_path, monkeypatch):
 def s3_raw(fraud_env, moto_endpoint, aws_credentials, tmp_path, monkeypatch):
     bucket = f"sensor-raw-{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
-    for name, value in {"FRAUD_HOME": str(tmp_path), "FRAUD_MODE": "aws", "FRAUD_S3_ENDPOINT_URL": moto_endpoint,
-                        "FRAUD_RAW_BUCKET": bucket}.items():
+    for name, value in {
+        "FRAUD_HOME": str(tmp_path),
+        "FRAUD_MODE": "aws",
+        "FRAUD_S3_ENDPOINT_URL": moto_endpoint,
+        "FRAUD_RAW_BUCKET": bucket,
+    }.items():
         monkeypatch.setenv(name, value)
     yield object_store(Settings(), bucket)
     stop_embedded(tmp_path / "pg")
@@ -68,7 +97,7 @@ def test_one_run_per_new_batch_limited_to_that_batch(local_raw):
     result = tick(raw_batch_sensor, None)
     assert [r.run_key for r in result.run_requests] == ["b-01", "b-02"]  # event-hour order within a tick
     job = defs.resolve_job_def("process_and_score_batch")
-    for request, key in zip(result.run_requests, sorted(keys)):
+    for request, key in zip(result.run_requests, sorted(keys), strict=False):
         assert request.tags["fraud/raw_key"] == key
         ops = request.run_config["ops"]
         assert ops["processed_transactions"]["config"]["batch_ids"] == [request.run_key]
@@ -93,7 +122,9 @@ def test_more_than_1000_new_batches_on_s3_each_scheduled_once_across_restarts(s3
     client = s3_raw.client
     batch_ids = [f"bulk-{i:04d}" for i in range(1005)]
     for i, batch_id in enumerate(batch_ids):  # straight puts: the sensor only lists them
-        client.put_object(Bucket=s3_raw.bucket, Key=f"transactions/dt=2026-11-01/hour={i % 24:02d}/{batch_id}.jsonl.gz", Body=b"")
+        client.put_object(
+            Bucket=s3_raw.bucket, Key=f"transactions/dt=2026-11-01/hour={i % 24:02d}/{batch_id}.jsonl.gz", Body=b""
+        )
     client.put_object(Bucket=s3_raw.bucket, Key="transactions/_SUCCESS", Body=b"")  # not a batch
     scheduled, cursor, ticks = [], None, 0
     while True:
@@ -140,8 +171,11 @@ def test_labels_sensor_retrains_after_enough_new_labels_are_loaded(local_raw, tm
     monkeypatch.setenv("FRAUD_RETRAIN_MIN_NEW_LABELS", "1000")
     (tmp_path / "dagster").mkdir()
     with DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
+
         def loaded(labels: int) -> None:
-            instance.report_runless_asset_event(AssetMaterialization("processed_transactions", metadata={"transaction_label": labels}))
+            instance.report_runless_asset_event(
+                AssetMaterialization("processed_transactions", metadata={"transaction_label": labels})
+            )
 
         assert tick(labels_sensor, None, instance).run_requests == []  # nothing processed yet
         loaded(1500)
@@ -157,5 +191,5 @@ def test_labels_sensor_retrains_after_enough_new_labels_are_loaded(local_raw, tm
 
 def test_weekly_retrain_schedule():
     assert weekly_retrain.cron_schedule == "0 3 * * 1" and weekly_retrain.job_name == "retrain_model"
-    context = build_schedule_context(scheduled_execution_time=datetime(2026, 11, 30, 3, tzinfo=timezone.utc))
+    context = build_schedule_context(scheduled_execution_time=datetime(2026, 11, 30, 3, tzinfo=UTC))
     assert isinstance(next(iter(weekly_retrain.evaluate_tick(context).run_requests)), RunRequest)

@@ -1,5 +1,5 @@
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -7,11 +7,22 @@ import pytest
 
 from fraud.privacy import normalize_card_number
 from fraud.schema import RAW_COLUMNS
-from fraud.simulate import (FRAUD_KEY, REPORT_MAX_DAYS, SCENARIO_SHARE, Events, LabelTiming, build_world, label_delays,
-                            load_or_build_world, scenario_mix, simulate_days, simulate_window)
+from fraud.simulate import (
+    FRAUD_KEY,
+    REPORT_MAX_DAYS,
+    SCENARIO_SHARE,
+    Events,
+    LabelTiming,
+    build_world,
+    label_delays,
+    load_or_build_world,
+    scenario_mix,
+    simulate_days,
+    simulate_window,
+)
 from fraud.storage import LocalObjectStore
 
-UTC = timezone.utc
+UTC = UTC
 DAY = 86400
 
 
@@ -43,7 +54,7 @@ def test_windows_agree_with_each_other(world):
 def test_deterministic_for_a_seed(world):
     first = simulate_days(world, date(2026, 1, 1), 3, 0.02, 2.0)
     second = simulate_days(build_world(300, seed=3), date(2026, 1, 1), 3, 0.02, 2.0)
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=False):
         assert a.transactions.equals(b.transactions) and a.labels.equals(b.labels)
 
 
@@ -131,8 +142,14 @@ def test_a_share_of_frauds_is_never_labelled(realistic):
     # on 200,000 synthetic frauds, the share is what the timing says
     keys = FRAUD_KEY | np.arange(200_000, dtype=np.uint64)
     n = len(keys)
-    events = Events(np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), np.zeros(n),
-                    np.full(n, "card_testing", dtype=object), keys)
+    events = Events(
+        np.zeros(n, dtype=np.int64),
+        np.zeros(n, dtype=np.int64),
+        np.zeros(n, dtype=np.int64),
+        np.zeros(n),
+        np.full(n, "card_testing", dtype=object),
+        keys,
+    )
     for share in (0.05, 0.2):
         missing = (label_delays(events, 3, 2.0, LabelTiming(unlabelled_share=share)) < 0).mean()
         assert abs(missing - share) < 0.005
@@ -156,11 +173,13 @@ def test_constant_timing_keeps_every_label_at_the_delay(world):
         rows, labels = batch.transactions, batch.labels
         assert list(labels.columns) == ["trans_num", "is_fraud", "labelled_at", "scenario"] and batch.unlabelled.empty
         assert (labels["trans_num"] == rows["trans_num"]).all()
-        expected = (pd.to_datetime(rows["trans_date_trans_time"]) + pd.Timedelta(days=2)).dt.strftime("%Y-%m-%d %H:%M:%S")
+        expected = (pd.to_datetime(rows["trans_date_trans_time"]) + pd.Timedelta(days=2)).dt.strftime(
+            "%Y-%m-%d %H:%M:%S"
+        )
         assert (labels["labelled_at"] == expected).all()
         assert (labels["is_fraud"] == (labels["scenario"] != "").astype(int)).all()
     realistic = simulate_days(world, date(2026, 1, 1), 4, 0.03, 2.0, label_timing=LabelTiming())
-    for a, b in zip(constant, realistic):
+    for a, b in zip(constant, realistic, strict=False):
         assert a.transactions.equals(b.transactions)
         genuine = a.labels[a.labels["is_fraud"] == 0].reset_index(drop=True)
         assert genuine.equals(b.labels[b.labels["is_fraud"] == 0].reset_index(drop=True))
@@ -169,8 +188,12 @@ def test_constant_timing_keeps_every_label_at_the_delay(world):
 def test_windows_agree_under_realistic_label_timing(world):
     t = datetime(2026, 1, 20, tzinfo=UTC)
     timing = LabelTiming()
-    parts = [simulate_window(world, t + timedelta(hours=6 * i), t + timedelta(hours=6 * (i + 1)), 0.05, 2.0, label_timing=timing)
-             for i in range(4)]
+    parts = [
+        simulate_window(
+            world, t + timedelta(hours=6 * i), t + timedelta(hours=6 * (i + 1)), 0.05, 2.0, label_timing=timing
+        )
+        for i in range(4)
+    ]
     whole = simulate_window(world, t, t + timedelta(days=1), 0.05, 2.0, label_timing=timing)
     for field in ("transactions", "labels", "unlabelled"):
         joined = pd.concat([getattr(p, field) for p in parts]).reset_index(drop=True)
@@ -185,9 +208,17 @@ def test_scenario_share_is_validated_and_normalised():
     assert dict(scenario_mix()) == SCENARIO_SHARE  # bit for bit: the default traffic does not move
     assert scenario_mix({k: 10 * v for k, v in SCENARIO_SHARE.items()}) == scenario_mix()
     assert dict(scenario_mix({"card_testing": 3, "large_outlier": 1})) == {
-        "card_testing": 0.75, "account_takeover": 0.0, "compromised_merchant": 0.0, "large_outlier": 0.25}
-    for bad, message in (({"skimming": 1}, "unknown fraud scenarios"), ({"card_testing": -1, "large_outlier": 2}, "non-negative"),
-                         ({"card_testing": 0}, "more than 0"), ({"card_testing": float("nan")}, "finite")):
+        "card_testing": 0.75,
+        "account_takeover": 0.0,
+        "compromised_merchant": 0.0,
+        "large_outlier": 0.25,
+    }
+    for bad, message in (
+        ({"skimming": 1}, "unknown fraud scenarios"),
+        ({"card_testing": -1, "large_outlier": 2}, "non-negative"),
+        ({"card_testing": 0}, "more than 0"),
+        ({"card_testing": float("nan")}, "finite"),
+    ):
         with pytest.raises(ValueError, match=message):
             scenario_mix(bad)
 
@@ -212,10 +243,16 @@ def test_the_batch_id_names_every_content_parameter(world):
     assert re.fullmatch(r"sim-3-c300-[0-9a-f]{8}-20260105T0000-20260105T0100", base)
     assert batch_id() == base == batch_id(scenario_share=SCENARIO_SHARE) == batch_id(label_timing=None)
     assert batch_id(label_timing=LabelTiming()) == batch_id(label_timing=LabelTiming())
-    others = [batch_id(build_world(60, seed=3)), batch_id(rate=0.03), batch_id(delay=3.0),
-              batch_id(scenario_share={"card_testing": 1}), batch_id(label_timing=LabelTiming()),
-              batch_id(label_timing=LabelTiming(unlabelled_share=0.1)), batch_id(label_timing=LabelTiming(report_mean_days=1.0)),
-              batch_id(label_timing=LabelTiming(chargeback_days=(7.0, 30.0)))]
+    others = [
+        batch_id(build_world(60, seed=3)),
+        batch_id(rate=0.03),
+        batch_id(delay=3.0),
+        batch_id(scenario_share={"card_testing": 1}),
+        batch_id(label_timing=LabelTiming()),
+        batch_id(label_timing=LabelTiming(unlabelled_share=0.1)),
+        batch_id(label_timing=LabelTiming(report_mean_days=1.0)),
+        batch_id(label_timing=LabelTiming(chargeback_days=(7.0, 30.0))),
+    ]
     assert len({base, *others}) == 1 + len(others)
     assert others[0].startswith("sim-3-c60-")
 

@@ -10,8 +10,10 @@ def exercise(store):
     store.put_bytes("transactions/dt=2026-11-02/hour=00/b2.jsonl.gz", b"two")
     store.put_bytes("labels/dt=2026-11-01/b1.jsonl.gz", b"label")
     assert store.get_bytes("transactions/dt=2026-11-02/hour=00/b2.jsonl.gz") == b"two"
-    assert store.list_keys("transactions/") == ["transactions/dt=2026-11-01/hour=00/b1.jsonl.gz",
-                                                "transactions/dt=2026-11-02/hour=00/b2.jsonl.gz"]
+    assert store.list_keys("transactions/") == [
+        "transactions/dt=2026-11-01/hour=00/b1.jsonl.gz",
+        "transactions/dt=2026-11-02/hour=00/b2.jsonl.gz",
+    ]
     assert store.exists("labels/dt=2026-11-01/b1.jsonl.gz")
     assert not store.exists("labels/dt=2026-11-01/b")  # a prefix is not an object
     store.put_bytes("labels/dt=2026-11-01/b1.jsonl.gz", b"relabel")  # overwrite
@@ -25,7 +27,9 @@ def exercise(store):
 def test_local_store_lays_out_keys_like_s3(tmp_path):
     store = LocalObjectStore(tmp_path, "fraud-raw")
     exercise(store)
-    assert (tmp_path / "fraud-raw" / "transactions" / "dt=2026-11-01" / "hour=00" / "b1.jsonl.gz").read_bytes() == b"one"
+    assert (
+        tmp_path / "fraud-raw" / "transactions" / "dt=2026-11-01" / "hour=00" / "b1.jsonl.gz"
+    ).read_bytes() == b"one"
 
 
 def test_local_store_refuses_keys_outside_the_bucket(tmp_path):

@@ -8,10 +8,11 @@ byte-swapped in bulk. Layout (PostgreSQL's documented binary COPY format): an 11
 header-extension length, then per row a 16-bit field count and each field as a 32-bit length and its bytes; a
 field count of -1 ends the data. A one-dimensional array is 5 32-bit words (dimensions, has-NULLs flag, element
 type, length, lower bound), then each element as a 32-bit length and its value."""
+
 from __future__ import annotations
 
 import struct
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -69,7 +70,7 @@ def vector_pages(blocks: Iterable[bytes], page_rows: int) -> Iterator[tuple[list
             if end > size:
                 break
             starts.append(position)
-            keys.append(data[key_at + 4:end].decode())
+            keys.append(data[key_at + 4 : end].decode())
             position = end
         if len(starts) >= page_rows or (ended and starts):
             yield keys, _vectors(data, starts)
@@ -87,8 +88,10 @@ def _vectors(data: bytearray, starts: list[int]) -> np.ndarray:
     (dims, has_nulls, element_type, length, _) = struct.unpack_from(">5i", data, starts[0] + 6)
     expected = struct.pack(">5i", 1, 0, _FLOAT8_OID, length, 1)
     if (dims, has_nulls, element_type) != (1, 0, _FLOAT8_OID) or length < 1:
-        raise CopyFormatError(f"vectors must be one-dimensional float8 arrays without NULLs, got {dims} dimensions, "
-                              f"NULLs {bool(has_nulls)}, element type {element_type}")
+        raise CopyFormatError(
+            f"vectors must be one-dimensional float8 arrays without NULLs, got {dims} dimensions, "
+            f"NULLs {bool(has_nulls)}, element type {element_type}"
+        )
     sizes = np.frombuffer(raw[(at - 4)[:, None] + np.arange(4)].tobytes(), dtype=">i4")
     headers = raw[at[:, None] + np.arange(_ARRAY_HEADER)]
     if (sizes != _ARRAY_HEADER + _ELEMENT * length).any() or (headers != np.frombuffer(expected, dtype=np.uint8)).any():

@@ -1,5 +1,6 @@
 """Where the database is: `FRAUD_DATABASE_URL`, or an embedded PostgreSQL from the pgserver wheel in
 `FRAUD_HOME/pg` that stays up between runs and is reused."""
+
 from __future__ import annotations
 
 import os
@@ -60,9 +61,15 @@ def rds_url(settings: Settings) -> str:
     if settings.db_host is None:
         raise RuntimeError("aws mode needs FRAUD_DB_HOST (the RDS endpoint; `fraud aws-env` prints it)")
     secret = secret_json(settings, settings.db_secret_arn)
-    return URL.create("postgresql+psycopg", username=secret["username"], password=secret["password"],
-                      host=settings.db_host, port=settings.db_port, database=settings.db_name,
-                      query={"sslmode": "require"}).render_as_string(hide_password=False)
+    return URL.create(
+        "postgresql+psycopg",
+        username=secret["username"],
+        password=secret["password"],
+        host=settings.db_host,
+        port=settings.db_port,
+        database=settings.db_name,
+        query={"sslmode": "require"},
+    ).render_as_string(hide_password=False)
 
 
 def database_url(settings: Settings) -> str:

@@ -2,11 +2,12 @@
 schema: the new dimension rows in one short transaction, then the batch's facts, features, labels and
 accounting in one more. Re-loading a batch changes nothing; a crash loads no part of a batch (at most
 dimension rows, which the rerun finds in place)."""
+
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Iterable
 
 import pandas as pd
 import pyarrow as pa
@@ -19,9 +20,29 @@ from fraud.schema import LABEL_COLUMNS
 
 # Columns of the processed frame handed over by the Glue job (one row per valid transaction).
 PROCESSED_COLUMNS: tuple[str, ...] = (
-    "trans_num", "event_time", "card_token", "last4", "merchant", "category", "amt", "merch_lat", "merch_long",
-    "first", "last", "gender", "dob", "street", "city", "state", "zip", "lat", "long", "city_pop", "job",
-    "batch_id", "features",
+    "trans_num",
+    "event_time",
+    "card_token",
+    "last4",
+    "merchant",
+    "category",
+    "amt",
+    "merch_lat",
+    "merch_long",
+    "first",
+    "last",
+    "gender",
+    "dob",
+    "street",
+    "city",
+    "state",
+    "zip",
+    "lat",
+    "long",
+    "city_pop",
+    "job",
+    "batch_id",
+    "features",
 )
 
 
@@ -60,11 +81,16 @@ _DROP_STAGING = "DROP TABLE stg_transaction, stg_label, stg_batch"
 # extended protocol, which takes one statement at a time). Dimension rows are inserted in key order: batches
 # loaded at once then wait for each other's uncommitted keys instead of deadlocking
 _MERGE: tuple[tuple[str, str], ...] = (
-    ("dim_category", """
+    (
+        "dim_category",
+        """
     INSERT INTO dim_category (category)
         SELECT DISTINCT category FROM stg_transaction WHERE category IS NOT NULL ORDER BY category
-        ON CONFLICT DO NOTHING"""),
-    ("dim_card", """
+        ON CONFLICT DO NOTHING""",
+    ),
+    (
+        "dim_card",
+        """
     INSERT INTO dim_card (card_token, last4, first_name, last_name, gender, dob, street, city, state, zip,
                           home_lat, home_long, city_pop, job, email)
         SELECT DISTINCT ON (card_token) card_token, last4, first, last, left(gender, 1), dob, street, city,
@@ -74,30 +100,47 @@ _MERGE: tuple[tuple[str, str], ...] = (
                     THEN lower(regexp_replace(first || '.' || last, '[^A-Za-z.]', '', 'g')) || '.' || last4 || '@example.com'
                END
         FROM stg_transaction ORDER BY card_token, event_time DESC
-        ON CONFLICT DO NOTHING"""),
-    ("dim_merchant", """
+        ON CONFLICT DO NOTHING""",
+    ),
+    (
+        "dim_merchant",
+        """
     INSERT INTO dim_merchant (merchant, merch_lat, merch_long)
         SELECT DISTINCT ON (merchant) merchant, merch_lat, merch_long FROM stg_transaction ORDER BY merchant, event_time
-        ON CONFLICT DO NOTHING"""),
-    ("fact_transaction", """
+        ON CONFLICT DO NOTHING""",
+    ),
+    (
+        "fact_transaction",
+        """
     INSERT INTO fact_transaction (trans_num, event_time, card_token, merchant, category, amount, merch_lat, merch_long, batch_id)
         SELECT trans_num, event_time, card_token, merchant, category, amt, merch_lat, merch_long, batch_id FROM stg_transaction
-        ON CONFLICT (trans_num) DO NOTHING"""),
-    ("transaction_features", """
+        ON CONFLICT (trans_num) DO NOTHING""",
+    ),
+    (
+        "transaction_features",
+        """
     INSERT INTO transaction_features (trans_num, feature_version, values)
         SELECT trans_num, %(feature_version)s, ARRAY[{features}] FROM stg_transaction
         ON CONFLICT (trans_num, feature_version) DO UPDATE SET values = EXCLUDED.values""".format(
-        features=", ".join(_FEATURE_COLUMNS))),
-    ("transaction_label", """
+            features=", ".join(_FEATURE_COLUMNS)
+        ),
+    ),
+    (
+        "transaction_label",
+        """
     INSERT INTO transaction_label (trans_num, is_fraud, labelled_at)
         SELECT DISTINCT ON (trans_num) trans_num, is_fraud, labelled_at FROM stg_label ORDER BY trans_num, labelled_at DESC
-        ON CONFLICT (trans_num) DO UPDATE SET is_fraud = EXCLUDED.is_fraud, labelled_at = EXCLUDED.labelled_at"""),
-    ("batch_load", """
+        ON CONFLICT (trans_num) DO UPDATE SET is_fraud = EXCLUDED.is_fraud, labelled_at = EXCLUDED.labelled_at""",
+    ),
+    (
+        "batch_load",
+        """
     INSERT INTO batch_load (batch_id, source_key, rows_in, rows_loaded, rows_quarantined, duplicates_dropped)
         SELECT * FROM stg_batch
         ON CONFLICT (batch_id) DO UPDATE SET source_key = EXCLUDED.source_key, rows_in = EXCLUDED.rows_in,
             rows_loaded = EXCLUDED.rows_loaded, rows_quarantined = EXCLUDED.rows_quarantined,
-            duplicates_dropped = EXCLUDED.duplicates_dropped, loaded_at = now()"""),
+            duplicates_dropped = EXCLUDED.duplicates_dropped, loaded_at = now()""",
+    ),
 )
 
 
@@ -139,8 +182,9 @@ COUNTED = ("fact_transaction", "dim_card", "dim_merchant")  # inserted with DO N
 DIMENSIONS = ("dim_category", "dim_card", "dim_merchant")  # committed before the batch's own rows
 
 
-def load_processed(engine: Engine, transactions: Frame | Iterable[Frame], labels: Frame,
-                   accounting: list[BatchAccounting]) -> dict[str, int]:
+def load_processed(
+    engine: Engine, transactions: Frame | Iterable[Frame], labels: Frame, accounting: list[BatchAccounting]
+) -> dict[str, int]:
     """Load batches atomically. `transactions` has PROCESSED_COLUMNS (pandas, or Arrow straight from Spark):
     one frame, or an iterable of chunks that are COPY'd one after the other into the same staging table (a
     batch bigger than the loader's memory still loads whole or not at all). The dimension rows the batches bring
@@ -148,8 +192,10 @@ def load_processed(engine: Engine, transactions: Frame | Iterable[Frame], labels
     Returns how many new rows the fact and dimension tables gained (counted from the INSERTs themselves:
     counting whole tables before and after would grow with the table)."""
     chunks = [transactions] if isinstance(transactions, (pd.DataFrame, pa.Table)) else transactions
-    batches = pd.DataFrame([asdict(item) for item in accounting],
-                           columns=["batch_id", "source_key", "rows_in", "rows_loaded", "rows_quarantined", "duplicates_dropped"])
+    batches = pd.DataFrame(
+        [asdict(item) for item in accounting],
+        columns=["batch_id", "source_key", "rows_in", "rows_loaded", "rows_quarantined", "duplicates_dropped"],
+    )
     gained = dict.fromkeys(COUNTED, 0)
 
     def merge(cursor, dimensions: bool) -> None:

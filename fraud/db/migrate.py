@@ -1,4 +1,5 @@
 """Apply the Alembic migrations (`fraud db upgrade`); the config is built here, no alembic.ini needed."""
+
 from __future__ import annotations
 
 from pathlib import Path

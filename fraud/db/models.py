@@ -1,11 +1,26 @@
 """The star schema (fixes the seed's sql.sql: card tokens instead of card numbers, the holder's address on
 the card dimension instead of the merchant). Alembic migrations in `migrations/` create exactly this."""
+
 from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import (ARRAY, BigInteger, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, Numeric, String,
-                        Text, UniqueConstraint, func)
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -60,8 +75,10 @@ class FactTransaction(Base):
     batch_id: Mapped[str] = mapped_column(Text, index=True)
 
     # a card's / a merchant's history in a time range, straight from the index (migration 0003)
-    __table_args__ = (Index("ix_fact_transaction_card_token_event_time", "card_token", "event_time"),
-                      Index("ix_fact_transaction_merchant_event_time", "merchant", "event_time"))
+    __table_args__ = (
+        Index("ix_fact_transaction_card_token_event_time", "card_token", "event_time"),
+        Index("ix_fact_transaction_merchant_event_time", "merchant", "event_time"),
+    )
 
 
 class TransactionFeatures(Base):
@@ -73,6 +90,7 @@ class TransactionFeatures(Base):
 
 class TransactionLabel(Base):
     """Chargeback labels; they may arrive before the transaction is processed, hence no foreign key."""
+
     __tablename__ = "transaction_label"
     trans_num: Mapped[str] = mapped_column(String(64), primary_key=True)
     is_fraud: Mapped[bool] = mapped_column(Boolean)
@@ -83,6 +101,7 @@ class FraudScore(Base):
     """A model version's score of a transaction. Its reference to fact_transaction is enforced per statement by
     triggers (migration 0004) instead of a per-row foreign key: the batch scorer writes rows by the hundred
     thousand, and a foreign key looks up and locks each referenced transaction."""
+
     __tablename__ = "fraud_score"
     trans_num: Mapped[str] = mapped_column(String(64), primary_key=True)
     model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -96,10 +115,13 @@ class FraudScore(Base):
 class CustomerAlert(Base):
     """One alert per group of flagged transactions (a card's flagged transactions of one day) and channel; the
     unique (group_key, channel) makes a rerun send nothing twice. Status: pending, sent or capped."""
+
     __tablename__ = "customer_alert"
     __table_args__ = (UniqueConstraint("group_key", "channel", name="uq_customer_alert_group_channel"),)
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    group_key: Mapped[str] = mapped_column(Text, comment="card token and day of the grouped transactions (+ #n for follow-ups)")
+    group_key: Mapped[str] = mapped_column(
+        Text, comment="card token and day of the grouped transactions (+ #n for follow-ups)"
+    )
     channel: Mapped[str] = mapped_column(String(16))
     card_token: Mapped[str] = mapped_column(ForeignKey("dim_card.card_token"))
     alert_day: Mapped[date] = mapped_column(Date)
@@ -114,6 +136,7 @@ class CustomerAlert(Base):
 
 class CustomerAlertTransaction(Base):
     """The transactions of an alert's group; a transaction is in at most one alert per channel."""
+
     __tablename__ = "customer_alert_transaction"
     __table_args__ = (UniqueConstraint("trans_num", "channel", name="uq_customer_alert_transaction_trans_channel"),)
     alert_id: Mapped[int] = mapped_column(ForeignKey("customer_alert.id", ondelete="CASCADE"), primary_key=True)
@@ -123,6 +146,7 @@ class CustomerAlertTransaction(Base):
 
 class BatchLoad(Base):
     """Row accounting per raw batch: rows_in = rows_loaded + rows_quarantined + duplicates_dropped."""
+
     __tablename__ = "batch_load"
     batch_id: Mapped[str] = mapped_column(Text, primary_key=True)
     source_key: Mapped[str] = mapped_column(Text)

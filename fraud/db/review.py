@@ -8,9 +8,10 @@ alone, so a new model never reopens a case that is already closed or already in 
 "now" is the newest transaction in the database (live traffic: the clock; replayed or simulated history,
 whose label files carry future `labelled_at` times: the end of that history).
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, text
 
@@ -26,13 +27,15 @@ def recent_window(engine: Engine, days: int) -> tuple[datetime, datetime]:
     event rather than the clock, so replayed or simulated history is treated like live traffic."""
     with engine.connect() as connection:
         newest = connection.execute(text("SELECT max(event_time) FROM fact_transaction")).scalar_one()
-    until = (newest or datetime.now(timezone.utc)) + timedelta(microseconds=1)
+    until = (newest or datetime.now(UTC)) + timedelta(microseconds=1)
     return until - timedelta(days=days), until
 
 
 def count_unreviewed(engine: Engine, since: datetime, until: datetime) -> int:
     with engine.connect() as connection:
-        return connection.execute(text(f"""
+        return connection.execute(
+            text(f"""
             SELECT count(*) FROM fact_transaction t
             WHERE t.event_time >= :since AND t.event_time < :until AND {UNREVIEWED}"""),
-            {"since": since, "until": until}).scalar_one()
+            {"since": since, "until": until},
+        ).scalar_one()

@@ -10,9 +10,10 @@ Events (all fields optional; defaults from settings):
   plus "seed" and "customers" to pick another simulated world.
 The fraud rate and mix and the label timing come from settings (FRAUD_SIM_*, docs/simulator.md).
 """
+
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
@@ -43,7 +44,8 @@ class _WriteOnce:
                 "the batch id names everything that shapes a batch (seed, cardholders, fraud rate and mix, label "
                 "timing, window), so the object was written by another version of the simulator or changed by "
                 "hand. Nothing was overwritten: simulate into a fresh FRAUD_HOME (or raw bucket), or delete that "
-                "batch's objects first if you mean to replace them.")
+                "batch's objects first if you mean to replace them."
+            )
 
     def __getattr__(self, name: str):  # reads, listings and the rest go to the store itself
         return getattr(self.store, name)
@@ -51,7 +53,7 @@ class _WriteOnce:
 
 def _instant(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _windows(event: dict) -> list[tuple[datetime, datetime]] | None:
@@ -59,7 +61,7 @@ def _windows(event: dict) -> list[tuple[datetime, datetime]] | None:
         return [(_instant(event["start"]), _instant(event["end"]))]
     if event.get("now"):
         minutes = int(event.get("minutes", 60))
-        now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
         end = now - timedelta(minutes=now.minute % minutes) if minutes <= 60 else now
         return [(end - timedelta(minutes=minutes), end)]
     return None
@@ -69,8 +71,11 @@ def label_timing(settings: Settings) -> LabelTiming | None:
     """The settings' label timing; None is constant timing (every label at FRAUD_LABEL_DELAY_DAYS)."""
     if settings.sim_label_timing == "constant":
         return None
-    return LabelTiming(report_mean_days=settings.sim_report_mean_days, chargeback_days=settings.sim_chargeback_days,
-                       unlabelled_share=settings.sim_unlabelled_share)
+    return LabelTiming(
+        report_mean_days=settings.sim_report_mean_days,
+        chargeback_days=settings.sim_chargeback_days,
+        unlabelled_share=settings.sim_unlabelled_share,
+    )
 
 
 def handler(event: dict, context=None, settings: Settings | None = None) -> dict:
@@ -83,24 +88,41 @@ def handler(event: dict, context=None, settings: Settings | None = None) -> dict
     world = load_or_build_world(store, customers, seed)
     windows = _windows(event)
     if windows is not None:
-        batches = [simulate_window(world, start, end, settings.sim_fraud_rate, settings.label_delay_days, **content)
-                   for start, end in windows]
+        batches = [
+            simulate_window(world, start, end, settings.sim_fraud_rate, settings.label_delay_days, **content)
+            for start, end in windows
+        ]
     else:
         first = date.fromisoformat(event["start_day"]) if event.get("start_day") else settings.sim_start
-        batches = simulate_days(world, first, int(event.get("days", settings.sim_days)), settings.sim_fraud_rate,
-                                settings.label_delay_days, **content)
-    return {"bucket": settings.raw_bucket, "seed": seed, "customers": customers,
-            "batches": [_write(_WriteOnce(store), batch) for batch in batches]}
+        batches = simulate_days(
+            world,
+            first,
+            int(event.get("days", settings.sim_days)),
+            settings.sim_fraud_rate,
+            settings.label_delay_days,
+            **content,
+        )
+    return {
+        "bucket": settings.raw_bucket,
+        "seed": seed,
+        "customers": customers,
+        "batches": [_write(_WriteOnce(store), batch) for batch in batches],
+    }
 
 
 def label_groups(labels: pd.DataFrame) -> list[tuple[datetime, pd.DataFrame]]:
     """A batch's labels by the (UTC) day they become known, in day order; labelled_at is 'YYYY-MM-DD HH:MM:SS'."""
     days = labels["labelled_at"].str.slice(0, 10)
-    return [(datetime.fromisoformat(day).replace(tzinfo=timezone.utc), group) for day, group in labels.groupby(days, sort=True)]
+    return [
+        (datetime.fromisoformat(day).replace(tzinfo=UTC), group)
+        for day, group in labels.groupby(days, sort=True)
+    ]
 
 
 def _write(store: _WriteOnce, batch: Batch) -> dict:
-    transactions_key = write_transactions(store, batch.batch_id, batch.transactions, batch.start)  # first: a conflict writes nothing
+    transactions_key = write_transactions(
+        store, batch.batch_id, batch.transactions, batch.start
+    )  # first: a conflict writes nothing
     # labels land under the day they become known: one object per (day, batch), all named by the batch id
     labels_keys = [write_labels(store, batch.batch_id, group, day) for day, group in label_groups(batch.labels)]
     scenarios = pd.concat([batch.labels.loc[batch.labels["is_fraud"] == 1, "scenario"], batch.unlabelled["scenario"]])

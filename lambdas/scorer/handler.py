@@ -17,11 +17,12 @@ Real-time events score one raw Sparkov transaction from its online features and 
 A Lambda function URL request (IAM auth; POST, body = the transaction as JSON) gets the same as an HTTP
 response: 200, 400 (body not a JSON object), 405 (not a POST), 413 (body over 16 KiB) or 422.
 """
+
 from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fraud.db.engine import get_engine
 from fraud.db.scores import Selection
@@ -38,18 +39,25 @@ _realtime: dict[str, RealtimeScorer] = {}
 
 def _instant(value: str) -> datetime:
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def score_batch(event: dict, settings: Settings) -> dict:
     model = _models.get(settings)  # re-checks LATEST on every invocation
-    selection = Selection(batch_id=event.get("batch_id"),
-                          since=_instant(event["since"]) if event.get("since") else None,
-                          until=_instant(event["until"]) if event.get("until") else None,
-                          unreviewed_only=bool(event.get("unreviewed_only")))
+    selection = Selection(
+        batch_id=event.get("batch_id"),
+        since=_instant(event["since"]) if event.get("since") else None,
+        until=_instant(event["until"]) if event.get("until") else None,
+        unreviewed_only=bool(event.get("unreviewed_only")),
+    )
     result = score_selection(get_engine(settings), model, selection)
-    return {"model_version": model.version, "threshold": model.threshold, "scored": result.scored,
-            "flagged": result.flagged, "pending": result.pending}
+    return {
+        "model_version": model.version,
+        "threshold": model.threshold,
+        "scored": result.scored,
+        "flagged": result.flagged,
+        "pending": result.pending,
+    }
 
 
 def _scorer(settings: Settings) -> RealtimeScorer:
@@ -82,7 +90,9 @@ def score_http(event: dict, settings: Settings) -> dict:
     if event["requestContext"]["http"].get("method", "POST") != "POST":
         result = _error(InvalidTransaction("method_not_allowed", "method", "POST the transaction as JSON"), 405)
     elif len(raw) > MAX_BODY_BYTES:
-        result = _error(InvalidTransaction("body_too_large", "body", f"the body must be at most {MAX_BODY_BYTES} bytes"), 413)
+        result = _error(
+            InvalidTransaction("body_too_large", "body", f"the body must be at most {MAX_BODY_BYTES} bytes"), 413
+        )
     else:
         try:
             transaction = json.loads(raw)

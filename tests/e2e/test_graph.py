@@ -1,4 +1,5 @@
 """The whole asset graph, materialized on the embedded local default with a small simulated world."""
+
 from __future__ import annotations
 
 import email
@@ -79,14 +80,17 @@ def test_whole_graph_end_to_end_and_idempotent(graph_home):
         processed = first.asset_materializations_for_node("processed_transactions")[0].metadata
         assert processed["rows_in"].value == processed["rows_loaded"].value == raw_rows
         assert counts["transaction_features"] == raw_rows
-        never_labelled = first.asset_materializations_for_node("raw_transactions")[0].metadata["frauds_never_labelled"].value
+        never_labelled = (
+            first.asset_materializations_for_node("raw_transactions")[0].metadata["frauds_never_labelled"].value
+        )
         assert counts["transaction_label"] == raw_rows - never_labelled
         assert counts["fraud_score"] == raw_rows
         with engine.connect() as connection:
             flagged = connection.execute(text("SELECT count(*) FROM fraud_score WHERE flagged")).scalar_one()
             frauds = connection.execute(text("SELECT count(*) FROM transaction_label WHERE is_fraud")).scalar_one()
-            accounted = connection.execute(text(
-                "SELECT sum(rows_in), sum(rows_loaded + rows_quarantined + duplicates_dropped) FROM batch_load")).one()
+            accounted = connection.execute(
+                text("SELECT sum(rows_in), sum(rows_loaded + rows_quarantined + duplicates_dropped) FROM batch_load")
+            ).one()
         assert 0 < flagged < raw_rows and frauds > 0
         assert accounted[0] == accounted[1] == raw_rows
 
@@ -102,9 +106,11 @@ def test_whole_graph_end_to_end_and_idempotent(graph_home):
         assert "<script" not in html and "data:image/png;base64," in html and models in html
         emails = sorted(settings.outbox_dir.glob("*.eml"))
         with engine.connect() as connection:
-            card_days = connection.execute(text("""
+            card_days = connection.execute(
+                text("""
                 SELECT count(DISTINCT (t.card_token, (t.event_time AT TIME ZONE 'UTC')::date))
-                FROM fraud_score s JOIN fact_transaction t USING (trans_num) WHERE s.flagged""")).scalar_one()
+                FROM fraud_score s JOIN fact_transaction t USING (trans_num) WHERE s.flagged""")
+            ).scalar_one()
         assert len(emails) == counts["customer_alert"] == card_days <= flagged  # one email per flagged card-day
         message = email.message_from_bytes(emails[0].read_bytes())
         assert message["To"].rstrip(">").endswith("@example.com") and message.is_multipart()
@@ -134,7 +140,9 @@ def _assert_no_card_numbers(settings, engine, dagster_home) -> None:
 
     from fraud.privacy import card_numbers_in
 
-    raw_cards = set(pd.read_parquet(next((settings.store_root / settings.raw_bucket).rglob("customers.parquet")))["cc_num"])
+    raw_cards = set(
+        pd.read_parquet(next((settings.store_root / settings.raw_bucket).rglob("customers.parquet")))["cc_num"]
+    )
     assert all(card_numbers_in(card) for card in raw_cards)  # the scan does recognise the simulator's cards
     # Dagster's instance: compute logs (the Glue job's and the trainer's output through Pipes) and event logs
     logs = [path for path in Path(dagster_home).rglob("*") if path.is_file()]

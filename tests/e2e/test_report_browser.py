@@ -1,5 +1,6 @@
 """The report in a real browser: Debian's headless Chromium, driven by Playwright, renders the file with every
 plot decoded and the flagged-transactions table filled, and fetches nothing from the network."""
+
 from __future__ import annotations
 
 import shutil
@@ -12,12 +13,22 @@ from tests.scored_world import build_world
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
-pytestmark = [pytest.mark.e2e,
-              pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (/usr/bin/chromium): "
-                                                                "apt-get install chromium, or `make test` installs it")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="needs Debian's chromium (/usr/bin/chromium): apt-get install chromium, or `make test` installs it",
+    ),
+]
 
 
 @pytest.mark.timeout(120)
@@ -39,11 +50,14 @@ def test_report_renders_in_headless_chromium(engine, settings, tmp_path):
             page.screenshot(path=str(screenshot), full_page=True)
 
             plots = page.eval_on_selector_all(
-                "img.plot", "imgs => imgs.map(i => ({alt: i.alt, complete: i.complete, w: i.naturalWidth, h: i.naturalHeight,"
-                            " shown: i.getBoundingClientRect().width}))")
+                "img.plot",
+                "imgs => imgs.map(i => ({alt: i.alt, complete: i.complete, w: i.naturalWidth, h: i.naturalHeight,"
+                " shown: i.getBoundingClientRect().width}))",
+            )
             cards = page.eval_on_selector_all("#headline .card .value", "els => els.map(e => e.textContent.trim())")
             rows = page.eval_on_selector_all(
-                "#top-flagged tbody tr", "trs => trs.map(tr => Array.from(tr.cells).map(td => td.innerText.trim()))")
+                "#top-flagged tbody tr", "trs => trs.map(tr => Array.from(tr.cells).map(td => td.innerText.trim()))"
+            )
             hostile_text = page.inner_text("#top-flagged")
         finally:
             browser.close()
@@ -58,7 +72,9 @@ def test_report_renders_in_headless_chromium(engine, settings, tmp_path):
     assert len(rows) == min(25, flagged) > 0
     for cells in rows:
         time, card, merchant, amount, score = cells[0], cells[1], cells[2], cells[5], cells[6]
-        assert time.startswith("2026-11-") and card.startswith("•••• ") and merchant and float(amount.replace(",", "")) > 0
+        assert (
+            time.startswith("2026-11-") and card.startswith("•••• ") and merchant and float(amount.replace(",", "")) > 0
+        )
         assert float(score) >= 0.8
     # the hostile merchant is text on the page, not markup that ran
     assert '<script>alert("pwned")</script>' in hostile_text and not errors

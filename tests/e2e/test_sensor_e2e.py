@@ -1,5 +1,6 @@
 """Dropping a new raw batch leads, with no other action, to scores for exactly that batch: the raw-batch
 sensor's tick and the run it requests, on a graph materialized once on a small simulated world."""
+
 from __future__ import annotations
 
 import tempfile
@@ -17,6 +18,7 @@ from fraud.settings import Settings
 from fraud.storage import object_store
 from lambdas.generator.handler import handler as generate
 from tests.conftest import SMALL_WORLD, own_fraud_home
+
 
 @pytest.fixture(scope="module")
 def graph_once(fraud_env):
@@ -62,8 +64,11 @@ def test_a_dropped_batch_is_processed_and_scored_alone(graph_once):
     assert all(c.passed or c.severity == AssetCheckSeverity.WARN for c in result.get_asset_check_evaluations())
 
     with engine.connect() as connection:
-        in_batch = set(connection.execute(text("SELECT trans_num FROM fact_transaction WHERE batch_id = :b"),
-                                          {"b": batch["batch_id"]}).scalars())
+        in_batch = set(
+            connection.execute(
+                text("SELECT trans_num FROM fact_transaction WHERE batch_id = :b"), {"b": batch["batch_id"]}
+            ).scalars()
+        )
     assert len(in_batch) == batch["rows"] > 0
     new_scores = _scores(engine) - before
     assert {trans_num for trans_num, _ in new_scores} == in_batch  # exactly that batch, nothing else
@@ -99,13 +104,28 @@ def test_a_promoted_model_rescores_the_unreviewed_transactions_of_the_last_days(
     since, until = recent_window(engine, settings.rescore_days)
     with engine.connect() as connection:
         newest = connection.execute(text("SELECT max(event_time) FROM fact_transaction")).scalar_one()
-        window = set(connection.execute(text("SELECT trans_num FROM fact_transaction WHERE event_time >= :s AND event_time < :u"),
-                                        {"s": since, "u": until}).scalars())
-        labelled = {t for t, at in connection.execute(text("SELECT trans_num, labelled_at FROM transaction_label")) if at <= newest}
-        sent = set(connection.execute(text("""SELECT x.trans_num FROM customer_alert_transaction x
-                                              JOIN customer_alert a ON a.id = x.alert_id WHERE a.status = 'sent'""")).scalars())
-        rescored = set(connection.execute(text("SELECT trans_num FROM fraud_score WHERE model_version = :v"),
-                                          {"v": promoted}).scalars())
+        window = set(
+            connection.execute(
+                text("SELECT trans_num FROM fact_transaction WHERE event_time >= :s AND event_time < :u"),
+                {"s": since, "u": until},
+            ).scalars()
+        )
+        labelled = {
+            t
+            for t, at in connection.execute(text("SELECT trans_num, labelled_at FROM transaction_label"))
+            if at <= newest
+        }
+        sent = set(
+            connection.execute(
+                text("""SELECT x.trans_num FROM customer_alert_transaction x
+                                              JOIN customer_alert a ON a.id = x.alert_id WHERE a.status = 'sent'""")
+            ).scalars()
+        )
+        rescored = set(
+            connection.execute(
+                text("SELECT trans_num FROM fraud_score WHERE model_version = :v"), {"v": promoted}
+            ).scalars()
+        )
     expected = window - labelled - sent
     assert 0 < len(expected) < len(window)  # chargebacks of the last days are not known yet; older ones are
     assert rescored == expected

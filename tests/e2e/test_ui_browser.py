@@ -2,6 +2,7 @@
 driven in headless Chromium. The asset graph shows the six assets and their edges; "Materialize all" from
 the UI runs the whole graph; a new raw batch makes the sensor start a run that scores exactly that batch;
 two runs launched at once both succeed. Screenshots land in test-artifacts/."""
+
 from __future__ import annotations
 
 import os
@@ -26,12 +27,22 @@ from fraud.storage import object_store
 from tests.conftest import SMALL_WORLD, _free_port, make_home
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 ASSETS = ("raw_transactions", "processed_transactions", "fraud_model", "fraud_flags", "fraud_report", "customer_alerts")
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make test installs it)")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make test installs it)"),
+]
 
 RUNS_QUERY = """query { runsOrError(limit: 50) { ... on Runs { results { runId status tags { key value } assetSelection { path } } } } }"""
 
@@ -48,8 +59,13 @@ class Ui:
     def sensor(self, action: str, name: str) -> None:
         """`dagster sensor start|stop NAME`, as the operator's guide shows (state kept in the instance)."""
         env = {**self.env, "DAGSTER_HOME": str(Path(self.env["FRAUD_HOME"]) / "dagster")}
-        subprocess.run([sys.executable, "-m", "dagster", "sensor", action, name, "-w", str(REPO_ROOT / "workspace.yaml")],
-                       env=env, cwd=REPO_ROOT, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "dagster", "sensor", action, name, "-w", str(REPO_ROOT / "workspace.yaml")],
+            env=env,
+            cwd=REPO_ROOT,
+            check=True,
+            capture_output=True,
+        )
 
     def runs(self) -> list[dict]:
         return self.graphql(RUNS_QUERY)["runsOrError"]["results"]
@@ -60,10 +76,14 @@ class Ui:
         while time.monotonic() < deadline:
             matching = [run for run in self.runs() if predicate(run)]
             if matching and matching[0]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
-                assert matching[0]["status"] == "SUCCESS", f"{what}: run {matching[0]['runId']} ended {matching[0]['status']}"
+                assert matching[0]["status"] == "SUCCESS", (
+                    f"{what}: run {matching[0]['runId']} ended {matching[0]['status']}"
+                )
                 return matching[0]
             time.sleep(3)
-        raise AssertionError(f"{what}: no finished run within {timeout:.0f} s (runs: {[(r['runId'][:8], r['status']) for r in self.runs()]})")
+        raise AssertionError(
+            f"{what}: no finished run within {timeout:.0f} s (runs: {[(r['runId'][:8], r['status']) for r in self.runs()]})"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +92,14 @@ def ui(fraud_env):
     port = _free_port()
     env = {**os.environ, **SMALL_WORLD, "FRAUD_HOME": str(home)}
     log = open(home / "ui.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "fraud.cli", "ui", "--port", str(port)], env=env, cwd=REPO_ROOT,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fraud.cli", "ui", "--port", str(port)],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process, timeout=300, path="/server_info", interval=2, log=home / "ui.log")
@@ -123,23 +149,32 @@ def test_asset_graph_materialize_all_and_sensor(browser, ui):
     # zoomed out to fit, the UI shortens long names in the middle ("proc…_transactions")
     assert all(any(_names_match(label, name) for label in shown) for name in ASSETS), shown
     page.screenshot(path=str(ARTIFACTS / "ui-asset-graph.png"))
-    edges = set(page.locator("svg[class*=AssetGraphExplorer_svgContainer] path[marker-end]").evaluate_all(
-        "paths => paths.map(p => p.getAttribute('d'))"))
+    edges = set(
+        page.locator("svg[class*=AssetGraphExplorer_svgContainer] path[marker-end]").evaluate_all(
+            "paths => paths.map(p => p.getAttribute('d'))"
+        )
+    )
     assert len(edges) >= 6, f"expected the graph's 6 edges to be drawn, found {len(edges)}"
 
     # while the whole graph runs, the raw-batch sensor is off (it would only queue no-op runs for the batches
     # Materialize all is loading); it is turned back on for the new batch below
     ui.sensor("stop", "raw_batch_sensor")
     page.get_by_role("button", name="Materialize all").click()
-    launched_from_ui = ui.wait_for_run(lambda run: len(run["assetSelection"] or []) == len(ASSETS), 900,
-                                       "Materialize all")
+    launched_from_ui = ui.wait_for_run(
+        lambda run: len(run["assetSelection"] or []) == len(ASSETS), 900, "Materialize all"
+    )
     page.goto(f"{ui.url}/runs/{launched_from_ui['runId']}", wait_until="networkidle", timeout=120_000)
     page.get_by_text("Success", exact=False).first.wait_for(timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "ui-run-success.png"))
 
     # a new day of traffic lands in the raw zone; nothing else is done by hand
-    subprocess.run([sys.executable, "-m", "fraud.cli", "simulate", "--start-day", "2026-11-09", "--days", "1"],
-                   env=ui.env, cwd=REPO_ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "fraud.cli", "simulate", "--start-day", "2026-11-09", "--days", "1"],
+        env=ui.env,
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+    )
     ui.sensor("start", "raw_batch_sensor")
     settings = Settings(home=Path(ui.env["FRAUD_HOME"]))
     engine = get_engine(settings)
@@ -148,14 +183,24 @@ def test_asset_graph_materialize_all_and_sensor(browser, ui):
     assert len(new_batches) == 1, new_batches
     new_batch = new_batches.pop()
     # the daemon ticks the sensor every minute; its run waits behind any queued run
-    ui.wait_for_run(lambda run: {"key": "fraud/batch_id", "value": new_batch} in run["tags"]
-                    and any(t["key"] == "dagster/sensor_name" for t in run["tags"]), 900, "raw_batch_sensor")
+    ui.wait_for_run(
+        lambda run: (
+            {"key": "fraud/batch_id", "value": new_batch} in run["tags"]
+            and any(t["key"] == "dagster/sensor_name" for t in run["tags"])
+        ),
+        900,
+        "raw_batch_sensor",
+    )
     with engine.connect() as connection:
-        scored = connection.execute(text("""
+        scored = connection.execute(
+            text("""
             SELECT count(*) FILTER (WHERE s.trans_num IS NOT NULL), count(*)
             FROM fact_transaction t LEFT JOIN fraud_score s USING (trans_num) WHERE t.batch_id = :batch"""),
-            {"batch": new_batch}).one()
-    assert scored[1] > 0 and scored[0] == scored[1], f"batch {new_batch}: {scored[0]} of {scored[1]} transactions scored"
+            {"batch": new_batch},
+        ).one()
+    assert scored[1] > 0 and scored[0] == scored[1], (
+        f"batch {new_batch}: {scored[0]} of {scored[1]} transactions scored"
+    )
 
 
 def test_two_materializations_at_once_both_succeed(ui):

@@ -16,8 +16,16 @@ def first_loaded_simulation(settings, engine):
     raw = object_store(settings, settings.raw_bucket)
     keys = [b["transactions_key"] for b in generated["batches"]]
     label_keys = [k for b in generated["batches"] for k in b["labels_keys"]]
-    run({"raw_uri": raw.uri(), "processed_uri": object_store(settings, settings.processed_bucket).uri(),
-         "transactions_keys": ",".join(keys), "labels_keys": ",".join(label_keys)}, settings, report=lambda s: None)
+    run(
+        {
+            "raw_uri": raw.uri(),
+            "processed_uri": object_store(settings, settings.processed_bucket).uri(),
+            "transactions_keys": ",".join(keys),
+            "labels_keys": ",".join(label_keys),
+        },
+        settings,
+        report=lambda s: None,
+    )
     labels = pd.DataFrame([row for key in label_keys for row in decode_jsonl_gz(raw.get_bytes(key))])
     labels["is_fraud"] = labels["is_fraud"].astype(bool)
     return engine, labels[["trans_num", "is_fraud", "labelled_at"]]

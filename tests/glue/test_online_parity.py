@@ -2,6 +2,7 @@
 the raw zone, featurized online from PostgreSQL (fraud.online_features) and compared with what the Spark job
 stored for them. The database holds the whole simulation, so the online query must leave out everything from
 the transaction's second on, and every label not yet known at that time."""
+
 import numpy as np
 from sqlalchemy import text
 
@@ -17,12 +18,21 @@ SAMPLE = 1_000
 def test_online_features_match_the_glue_job(first_loaded_simulation, settings):
     engine, labels = first_loaded_simulation
     raw = object_store(settings, settings.raw_bucket)
-    rows = {r["trans_num"]: r for k in transaction_keys(raw) if "/dt=2026-05-0" in k for r in decode_jsonl_gz(raw.get_bytes(k))}
+    rows = {
+        r["trans_num"]: r
+        for k in transaction_keys(raw)
+        if "/dt=2026-05-0" in k
+        for r in decode_jsonl_gz(raw.get_bytes(k))
+    }
     with engine.connect() as connection:
-        stored = dict(connection.execute(text("""
+        stored = dict(
+            connection.execute(
+                text("""
             SELECT f.trans_num, f.values FROM transaction_features f JOIN fact_transaction t USING (trans_num)
             WHERE t.batch_id LIKE 'sim-%' AND f.feature_version = :v AND f.trans_num = ANY(:ids)"""),
-            {"v": FEATURE_VERSION, "ids": list(rows)}).all())
+                {"v": FEATURE_VERSION, "ids": list(rows)},
+            ).all()
+        )
     assert len(stored) >= SAMPLE, "the loaded simulation is too small for the parity test"
     sample = np.random.default_rng(0).choice(sorted(stored), SAMPLE, replace=False)
     assert labels["trans_num"].isin(sample).any()  # some merchants' fraud rates depend on when labels arrived
@@ -31,7 +41,9 @@ def test_online_features_match_the_glue_job(first_loaded_simulation, settings):
     online = []
     with engine.connect() as connection:
         for trans_num in sample:
-            values, history = online_features(connection.connection.driver_connection, parse_transaction(rows[trans_num], key))
+            values, history = online_features(
+                connection.connection.driver_connection, parse_transaction(rows[trans_num], key)
+            )
             assert history.known_card
             online.append(values)
     online = np.array(online)

@@ -1,5 +1,6 @@
 """The Glue job on local Spark (in-process, one session): validation, quarantine, row accounting, point-in-time
 features, tokenization and idempotent loading into the real PostgreSQL."""
+
 from __future__ import annotations
 
 import gzip
@@ -13,10 +14,24 @@ from fraud.features import FEATURE_NAMES
 from fraud.storage import object_store
 
 CARD = "4111111111111111"
-BASE = {"merchant": "fraud_Kirlin and Sons", "category": "shopping_net", "first": "Ann", "last": "O'Neil",
-        "gender": "F", "street": "1 Main St", "city": "Springfield", "state": "IL", "zip": "62701",
-        "lat": "39.78", "long": "-89.65", "city_pop": "116250", "job": "Nurse", "dob": "1980-05-01",
-        "merch_lat": "39.9", "merch_long": "-89.5"}
+BASE = {
+    "merchant": "fraud_Kirlin and Sons",
+    "category": "shopping_net",
+    "first": "Ann",
+    "last": "O'Neil",
+    "gender": "F",
+    "street": "1 Main St",
+    "city": "Springfield",
+    "state": "IL",
+    "zip": "62701",
+    "lat": "39.78",
+    "long": "-89.65",
+    "city_pop": "116250",
+    "job": "Nurse",
+    "dob": "1980-05-01",
+    "merch_lat": "39.9",
+    "merch_long": "-89.5",
+}
 
 
 def row(trans_num, when, amt, cc=CARD, **extra):
@@ -41,9 +56,16 @@ def messy_batch(settings):
     key = "transactions/dt=2026-11-01/hour=10/messy-1.jsonl.gz"
     store.put_bytes(key, gzip.compress(("\n".join(lines) + "\n").encode()))
     labels_key = "labels/dt=2026-11-03/messy-1.jsonl.gz"
-    store.put_bytes(labels_key, gzip.compress(json.dumps({"trans_num": "t2", "is_fraud": 1, "labelled_at": "2026-11-03 00:00:00"}).encode()))
-    return {"raw_uri": store.uri(), "processed_uri": object_store(settings, settings.processed_bucket).uri(),
-            "transactions_keys": key, "labels_keys": labels_key}
+    store.put_bytes(
+        labels_key,
+        gzip.compress(json.dumps({"trans_num": "t2", "is_fraud": 1, "labelled_at": "2026-11-03 00:00:00"}).encode()),
+    )
+    return {
+        "raw_uri": store.uri(),
+        "processed_uri": object_store(settings, settings.processed_bucket).uri(),
+        "transactions_keys": key,
+        "labels_keys": labels_key,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +81,13 @@ def test_every_row_is_accounted_for(first_run):
     assert first_run["rows_loaded"] == 4
     assert first_run["rows_quarantined"] == 6
     assert first_run["quarantine_reasons"] == {
-        "malformed_json": 1, "invalid_amount": 1, "missing_trans_num": 1, "invalid_timestamp": 1,
-        "invalid_card_number": 1, "conflicting_duplicate_trans_num": 1}
+        "malformed_json": 1,
+        "invalid_amount": 1,
+        "missing_trans_num": 1,
+        "invalid_timestamp": 1,
+        "invalid_card_number": 1,
+        "conflicting_duplicate_trans_num": 1,
+    }
 
 
 def test_quarantine_keeps_rows_with_reasons_in_the_raw_zone(first_run, settings):
@@ -71,10 +98,22 @@ def test_quarantine_keeps_rows_with_reasons_in_the_raw_zone(first_run, settings)
 
 def test_loaded_rows_are_tokenized_and_point_in_time(first_run, engine, settings):
     with engine.connect() as connection:
-        facts = pd.read_sql(text("SELECT trans_num, card_token, amount FROM fact_transaction WHERE batch_id = 'messy-1' ORDER BY trans_num"), connection)
-        features = pd.read_sql(text("SELECT trans_num, values FROM transaction_features WHERE trans_num IN ('t1','t2','t3','t4') ORDER BY trans_num"), connection)
+        facts = pd.read_sql(
+            text(
+                "SELECT trans_num, card_token, amount FROM fact_transaction WHERE batch_id = 'messy-1' ORDER BY trans_num"
+            ),
+            connection,
+        )
+        features = pd.read_sql(
+            text(
+                "SELECT trans_num, values FROM transaction_features WHERE trans_num IN ('t1','t2','t3','t4') ORDER BY trans_num"
+            ),
+            connection,
+        )
         label = connection.execute(text("SELECT is_fraud FROM transaction_label WHERE trans_num = 't2'")).scalar_one()
-        card = connection.execute(text("SELECT last4, last_name FROM dim_card WHERE card_token = :t"), {"t": facts.card_token[0]}).one()
+        card = connection.execute(
+            text("SELECT last4, last_name FROM dim_card WHERE card_token = :t"), {"t": facts.card_token[0]}
+        ).one()
     assert list(facts.trans_num) == ["t1", "t2", "t3", "t4"]
     assert facts.card_token.nunique() == 1 and CARD not in facts.card_token[0]  # float-written card is the same card
     assert card == ("1111", "O'Neil") and label is True
@@ -106,7 +145,9 @@ def test_a_batch_bigger_than_a_load_chunk_loads_whole(first_run, messy_batch, se
 
     rows = [row(f"c{i}", f"2026-11-02 {10 + i}:00:00", f"{i + 1}.00") for i in range(7)]
     key = "transactions/dt=2026-11-02/hour=10/chunked-1.jsonl.gz"
-    object_store(settings, settings.raw_bucket).put_bytes(key, gzip.compress("\n".join(json.dumps(r) for r in rows).encode()))
+    object_store(settings, settings.raw_bucket).put_bytes(
+        key, gzip.compress("\n".join(json.dumps(r) for r in rows).encode())
+    )
     fetched = []
     original_load = job.load_processed
 
@@ -115,15 +156,20 @@ def test_a_batch_bigger_than_a_load_chunk_loads_whole(first_run, messy_batch, se
             for table in transactions:
                 fetched.append(table.num_rows)
                 yield table
+
         return original_load(engine, tables(), labels, accounting)
 
     monkeypatch.setattr(job, "LOAD_CHUNK_ROWS", 2)
     monkeypatch.setattr(job, "load_processed", counting)
-    summary = job.run({**messy_batch, "transactions_keys": key, "labels_keys": ""}, settings, report=lambda summary: None)
+    summary = job.run(
+        {**messy_batch, "transactions_keys": key, "labels_keys": ""}, settings, report=lambda summary: None
+    )
     assert len(fetched) == 4 and sum(fetched) == 7  # ceil(7 / 2) chunks, every row in one of them
     assert summary["rows_loaded"] == 7 and summary["rows_gained"]["fact_transaction"] == 7
     with engine.connect() as connection:
-        loaded = connection.execute(text("SELECT count(*) FROM fact_transaction WHERE batch_id = 'chunked-1'")).scalar_one()
+        loaded = connection.execute(
+            text("SELECT count(*) FROM fact_transaction WHERE batch_id = 'chunked-1'")
+        ).scalar_one()
     assert loaded == 7
 
 
@@ -131,18 +177,26 @@ def test_a_chunk_that_fails_leaves_nothing_of_its_batch(first_run, settings, eng
     from fraud.db.load import PROCESSED_COLUMNS, BatchAccounting, load_processed
 
     curated = pd.read_parquet(settings.store_root / settings.processed_bucket / "transactions").head(1)
-    processed = curated.assign(features=[list(curated[list(FEATURE_NAMES)].iloc[0])], trans_num="broken-1",
-                               batch_id="broken")[list(PROCESSED_COLUMNS)]
+    processed = curated.assign(
+        features=[list(curated[list(FEATURE_NAMES)].iloc[0])], trans_num="broken-1", batch_id="broken"
+    )[list(PROCESSED_COLUMNS)]
 
     def chunks():  # the first chunk is COPY'd, then fetching the second one fails
         yield processed
         raise RuntimeError("the connection to Spark dropped")
 
     with pytest.raises(RuntimeError, match="dropped"):
-        load_processed(engine, chunks(), pd.DataFrame(columns=["trans_num", "is_fraud", "labelled_at"]),
-                       [BatchAccounting("broken", "test/broken", 2, 2, 0, 0)])
+        load_processed(
+            engine,
+            chunks(),
+            pd.DataFrame(columns=["trans_num", "is_fraud", "labelled_at"]),
+            [BatchAccounting("broken", "test/broken", 2, 2, 0, 0)],
+        )
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT count(*) FROM fact_transaction WHERE batch_id = 'broken'")).scalar_one() == 0
+        assert (
+            connection.execute(text("SELECT count(*) FROM fact_transaction WHERE batch_id = 'broken'")).scalar_one()
+            == 0
+        )
         assert connection.execute(text("SELECT count(*) FROM batch_load WHERE batch_id = 'broken'")).scalar_one() == 0
 
 

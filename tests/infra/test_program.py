@@ -1,5 +1,6 @@
 """The Pulumi program in infra/, built whole with pulumi.runtime.set_mocks: every resource it registers is
 recorded with its inputs, then checked against the issue's security and wiring requirements."""
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ == "aws:rds/instance:Instance":
             secret = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:rds!db-{physical}-XyZ123"
             self.project_arns.add(secret)
-            state |= {"address": f"{physical}.cabc.{REGION}.rds.amazonaws.com", "port": 5432,
-                      "masterUserSecrets": [{"secretArn": secret, "secretStatus": "active"}]}
+            state |= {
+                "address": f"{physical}.cabc.{REGION}.rds.amazonaws.com",
+                "port": 5432,
+                "masterUserSecrets": [{"secretArn": secret, "secretStatus": "active"}],
+            }
         if args.typ == "aws:ec2/vpcEndpoint:VpcEndpoint":
             state["prefixListId"] = "pl-63a5400a"
         if args.typ == "aws:lambda/functionUrl:FunctionUrl":
@@ -65,10 +69,18 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "userId": "AIDAEXAMPLE", "id": ACCOUNT}
+            return {
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/ci",
+                "userId": "AIDAEXAMPLE",
+                "id": ACCOUNT,
+            }
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            return {"names": [f"{REGION}a", f"{REGION}b", f"{REGION}c"], "zoneIds": ["use1-az1", "use1-az2", "use1-az4"],
-                    "id": REGION}
+            return {
+                "names": [f"{REGION}a", f"{REGION}b", f"{REGION}c"],
+                "zoneIds": ["use1-az1", "use1-az2", "use1-az4"],
+                "id": REGION,
+            }
         raise AssertionError(f"the program made an unexpected call: {args.token}")
 
 
@@ -143,16 +155,25 @@ def test_every_bucket_is_encrypted_versioned_private_and_tls_only(program):
         rule = encryption[bucket]["rules"][0]["applyServerSideEncryptionByDefault"]
         assert rule == {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": key_arn}, bucket
         assert versioning[bucket]["versioningConfiguration"]["status"] == "Enabled", bucket
-        assert all(public[bucket][flag] is True for flag in
-                   ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")), bucket
+        assert all(
+            public[bucket][flag] is True
+            for flag in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+        ), bucket
         deny = [s for s in _policy(policies[bucket])["Statement"] if s["Effect"] == "Deny"]
-        assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} and s["Principal"] == "*"
-                   and s["Action"] == "s3:*" and set(s["Resource"]) == {arn, f"{arn}/*"} for s in deny), bucket
+        assert any(
+            s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            and s["Principal"] == "*"
+            and s["Action"] == "s3:*"
+            and set(s["Resource"]) == {arn, f"{arn}/*"}
+            for s in deny
+        ), bucket
 
 
 def test_raw_zone_has_lifecycle_rules(program):
     raw = program.one("aws:s3/bucket:Bucket", "-raw")[2]["bucket"]
-    lifecycles = [inputs for _, inputs, _ in program.of_type("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")]
+    lifecycles = [
+        inputs for _, inputs, _ in program.of_type("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
+    ]
     assert [lc["bucket"] for lc in lifecycles] == [raw]
     rules = {rule["filter"].get("prefix", ""): rule for rule in lifecycles[0]["rules"]}
     assert rules["transactions/"]["expiration"]["days"] == 365 and rules["labels/"]["expiration"]["days"] == 365
@@ -166,7 +187,9 @@ def test_database_is_encrypted_private_with_managed_password_backups_and_tls(pro
     assert db["publiclyAccessible"] is False
     assert db["manageMasterUserPassword"] is True and "password" not in db
     assert db["backupRetentionPeriod"] >= 1 and db["deletionProtection"] is True and db["skipFinalSnapshot"] is False
-    params = {p["name"]: p["value"] for p in program.one("aws:rds/parameterGroup:ParameterGroup", "params")[1]["parameters"]}
+    params = {
+        p["name"]: p["value"] for p in program.one("aws:rds/parameterGroup:ParameterGroup", "params")[1]["parameters"]
+    }
     assert db["parameterGroupName"] == program.one("aws:rds/parameterGroup:ParameterGroup", "params")[2]["name"]
     assert params["rds.force_ssl"] == "1"
     private = {state["id"] for _, _, state in program.of_type("aws:ec2/subnet:Subnet")}
@@ -175,26 +198,46 @@ def test_database_is_encrypted_private_with_managed_password_backups_and_tls(pro
 
 
 def test_deletion_protection_and_extra_endpoints_follow_config():
-    program = run_program(BASE_CONFIG | {"fraud-platform:dbDeletionProtection": "false",
-                                         "fraud-platform:extraInterfaceEndpoints": '["glue", "lambda", "logs"]'})
+    program = run_program(
+        BASE_CONFIG
+        | {
+            "fraud-platform:dbDeletionProtection": "false",
+            "fraud-platform:extraInterfaceEndpoints": '["glue", "lambda", "logs"]',
+        }
+    )
     assert program.one("aws:rds/instance:Instance", "postgres")[1]["deletionProtection"] is False
-    services = sorted(i["serviceName"].rsplit(".", 1)[-1] for _, i, _ in program.of_type("aws:ec2/vpcEndpoint:VpcEndpoint"))
+    services = sorted(
+        i["serviceName"].rsplit(".", 1)[-1] for _, i, _ in program.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+    )
     assert services == ["glue", "lambda", "logs", "s3", "secretsmanager"]
 
 
 def test_network_has_no_internet_route_and_postgres_admits_only_the_three_clients(program):
     types = {t for t, *_ in program.mocks.resources}
-    assert not types & {"aws:ec2/internetGateway:InternetGateway", "aws:ec2/natGateway:NatGateway", "aws:ec2/route:Route",
-                        "aws:ec2/eip:Eip"}
+    assert not types & {
+        "aws:ec2/internetGateway:InternetGateway",
+        "aws:ec2/natGateway:NatGateway",
+        "aws:ec2/route:Route",
+        "aws:ec2/eip:Eip",
+    }
     subnets = program.of_type("aws:ec2/subnet:Subnet")
     assert len(subnets) == 2 and len({inputs["availabilityZone"] for _, inputs, _ in subnets}) == 2
     assert all(inputs["mapPublicIpOnLaunch"] is False for _, inputs, _ in subnets)
-    services = {inputs["serviceName"]: inputs["vpcEndpointType"] for _, inputs, _ in program.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")}
+    services = {
+        inputs["serviceName"]: inputs["vpcEndpointType"]
+        for _, inputs, _ in program.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+    }
     assert services[f"com.amazonaws.{REGION}.s3"] == "Gateway"
     assert services[f"com.amazonaws.{REGION}.secretsmanager"] == "Interface"
-    groups = {name.rsplit("-", 1)[-1]: state["id"] for name, _, state in program.of_type("aws:ec2/securityGroup:SecurityGroup")}
-    ingress = [inputs for _, inputs, _ in program.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
-               if inputs["securityGroupId"] == groups["database"]]
+    groups = {
+        name.rsplit("-", 1)[-1]: state["id"]
+        for name, _, state in program.of_type("aws:ec2/securityGroup:SecurityGroup")
+    }
+    ingress = [
+        inputs
+        for _, inputs, _ in program.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if inputs["securityGroupId"] == groups["database"]
+    ]
     assert {i["referencedSecurityGroupId"] for i in ingress} == {groups["scorer"], groups["glue"], groups["dagster"]}
     assert all(i["fromPort"] == i["toPort"] == 5432 and "cidrIpv4" not in i for i in ingress)
     for _, inputs, _ in program.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"):
@@ -227,7 +270,9 @@ def test_iam_policies_name_actions_and_stay_on_project_arns(program):
             if resource == "*":
                 assert set(actions) <= set(ACTIONS_REQUIRING_ANY_RESOURCE), f"{name}: '*' for {actions}"
             else:
-                owned = any(resource == arn or resource.startswith((arn + "/", arn + ":")) for arn in program.mocks.project_arns)
+                owned = any(
+                    resource == arn or resource.startswith((arn + "/", arn + ":")) for arn in program.mocks.project_arns
+                )
                 assert owned or resource in named, f"{name}: {resource} is not one of this project's ARNs"
     for _, inputs, _ in program.of_type("aws:iam/role:Role"):
         for statement in json.loads(inputs["assumeRolePolicy"])["Statement"]:
@@ -290,7 +335,8 @@ def test_glue_script_object_is_built_from_glue_folder_and_job_uses_it(program):
     assert arguments["--fraud_mode"] == "aws" and arguments["--fraud_db_secret_arn"] == program.outputs["db_secret_arn"]
     assert arguments["--fraud_card_token_key_secret_arn"] == program.outputs["card_token_key_secret_arn"]
     from fraud.settings import Settings
-    assert {k[len("--fraud_"):] for k in arguments if k.startswith("--fraud_")} <= set(Settings.model_fields)
+
+    assert {k[len("--fraud_") :] for k in arguments if k.startswith("--fraud_")} <= set(Settings.model_fields)
 
 
 def test_generator_schedule_rate_comes_from_config(program):
@@ -312,9 +358,20 @@ def test_outputs_are_complete_and_feed_fraud_aws_env(program):
     from fraud.aws_env import OUTPUT_SETTINGS, settings_from_outputs
     from fraud.settings import Settings
 
-    required = {"region", "raw_bucket", "processed_bucket", "models_bucket", "reports_bucket", "glue_job_name",
-                "generator_function_name", "scorer_function_name", "scorer_function_url", "db_secret_arn",
-                "db_endpoint", "dagster_role_arn"}
+    required = {
+        "region",
+        "raw_bucket",
+        "processed_bucket",
+        "models_bucket",
+        "reports_bucket",
+        "glue_job_name",
+        "generator_function_name",
+        "scorer_function_name",
+        "scorer_function_url",
+        "db_secret_arn",
+        "db_endpoint",
+        "dagster_role_arn",
+    }
     assert required | set(OUTPUT_SETTINGS) <= set(program.outputs)
     assert all(program.outputs[key] not in (None, "", []) for key in required)
     settings = settings_from_outputs(program.outputs)
@@ -329,14 +386,28 @@ def test_incompatible_bundles_are_refused_unless_warned(tmp_path):
     from lambdas.package import Manifest
 
     def manifest(needs: dict) -> Manifest:
-        return Manifest(function="scorer", handler="lambdas.scorer.handler.handler", runtime="python3.12",
-                        zip_path=str(tmp_path / "s.zip"), content_hash="x", zipped_bytes=1, unzipped_bytes=1, files=1,
-                        distributions={}, glibc_required="2.35", glibc_runtime="2.34", needs_newer_glibc=needs)
+        return Manifest(
+            function="scorer",
+            handler="lambdas.scorer.handler.handler",
+            runtime="python3.12",
+            zip_path=str(tmp_path / "s.zip"),
+            content_hash="x",
+            zipped_bytes=1,
+            unzipped_bytes=1,
+            files=1,
+            distributions={},
+            glibc_required="2.35",
+            glibc_runtime="2.34",
+            needs_newer_glibc=needs,
+        )
 
     assert bundles_for({"scorer": manifest({})})["scorer"].handler == "lambdas.scorer.handler.handler"
     with pytest.raises(pulumi.RunError, match="numpy/x.so needs 2.35"):
         bundles_for({"scorer": manifest({"numpy/x.so": "2.35"})})
-    assert bundles_for({"scorer": manifest({"numpy/x.so": "2.35"})}, on_incompatible="warn")["scorer"].runtime == "python3.12"
+    assert (
+        bundles_for({"scorer": manifest({"numpy/x.so": "2.35"})}, on_incompatible="warn")["scorer"].runtime
+        == "python3.12"
+    )
 
 
 def test_fraud_aws_env_turns_the_outputs_into_settings(program, tmp_path, monkeypatch):
@@ -357,7 +428,10 @@ def test_fraud_aws_env_turns_the_outputs_into_settings(program, tmp_path, monkey
         monkeypatch.setenv(name, value)
     settings = Settings()
     assert settings.mode == "aws" and settings.aws_region == REGION
-    assert settings.raw_bucket == program.outputs["raw_bucket"] and settings.reports_bucket == program.outputs["reports_bucket"]
+    assert (
+        settings.raw_bucket == program.outputs["raw_bucket"]
+        and settings.reports_bucket == program.outputs["reports_bucket"]
+    )
     assert settings.glue_job_name == program.outputs["glue_job_name"]
     assert settings.db_host == program.outputs["db_endpoint"] and settings.db_port == 5432
     assert settings.db_secret_arn == program.outputs["db_secret_arn"]
@@ -366,7 +440,9 @@ def test_fraud_aws_env_turns_the_outputs_into_settings(program, tmp_path, monkey
     assert "0" * 64 not in result.stdout  # the card-token key's value never appears, only its secret's ARN
 
     exported = CliRunner().invoke(app, ["aws-env", "--outputs", str(saved), "--export"]).stdout
-    shell = subprocess.run(["bash", "-c", exported + '\nprintf %s "$FRAUD_DB_SECRET_ARN"'], capture_output=True, text=True)
+    shell = subprocess.run(
+        ["bash", "-c", exported + '\nprintf %s "$FRAUD_DB_SECRET_ARN"'], capture_output=True, text=True
+    )
     assert shell.stdout == program.outputs["db_secret_arn"]  # `!` and all, through a real shell
 
     incomplete = tmp_path / "incomplete.json"

@@ -1,4 +1,5 @@
 """The generator Lambda against a moto S3 server on 127.0.0.1 (aws mode) and on the local folder store."""
+
 import boto3
 import pytest
 
@@ -20,7 +21,9 @@ def test_window_batch_into_s3(moto_endpoint, aws_credentials, tmp_path):
     assert batch["transactions_key"] == f"transactions/dt=2026-03-02/hour=10/{batch['batch_id']}.jsonl.gz"
     # genuine labels mature two days later; fraud labels land under the days they become known
     assert f"labels/dt=2026-03-04/{batch['batch_id']}.jsonl.gz" in batch["labels_keys"]
-    assert all(k.startswith("labels/dt=") and k.endswith(f"/{batch['batch_id']}.jsonl.gz") for k in batch["labels_keys"])
+    assert all(
+        k.startswith("labels/dt=") and k.endswith(f"/{batch['batch_id']}.jsonl.gz") for k in batch["labels_keys"]
+    )
     store = object_store(settings, "gen-raw")
     rows = decode_jsonl_gz(store.get_bytes(batch["transactions_key"]))
     labels = [label for key in batch["labels_keys"] for label in decode_jsonl_gz(store.get_bytes(key))]
@@ -51,8 +54,10 @@ def test_daily_batches_for_the_demo(tmp_path):
     result = handler({"start_day": "2026-03-01", "days": 3}, None, settings=settings)
     # the digest is a pure function of the content parameters (here the defaults): stable across processes
     assert [b["batch_id"] for b in result["batches"]] == [
-        "sim-7-c100-189ec2e3-20260301T0000-20260302T0000", "sim-7-c100-189ec2e3-20260302T0000-20260303T0000",
-        "sim-7-c100-189ec2e3-20260303T0000-20260304T0000"]
+        "sim-7-c100-189ec2e3-20260301T0000-20260302T0000",
+        "sim-7-c100-189ec2e3-20260302T0000-20260303T0000",
+        "sim-7-c100-189ec2e3-20260303T0000-20260304T0000",
+    ]
 
 
 def test_labels_are_written_under_the_day_they_become_known(tmp_path):
@@ -62,7 +67,7 @@ def test_labels_are_written_under_the_day_they_become_known(tmp_path):
     days = [key.split("/")[1].removeprefix("dt=") for key in batch["labels_keys"]]
     assert days == sorted(set(days)) and len(days) > 3  # reports within days, chargebacks over weeks
     seen = set()
-    for key, day in zip(batch["labels_keys"], days):
+    for key, day in zip(batch["labels_keys"], days, strict=False):
         labels = decode_jsonl_gz(store.get_bytes(key))
         assert labels and all(label["labelled_at"].startswith(day) for label in labels)
         seen.update(label["trans_num"] for label in labels)

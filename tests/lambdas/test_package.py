@@ -3,6 +3,7 @@ by content hash), stay within Lambda's limits, load on Amazon Linux 2023's glibc
 TensorFlow. No Python 3.12 exists here, so the behavioural check uses the host build of the same zip: a fresh
 interpreter that sees nothing but the unzipped scorer (and the standard library) imports the handler and
 scores with a real .tflite model."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lambdas.package import (DIST_DIR, FUNCTIONS, HOST, LAMBDA, LAMBDA_UNZIPPED_LIMIT, PackagingError, build_function,
-                             fetch_wheel, glibc_needed, installed_path, resolve_distributions, wheel_tag_problem)
+from lambdas.package import (
+    DIST_DIR,
+    FUNCTIONS,
+    HOST,
+    LAMBDA,
+    LAMBDA_UNZIPPED_LIMIT,
+    PackagingError,
+    build_function,
+    fetch_wheel,
+    glibc_needed,
+    installed_path,
+    resolve_distributions,
+    wheel_tag_problem,
+)
 
 MiB = 2**20
 
@@ -44,8 +57,10 @@ def test_zips_stay_within_lambda_limits(manifests):
         names = {e.filename for e in entries}
         assert f"lambdas/{name}/handler.py" in names and "fraud/settings.py" in names and "lambdas/__init__.py" in names
         assert not any(n.startswith("boto3/") for n in names)  # the managed runtime provides it
-        print(f"\n{name}: {manifest.zipped_bytes / MiB:.1f} MiB zipped, {unzipped / MiB:.1f} MiB unzipped, "
-              f"{len(entries)} files, glibc needed {manifest.glibc_required}")
+        print(
+            f"\n{name}: {manifest.zipped_bytes / MiB:.1f} MiB zipped, {unzipped / MiB:.1f} MiB unzipped, "
+            f"{len(entries)} files, glibc needed {manifest.glibc_required}"
+        )
 
 
 def test_zips_carry_cpython_312_wheels_and_no_311_files(manifests):
@@ -223,8 +238,13 @@ def test_cold_start_imports_the_scorer_and_runs_a_tflite_model_from_the_zip_alon
     try:
         # -I: no PYTHON* variables, no user site; -S: no site-packages (so not the project's .venv); -B: no .pyc writes
         began = time.perf_counter()
-        result = subprocess.run([sys.executable, "-I", "-S", "-B", "-c", COLD_START, str(folder), str(tiny_tflite)],
-                                capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        result = subprocess.run(
+            [sys.executable, "-I", "-S", "-B", "-c", COLD_START, str(folder), str(tiny_tflite)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
         wall = time.perf_counter() - began
         assert result.returncode == 0, result.stderr[-3000:]
         report = eval(result.stdout.strip().splitlines()[-1])  # noqa: S307  our own child's repr of plain values
@@ -236,5 +256,7 @@ def test_cold_start_imports_the_scorer_and_runs_a_tflite_model_from_the_zip_alon
     inputs = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0.5, 0.5, 0.5, 0.5]], dtype=np.float32)
     expected = 1 / (1 + np.exp(-(inputs @ WEIGHTS + BIAS)))
     np.testing.assert_allclose(report["scores"], expected.ravel(), atol=1e-6)
-    print(f"\ncold start (imports + model load + first prediction): {report['seconds']:.2f} s in-process, "
-          f"{wall:.2f} s with interpreter start")
+    print(
+        f"\ncold start (imports + model load + first prediction): {report['seconds']:.2f} s in-process, "
+        f"{wall:.2f} s with interpreter start"
+    )

@@ -1,6 +1,7 @@
 """The scorer Lambda on the real database with real `.tflite` models run by LiteRT: batch scoring with top
 reasons, idempotent per transaction and model version, a newer LATEST picked up by a warm handler, time-range
 selection, and the real-time event (direct and as a Lambda function URL request)."""
+
 import base64
 import json
 import subprocess
@@ -12,12 +13,12 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from fraud import registry
-from fraud.storage import object_store
 from bench.scoring import load_world, requests_for
+from fraud import registry
 from fraud.features import FEATURE_NAMES, FEATURE_VERSION
 from fraud.online_features import online_features, parse_transaction
 from fraud.scoring import attribution_baseline
+from fraud.storage import object_store
 from lambdas.scorer.handler import handler
 from tests.litert_models import logistic, publish_logistic, weights_for
 
@@ -39,10 +40,14 @@ def world(settings, engine):
 
 def stored_scores(engine, model_version: str, batch_id: str) -> pd.DataFrame:
     with engine.connect() as connection:
-        return pd.read_sql(text("""
+        return pd.read_sql(
+            text("""
             SELECT s.trans_num, s.score, s.flagged, s.threshold, s.top_reasons, f.values
             FROM fraud_score s JOIN fact_transaction t USING (trans_num) JOIN transaction_features f USING (trans_num)
-            WHERE s.model_version = :model AND t.batch_id = :batch"""), connection, params={"model": model_version, "batch": batch_id})
+            WHERE s.model_version = :model AND t.batch_id = :batch"""),
+            connection,
+            params={"model": model_version, "batch": batch_id},
+        )
 
 
 def test_batch_scores_with_reasons_once_per_model_version(world):
@@ -63,10 +68,10 @@ def test_batch_scores_with_reasons_once_per_model_version(world):
     occluded = np.repeat(x[:, None, :], len(FEATURE_NAMES), axis=1)
     occluded[:, np.arange(len(FEATURE_NAMES)), np.arange(len(FEATURE_NAMES))] = baseline
     contributions = logistic(x, WEIGHTS, BIAS)[:, None] - logistic(occluded, WEIGHTS, BIAS)
-    for reasons, expected in zip(rows["top_reasons"], contributions):
+    for reasons, expected in zip(rows["top_reasons"], contributions, strict=False):
         assert len(reasons) <= 3 and all(r["contribution"] > 0 for r in reasons)
         top = [FEATURE_NAMES[j] for j in np.argsort(-expected)[:3] if expected[j] > 1e-6]
-        assert [r["feature"] for r in reasons][:len(top)] == top
+        assert [r["feature"] for r in reasons][: len(top)] == top
         for r in reasons:
             assert r["contribution"] == pytest.approx(expected[FEATURE_NAMES.index(r["feature"])], abs=1e-5)
     assert (rows["top_reasons"].map(len) > 0).mean() > 0.5
@@ -94,9 +99,15 @@ def test_time_range_scores_exactly_that_range(world):
     since, until = first["event_time"].quantile(0.25), first["event_time"].quantile(0.5)
     result = handler({"since": since.isoformat(), "until": until.isoformat()}, settings=settings)
     with engine.connect() as connection:
-        expected = set(connection.execute(text("SELECT trans_num FROM fact_transaction WHERE event_time >= :s AND event_time < :u"),
-                                          {"s": since, "u": until}).scalars())
-        scored = set(connection.execute(text("SELECT trans_num FROM fraud_score WHERE model_version = 'scorer-v3'")).scalars())
+        expected = set(
+            connection.execute(
+                text("SELECT trans_num FROM fact_transaction WHERE event_time >= :s AND event_time < :u"),
+                {"s": since, "u": until},
+            ).scalars()
+        )
+        scored = set(
+            connection.execute(text("SELECT trans_num FROM fraud_score WHERE model_version = 'scorer-v3'")).scalars()
+        )
     assert scored == expected and result["scored"] == len(expected) > 0
 
 
@@ -108,15 +119,25 @@ def test_real_time_event_scores_one_transaction_and_writes_nothing(world):
     latest = registry.latest_version(object_store(settings, settings.models_bucket), settings.model_name)
     assert result["model_version"] == latest and result["flagged"] == (result["score"] >= THRESHOLD)
     with engine.connect() as connection:
-        features, _ = online_features(connection.connection.driver_connection, parse_transaction(body, settings.token_key()))
+        features, _ = online_features(
+            connection.connection.driver_connection, parse_transaction(body, settings.token_key())
+        )
     assert result["score"] == pytest.approx(logistic(features[None, :], WEIGHTS, BIAS)[0], abs=1e-5)
     assert all(r["feature"] in FEATURE_NAMES and r["contribution"] > 0 for r in result["reasons"])
     json.dumps(result)
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT count(*) FROM fact_transaction WHERE trans_num = :t"), {"t": body["trans_num"]}).scalar_one() == 0
+        assert (
+            connection.execute(
+                text("SELECT count(*) FROM fact_transaction WHERE trans_num = :t"), {"t": body["trans_num"]}
+            ).scalar_one()
+            == 0
+        )
 
     invalid = handler({"transaction": {**body, "amt": "-5"}}, settings=settings)
-    assert invalid == {"error": {"code": "negative_amount", "field": "amt", "message": "amt must not be negative"}, "status": 422}
+    assert invalid == {
+        "error": {"code": "negative_amount", "field": "amt", "message": "amt must not be negative"},
+        "status": 422,
+    }
     unknown = handler({"transaction": {**body, "cc_num": "4024007103939509"}}, settings=settings)
     assert unknown["error"]["code"] == "unknown_card" and "9509" in unknown["error"]["message"]
     assert "4024007103939509" not in json.dumps(unknown)
@@ -124,8 +145,13 @@ def test_real_time_event_scores_one_transaction_and_writes_nothing(world):
 
 
 def function_url_event(body: bytes, method: str = "POST", encoded: bool = False) -> dict:
-    return {"version": "2.0", "rawPath": "/", "requestContext": {"http": {"method": method, "path": "/"}},
-            "body": base64.b64encode(body).decode() if encoded else body.decode(), "isBase64Encoded": encoded}
+    return {
+        "version": "2.0",
+        "rawPath": "/",
+        "requestContext": {"http": {"method": method, "path": "/"}},
+        "body": base64.b64encode(body).decode() if encoded else body.decode(),
+        "isBase64Encoded": encoded,
+    }
 
 
 def test_function_url_requests_get_http_answers(world):
@@ -155,12 +181,28 @@ def test_a_page_another_run_partly_wrote_is_completed_without_doubling(world):
 
     settings, engine, first, second = world
     ids = list(second["trans_num"][:5])
-    assert write_scores(engine, "race-v1", 0.5, ids[:2], np.array([0.9, 0.1]), np.array([True, False]),
-                        ['[{"feature":"hour","contribution":0.25}]', "[]"]) == 2
+    assert (
+        write_scores(
+            engine,
+            "race-v1",
+            0.5,
+            ids[:2],
+            np.array([0.9, 0.1]),
+            np.array([True, False]),
+            ['[{"feature":"hour","contribution":0.25}]', "[]"],
+        )
+        == 2
+    )
     assert write_scores(engine, "race-v1", 0.5, ids, np.full(5, 0.7), np.full(5, True), ["[]"] * 5) == 3
     with engine.connect() as connection:
-        rows = dict(connection.execute(text("SELECT trans_num, score FROM fraud_score WHERE model_version = 'race-v1'")).all())
-        reasons = dict(connection.execute(text("SELECT trans_num, top_reasons FROM fraud_score WHERE model_version = 'race-v1'")).all())
+        rows = dict(
+            connection.execute(text("SELECT trans_num, score FROM fraud_score WHERE model_version = 'race-v1'")).all()
+        )
+        reasons = dict(
+            connection.execute(
+                text("SELECT trans_num, top_reasons FROM fraud_score WHERE model_version = 'race-v1'")
+            ).all()
+        )
     assert sorted(rows) == sorted(ids) and rows[ids[0]] == 0.9 and rows[ids[1]] == 0.1 and rows[ids[4]] == 0.7
     # JSON arrays by both paths (direct COPY, and staging + ON CONFLICT), not JSON strings holding the text
     assert reasons[ids[0]] == [{"feature": "hour", "contribution": 0.25}] and reasons[ids[4]] == []

@@ -1,5 +1,6 @@
 """Faults around the scorer, on the real database with real `.tflite` models: the database connection killed
 in the middle of a batch run (pg_terminate_backend), and a truncated or corrupt model promoted to LATEST."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,10 +34,12 @@ def world(settings, engine):
 def _terminate(engine, pattern: str) -> int:
     """Kill the server processes whose current or last statement matches `pattern` (not this connection)."""
     with engine.connect() as connection:
-        return connection.execute(text("""
+        return connection.execute(
+            text("""
             SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
             WHERE query ILIKE :pattern AND pid <> pg_backend_pid() AND datname = current_database()"""),
-                                  {"pattern": pattern}).scalar_one()
+            {"pattern": pattern},
+        ).scalar_one()
 
 
 def test_connection_killed_mid_run_is_retried_without_duplicate_scores(world):
@@ -54,18 +57,26 @@ def test_connection_killed_mid_run_is_retried_without_duplicate_scores(world):
     result = score_selection(engine, model, Selection(batch_id="faults-score"), predict=predict_and_kill, page_rows=250)
     assert killed == [1, 1]  # each kill hit the reading connection
     with engine.connect() as connection:
-        rows = connection.execute(text("""
+        rows = connection.execute(
+            text("""
             SELECT count(*), count(DISTINCT s.trans_num) FROM fraud_score s JOIN fact_transaction t USING (trans_num)
-            WHERE t.batch_id = 'faults-score' AND s.model_version = 'faults-v1'""")).one()
-        stored = dict(connection.execute(text("""
+            WHERE t.batch_id = 'faults-score' AND s.model_version = 'faults-v1'""")
+        ).one()
+        stored = dict(
+            connection.execute(
+                text("""
             SELECT s.trans_num, s.score FROM fraud_score s JOIN fact_transaction t USING (trans_num)
-            WHERE t.batch_id = 'faults-score' AND s.model_version = 'faults-v1'""")).all())
+            WHERE t.batch_id = 'faults-score' AND s.model_version = 'faults-v1'""")
+            ).all()
+        )
     assert tuple(rows) == (len(frame), len(frame))  # every transaction scored, none twice
     assert result.scored == result.pending == len(frame)  # and the run's own figures add up exactly
     x = np.stack(frame.set_index("trans_num").loc[list(stored), "features"].to_numpy())
     np.testing.assert_allclose(list(stored.values()), logistic(x, WEIGHTS, -3.0), atol=1e-5)
-    figure("tests/reliability/test_scorer_faults.py::test_connection_killed_mid_run_is_retried_without_duplicate_scores",
-           f"scorer's connection killed twice mid-run: {len(frame):,} transactions, {result.scored:,} scores, 0 doubled, 0 missing")
+    figure(
+        "tests/reliability/test_scorer_faults.py::test_connection_killed_mid_run_is_retried_without_duplicate_scores",
+        f"scorer's connection killed twice mid-run: {len(frame):,} transactions, {result.scored:,} scores, 0 doubled, 0 missing",
+    )
 
 
 def _promote_broken(settings, version: str, tflite: bytes) -> None:
@@ -79,8 +90,12 @@ def _promote_broken(settings, version: str, tflite: bytes) -> None:
 def broken_models() -> dict[str, bytes]:
     good, _ = logistic_tflite(WEIGHTS, -3.0)
     nan_weights, _ = logistic_tflite(weights_for(amt_log=float("nan")), -3.0)  # loads, scores NaN
-    return {"truncated": good[: len(good) // 2], "empty": b"", "garbage": bytes(range(256)) * (len(good) // 256 + 1),
-            "nan-weights": nan_weights}
+    return {
+        "truncated": good[: len(good) // 2],
+        "empty": b"",
+        "garbage": bytes(range(256)) * (len(good) // 256 + 1),
+        "nan-weights": nan_weights,
+    }
 
 
 def test_a_corrupt_model_promoted_is_refused_and_the_previous_one_keeps_serving(world):
@@ -99,10 +114,19 @@ def test_a_corrupt_model_promoted_is_refused_and_the_previous_one_keeps_serving(
             answer = client.post("/v1/score", json=body, headers=auth)
             assert answer.status_code == 200 and answer.json()["model_version"] == "faults-v1", (kind, answer.text)
             reason = scorer_lambda._models.rejected[f"faults-{kind}"]
-            assert reason.startswith(f"model faults-{kind}:") and ("TFLite" in reason or "probabilities" in reason), reason
+            assert reason.startswith(f"model faults-{kind}:") and ("TFLite" in reason or "probabilities" in reason), (
+                reason
+            )
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT count(*) FROM fraud_score WHERE model_version LIKE 'faults-%' "
-                                       "AND model_version <> 'faults-v1'")).scalar_one() == 0
+        assert (
+            connection.execute(
+                text(
+                    "SELECT count(*) FROM fraud_score WHERE model_version LIKE 'faults-%' "
+                    "AND model_version <> 'faults-v1'"
+                )
+            ).scalar_one()
+            == 0
+        )
 
     # with nothing loaded before, a corrupt promoted model is a clear error (503 from the API), not a crash
     fresh = ModelCache()
@@ -113,6 +137,8 @@ def test_a_corrupt_model_promoted_is_refused_and_the_previous_one_keeps_serving(
         answer = client.post("/v1/score", json=body, headers={"Authorization": "Bearer faults-test-token"})
         assert answer.status_code == 503 and "not a loadable TFLite model" in answer.json()["detail"][0]["msg"]
     publish_logistic(settings, "faults-v1", WEIGHTS, -3.0, 0.5)  # LATEST back to a good model
-    figure("tests/reliability/test_scorer_faults.py::test_a_corrupt_model_promoted_is_refused_and_the_previous_one_keeps_serving",
-           f"{len(broken_models())} broken model.tflite promoted (truncated, empty, garbage, NaN weights): all refused, "
-           "batch and API kept serving the previous version, 0 scores from them")
+    figure(
+        "tests/reliability/test_scorer_faults.py::test_a_corrupt_model_promoted_is_refused_and_the_previous_one_keeps_serving",
+        f"{len(broken_models())} broken model.tflite promoted (truncated, empty, garbage, NaN weights): all refused, "
+        "batch and API kept serving the previous version, 0 scores from them",
+    )

@@ -2,6 +2,7 @@
 load generator), and a million transactions through `fraud ingest` → the Glue job → the scorer, each stage in
 its own process with the summed RSS of its process tree sampled (goal: under 4 GiB). SOAK_TRANSACTIONS sets
 another size (e.g. on a machine too busy for a million rows)."""
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,7 @@ from tests.figures import figure
 from tests.litert_models import publish_logistic, weights_for
 
 REPO = Path(__file__).resolve().parents[2]
-GIB = 1024 ** 3
+GIB = 1024**3
 WEIGHTS = weights_for(amt_log=0.8, card_count_1d=0.3, is_night=1.0)
 
 
@@ -52,9 +53,11 @@ def test_the_api_under_64_clients_for_60_seconds(settings, engine):
         process.terminate()
         process.wait(timeout=30)
     assert load.errors == {} and load.requests > 0
-    figure("tests/reliability/test_soak.py::test_the_api_under_64_clients_for_60_seconds",
-           f"64 clients {load.seconds:.0f} s on loopback (wrk): {load.requests:,} requests served "
-           f"({load.requests / load.seconds:,.0f}/s), p50 {load.p50_ms:.1f} ms, p99 {load.p99_ms:.1f} ms, 0 errors")
+    figure(
+        "tests/reliability/test_soak.py::test_the_api_under_64_clients_for_60_seconds",
+        f"64 clients {load.seconds:.0f} s on loopback (wrk): {load.requests:,} requests served "
+        f"({load.requests / load.seconds:,.0f}/s), p50 {load.p50_ms:.1f} ms, p99 {load.p99_ms:.1f} ms, 0 errors",
+    )
 
 
 @dataclass(frozen=True)
@@ -108,25 +111,51 @@ def test_a_million_transactions_through_ingest_etl_and_scoring(fraud_env):
         rows = simulated_csv(home / "transactions.csv", wanted)
         ingest = run_measured([sys.executable, "-m", "fraud.cli", "ingest", str(home / "transactions.csv")], env, log)
         raw = object_store(settings, settings.raw_bucket)
-        etl = run_measured([sys.executable, "glue/process_transactions.py", "--raw-uri", raw.uri(),
-                            "--processed-uri", object_store(settings, settings.processed_bucket).uri(),
-                            "--transactions-keys", ",".join(transaction_keys(raw)),
-                            "--labels-keys", ",".join(label_keys(raw))], env, log)
+        etl = run_measured(
+            [
+                sys.executable,
+                "glue/process_transactions.py",
+                "--raw-uri",
+                raw.uri(),
+                "--processed-uri",
+                object_store(settings, settings.processed_bucket).uri(),
+                "--transactions-keys",
+                ",".join(transaction_keys(raw)),
+                "--labels-keys",
+                ",".join(label_keys(raw)),
+            ],
+            env,
+            log,
+        )
         publish_logistic(settings, "soak-v1", WEIGHTS, -4.0, 0.5)
-        scoring = run_measured([sys.executable, "-c", "import json; from lambdas.scorer.handler import handler; "
-                                "print('scorer:', json.dumps(handler({})))"], env, log)
+        scoring = run_measured(
+            [
+                sys.executable,
+                "-c",
+                "import json; from lambdas.scorer.handler import handler; print('scorer:', json.dumps(handler({})))",
+            ],
+            env,
+            log,
+        )
         engine = get_engine(settings)
         with engine.connect() as connection:
             loaded = connection.execute(text("SELECT sum(rows_in), sum(rows_loaded) FROM batch_load")).one()
-            scores = connection.execute(text("SELECT count(*) FROM fraud_score WHERE model_version = 'soak-v1'")).scalar_one()
+            scores = connection.execute(
+                text("SELECT count(*) FROM fraud_score WHERE model_version = 'soak-v1'")
+            ).scalar_one()
         assert tuple(loaded) == (rows, rows) and scores == rows  # every transaction loaded and scored once
         scorer_said = json.loads(log.read_text().rsplit("scorer: ", 1)[1].splitlines()[0])
         assert scorer_said["scored"] == rows
         stages = {"ingest": ingest, "ETL": etl, "scoring": scoring}
-        figure("tests/reliability/test_soak.py::test_a_million_transactions_through_ingest_etl_and_scoring",
-               f"{rows:,} transactions, all loaded and scored once; per stage: time, peak summed RSS / PSS of its process "
-               f"tree (PostgreSQL not counted): " + "; ".join(
-                   f"{name} {m.seconds:.0f} s, {m.peak_rss / GIB:.2f} / {m.peak_pss / GIB:.2f} GiB" for name, m in stages.items()))
+        figure(
+            "tests/reliability/test_soak.py::test_a_million_transactions_through_ingest_etl_and_scoring",
+            f"{rows:,} transactions, all loaded and scored once; per stage: time, peak summed RSS / PSS of its process "
+            f"tree (PostgreSQL not counted): "
+            + "; ".join(
+                f"{name} {m.seconds:.0f} s, {m.peak_rss / GIB:.2f} / {m.peak_pss / GIB:.2f} GiB"
+                for name, m in stages.items()
+            ),
+        )
         peak = max(m.peak_pss for m in stages.values())
         assert peak < 4 * GIB, f"peak PSS {peak / GIB:.2f} GiB over the 4 GiB goal"
     finally:

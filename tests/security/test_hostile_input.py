@@ -3,6 +3,7 @@ placeholder syntax) through the whole path: `fraud ingest` → the Glue job → 
 report` and the alert emails. The strings arrive intact as data, nothing executes, every table still exists.
 Then the leak scan of that run: no Luhn-valid card number in the curated Parquet, any table, the report, the
 emails or the logs of the commands."""
+
 from __future__ import annotations
 
 import csv
@@ -53,13 +54,33 @@ CARDS = ("4111111111111111", "5555555555554444")  # Luhn-valid test card numbers
 def hostile_csv() -> bytes:
     rows = []
     for n, merchant in enumerate(MERCHANTS):
-        for c, (card, (first, last)) in enumerate(zip(CARDS, HOLDERS)):
-            rows.append({"trans_date_trans_time": f"2026-10-01 {8 + n:02d}:{10 * c:02d}:00", "cc_num": card,
-                         "merchant": merchant, "category": "shopping_net", "amt": f"{12.5 + n + c:.2f}", "first": first,
-                         "last": last, "gender": "F", "street": "1 Main St", "city": "Springfield", "state": "NY",
-                         "zip": "12345", "lat": "40.1", "long": "-74.1", "city_pop": "5000", "job": "Engineer",
-                         "dob": "1980-01-01", "trans_num": f"hostile-{n:02d}-{c}", "unix_time": "",
-                         "merch_lat": "40.2", "merch_long": "-74.2", "is_fraud": "0"})
+        for c, (card, (first, last)) in enumerate(zip(CARDS, HOLDERS, strict=False)):
+            rows.append(
+                {
+                    "trans_date_trans_time": f"2026-10-01 {8 + n:02d}:{10 * c:02d}:00",
+                    "cc_num": card,
+                    "merchant": merchant,
+                    "category": "shopping_net",
+                    "amt": f"{12.5 + n + c:.2f}",
+                    "first": first,
+                    "last": last,
+                    "gender": "F",
+                    "street": "1 Main St",
+                    "city": "Springfield",
+                    "state": "NY",
+                    "zip": "12345",
+                    "lat": "40.1",
+                    "long": "-74.1",
+                    "city_pop": "5000",
+                    "job": "Engineer",
+                    "dob": "1980-01-01",
+                    "trans_num": f"hostile-{n:02d}-{c}",
+                    "unix_time": "",
+                    "merch_lat": "40.2",
+                    "merch_long": "-74.2",
+                    "is_fraud": "0",
+                }
+            )
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=[*RAW_COLUMNS, "is_fraud"], lineterminator="\n")
     writer.writeheader()
@@ -78,20 +99,36 @@ def hostile_run(fraud_env):
 
     def command(*args: str) -> None:
         with open(log, "ab") as output:
-            subprocess.run(list(args), cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT, check=True, timeout=900)
+            subprocess.run(
+                list(args), cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT, check=True, timeout=900
+            )
 
     engine = get_engine(settings)
     upgrade(engine)
     try:
         command(sys.executable, "-m", "fraud.cli", "ingest", str(source))
         raw = object_store(settings, settings.raw_bucket)
-        command(sys.executable, "glue/process_transactions.py", "--raw-uri", raw.uri(),
-                "--processed-uri", object_store(settings, settings.processed_bucket).uri(),
-                "--transactions-keys", ",".join(transaction_keys(raw)), "--labels-keys", ",".join(label_keys(raw)))
+        command(
+            sys.executable,
+            "glue/process_transactions.py",
+            "--raw-uri",
+            raw.uri(),
+            "--processed-uri",
+            object_store(settings, settings.processed_bucket).uri(),
+            "--transactions-keys",
+            ",".join(transaction_keys(raw)),
+            "--labels-keys",
+            ",".join(label_keys(raw)),
+        )
         publish_logistic(settings, "hostile-v1", weights_for(amt_log=0.0), 0.0, 0.4)  # every score 0.5: all flagged
         scored = scorer({}, settings=settings)
         command(sys.executable, "-m", "fraud.cli", "report")
-        send_alerts(engine, "hostile-v1", OutboxMailer(settings.outbox_dir), AlertPolicy(sender=settings.mail_from, daily_cap=10))
+        send_alerts(
+            engine,
+            "hostile-v1",
+            OutboxMailer(settings.outbox_dir),
+            AlertPolicy(sender=settings.mail_from, daily_cap=10),
+        )
         yield settings, engine, scored, log
     finally:
         stop_embedded(home / "pg")
@@ -127,10 +164,16 @@ def test_the_report_shows_them_escaped(hostile_run):
 
 def test_the_emails_show_them_escaped(hostile_run):
     settings, *_ = hostile_run
-    messages = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in settings.outbox_dir.glob("*.eml")]
+    messages = [
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in settings.outbox_dir.glob("*.eml")
+    ]
     assert len(messages) == len(CARDS)  # one card-day each
     for message in messages:
-        parts = {part.get_content_type(): part.get_content() for part in message.walk() if part.get_content_maintype() == "text"}
+        parts = {
+            part.get_content_type(): part.get_content()
+            for part in message.walk()
+            if part.get_content_maintype() == "text"
+        }
         for tag in ("<script", "<img", "<svg", "<b>Mallory"):
             assert tag not in parts["text/html"]
         for merchant in MERCHANTS:  # every one of the card's payments, as text in the plain part, escaped in HTML
@@ -148,7 +191,9 @@ def test_no_card_number_past_the_raw_zone_nor_in_the_logs(hostile_run):
     leaks = leaks_after_run(settings, engine, [log])
     assert leaks == {}, {place: len(numbers) for place, numbers in leaks.items()}
     tables = len(table_dumps(engine))
-    figure("tests/security/test_hostile_input.py::test_no_card_number_past_the_raw_zone_nor_in_the_logs",
-           f"{len(MERCHANTS)} hostile merchants x {len(HOLDERS)} hostile holders through ingest, ETL, scoring, report, "
-           f"emails: stored byte for byte, all escaped, tables intact; Luhn scan of Parquet, {tables} tables, report, "
-           f"{len(list(settings.outbox_dir.glob('*.eml')))} emails and {log.stat().st_size:,} bytes of logs: 0 card numbers")
+    figure(
+        "tests/security/test_hostile_input.py::test_no_card_number_past_the_raw_zone_nor_in_the_logs",
+        f"{len(MERCHANTS)} hostile merchants x {len(HOLDERS)} hostile holders through ingest, ETL, scoring, report, "
+        f"emails: stored byte for byte, all escaped, tables intact; Luhn scan of Parquet, {tables} tables, report, "
+        f"{len(list(settings.outbox_dir.glob('*.eml')))} emails and {log.stat().st_size:,} bytes of logs: 0 card numbers",
+    )

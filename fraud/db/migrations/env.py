@@ -1,4 +1,5 @@
 """Alembic environment: the URL comes from fraud.settings (never from alembic.ini)."""
+
 from alembic import context
 from sqlalchemy import pool
 

@@ -10,23 +10,24 @@ single-column index on card_token PostgreSQL fetches every row of the card and f
 (merchant, event_time) answer the range from the index itself and still serve plain equality lookups, so they
 replace the single-column ones instead of adding index maintenance to every load.
 """
+
 from alembic import op
 
-revision = '0003'
-down_revision = '0002'
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index('ix_fact_transaction_card_token_event_time', 'fact_transaction', ['card_token', 'event_time'])
-    op.create_index('ix_fact_transaction_merchant_event_time', 'fact_transaction', ['merchant', 'event_time'])
-    op.drop_index('ix_fact_transaction_card_token', table_name='fact_transaction')
-    op.drop_index('ix_fact_transaction_merchant', table_name='fact_transaction')
+    op.create_index("ix_fact_transaction_card_token_event_time", "fact_transaction", ["card_token", "event_time"])
+    op.create_index("ix_fact_transaction_merchant_event_time", "fact_transaction", ["merchant", "event_time"])
+    op.drop_index("ix_fact_transaction_card_token", table_name="fact_transaction")
+    op.drop_index("ix_fact_transaction_merchant", table_name="fact_transaction")
 
 
 def downgrade() -> None:
-    op.create_index('ix_fact_transaction_card_token', 'fact_transaction', ['card_token'])
-    op.create_index('ix_fact_transaction_merchant', 'fact_transaction', ['merchant'])
-    op.drop_index('ix_fact_transaction_merchant_event_time', table_name='fact_transaction')
-    op.drop_index('ix_fact_transaction_card_token_event_time', table_name='fact_transaction')
+    op.create_index("ix_fact_transaction_card_token", "fact_transaction", ["card_token"])
+    op.create_index("ix_fact_transaction_merchant", "fact_transaction", ["merchant"])
+    op.drop_index("ix_fact_transaction_merchant_event_time", table_name="fact_transaction")
+    op.drop_index("ix_fact_transaction_card_token_event_time", table_name="fact_transaction")

@@ -27,10 +27,11 @@ What the foreign key guaranteed still holds:
   runs after the wait sees what the other committed. Under REPEATABLE READ a check cannot see a concurrent
   commit; nothing in this system deletes transactions, so that gap is documented, not closed.
 """
+
 from alembic import op
 
-revision = '0004'
-down_revision = '0003'
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -86,8 +87,11 @@ _TRIGGERS = (
     ("fraud_score_updated_reference", "fraud_score", f"AFTER UPDATE ON fraud_score {_NEW_ROWS}"),
     ("fact_transaction_deleted_scores", "fact_transaction", f"AFTER DELETE ON fact_transaction {_OLD_ROWS}"),
     ("fact_transaction_updated_scores", "fact_transaction", f"AFTER UPDATE ON fact_transaction {_OLD_ROWS}"),
-    ("fact_transaction_truncated_scores", "fact_transaction",  # TRUNCATE has no transition table
-     "AFTER TRUNCATE ON fact_transaction FOR EACH STATEMENT EXECUTE FUNCTION fact_transaction_scores_kept()"),
+    (
+        "fact_transaction_truncated_scores",
+        "fact_transaction",  # TRUNCATE has no transition table
+        "AFTER TRUNCATE ON fact_transaction FOR EACH STATEMENT EXECUTE FUNCTION fact_transaction_scores_kept()",
+    ),
 )
 
 
