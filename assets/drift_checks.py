@@ -1,5 +1,5 @@
 """Non-blocking drift checks on the scoring asset (issue 18): has the data the promoted model scores moved away from
-its training window? `feature_drift` and `score_drift` compute the population stability index (fraud/drift.py) of
+its training window? `feature_drift` and `score_drift` compute the population stability index (fraud/model/drift.py) of
 each feature and of the score, per day since the training window (at most the last 7), against a repeatable sample
 of that window. A PSI above drift.SIGNIFICANT_ABOVE on a day with enough rows fails the check with severity WARN:
 the scores still flow (nothing downstream waits on it), the UI shows the warning, the table and the worst features.
@@ -19,8 +19,8 @@ from dagster import (
 
 from assets.resources import FraudPlatform
 from assets.scoring import fraud_flags
-from fraud import drift, registry
-from fraud.report import load_drift
+from fraud.model import drift, registry
+from fraud.outreach.report import load_drift
 
 FEATURE_DRIFT, SCORE_DRIFT = "feature_drift", "score_drift"
 
@@ -149,7 +149,7 @@ def drift_results(fraud: FraudPlatform, min_rows: int = drift.MIN_ROWS) -> list[
         ),
     ],
     name="drift_checks",
-    description="PSI of the features and of the score since the training window (fraud/drift.py).",
+    description="PSI of the features and of the score since the training window (fraud/model/drift.py).",
 )
 def drift_checks(context: AssetCheckExecutionContext, fraud: FraudPlatform) -> Iterator[AssetCheckResult]:
     results = drift_results(fraud)

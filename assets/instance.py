@@ -13,8 +13,8 @@ import yaml
 from dagster import DagsterInstance
 from sqlalchemy import create_engine, text
 
+from fraud.core.settings import Settings
 from fraud.db.engine import database_url
-from fraud.settings import Settings
 
 DAGSTER_DATABASE = "dagster"
 # Runs are heavy (Spark, TensorFlow): two at a time on two cores; assets in a pool (the Spark ETL is in pool

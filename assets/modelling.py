@@ -1,7 +1,7 @@
 """The model asset and its blocking quality gate.
 
 `fraud_model` trains (or re-uses the version trained on exactly this data), publishes the version to the models
-bucket and applies the quality gate (fraud/evaluation.py: average precision at least the floor, and not below the
+bucket and applies the quality gate (fraud/model/evaluation.py: average precision at least the floor, and not below the
 promoted model's on the same test window). Only a model that passes is promoted to LATEST, so LATEST never moves
 to a worse model, whether or not the check runs. `model_quality_gate` re-runs the gate independently from the
 registry and the database, checks that LATEST agrees with it, and, being blocking, keeps downstream assets
@@ -23,12 +23,13 @@ from dagster import (
 
 from assets.resources import FraudPlatform
 from assets.versions import CODE_VERSIONS
-from fraud import plots, registry
 from fraud.db.queries import labelled_features
-from fraud.evaluation import GateDecision, LabelledData, Protocol, Windows, gate_on_window, metrics_table
-from fraud.features import FEATURE_VERSION
-from fraud.model import NAME, TrainingConfig, model_version, train
-from fraud.scoring import TFLiteScorer
+from fraud.features.catalog import FEATURE_VERSION
+from fraud.model import registry
+from fraud.model.evaluation import GateDecision, LabelledData, Protocol, Windows, gate_on_window, metrics_table
+from fraud.model.network import NAME, TrainingConfig, model_version, train
+from fraud.outreach import plots
+from fraud.serving.batch import TFLiteScorer
 
 
 def _protocol(settings) -> Protocol:

@@ -19,10 +19,10 @@ from sqlalchemy import text
 import glue
 from assets.resources import FraudPlatform
 from assets.versions import CODE_VERSIONS
+from fraud.core.schema import batch_id_of
 from fraud.db.queries import accounting_problems, batch_accounting, loaded_batch_ids, table_counts
-from fraud.features import FEATURE_NAMES, FEATURE_VERSION
-from fraud.raw_zone import label_keys, transaction_keys
-from fraud.schema import batch_id_of
+from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
+from fraud.ingest.raw_zone import label_keys, transaction_keys
 
 GLUE_SCRIPT = Path(glue.__file__).resolve().parent / "process_transactions.py"
 TABLES = ("fact_transaction", "transaction_features", "transaction_label", "dim_card", "dim_merchant", "batch_load")

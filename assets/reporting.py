@@ -2,11 +2,11 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from assets.resources import FraudPlatform
 from assets.versions import CODE_VERSIONS
-from fraud import registry
-from fraud.alerts import AlertPolicy, send_alerts
 from fraud.db.queries import alert_status_counts
-from fraud.mailers import mailer_for
-from fraud.report import publish_report
+from fraud.model import registry
+from fraud.outreach.alerts import AlertPolicy, send_alerts
+from fraud.outreach.mailers import mailer_for
+from fraud.outreach.report import publish_report
 
 
 def _promoted(fraud: FraudPlatform) -> tuple[str, dict]:

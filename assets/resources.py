@@ -5,11 +5,11 @@ from __future__ import annotations
 from dagster import ConfigurableResource
 from sqlalchemy import Engine
 
-from fraud import aws
+from fraud.core import aws
+from fraud.core.settings import Settings
+from fraud.core.storage import ObjectStore, object_store
 from fraud.db.engine import get_engine
 from fraud.db.migrate import upgrade
-from fraud.settings import Settings
-from fraud.storage import ObjectStore, object_store
 
 
 class FraudPlatform(ConfigurableResource):

@@ -2,8 +2,8 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 
 from assets.resources import FraudPlatform
 from assets.versions import CODE_VERSIONS
-from fraud import registry
 from fraud.db.review import count_unreviewed, recent_window
+from fraud.model import registry
 from lambdas.scorer.handler import handler as score
 
 

@@ -29,11 +29,11 @@ from dagster import (
 )
 
 from assets.resources import FraudPlatform
-from fraud import registry
-from fraud.arrivals import ArrivalCursor, next_arrivals
+from fraud.core.schema import batch_id_of
 from fraud.db.queries import loaded_batch_ids
-from fraud.raw_zone import transaction_objects
-from fraud.schema import batch_id_of
+from fraud.ingest.arrivals import ArrivalCursor, next_arrivals
+from fraud.ingest.raw_zone import transaction_objects
+from fraud.model import registry
 
 # The daemon looks each run key up one by one before it creates a run: a few hundred per tick keeps a tick
 # short; a larger backlog drains over the next ticks (the cursor keeps the rest).

@@ -3,7 +3,7 @@ differs from the one its last materialization recorded, so bump an entry when th
 for the same input; the ETL's is the feature-set version, so a new feature set shows every processed batch as
 stale."""
 
-from fraud.features import FEATURE_VERSION
+from fraud.features.catalog import FEATURE_VERSION
 
 CODE_VERSIONS = {
     "raw_transactions": "simulator-2",  # label timing per fraud type; batch ids name every content parameter

@@ -30,9 +30,9 @@ def processed_frame(rows: int):
     """A processed batch like the Glue job hands to the loader, from the simulator."""
     from datetime import date
 
-    from fraud.features import FEATURE_NAMES
-    from fraud.privacy import card_token, normalize_card_number
-    from fraud.simulate import build_world, simulate_days
+    from fraud.core.privacy import card_token, normalize_card_number
+    from fraud.features.catalog import FEATURE_NAMES
+    from fraud.ingest.simulate import build_world, simulate_days
 
     world = build_world(max(200, rows // 40), seed=1)
     days = simulate_days(world, date(2026, 1, 1), 20, 0.01, 2.0)
@@ -121,7 +121,7 @@ def naive_faker_transactions(n: int, customers: list[dict]) -> list[dict]:
 
     from faker import Faker
 
-    from fraud.schema import CATEGORIES
+    from fraud.core.schema import CATEGORIES
 
     fake = Faker("en_US")
     fake.seed_instance(1)
@@ -149,7 +149,7 @@ def bench_simulator() -> tuple[float, float, int, float]:
     """Vectorized simulator against the naive generator, per transaction; and a one-million-row run."""
     from datetime import date
 
-    from fraud.simulate import build_world, simulate_days
+    from fraud.ingest.simulate import build_world, simulate_days
 
     world = build_world(2_000, seed=1)
     customers = world.customers.drop(columns=["daily_rate", "wealth"]).to_dict("records")
@@ -169,8 +169,8 @@ def raw_to_pandas(store, keys: list[str], key: bytes):
     """The baseline's input: the raw batches read and tokenized one row at a time in Python."""
     import pandas as pd
 
-    from fraud.privacy import card_token, normalize_card_number
-    from fraud.schema import decode_jsonl_gz
+    from fraud.core.privacy import card_token, normalize_card_number
+    from fraud.core.schema import decode_jsonl_gz
 
     frame = pd.DataFrame([row for k in keys for row in decode_jsonl_gz(store.get_bytes(k))])
     digits = frame["cc_num"].map(normalize_card_number)
@@ -188,11 +188,11 @@ def bench_etl(settings, cards: int, days: int) -> dict:
     from sqlalchemy import text
 
     from bench.pandas_features import pandas_features
+    from fraud.core.schema import decode_jsonl_gz
+    from fraud.core.storage import object_store
     from fraud.db.engine import get_engine
-    from fraud.features import FEATURE_NAMES
-    from fraud.raw_zone import label_keys, transaction_keys
-    from fraud.schema import decode_jsonl_gz
-    from fraud.storage import object_store
+    from fraud.features.catalog import FEATURE_NAMES
+    from fraud.ingest.raw_zone import label_keys, transaction_keys
     from glue.process_transactions import run
     from lambdas.generator.handler import handler as generate
 
@@ -247,9 +247,9 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="fraud-bench-"))
     home.chmod(0o755)
     os.environ["FRAUD_HOME"] = str(home)  # the benchmark's own world; never the user's data
+    from fraud.core.settings import Settings
     from fraud.db.engine import get_engine, stop_embedded
     from fraud.db.migrate import upgrade
-    from fraud.settings import Settings
 
     settings = Settings()
     engine = get_engine(settings)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fraud.features import FEATURE_NAMES, LONGEST_WINDOW_SECONDS, WINDOWS, amount_z, known_frauds, merchant_risk
-from fraud.schema import CATEGORIES
+from fraud.core.schema import CATEGORIES
+from fraud.features.catalog import FEATURE_NAMES, LONGEST_WINDOW_SECONDS, WINDOWS, amount_z, known_frauds, merchant_risk
 
 
 def _rolling_count(tx: pd.DataFrame, keys: list[str], seconds: int) -> np.ndarray:

@@ -2,7 +2,7 @@
 on the one simulator world it was tuned on.
 
 Worlds (`worlds(size)`):
-  a  the project's simulator (fraud/simulate.py) with its default fraud mix, in independent small worlds (as
+  a  the project's simulator (fraud/ingest/simulate.py) with its default fraud mix, in independent small worlds (as
      bench/training.py: the compromised-merchant fraud grows with the cards per merchant);
   b  the same simulator with other seeds and another fraud mix, heavy on card testing and compromised merchants;
   c  an independent generator: the Fraud Detection Handbook's simulator (bench/worlds.py), whose raw rows have no
@@ -11,8 +11,8 @@ For each world and each label delay (2, 7, 30 days): the transactions of warm-up
 warm-up: the delay + 7 days, at least 9, so labels have been arriving for a week when training starts, as in the
 7/7/7 bench's 9 days with a 2-day delay), the labels known `delay` days after each transaction, the pandas
 reference features (bench/pandas_features.py), and the protocol Protocol(train_days=7, delay_days=delay,
-test_days=7) after the warm-up, through fraud.model.train
-(the network and every baseline of fraud.baselines.BASELINES on the same split). Collected per cell: each model's
+test_days=7) after the warm-up, through fraud.model.network.train
+(the network and every baseline of fraud.model.baselines.BASELINES on the same split). Collected per cell: each model's
 average precision (AP) and ROC AUC, and the test frauds. The goal: the network at or above the best baseline in
 every cell, and its AP over the random forest's at least 1.05 on average over the cells.
 
@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fraud.evaluation import LabelledData, Protocol
+from fraud.model.evaluation import LabelledData, Protocol
 
 START = date(2026, 1, 1)
 DELAYS = (2, 7, 30)
@@ -55,7 +55,7 @@ HEAVY_MIX = (
     ("large_outlier", 0.05),
 )
 # what a cached cell depends on besides its parameters: the features and the generators
-SOURCES = ("bench/pandas_features.py", "fraud/features.py", "bench/worlds.py", "fraud/simulate.py")
+SOURCES = ("bench/pandas_features.py", "fraud/features/catalog.py", "bench/worlds.py", "fraud/ingest/simulate.py")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -63,7 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 class WorldSpec:
     name: str
     description: str
-    generator: str  # "simulator" (fraud/simulate.py) or "handbook" (bench/worlds.py)
+    generator: str  # "simulator" (fraud/ingest/simulate.py) or "handbook" (bench/worlds.py)
     seed: int
     customers: int  # per copy
     copies: int = 1  # simulator: independent worlds with seeds seed, seed + 1, ...
@@ -177,11 +177,11 @@ def _simulator_kwargs(spec: WorldSpec) -> dict:
     """simulate_days' fraud-mix argument, when the world has its own mix."""
     if spec.scenario_share is None:
         return {}
-    from fraud.simulate import simulate_days
+    from fraud.ingest.simulate import simulate_days
 
     if "scenario_share" not in inspect.signature(simulate_days).parameters:
         raise RuntimeError(
-            f"world {spec.name} needs fraud.simulate.simulate_days(..., scenario_share=...) for its fraud "
+            f"world {spec.name} needs fraud.ingest.simulate.simulate_days(..., scenario_share=...) for its fraud "
             "mix, which this checkout's simulator does not have yet"
         )
     return {"scenario_share": dict(spec.scenario_share)}
@@ -198,7 +198,7 @@ def raw_rows(world: str | WorldSpec, delay: float, size: str = "full") -> tuple[
         made = handbook_world(spec.customers, spec.terminals, days, START, spec.seed, label_delay_days=delay)
         parts = [(spec.seed, made.transactions, made.labels)]
     elif spec.generator == "simulator":
-        from fraud.simulate import build_world, simulate_days
+        from fraud.ingest.simulate import build_world, simulate_days
 
         kwargs = _simulator_kwargs(spec)
         parts = []
@@ -224,7 +224,7 @@ def raw_rows(world: str | WorldSpec, delay: float, size: str = "full") -> tuple[
 def labelled_data(tx: pd.DataFrame, labels: pd.DataFrame) -> LabelledData:
     """Raw rows and labels -> the pandas reference features and the rows LabelledData wants (as bench/training.py)."""
     from bench.pandas_features import pandas_features
-    from fraud.privacy import card_token, normalize_card_number
+    from fraud.core.privacy import card_token, normalize_card_number
 
     labels = labels.assign(
         is_fraud=labels["is_fraud"].astype(bool), labelled_at=pd.to_datetime(labels["labelled_at"], utc=True)
@@ -245,7 +245,7 @@ def labelled_data(tx: pd.DataFrame, labels: pd.DataFrame) -> LabelledData:
 
 def cache_key(spec: WorldSpec, delay: int) -> str:
     """The cell's file name: world, delay, size, feature version and a hash of its parameters and the sources."""
-    from fraud.features import FEATURE_VERSION
+    from fraud.features.catalog import FEATURE_VERSION
 
     digest = hashlib.sha256(
         json.dumps(
@@ -286,8 +286,8 @@ def run_cell(
     world: str | WorldSpec, delay: int, size: str = "full", cache: str | Path | None = None, config=None
 ) -> dict:
     """Train the network and the baselines on one cell; its figures (JSON-ready)."""
-    from fraud.evaluation import best_baseline
-    from fraud.model import NAME, TrainingConfig, train
+    from fraud.model.evaluation import best_baseline
+    from fraud.model.network import NAME, TrainingConfig, train
 
     spec = _spec(world, size)
     started = time.perf_counter()
@@ -418,7 +418,9 @@ def summary_lines(cells: list[dict], summary: dict) -> list[str]:
             f"(goal >= {GOAL_FOREST_RATIO})"
         )
     else:
-        lines.append(f"mean network / random forest AP ratio: n/a (no {FOREST} baseline in fraud.baselines.BASELINES)")
+        lines.append(
+            f"mean network / random forest AP ratio: n/a (no {FOREST} baseline in fraud.model.baselines.BASELINES)"
+        )
     lines.append(
         "goal (network >= best baseline in every cell and mean network / forest >= "
         f"{GOAL_FOREST_RATIO}): {'MET' if summary['goal_met'] else 'NOT met'}"
@@ -445,7 +447,7 @@ def run(
 ) -> list[tuple[str, ...]]:
     """The `make bench` phase: prints each cell and the full table; rows for the bench table (benchmark, rows,
     baseline, baseline figure, measured figure, ratio): one per cell and the summary."""
-    from fraud.model import NAME
+    from fraud.model.network import NAME
 
     cells = []
     total = len(world_names) * len(delays)
@@ -507,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:  # a smoke test: a few epochs of the configured network
         from dataclasses import replace
 
-        from fraud.model import TrainingConfig
+        from fraud.model.network import TrainingConfig
 
         config = replace(TrainingConfig(), epochs=QUICK_EPOCHS)
     started = time.perf_counter()

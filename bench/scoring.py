@@ -1,6 +1,6 @@
 """Scoring benchmarks (issue 7), in the benchmark's own FRAUD_HOME:
 
-- batch: PostgreSQL → LiteRT → `fraud_score` end to end (`fraud.scoring.score_selection`: read the feature
+- batch: PostgreSQL → LiteRT → `fraud_score` end to end (`fraud.serving.batch.score_selection`: read the feature
   vectors, score each transaction with its top-3 reasons, write the rows), against the same path with the
   same model run by Keras `model.predict`; plus the LiteRT scoring call alone;
 - real-time: `fraud serve` in a subprocess on loopback, 32 concurrent connections (wrk) posting raw
@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from fraud.features import FEATURE_NAMES, FEATURE_VERSION
-from fraud.settings import Settings
+from fraud.core.settings import Settings
+from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 REQUEST_FIELDS = ("cc_num", "merchant", "category", "amt", "lat", "long", "city_pop", "dob", "merch_lat", "merch_long")
@@ -38,9 +38,9 @@ def load_world(
     the transactions' own, computed by the pandas implementation of the ETL's features (`"computed"`: the
     benchmark's, because the attribution's cost depends on how many features sit at their baseline). Returns the
     loaded rows with their raw card numbers, for real-time requests on known cards."""
+    from fraud.core.privacy import card_token, normalize_card_number
     from fraud.db.load import load_processed
-    from fraud.privacy import card_token, normalize_card_number
-    from fraud.simulate import build_world, simulate_days
+    from fraud.ingest.simulate import build_world, simulate_days
 
     world = build_world(max(200, rows // 40), seed=seed)
     days = simulate_days(world, date(2026, 1, 1), 20, 0.01, 2.0)
@@ -73,7 +73,7 @@ def load_world(
 
 def mlp(features: np.ndarray):
     """The training code's network (normalisation inside), untrained: speed does not depend on the weights."""
-    from fraud.model import _build
+    from fraud.model.network import _build
 
     return _build(features)
 
@@ -81,9 +81,9 @@ def mlp(features: np.ndarray):
 def publish(settings: Settings, version: str, keras_model) -> None:
     import json
 
-    from fraud import registry
-    from fraud.model import export
-    from fraud.storage import object_store
+    from fraud.core.storage import object_store
+    from fraud.model import registry
+    from fraud.model.network import export
 
     files = export(keras_model)
     files["metadata.json"] = json.dumps(
@@ -112,9 +112,9 @@ def bench_batch(engine: Engine, settings: Settings, keras_model, batch_id: str, 
     chunks of 512 transactions; Keras a whole page (5,000 transactions and their copies) per call, and
     `model.predict` in one batch, since each call costs it a data pipeline and a loop: with chunks of 2,048 and
     batches of 4,096, as this benchmark ran until then, its calls took 9.7-11.2 s against 3.1-4.5 s."""
-    from fraud.attribution import CHUNK_TRANSACTIONS, score_and_attribute
     from fraud.db.scores import Selection
-    from fraud.scoring import PAGE_ROWS, ModelCache, score_selection
+    from fraud.model.attribution import CHUNK_TRANSACTIONS, score_and_attribute
+    from fraud.serving.batch import PAGE_ROWS, ModelCache, score_selection
 
     model = ModelCache().get(settings)
     model.baseline(engine)
@@ -274,7 +274,7 @@ def start_server(settings: Settings, port: int, token: str) -> subprocess.Popen:
         "FRAUD_API_TOKEN": token,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "fraud.cli", "serve", "--port", str(port), "--rate-limit", "0"],
+        [sys.executable, "-m", "fraud.app.cli", "serve", "--port", str(port), "--rate-limit", "0"],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -297,10 +297,10 @@ class RealtimeFigures:
 
 def in_process_latencies(settings: Settings, bodies: list[dict], repeat: int = 2000) -> tuple[list[float], list[float]]:
     """One at a time, in this process: the LiteRT call (a row and its occluded copies), and the online-feature query."""
-    from fraud.attribution import score_and_attribute
     from fraud.db.engine import get_engine
-    from fraud.online_features import online_features, parse_transaction
-    from fraud.scoring import ModelCache
+    from fraud.features.online import online_features, parse_transaction
+    from fraud.model.attribution import score_and_attribute
+    from fraud.serving.batch import ModelCache
 
     engine = get_engine(settings)
     model = ModelCache().get(settings)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bench.pandas_features import pandas_features
-from fraud.evaluation import LabelledData, Protocol
+from fraud.model.evaluation import LabelledData, Protocol
 
 START = date(2026, 1, 1)
 
@@ -37,8 +37,8 @@ def simulated_data(
 def _one_world(
     customers: int, days: int, fraud_rate: float, seed: int, start: date, label_delay_days: float
 ) -> LabelledData:
-    from fraud.privacy import card_token, normalize_card_number
-    from fraud.simulate import build_world, simulate_days
+    from fraud.core.privacy import card_token, normalize_card_number
+    from fraud.ingest.simulate import build_world, simulate_days
 
     batches = simulate_days(build_world(customers, seed=seed), start, days, fraud_rate, label_delay_days)
     tx = pd.concat([b.transactions for b in batches], ignore_index=True)
@@ -68,9 +68,9 @@ def protocol_777(budget: int = 40) -> Protocol:
 
 def compare_on_protocol(data: LabelledData, protocol: Protocol) -> dict:
     """Train the network and the baselines under the protocol; AP of each and the seconds each took to fit."""
-    from fraud import evaluation
-    from fraud.baselines import BASELINES
-    from fraud.model import NAME, fit_network, keras_scorer
+    from fraud.model import evaluation
+    from fraud.model.baselines import BASELINES
+    from fraud.model.network import NAME, fit_network, keras_scorer
 
     split = evaluation.split(data, protocol.windows(data.rows["event_time"]))
     started = time.perf_counter()
@@ -97,8 +97,8 @@ def compare_on_protocol(data: LabelledData, protocol: Protocol) -> dict:
 
 def time_training(data: LabelledData) -> dict:
     """Seconds to fit the network, and the gradient-boosted trees (the baseline), on all of `data`."""
-    from fraud.baselines import gradient_boosting
-    from fraud.model import fit_network
+    from fraud.model.baselines import gradient_boosting
+    from fraud.model.network import fit_network
 
     started = time.perf_counter()
     _, epochs = fit_network(data)
@@ -110,7 +110,7 @@ def time_training(data: LabelledData) -> dict:
 
 def run(console) -> list[tuple[str, ...]]:
     """Rows for the bench table: (benchmark, rows, baseline, baseline figure, measured figure, ratio)."""
-    from fraud.model import NAME
+    from fraud.model.network import NAME
 
     with console.status("training: simulating ~1.1 million transactions and their features (pandas, ~2 minutes)"):
         data = simulated_data(customers=1_500, days=30, worlds=12)

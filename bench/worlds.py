@@ -1,7 +1,7 @@
 """A second, independent transaction generator: the simulator of the open "Reproducible Machine Learning for
 Credit Card Fraud Detection — Practical Handbook" (Le Borgne, Siblini, Lebichot, Bontempi; chapter 3,
 "Transaction data simulator"), implemented here from its published description with NumPy, so the network can
-be judged on a world that is not our own simulator (fraud/simulate.py) and was not tuned on.
+be judged on a world that is not our own simulator (fraud/ingest/simulate.py) and was not tuned on.
 
 The handbook's world:
 - customers: a home at (x, y) uniform on a 100 x 100 grid, a mean amount uniform(5, 100) with std mean / 2,
@@ -20,7 +20,7 @@ Later scenarios overwrite the scenario of earlier ones, as in the handbook (a tr
 overlapping scenario-3 compromises, and then its amount is multiplied twice).
 
 Deterministic for a seed (one NumPy generator drawn in a fixed order). The output is the project's raw Sparkov
-schema (fraud/schema.py RAW_COLUMNS) with merchant = terminal id and a Luhn-valid 16-digit card number per
+schema (fraud/core/schema.py RAW_COLUMNS) with merchant = terminal id and a Luhn-valid 16-digit card number per
 customer; the holder and merchant-location fields are empty strings, as in many real exports. The labels
 frame is the raw label schema (trans_num, is_fraud, labelled_at = event time + the label delay) plus the
 scenario, like the project simulator's.
@@ -34,8 +34,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from fraud.schema import RAW_COLUMNS
-from fraud.simulate import GOLDEN, format_times, hex32, midnight, mix64
+from fraud.core.schema import RAW_COLUMNS
+from fraud.ingest.simulate import GOLDEN, format_times, hex32, midnight, mix64
 
 GRID = 100.0
 RADIUS = 5.0

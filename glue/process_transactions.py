@@ -29,9 +29,13 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from fraud.core.privacy import card_token, normalize_card_number
+from fraud.core.schema import CATEGORIES, DATE_FORMATS, LABEL_COLUMNS, RAW_COLUMNS, TIMESTAMP_FORMATS
+from fraud.core.settings import Settings
+from fraud.core.storage import s3_client
 from fraud.db.engine import get_engine
 from fraud.db.load import PROCESSED_COLUMNS, BatchAccounting, load_processed
-from fraud.features import (
+from fraud.features.catalog import (
     AMOUNT_SPREAD_FLOOR,
     CATEGORY_FEATURES,
     FEATURE_NAMES,
@@ -44,10 +48,6 @@ from fraud.features import (
     WINDOWS,
     merchant_risk,
 )
-from fraud.privacy import card_token, normalize_card_number
-from fraud.schema import CATEGORIES, DATE_FORMATS, LABEL_COLUMNS, RAW_COLUMNS, TIMESTAMP_FORMATS
-from fraud.settings import Settings
-from fraud.storage import s3_client
 
 LOAD_CHUNK_ROWS = 100_000  # rows a batch is fetched from Spark and COPY'd in: bounds the driver's memory
 LOAD_CONNECTIONS = 2  # batches loaded at once (see load_batches)
@@ -255,7 +255,7 @@ def _merchant_group(frame):
 
 
 def merchant_features(labelled: DataFrame) -> DataFrame:
-    """Merchant volume and risk with labels as known at each transaction's time (fraud.features.merchant_risk)."""
+    """Merchant volume and risk with labels as known at each transaction's time (fraud.features.catalog.merchant_risk)."""
     return (
         labelled.select("merchant", "trans_num", "event_unix", "is_current", "is_fraud", "labelled_unix")
         .groupBy("merchant")
@@ -278,7 +278,7 @@ def with_labels(events: DataFrame, labels: DataFrame | None) -> DataFrame:
 
 def card_known_frauds(labelled: DataFrame) -> DataFrame:
     """trans_num -> the card's transactions of the last LABEL_LOOKBACK days known to be fraud at the transaction's
-    time (fraud.features.known_frauds). Frauds are rare, so a join of each current row with its card's labelled
+    time (fraud.features.catalog.known_frauds). Frauds are rare, so a join of each current row with its card's labelled
     frauds is cheap."""
     current = labelled.where("is_current").select("trans_num", "card_token", "event_unix")
     frauds = labelled.where(F.col("is_fraud") & F.col("labelled_unix").isNotNull()).select(

@@ -19,7 +19,7 @@ from network import Network, NetworkArgs
 from notifications import Notifications, NotificationsArgs
 from orchestration_access import OrchestrationAccess, OrchestrationAccessArgs
 
-from lambdas import package
+from fraud.app import packaging as package
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,7 +73,7 @@ database = Database(
 card_token_key = aws.secretsmanager.Secret(
     f"{prefix}-card-token-key",
     kms_key_id=lake.key.arn,
-    description="HMAC-SHA256 key for card tokens (fraud/privacy.py)",
+    description="HMAC-SHA256 key for card tokens (fraud/core/privacy.py)",
 )
 aws.secretsmanager.SecretVersion(
     f"{prefix}-card-token-key", secret_id=card_token_key.id, secret_string=config.require_secret("cardTokenKey")
@@ -81,7 +81,7 @@ aws.secretsmanager.SecretVersion(
 
 notifications = Notifications(prefix, NotificationsArgs(sender_email=config.require("senderEmail")))
 
-settings_env: dict[str, pulumi.Input[str]] = {  # fraud/settings.py names; ARNs and names only, never secret values
+settings_env: dict[str, pulumi.Input[str]] = {  # fraud/core/settings.py names; ARNs and names only, never secret values
     "FRAUD_MODE": "aws",
     "FRAUD_AWS_REGION": region,
     "FRAUD_RAW_BUCKET": buckets["raw"].bucket,

@@ -18,7 +18,7 @@ GLUE_VERSION = "5.0"  # Spark 3.5, Python 3.11: the interpreter this project tar
 @dataclass
 class EtlJobArgs:
     script: Path  # glue/process_transactions.py
-    library_zip: Path  # the fraud/ package (lambdas/package.py)
+    library_zip: Path  # the fraud/ package (fraud/app/packaging.py)
     artifacts_bucket: aws.s3.Bucket
     raw_bucket: aws.s3.Bucket
     processed_bucket: aws.s3.Bucket

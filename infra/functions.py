@@ -1,5 +1,5 @@
 """Functions: the generator Lambda on an EventBridge schedule and the scorer Lambda in the private subnets
-behind a function URL with IAM auth. Both run the zips built by `lambdas/package.py`, uploaded to the
+behind a function URL with IAM auth. Both run the zips built by `fraud/app/packaging.py`, uploaded to the
 artifacts bucket (they exceed the 50 MB limit of a direct upload), each with its own role and log group."""
 
 from __future__ import annotations

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import tempfile
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from tests.figures import FIGURES
-
-SEED_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "seed"
-
+from tests.helpers.figures import FIGURES
+from tests.helpers.homes import cleanup_homes, free_port, make_home
 
 # Fuzz tests take their number of examples from the profile: HYPOTHESIS_PROFILE=soak in `make soak`
 hypothesis_settings.register_profile("ci", max_examples=300, deadline=None)
@@ -36,82 +29,10 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.line(f"{test}: {text}")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-_HOMES: list[Path] = []
-
-
-def make_home(prefix: str) -> Path:
-    """A fresh FRAUD_HOME folder, removed when the test session ends (FRAUD_KEEP_TEST_HOMES=1 keeps them)."""
-    # mkdtemp + 0755: the embedded server runs as an unprivileged user that must reach its data folder
-    home = Path(tempfile.mkdtemp(prefix=prefix))
-    home.chmod(0o755)
-    _HOMES.append(home)
-    return home
-
-
 def pytest_sessionfinish(session, exitstatus):
     if hasattr(session.config, "workeroutput"):  # a pytest-xdist worker: the controller prints the figures
         session.config.workeroutput["figures"] = list(FIGURES)
-    # Each home holds a database, a raw zone and models (up to gigabytes in the soak): left behind, a few runs
-    # fill a CI disk.
-    if os.environ.get("FRAUD_KEEP_TEST_HOMES"):
-        return
-    from fraud.db.engine import stop_embedded
-
-    for home in _HOMES:
-        stop_embedded(home / "pg")
-        shutil.rmtree(home, ignore_errors=True)
-
-
-# A world big enough for the model to pass its quality gate, small enough for a test: the e2e tests' default.
-SMALL_WORLD = {
-    "FRAUD_SIM_CUSTOMERS": "400",
-    "FRAUD_SIM_DAYS": "8",
-    "FRAUD_SIM_FRAUD_RATE": "0.03",
-    "FRAUD_TEST_DAYS": "2",
-    "FRAUD_ALERT_BUDGET_PER_DAY": "15",
-}
-
-
-@contextmanager
-def own_fraud_home(prefix: str, **overrides: str):
-    """A fresh FRAUD_HOME (own embedded PostgreSQL) with FRAUD_* overrides in the environment for the block; the
-    database is stopped and the environment restored afterwards."""
-    home = make_home(prefix)
-    overrides = {"FRAUD_HOME": str(home), **overrides}
-    saved = {k: os.environ.get(k) for k in overrides}
-    os.environ.update(overrides)
-    try:
-        yield home
-    finally:
-        from fraud.db.engine import stop_embedded
-
-        stop_embedded(home / "pg")
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-@contextmanager
-def own_migrated_home(prefix: str):
-    """own_fraud_home with its database migrated: yields (settings, engine); the engine is disposed afterwards."""
-    from fraud.db.engine import get_engine
-    from fraud.db.migrate import upgrade
-    from fraud.settings import Settings
-
-    with own_fraud_home(prefix):
-        settings = Settings()
-        engine = get_engine(settings)
-        upgrade(engine)
-        yield settings, engine
-        engine.dispose()
+    cleanup_homes()
 
 
 @pytest.fixture(scope="session")
@@ -133,7 +54,7 @@ def fraud_env():
 
 @pytest.fixture(scope="session")
 def settings(fraud_env):
-    from fraud.settings import Settings
+    from fraud.core.settings import Settings
 
     return Settings()
 
@@ -152,7 +73,7 @@ def engine(settings):
 def moto_endpoint():
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"
@@ -165,17 +86,3 @@ def aws_credentials(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-
-
-def table_dumps(engine) -> dict[str, str]:
-    """Every public table's rows as text (COPY ... TO STDOUT), for leak scans."""
-    with engine.connect() as connection:
-        cursor = connection.connection.driver_connection.cursor()
-        tables = [
-            r[0] for r in cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
-        ]
-        dumps = {}
-        for table in tables:
-            with cursor.copy(f"COPY {table} TO STDOUT") as copy:
-                dumps[table] = b"".join(bytes(block) for block in copy).decode()
-        return dumps

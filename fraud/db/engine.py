@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
 
-from fraud.settings import Settings
+from fraud.core.settings import Settings
 
 
 def _sqlalchemy_url(url: str) -> str:
@@ -56,7 +56,7 @@ def stop_embedded(pg_dir: Path, timeout: float = 30.0) -> bool:
 
 def rds_url(settings: Settings) -> str:
     """aws mode: RDS with the credentials of its managed secret (rotated by AWS, so read at connect time)."""
-    from fraud.aws import secret_json
+    from fraud.core.aws import secret_json
 
     if settings.db_host is None:
         raise RuntimeError("aws mode needs FRAUD_DB_HOST (the RDS endpoint; `fraud aws-env` prints it)")

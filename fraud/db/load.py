@@ -15,8 +15,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Engine
 
-from fraud.features import FEATURE_NAMES, FEATURE_VERSION
-from fraud.schema import LABEL_COLUMNS
+from fraud.core.schema import LABEL_COLUMNS
+from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
 
 # Columns of the processed frame handed over by the Glue job (one row per valid transaction).
 PROCESSED_COLUMNS: tuple[str, ...] = (

@@ -85,7 +85,9 @@ class TransactionFeatures(Base):
     __tablename__ = "transaction_features"
     trans_num: Mapped[str] = mapped_column(ForeignKey("fact_transaction.trans_num"), primary_key=True)
     feature_version: Mapped[str] = mapped_column(String(16), primary_key=True)
-    values: Mapped[list[float]] = mapped_column(ARRAY(Float), comment="in the order of fraud.features for the version")
+    values: Mapped[list[float]] = mapped_column(
+        ARRAY(Float), comment="in the order of fraud.features.catalog for the version"
+    )
 
 
 class TransactionLabel(Base):

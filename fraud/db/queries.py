@@ -70,7 +70,7 @@ def accounting_problems(batches: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
     return unbalanced, missing
 
 
-# --- customer alerts (one per card-day group and channel; see fraud/alerts.py) ---
+# --- customer alerts (one per card-day group and channel; see fraud/outreach/alerts.py) ---
 
 
 def alert_candidates(connection: Connection, model_version: str, channel: str) -> pd.DataFrame:
@@ -196,7 +196,7 @@ def alert_status_counts(engine: Engine, channel: str) -> dict[str, int]:
     return {status: count for status, count in rows}
 
 
-# --- the stakeholder report (fraud/report.py) ---
+# --- the stakeholder report (fraud/outreach/report.py) ---
 
 
 def flagged_for_report(engine: Engine, model_version: str) -> pd.DataFrame:
@@ -250,7 +250,7 @@ def loaded_batch_ids(engine: Engine) -> set[str]:
         return set(connection.execute(text("SELECT batch_id FROM batch_load")).scalars())
 
 
-# --- drift (fraud/drift.py): the training window's features and scores against each day since ---
+# --- drift (fraud/model/drift.py): the training window's features and scores against each day since ---
 
 
 def drift_reference_sample(

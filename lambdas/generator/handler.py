@@ -17,10 +17,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 
-from fraud.raw_zone import write_labels, write_transactions
-from fraud.settings import Settings
-from fraud.simulate import Batch, LabelTiming, load_or_build_world, scenario_mix, simulate_days, simulate_window
-from fraud.storage import ObjectStore, object_store
+from fraud.core.settings import Settings
+from fraud.core.storage import ObjectStore, object_store
+from fraud.ingest.raw_zone import write_labels, write_transactions
+from fraud.ingest.simulate import Batch, LabelTiming, load_or_build_world, scenario_mix, simulate_days, simulate_window
 
 
 class BatchConflict(RuntimeError):
@@ -113,10 +113,7 @@ def handler(event: dict, context=None, settings: Settings | None = None) -> dict
 def label_groups(labels: pd.DataFrame) -> list[tuple[datetime, pd.DataFrame]]:
     """A batch's labels by the (UTC) day they become known, in day order; labelled_at is 'YYYY-MM-DD HH:MM:SS'."""
     days = labels["labelled_at"].str.slice(0, 10)
-    return [
-        (datetime.fromisoformat(day).replace(tzinfo=UTC), group)
-        for day, group in labels.groupby(days, sort=True)
-    ]
+    return [(datetime.fromisoformat(day).replace(tzinfo=UTC), group) for day, group in labels.groupby(days, sort=True)]
 
 
 def _write(store: _WriteOnce, batch: Batch) -> dict:

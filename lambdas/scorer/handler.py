@@ -3,7 +3,7 @@ Imports no TensorFlow and no pandas. The model is cached across warm invocations
 `LATEST` every time, real-time ones at most every 30 s (each check is an object-store read).
 
 Batch events write `fraud_score` rows (once per transaction and model version) with the flag from the
-model's threshold and the top 3 reasons (`fraud.attribution`):
+model's threshold and the top 3 reasons (`fraud.model.attribution`):
   {"batch_id": "sim-2026-11-01"}                              one processed batch
   {"since": "2026-11-01T00:00:00Z", "until": "2026-11-02T00:00:00Z"}   event time in [since, until)
   {"since": …, "until": …, "unreviewed_only": true}            only those without label or sent alert
@@ -24,12 +24,12 @@ import base64
 import json
 from datetime import UTC, datetime
 
+from fraud.core.settings import Settings
 from fraud.db.engine import get_engine
 from fraud.db.scores import Selection
-from fraud.online_features import InvalidTransaction
-from fraud.realtime import RealtimeScorer
-from fraud.scoring import ModelCache, score_selection
-from fraud.settings import Settings
+from fraud.features.online import InvalidTransaction
+from fraud.serving.batch import ModelCache, score_selection
+from fraud.serving.realtime import RealtimeScorer
 
 MAX_BODY_BYTES = 16 * 1024
 

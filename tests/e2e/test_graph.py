@@ -12,14 +12,14 @@ from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, materialize
 from sqlalchemy import text
 
 from assets.definitions import ALL_ASSETS, ALL_CHECKS, defs
-from fraud import registry
+from fraud.core.settings import Settings
+from fraud.core.storage import object_store
 from fraud.db.engine import get_engine
 from fraud.db.queries import features_matrix, labelled_features
-from fraud.features import FEATURE_VERSION
-from fraud.settings import Settings
-from fraud.storage import object_store
-from tests.conftest import SMALL_WORLD, own_fraud_home
-from tests.leak_scan import leaks_after_run
+from fraud.features.catalog import FEATURE_VERSION
+from fraud.model import registry
+from tests.helpers.homes import SMALL_WORLD, own_fraud_home
+from tests.helpers.leak_scan import leaks_after_run
 
 EDGES = {
     "raw_transactions": set(),
@@ -128,7 +128,7 @@ def test_whole_graph_end_to_end_and_idempotent(graph_home):
 def _litert_matches_keras(model_dir, features: np.ndarray) -> None:
     import tensorflow as tf
 
-    from fraud.scoring import TFLiteScorer
+    from fraud.serving.batch import TFLiteScorer
 
     keras_model = tf.keras.models.load_model(model_dir / "model.keras")
     litert = TFLiteScorer((model_dir / "model.tflite").read_bytes()).predict(features)
@@ -138,7 +138,7 @@ def _litert_matches_keras(model_dir, features: np.ndarray) -> None:
 def _assert_no_card_numbers(settings, engine, dagster_home) -> None:
     import pandas as pd
 
-    from fraud.privacy import card_numbers_in
+    from fraud.core.privacy import card_numbers_in
 
     raw_cards = set(
         pd.read_parquet(next((settings.store_root / settings.raw_bucket).rglob("customers.parquet")))["cc_num"]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fraud.report import publish_report
-from tests.scored_world import build_world
+from fraud.outreach.report import publish_report
+from tests.helpers.scored_world import build_world
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

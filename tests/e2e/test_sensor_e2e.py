@@ -11,13 +11,13 @@ from sqlalchemy import text
 
 from assets.definitions import ALL_ASSETS, ALL_CHECKS, defs
 from assets.sensors import model_promotion_sensor, raw_batch_sensor
-from fraud import registry
+from fraud.core.settings import Settings
+from fraud.core.storage import object_store
 from fraud.db.engine import get_engine
 from fraud.db.review import recent_window
-from fraud.settings import Settings
-from fraud.storage import object_store
+from fraud.model import registry
 from lambdas.generator.handler import handler as generate
-from tests.conftest import SMALL_WORLD, own_fraud_home
+from tests.helpers.homes import SMALL_WORLD, own_fraud_home
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,13 @@ import pytest
 from sqlalchemy import text
 
 from bench.scoring import wait_healthy
+from fraud.core.schema import batch_id_of
+from fraud.core.settings import REPO_ROOT, Settings
+from fraud.core.storage import object_store
 from fraud.db.engine import get_engine, stop_embedded
 from fraud.db.queries import loaded_batch_ids
-from fraud.raw_zone import transaction_keys
-from fraud.schema import batch_id_of
-from fraud.settings import REPO_ROOT, Settings
-from fraud.storage import object_store
-from tests.conftest import SMALL_WORLD, _free_port, make_home
+from fraud.ingest.raw_zone import transaction_keys
+from tests.helpers.homes import SMALL_WORLD, free_port, make_home
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -89,11 +89,11 @@ class Ui:
 @pytest.fixture(scope="module")
 def ui(fraud_env):
     home = make_home("fraud-ui-")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, **SMALL_WORLD, "FRAUD_HOME": str(home)}
     log = open(home / "ui.log", "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "fraud.cli", "ui", "--port", str(port)],
+        [sys.executable, "-m", "fraud.app.cli", "ui", "--port", str(port)],
         env=env,
         cwd=REPO_ROOT,
         stdout=log,
@@ -169,7 +169,7 @@ def test_asset_graph_materialize_all_and_sensor(browser, ui):
 
     # a new day of traffic lands in the raw zone; nothing else is done by hand
     subprocess.run(
-        [sys.executable, "-m", "fraud.cli", "simulate", "--start-day", "2026-11-09", "--days", "1"],
+        [sys.executable, "-m", "fraud.app.cli", "simulate", "--start-day", "2026-11-09", "--days", "1"],
         env=ui.env,
         cwd=REPO_ROOT,
         check=True,

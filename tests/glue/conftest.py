@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from fraud.schema import decode_jsonl_gz
-from fraud.storage import object_store
+from fraud.core.schema import decode_jsonl_gz
+from fraud.core.storage import object_store
 from lambdas.generator.handler import handler as generate
 
 

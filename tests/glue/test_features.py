@@ -10,7 +10,7 @@ import pytest
 from pyspark.sql import Row
 from pyspark.sql.types import StringType, StructField, StructType
 
-from fraud.features import FEATURE_NAMES, LONGEST_WINDOW_SECONDS
+from fraud.features.catalog import FEATURE_NAMES, LONGEST_WINDOW_SECONDS
 from glue.process_transactions import RAW_SCHEMA, features, spark_session, validate
 
 KEY = b"test-key"

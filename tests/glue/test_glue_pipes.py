@@ -10,8 +10,8 @@ from dagster import PipesSubprocessClient, materialize
 
 from assets.processing import processed_transactions
 from assets.resources import FraudPlatform
-from fraud.raw_zone import write_transactions
-from fraud.storage import S3ObjectStore
+from fraud.core.storage import S3ObjectStore
+from fraud.ingest.raw_zone import write_transactions
 from glue.process_transactions import parse_arguments, settings_from
 
 

@@ -1,16 +1,16 @@
 """The real-time path computes the same features as the Glue job: 1,000 simulated transactions, taken raw from
-the raw zone, featurized online from PostgreSQL (fraud.online_features) and compared with what the Spark job
+the raw zone, featurized online from PostgreSQL (fraud.features.online) and compared with what the Spark job
 stored for them. The database holds the whole simulation, so the online query must leave out everything from
 the transaction's second on, and every label not yet known at that time."""
 
 import numpy as np
 from sqlalchemy import text
 
-from fraud.features import FEATURE_NAMES, FEATURE_VERSION
-from fraud.online_features import online_features, parse_transaction
-from fraud.raw_zone import transaction_keys
-from fraud.schema import decode_jsonl_gz
-from fraud.storage import object_store
+from fraud.core.schema import decode_jsonl_gz
+from fraud.core.storage import object_store
+from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
+from fraud.features.online import online_features, parse_transaction
+from fraud.ingest.raw_zone import transaction_keys
 
 SAMPLE = 1_000
 

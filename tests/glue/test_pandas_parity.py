@@ -5,7 +5,7 @@ import pandas as pd
 from sqlalchemy import text
 
 from bench.pandas_features import pandas_features
-from fraud.features import FEATURE_NAMES, FEATURE_VERSION
+from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
 
 
 def test_spark_features_match_pandas(first_loaded_simulation):

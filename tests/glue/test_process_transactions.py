@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from fraud.features import FEATURE_NAMES
-from fraud.storage import object_store
+from fraud.core.storage import object_store
+from fraud.features.catalog import FEATURE_NAMES
 
 CARD = "4111111111111111"
 BASE = {

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from fraud.ingest import ingest_csv
-from fraud.privacy import card_numbers_in, normalize_card_number
-from fraud.storage import object_store
-from tests.conftest import SEED_DIR, table_dumps
-from tests.leak_scan import known_cards_in
+from fraud.core.privacy import card_numbers_in, normalize_card_number
+from fraud.core.storage import object_store
+from fraud.ingest.csv_files import ingest_csv
+from tests.helpers.homes import SEED_DIR, table_dumps
+from tests.helpers.leak_scan import known_cards_in
 
 SEED = SEED_DIR / "training_df.csv"
 

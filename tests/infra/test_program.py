@@ -334,7 +334,7 @@ def test_glue_script_object_is_built_from_glue_folder_and_job_uses_it(program):
     arguments = job["defaultArguments"]
     assert arguments["--fraud_mode"] == "aws" and arguments["--fraud_db_secret_arn"] == program.outputs["db_secret_arn"]
     assert arguments["--fraud_card_token_key_secret_arn"] == program.outputs["card_token_key_secret_arn"]
-    from fraud.settings import Settings
+    from fraud.core.settings import Settings
 
     assert {k[len("--fraud_") :] for k in arguments if k.startswith("--fraud_")} <= set(Settings.model_fields)
 
@@ -355,8 +355,8 @@ def test_ses_identity_is_the_configured_sender(program):
 
 
 def test_outputs_are_complete_and_feed_fraud_aws_env(program):
-    from fraud.aws_env import OUTPUT_SETTINGS, settings_from_outputs
-    from fraud.settings import Settings
+    from fraud.app.aws_env import OUTPUT_SETTINGS, settings_from_outputs
+    from fraud.core.settings import Settings
 
     required = {
         "region",
@@ -383,7 +383,7 @@ def test_outputs_are_complete_and_feed_fraud_aws_env(program):
 def test_incompatible_bundles_are_refused_unless_warned(tmp_path):
     from functions import bundles_for
 
-    from lambdas.package import Manifest
+    from fraud.app.packaging import Manifest
 
     def manifest(needs: dict) -> Manifest:
         return Manifest(
@@ -413,8 +413,8 @@ def test_incompatible_bundles_are_refused_unless_warned(tmp_path):
 def test_fraud_aws_env_turns_the_outputs_into_settings(program, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from fraud.cli import app
-    from fraud.settings import Settings
+    from fraud.app.cli import app
+    from fraud.core.settings import Settings
 
     saved = tmp_path / "outputs.json"
     saved.write_text(json.dumps(program.outputs))  # what `pulumi stack output --json` prints

@@ -3,10 +3,10 @@
 import boto3
 import pytest
 
-from fraud.schema import decode_jsonl_gz
-from fraud.settings import Settings
-from fraud.simulate import LabelTiming
-from fraud.storage import object_store
+from fraud.core.schema import decode_jsonl_gz
+from fraud.core.settings import Settings
+from fraud.core.storage import object_store
+from fraud.ingest.simulate import LabelTiming
 from lambdas.generator.handler import BatchConflict, handler, label_timing
 
 WINDOW = {"start": "2026-03-02T10:00:00Z", "end": "2026-03-02T12:00:00Z", "customers": 300, "seed": 5}

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lambdas.package import (
+from fraud.app.packaging import (
     DIST_DIR,
     FUNCTIONS,
     HOST,
@@ -55,7 +55,11 @@ def test_zips_stay_within_lambda_limits(manifests):
         assert unzipped == manifest.unzipped_bytes  # the manifest reports what is really in the zip
         assert unzipped <= LAMBDA_UNZIPPED_LIMIT, f"{name}: {unzipped / MiB:.0f} MiB unzipped"
         names = {e.filename for e in entries}
-        assert f"lambdas/{name}/handler.py" in names and "fraud/settings.py" in names and "lambdas/__init__.py" in names
+        assert (
+            f"lambdas/{name}/handler.py" in names
+            and "fraud/core/settings.py" in names
+            and "lambdas/__init__.py" in names
+        )
         assert not any(n.startswith("boto3/") for n in names)  # the managed runtime provides it
         print(
             f"\n{name}: {manifest.zipped_bytes / MiB:.1f} MiB zipped, {unzipped / MiB:.1f} MiB unzipped, "
@@ -87,7 +91,7 @@ def test_scorer_zip_has_no_tensorflow(manifests):
 
 
 def test_zips_are_reproducible_and_cached(tmp_path, monkeypatch):
-    import lambdas.package as package
+    import fraud.app.packaging as package
 
     # a frozen copy of the sources, so edits elsewhere in the tree cannot change the inputs between builds
     snapshot = {}
@@ -107,13 +111,13 @@ def test_zips_are_reproducible_and_cached(tmp_path, monkeypatch):
     host = build_function("generator", tmp_path / "a", target=HOST)  # another target: its own hash and folder
     assert host.content_hash != first.content_hash and Path(host.zip_path).parent == tmp_path / "a" / "host"
     assert zip_path.stat().st_mtime_ns == mtime
-    snapshot["fraud/schema.py"].write_text(snapshot["fraud/schema.py"].read_text() + "\n# changed\n")
+    snapshot["fraud/core/schema.py"].write_text(snapshot["fraud/core/schema.py"].read_text() + "\n# changed\n")
     changed = build_function("generator", tmp_path / "a")
     assert changed.content_hash != first.content_hash and zip_path.stat().st_mtime_ns != mtime
 
 
 def test_concurrent_builds_of_one_zip_each_finish_whole(tmp_path):
-    """Two builds into one dist/ at once (the Pulumi program and `python -m lambdas.package`, or two test workers):
+    """Two builds into one dist/ at once (the Pulumi program and `python -m fraud.app.packaging`, or two test workers):
     each writes its own temporary file and renames it into place, so both succeed, the zip and manifest are whole,
     and no temporary file is left behind."""
     from concurrent.futures import ThreadPoolExecutor
@@ -209,7 +213,7 @@ COLD_START = textwrap.dedent("""
     sys.path.insert(0, folder)
     import numpy as np
     from lambdas.scorer.handler import handler  # noqa: F401  the Lambda entry point imports
-    from fraud.scoring import TFLiteScorer
+    from fraud.serving.batch import TFLiteScorer
     scorer = TFLiteScorer(open(model, "rb").read())
     scores = scorer.predict(np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0.5, 0.5, 0.5, 0.5]], dtype=np.float32))
     elapsed = time.perf_counter() - started

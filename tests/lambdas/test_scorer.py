@@ -14,13 +14,13 @@ import pytest
 from sqlalchemy import text
 
 from bench.scoring import load_world, requests_for
-from fraud import registry
-from fraud.features import FEATURE_NAMES, FEATURE_VERSION
-from fraud.online_features import online_features, parse_transaction
-from fraud.scoring import attribution_baseline
-from fraud.storage import object_store
+from fraud.core.storage import object_store
+from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
+from fraud.features.online import online_features, parse_transaction
+from fraud.model import registry
+from fraud.serving.batch import attribution_baseline
 from lambdas.scorer.handler import handler
-from tests.litert_models import logistic, publish_logistic, weights_for
+from tests.helpers.litert_models import logistic, publish_logistic, weights_for
 
 REPO = Path(__file__).resolve().parents[2]
 WEIGHTS = weights_for(amt_log=0.0, card_count_1h=3.0, merchant_fraud_rate_7d=2.0, distance_km=1.0, hour=-1.0)

@@ -18,15 +18,15 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
+from fraud.core.settings import Settings
+from fraud.core.storage import object_store
 from fraud.db.engine import get_engine, stop_embedded
 from fraud.db.migrate import upgrade
 from fraud.db.queries import accounting_problems, batch_accounting
-from fraud.features import FEATURE_VERSION
-from fraud.settings import Settings
-from fraud.storage import object_store
+from fraud.features.catalog import FEATURE_VERSION
 from lambdas.generator.handler import handler as generate
-from tests.conftest import make_home
-from tests.figures import figure
+from tests.helpers.figures import figure
+from tests.helpers.homes import make_home
 
 REPO = Path(__file__).resolve().parents[2]
 BATCHES = 6

@@ -10,15 +10,15 @@ from pydantic import SecretStr
 from sqlalchemy import text
 
 from bench.scoring import load_world, requests_for
-from fraud import registry
-from fraud.api import create_app
+from fraud.core.storage import object_store
 from fraud.db.scores import Selection
-from fraud.realtime import RealtimeScorer
-from fraud.scoring import ModelCache, ModelRejected, score_selection
-from fraud.storage import object_store
+from fraud.model import registry
+from fraud.serving.api import create_app
+from fraud.serving.batch import ModelCache, ModelRejected, score_selection
+from fraud.serving.realtime import RealtimeScorer
 from lambdas.scorer import handler as scorer_lambda
-from tests.figures import figure
-from tests.litert_models import logistic, logistic_tflite, publish_logistic, weights_for
+from tests.helpers.figures import figure
+from tests.helpers.litert_models import logistic, logistic_tflite, publish_logistic, weights_for
 
 WEIGHTS = weights_for(amt_log=0.7, card_count_1h=1.5, hour=-0.5)
 

@@ -21,16 +21,16 @@ import pytest
 from sqlalchemy import text
 
 from bench.scoring import load_test, load_world, requests_for, start_server, wait_healthy
+from fraud.core.schema import RAW_COLUMNS
+from fraud.core.settings import Settings
+from fraud.core.storage import object_store
 from fraud.db.engine import get_engine, stop_embedded
 from fraud.db.migrate import upgrade
-from fraud.raw_zone import label_keys, transaction_keys
-from fraud.schema import RAW_COLUMNS
-from fraud.settings import Settings
-from fraud.simulate import build_world, simulate_days
-from fraud.storage import object_store
-from tests.conftest import _free_port, make_home
-from tests.figures import figure
-from tests.litert_models import publish_logistic, weights_for
+from fraud.ingest.raw_zone import label_keys, transaction_keys
+from fraud.ingest.simulate import build_world, simulate_days
+from tests.helpers.figures import figure
+from tests.helpers.homes import free_port, make_home
+from tests.helpers.litert_models import publish_logistic, weights_for
 
 REPO = Path(__file__).resolve().parents[2]
 GIB = 1024**3
@@ -43,7 +43,7 @@ def test_the_api_under_64_clients_for_60_seconds(settings, engine):
     frame = load_world(engine, mine, 20_000, "soak-api", seed=41)
     publish_logistic(mine, "soak-api-v1", WEIGHTS, -4.0, 0.5)
     bodies = requests_for(frame, 5_000)
-    token, url = secrets.token_urlsafe(24), f"http://127.0.0.1:{_free_port()}"
+    token, url = secrets.token_urlsafe(24), f"http://127.0.0.1:{free_port()}"
     process = start_server(mine, int(url.rsplit(":", 1)[1]), token)
     try:
         wait_healthy(url, process, timeout=180)
@@ -109,7 +109,9 @@ def test_a_million_transactions_through_ingest_etl_and_scoring(fraud_env):
     upgrade(get_engine(settings))  # the embedded PostgreSQL runs on its own, outside the measured processes
     try:
         rows = simulated_csv(home / "transactions.csv", wanted)
-        ingest = run_measured([sys.executable, "-m", "fraud.cli", "ingest", str(home / "transactions.csv")], env, log)
+        ingest = run_measured(
+            [sys.executable, "-m", "fraud.app.cli", "ingest", str(home / "transactions.csv")], env, log
+        )
         raw = object_store(settings, settings.raw_bucket)
         etl = run_measured(
             [

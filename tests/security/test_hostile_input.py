@@ -20,20 +20,20 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from fraud.alerts import AlertPolicy, send_alerts
+from fraud.core.privacy import card_numbers_in
+from fraud.core.schema import RAW_COLUMNS
+from fraud.core.settings import Settings
+from fraud.core.storage import object_store
 from fraud.db.engine import get_engine, stop_embedded
 from fraud.db.migrate import upgrade
-from fraud.mailers import OutboxMailer
-from fraud.privacy import card_numbers_in
-from fraud.raw_zone import label_keys, transaction_keys
-from fraud.schema import RAW_COLUMNS
-from fraud.settings import Settings
-from fraud.storage import object_store
+from fraud.ingest.raw_zone import label_keys, transaction_keys
+from fraud.outreach.alerts import AlertPolicy, send_alerts
+from fraud.outreach.mailers import OutboxMailer
 from lambdas.scorer.handler import handler as scorer
-from tests.conftest import make_home, table_dumps
-from tests.figures import figure
-from tests.leak_scan import leaks_after_run
-from tests.litert_models import publish_logistic, weights_for
+from tests.helpers.figures import figure
+from tests.helpers.homes import make_home, table_dumps
+from tests.helpers.leak_scan import leaks_after_run
+from tests.helpers.litert_models import publish_logistic, weights_for
 
 REPO = Path(__file__).resolve().parents[2]
 MERCHANTS = (
@@ -106,7 +106,7 @@ def hostile_run(fraud_env):
     engine = get_engine(settings)
     upgrade(engine)
     try:
-        command(sys.executable, "-m", "fraud.cli", "ingest", str(source))
+        command(sys.executable, "-m", "fraud.app.cli", "ingest", str(source))
         raw = object_store(settings, settings.raw_bucket)
         command(
             sys.executable,
@@ -122,7 +122,7 @@ def hostile_run(fraud_env):
         )
         publish_logistic(settings, "hostile-v1", weights_for(amt_log=0.0), 0.0, 0.4)  # every score 0.5: all flagged
         scored = scorer({}, settings=settings)
-        command(sys.executable, "-m", "fraud.cli", "report")
+        command(sys.executable, "-m", "fraud.app.cli", "report")
         send_alerts(
             engine,
             "hostile-v1",

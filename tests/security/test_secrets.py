@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.figures import figure
+from tests.helpers.figures import figure
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,7 +31,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
 
 # made-up values the tests use as fixtures: (path, value)
 ALLOWED: set[tuple[str, str]] = {
-    ("tests/test_api.py", "api-test-token-not-a-secret"),
+    ("tests/serving/test_api.py", "api-test-token-not-a-secret"),
     ("tests/reliability/test_scorer_faults.py", "faults-test-token"),
     (
         "tests/infra/test_program.py",

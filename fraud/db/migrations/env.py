@@ -1,4 +1,4 @@
-"""Alembic environment: the URL comes from fraud.settings (never from alembic.ini)."""
+"""Alembic environment: the URL comes from fraud.core.settings (never from alembic.ini)."""
 
 from alembic import context
 from sqlalchemy import pool

@@ -157,7 +157,10 @@ def upgrade() -> None:
         sa.Column("trans_num", sa.String(length=64), nullable=False),
         sa.Column("feature_version", sa.String(length=16), nullable=False),
         sa.Column(
-            "values", sa.ARRAY(sa.Float()), nullable=False, comment="in the order of fraud.features for the version"
+            "values",
+            sa.ARRAY(sa.Float()),
+            nullable=False,
+            comment="in the order of fraud.features.catalog for the version",
         ),
         sa.ForeignKeyConstraint(
             ["trans_num"],

@@ -1,0 +1,353 @@
+"""`fraud`: the command line of the card-fraud platform."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from fraud.core.settings import Settings
+
+app = typer.Typer(
+    help="Card-fraud detection platform: simulate, process, train, score, report and alert.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(
+    help="The PostgreSQL database (embedded locally unless FRAUD_DATABASE_URL is set).", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+console = Console()
+
+
+@app.command()
+def demo() -> None:
+    """Run the whole asset graph once on the local default and print the report's path.
+
+    Simulates card traffic into FRAUD_HOME/s3, processes it with PySpark into PostgreSQL, trains the model,
+    scores every transaction, writes the HTML report and the alert emails (FRAUD_HOME/outbox)."""
+    settings = Settings()
+    console.print(f"FRAUD_HOME = {settings.home}")
+    from fraud.app.demo import run_demo  # imported here: Dagster takes seconds to import, other commands skip it
+
+    report = run_demo(settings, console)
+    console.print(f"outbox: {settings.outbox_dir}")
+    print(f"report: {report}")
+
+
+@app.command()
+def simulate(
+    start_day: str = typer.Option(None, "--start-day", help="First day, YYYY-MM-DD (default FRAUD_SIM_START)."),
+    days: int = typer.Option(None, "--days", min=1, help="Number of daily batches (default FRAUD_SIM_DAYS)."),
+    customers: int = typer.Option(
+        None, "--customers", min=1, help="Cardholders in the world (default FRAUD_SIM_CUSTOMERS)."
+    ),
+    seed: int = typer.Option(None, "--seed", help="World and traffic seed (default FRAUD_SIM_SEED)."),
+) -> None:
+    """Simulate days of card traffic into the raw zone: one transaction batch per day and its labels, under the
+    days they become known (deterministic: the same options find the same objects; an existing batch with other
+    content is never overwritten). See docs/simulator.md."""
+    from datetime import date, timedelta
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lambdas.generator.handler import BatchConflict, handler
+
+    settings = Settings()
+    try:
+        first = date.fromisoformat(start_day) if start_day else settings.sim_start
+    except ValueError:
+        raise typer.BadParameter(f"not a date (YYYY-MM-DD): {start_day!r}", param_hint="--start-day") from None
+    total = days or settings.sim_days
+    event = {"customers": customers or settings.sim_customers, "seed": settings.sim_seed if seed is None else seed}
+    rows = frauds = unlabelled = 0
+    try:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        ) as bar:
+            task = bar.add_task("simulating days", total=total)
+            for offset in range(total):  # one day per call, so the bar moves
+                day = (first + timedelta(days=offset)).isoformat()
+                result = handler({**event, "start_day": day, "days": 1}, settings=settings)
+                for batch in result["batches"]:
+                    rows, frauds = rows + batch["rows"], frauds + batch["frauds"]
+                    unlabelled += batch["unlabelled_frauds"]
+                bar.update(task, advance=1, description=f"simulating {day}")
+    except BatchConflict as conflict:  # a refusal, not a crash: say what and why, no traceback
+        typer.echo(f"BatchConflict: {conflict}", err=True)
+        raise typer.Exit(1) from None
+    console.print(
+        f"{total} daily batches, {rows:,} transactions, {frauds:,} fraudulent "
+        f"({frauds / max(rows, 1):.2%}, {unlabelled:,} of them never labelled) in {settings.raw_bucket}/transactions/"
+    )
+
+
+@app.command()
+def ingest(
+    file: str = typer.Argument(
+        ...,
+        metavar="FILE",
+        show_default=False,
+        help="A Sparkov-schema CSV (the seed files, the Kaggle files); must exist.",
+    ),
+    batch_id: str | None = typer.Option(None, "--batch-id", help="Batch id (default: csv-<sha256 of the file>)."),
+) -> None:
+    """Ingest a CSV of card transactions into the raw zone: accepted rows as one raw batch (and its labels when
+    the file has is_fraud), exact duplicates dropped, every other row quarantined with one reason."""
+    from pathlib import Path
+
+    from rich.markup import escape
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+    from rich.text import Text
+
+    from fraud.ingest.csv_files import IngestError, ingest_csv
+
+    path = Path(file)
+    if not path.is_file():
+        typer.echo(f"error: {file}: {'is a folder, not a file' if path.is_dir() else 'no such file'}", err=True)
+        raise typer.Exit(2)
+    settings = Settings()
+    with Progress(
+        TextColumn("reading {task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task(escape(path.name), total=path.stat().st_size)
+        try:
+            summary = ingest_csv(
+                path,
+                settings,
+                batch_id=batch_id,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        except IngestError as error:
+            bar.stop()
+            typer.echo(f"error: {file}: {error}", err=True)
+            raise typer.Exit(2) from None
+
+    table = Table(
+        title=f"{escape(path.name)} → batch {summary.batch_id}  ({summary.seconds:.2f} s)",
+        title_justify="left",
+        show_header=False,
+    )
+    table.add_column(style="bold")
+    table.add_column(justify="right", overflow="fold")
+    table.add_row("rows read", f"{summary.rows_read:,}")
+    table.add_row("accepted", f"{summary.accepted:,}")
+    table.add_row("duplicates dropped", f"{summary.duplicates:,}")
+    table.add_row("quarantined", f"{summary.quarantined:,}")
+    for reason, count in summary.reasons.items():
+        table.add_row(f"  {reason}", f"{count:,}")
+    if summary.labels_key:
+        table.add_row("labels (frauds)", f"{summary.labels:,} ({summary.frauds:,})")
+    extra = escape(", ".join(repr(name) for name in summary.extra_columns))
+    table.add_row("extra columns dropped", f"{len(summary.extra_columns)}" + (f": {extra}" if extra else ""))
+    bucket = settings.raw_bucket
+    for name, key in (
+        ("transactions", summary.transactions_key),
+        ("labels", summary.labels_key),
+        ("quarantine", summary.quarantine_key),
+    ):
+        table.add_row(f"{name} key", Text(f"{bucket}/{key}", justify="left") if key else "-")
+    console.print(table)
+    if summary.header_problem:
+        console.print(f"[bold red]every row quarantined:[/] {summary.header_problem}")
+
+
+@app.command()
+def evaluate(
+    csv: str = typer.Option(..., "--csv", metavar="FILE", help="A Sparkov-schema CSV with an is_fraud column."),
+    train_start: str = typer.Option(
+        None,
+        "--train-start",
+        help="First training day, YYYY-MM-DD (default: the test window ends on the file's last day).",
+    ),
+    train_days: int = typer.Option(7, "--train-days", min=1, help="Days of the train window."),
+    delay_days: int = typer.Option(
+        None,
+        "--delay-days",
+        min=0,
+        show_default=False,
+        help="Days between the train and the test window (the protocol's delay window: its transactions set the "
+        "alert threshold, their labels are not trained on). Default: the label delay rounded up to whole days, "
+        "as the fraud_model asset does, so every train-window label has arrived when the test window starts.",
+    ),
+    test_days: int = typer.Option(7, "--test-days", min=1, help="Days of the test window."),
+    label_delay_days: float = typer.Option(
+        None,
+        "--label-delay-days",
+        min=0,
+        metavar="N",
+        show_default=False,
+        help="The CSV's labels become known N days after each transaction (default: FRAUD_LABEL_DELAY_DAYS, 2). "
+        "Not --delay-days: this says when labels arrive, that how far apart the train and test windows are; "
+        "train-window rows labelled after the test window starts are not trained on.",
+    ),
+    json_out: str = typer.Option(None, "--json", metavar="OUT", help="Also write the JSON to this file."),
+    scores: str = typer.Option(
+        None,
+        "--scores",
+        metavar="FILE",
+        help="Also write every test-window row as CSV: trans_num, event_time, card_token, "
+        "is_fraud and one score column per model (the network, each baseline, random).",
+    ),
+) -> None:
+    """Evaluate the model on a labelled CSV: ingest -> ETL -> train -> evaluate in a throwaway FRAUD_HOME, and print
+    the test-window metrics of the neural network and of each baseline as JSON. The windows are checked before
+    training: when the train or the test window holds no fraud it exits 1, says what each window holds and
+    suggests windows that fit the file."""
+    from fraud.app.evaluate import evaluate_command
+
+    raise typer.Exit(
+        evaluate_command(
+            csv,
+            train_start,
+            train_days,
+            delay_days,
+            test_days,
+            json_out,
+            say=lambda message: typer.echo(message, err=True),
+            label_delay_days=label_delay_days,
+            scores=scores,
+        )
+    )
+
+
+@app.command()
+def report() -> None:
+    """Build the stakeholder report of the promoted model (HTML + CSV of flagged transactions) into the reports
+    bucket and print the path of latest.html."""
+    from fraud.db.engine import get_engine
+    from fraud.db.migrate import upgrade
+    from fraud.outreach.report import publish_report
+
+    settings = Settings()
+    engine = get_engine(settings)
+    upgrade(engine)
+    try:
+        published = publish_report(engine, settings)
+    except LookupError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    headline = published.report.headline
+    console.print(
+        f"{headline['transactions']:,} transactions, {headline['flagged']:,} flagged, "
+        f"{headline['emails_sent']:,} customer emails sent; CSV: {published.csv}"
+    )
+    print(f"report: {published.latest}")
+
+
+@app.command()
+def serve(
+    port: int = typer.Option(8000, min=1, max=65535, help="Port on 127.0.0.1."),
+    rate_limit: float = typer.Option(
+        200.0, "--rate-limit", min=0, help="Requests per second per client (0: no limit)."
+    ),
+) -> None:
+    """Serve the real-time scoring API on http://127.0.0.1:PORT: POST /v1/score (bearer token), GET /health,
+    OpenAPI at /docs. Prints where the token is (FRAUD_API_TOKEN, or a file generated once), never the token."""
+    from fraud.serving.api import serve as serve_api
+
+    serve_api(Settings(), port, rate_limit, say=console.print)
+
+
+@app.command()
+def ui(port: int = typer.Option(3000, help="Port of the Dagster webserver on 127.0.0.1.")) -> None:
+    """Start the Dagster UI and daemon (dagster dev) on http://127.0.0.1:PORT.
+
+    The instance lives in FRAUD_HOME/dagster with its storage in the embedded PostgreSQL, so runs launched at
+    once do not lock each other; sensors and schedules run while the UI is up. Ctrl-C stops everything."""
+    from fraud.app.ui import serve_ui
+
+    raise typer.Exit(serve_ui(Settings(), port, console))
+
+
+@app.command("aws-env")
+def aws_env(
+    stack: str = typer.Option(None, "--stack", help="Pulumi stack of infra/ (runs `pulumi stack output --json`)."),
+    outputs: str = typer.Option(None, "--outputs", help="A saved `pulumi stack output --json` file."),
+    export: bool = typer.Option(False, "--export", help="Prefix each line with `export `."),
+) -> None:
+    """Print the FRAUD_* settings that point the Dagster code location at a deployed stack (see infra/README.md).
+    Names and ARNs only: secrets stay in Secrets Manager."""
+    from pathlib import Path
+
+    from fraud.app.aws_env import StackOutputsError, read_outputs_file, read_stack_outputs, settings_lines
+
+    if (stack is None) == (outputs is None):
+        raise typer.BadParameter("give exactly one of --stack or --outputs")
+    try:
+        values = read_outputs_file(Path(outputs)) if outputs else read_stack_outputs(stack)
+        lines = settings_lines(values, export=export)
+    except StackOutputsError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    print("\n".join(lines))
+
+
+@app.command()
+def package(
+    force: bool = typer.Option(False, "--force", help="Rebuild even when nothing changed."),
+    target: str = typer.Option(
+        "lambda",
+        "--target",
+        help="lambda: the python3.12 runtime (deployed); host: this interpreter, into dist/host/ (local tests).",
+    ),
+) -> None:
+    """Build the Lambda zips and the Glue job's fraud/ zip into dist/ (what `pulumi up` deploys)."""
+    from fraud.app.packaging import DIST_DIR, FUNCTIONS, TARGETS, build_function, build_glue_library, describe
+
+    if target not in TARGETS:
+        raise typer.BadParameter(f"one of {', '.join(sorted(TARGETS))}", param_hint="--target")
+    for name in sorted(FUNCTIONS):
+        console.print(describe(build_function(name, DIST_DIR, force, TARGETS[target])), highlight=False)
+    console.print(f"{build_glue_library(DIST_DIR)}: the fraud/ package for the Glue job", highlight=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the Alembic migrations up to head."""
+    from fraud.db.engine import get_engine
+    from fraud.db.migrate import current_revision, upgrade
+
+    engine = get_engine(Settings())
+    upgrade(engine)
+    console.print(f"database at revision {current_revision(engine)}")
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL server (it otherwise stays up between runs)."""
+    from fraud.db.engine import stop_embedded
+
+    stopped = stop_embedded(Settings().pg_dir)
+    console.print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+
+
+@db_app.command("counts")
+def db_counts() -> None:
+    """Row counts of the star schema's tables."""
+    from fraud.db.engine import get_engine
+    from fraud.db.queries import table_counts
+
+    tables = (
+        "dim_card",
+        "dim_merchant",
+        "dim_category",
+        "fact_transaction",
+        "transaction_features",
+        "transaction_label",
+        "fraud_score",
+        "customer_alert",
+        "batch_load",
+    )
+    for table, count in table_counts(get_engine(Settings()), tables).items():
+        console.print(f"{table:22} {count:>10,}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Settings, the raw-data schema, object storage, AWS clients and card tokenisation: what every layer shares."""

@@ -1,0 +1,1 @@
+"""The model's input: the feature catalogue, its shared computations and the online (per-request) path."""

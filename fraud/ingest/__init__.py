@@ -1,0 +1,1 @@
+"""Raw data in: CSV files and the simulator into the raw zone, with validation and quarantine."""

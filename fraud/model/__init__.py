@@ -1,0 +1,1 @@
+"""The network, its baselines, evaluation, metrics, attribution, drift and the model registry."""

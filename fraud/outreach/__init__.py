@@ -1,0 +1,1 @@
+"""What leaves the platform: customer alerts, mailers and the stakeholder report."""

@@ -1,0 +1,521 @@
+"""The stakeholder report: one self-contained HTML file (plots embedded as data URIs, CSS inline, no script,
+no external fonts) answering "how much fraud, where, how well does the live model do, how does it compare with
+the baselines, has the data drifted since training, how many alerts did we raise", plus a CSV of the flagged
+transactions. Jinja2 autoescapes every value from the data."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from sqlalchemy import Engine
+
+from fraud.core.privacy import mask_card
+from fraud.core.settings import Settings
+from fraud.core.storage import object_store
+from fraud.db import queries
+from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
+from fraud.model import drift, metrics, registry
+from fraud.model.network import NAME as NETWORK
+from fraud.outreach import plots
+from fraud.outreach.alerts import CHANNEL
+from fraud.outreach.notify import display_merchant
+
+_env = Environment(
+    loader=PackageLoader("fraud.outreach", "templates"),
+    autoescape=select_autoescape(["html", "html.j2"]),
+    undefined=StrictUndefined,
+)
+
+
+@dataclass(frozen=True)
+class ReportData:
+    scored: pd.DataFrame  # queries.scored_transactions: every transaction the model scored
+    flagged: pd.DataFrame  # queries.flagged_for_report
+    alerts: pd.DataFrame  # queries.alerts_per_day: day, status, alerts
+    freshness: dict[str, object]
+    metadata: dict  # the model version's metadata.json
+    budget: int  # alerts the fraud team reviews per day
+    drift: drift.DriftResult | None = None  # load_drift: PSI per day since the training window
+
+
+@dataclass(frozen=True)
+class Report:
+    html: str
+    flagged_csv: str
+    headline: dict[str, float | int | str]  # raw figures, for Dagster metadata
+    plot_alerts_png_b64: str
+    plots: dict[str, str] = field(default_factory=dict)
+
+
+def _utc(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values, utc=True)
+
+
+def _frauds(is_fraud: pd.Series) -> pd.Series:
+    """Labelled fraud as bool (an unknown label is not a fraud)."""
+    return is_fraud.astype("boolean").fillna(False).astype(bool)
+
+
+def daily_summary(scored: pd.DataFrame, alerts: pd.DataFrame) -> pd.DataFrame:
+    """Per UTC day: transactions, flagged, labelled, frauds, fraud_rate (of labelled), emails (alerts sent)."""
+    frame = scored.assign(
+        day=_utc(scored["event_time"]).dt.date, labelled=scored["is_fraud"].notna(), fraud=_frauds(scored["is_fraud"])
+    )
+    daily = (
+        frame.groupby("day")
+        .agg(
+            transactions=("trans_num", "size"),
+            flagged=("flagged", "sum"),
+            labelled=("labelled", "sum"),
+            frauds=("fraud", "sum"),
+        )
+        .reset_index()
+    )
+    daily["fraud_rate"] = (daily["frauds"] / daily["labelled"].where(daily["labelled"] > 0)).astype(float)
+    sent = alerts[alerts["status"] == "sent"].groupby("day")["alerts"].sum() if len(alerts) else pd.Series(dtype=int)
+    daily["emails"] = daily["day"].map(sent).fillna(0).astype(int)
+    return daily
+
+
+def breakdown(scored: pd.DataFrame, by: str, top: int | None = None) -> pd.DataFrame:
+    """Per value of `by`: transactions, flagged, frauds (labelled), fraud_rate, amount, flagged_amount; most flagged first."""
+    frame = scored.assign(
+        **{by: scored[by].fillna("(unknown)")},
+        amount=scored["amount"].astype(float),
+        fraud=_frauds(scored["is_fraud"]),
+        labelled=scored["is_fraud"].notna(),
+    )
+    frame["flagged_amount"] = frame["amount"].where(frame["flagged"], 0.0)
+    table = (
+        frame.groupby(by)
+        .agg(
+            transactions=("trans_num", "size"),
+            flagged=("flagged", "sum"),
+            frauds=("fraud", "sum"),
+            labelled=("labelled", "sum"),
+            amount=("amount", "sum"),
+            flagged_amount=("flagged_amount", "sum"),
+        )
+        .reset_index()
+    )
+    table["fraud_rate"] = table["frauds"] / table["labelled"].where(table["labelled"] > 0)
+    table = table.sort_values(["flagged", "frauds", "transactions"], ascending=False).reset_index(drop=True)
+    return table.head(top) if top else table
+
+
+def after_training(scored: pd.DataFrame, metadata: dict) -> tuple[pd.DataFrame, str]:
+    """The scored transactions the model did not learn from (after its training window, when the metadata names
+    one), and a phrase saying which they are."""
+    end = (
+        (metadata.get("training_window") or {}).get("end")
+        if isinstance(metadata.get("training_window"), dict)
+        else None
+    )
+    if not end:
+        return scored, "all scored transactions"
+    cutoff = pd.Timestamp(end)
+    cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff
+    return scored[
+        _utc(scored["event_time"]) >= cutoff
+    ], f"transactions from {cutoff:%Y-%m-%d}, after the training window"
+
+
+def live_metrics(scored: pd.DataFrame, threshold: float) -> dict[str, float | int]:
+    """Quality of the live model on the scored transactions whose label has arrived."""
+    labelled = scored[scored["is_fraud"].notna()]
+    y = labelled["is_fraud"].astype(bool).to_numpy()
+    s = labelled["score"].astype(float).to_numpy()
+    precision, recall = metrics.precision_recall_at(y, s >= threshold) if len(y) else (float("nan"), float("nan"))
+    return {
+        "labelled transactions": int(len(y)),
+        "labelled frauds": int(y.sum()),
+        "average precision": metrics.average_precision(y, s) if len(y) else float("nan"),
+        "ROC AUC": metrics.roc_auc(y, s) if len(y) else float("nan"),
+        "precision at threshold": precision,
+        "recall at threshold": recall,
+    }
+
+
+def reasons_text(value: object) -> list[str]:
+    """fraud_score.top_reasons as short strings: a list of {feature, contribution} or of strings (JSON or not)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return [value]
+    if not isinstance(value, (list, tuple)):
+        return []
+    shown = []
+    for item in value:
+        if isinstance(item, dict):
+            name = item.get("feature") or item.get("name") or "?"
+            weight = item.get("contribution", item.get("value"))
+            shown.append(f"{name} ({weight:+.3f})" if isinstance(weight, (int, float)) else str(name))
+        elif item is not None:
+            shown.append(str(item))
+    return shown
+
+
+def _number(value: object) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _when(value: object) -> str:
+    if value is None or pd.isna(value):
+        return "n/a"
+    return (
+        pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC")
+        if pd.Timestamp(value).tzinfo
+        else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
+    )
+
+
+def _window(value: object) -> str | None:
+    if isinstance(value, dict):
+        return ", ".join(
+            f"{name.replace('_', ' ')} {str(when).replace('T00:00:00+00:00', '')}" for name, when in value.items()
+        )
+    return str(value) if value else None
+
+
+# --- model comparison: the network and every baseline its metadata records, on the same test window ---
+
+# (metric key in the metadata, column title); {k} is the protocol's precision_k
+COMPARED = (
+    ("roc_auc", "ROC AUC"),
+    ("average_precision", "average precision"),
+    ("card_precision_at_{k}", "card precision@{k}"),
+    ("recall_at_budget", "recall at budget"),
+)
+
+
+def _precision_k(metadata: dict) -> int:
+    k = (metadata.get("protocol") or {}).get("precision_k") if isinstance(metadata.get("protocol"), dict) else None
+    if k:
+        return int(k)
+    keys = [
+        key
+        for values in [metadata.get("metrics") or {}, *(metadata.get("baselines") or {}).values()]
+        if isinstance(values, dict)
+        for key in values
+    ]
+    found = [int(m.group(1)) for key in keys if (m := re.fullmatch(r"card_precision_at_(\d+)", key))]
+    return found[0] if found else 100
+
+
+def _finite(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def model_comparison(metadata: dict) -> tuple[list[str], list[dict]]:
+    """Column titles and one row per model: the promoted network first, then each baseline of the metadata in
+    its order (whatever their names); each cell (text, best in its column)."""
+    k = _precision_k(metadata)
+    keys = [key.format(k=k) for key, _ in COMPARED]
+    baselines = metadata.get("baselines") if isinstance(metadata.get("baselines"), dict) else {}
+    models = {
+        NETWORK: metadata.get("metrics") or {},
+        **{str(name): values for name, values in baselines.items() if isinstance(values, dict)},
+    }
+    # compared as shown (4 decimals): two models that look equal are both the best
+    values = {
+        name: [None if (v := _finite(row.get(key))) is None else round(v, 4) for key in keys]
+        for name, row in models.items()
+    }
+    best = []
+    for i in range(len(keys)):
+        column = [v[i] for v in values.values() if v[i] is not None]
+        best.append(max(column) if len(column) > 1 else None)  # one model alone is not "best"
+    rows = [
+        {
+            "name": name.replace("_", " "),
+            "network": name == NETWORK,
+            "cells": [("n/a" if v is None else f"{v:.4f}", v is not None and v == best[i]) for i, v in enumerate(row)],
+        }
+        for name, row in values.items()
+    ]
+    return [title.format(k=k) for _, title in COMPARED], rows
+
+
+# --- drift since the training window (fraud/model/drift.py) ---
+
+
+def load_drift(engine: Engine, metadata: dict, min_rows: int = drift.MIN_ROWS) -> drift.DriftResult:
+    """PSI of each feature and of the score, per day since the model's training window (at most the last
+    drift.RECENT_DAYS days), against a repeatable sample of that window. `metadata` has the model's version."""
+    window = drift.training_window(metadata)
+    if window is None:
+        return drift.DriftResult.nothing("the model's metadata names no training window: nothing to compare with")
+    version, feature_version = str(metadata.get("version")), metadata.get("feature_version") or FEATURE_VERSION
+    start, end = (t.to_pydatetime() for t in window)
+    reference = queries.drift_reference_sample(engine, version, feature_version, start, end, drift.REFERENCE_SAMPLE)
+    recent = queries.drift_recent_days(engine, version, feature_version, end, drift.RECENT_DAYS, drift.DAY_SAMPLE)
+    return drift.from_samples(reference, recent, metadata, FEATURE_NAMES, min_rows)
+
+
+DRIFT_TOP = 8  # features shown in the report's drift table (the score always is)
+
+
+def _level_class(level: str) -> str:
+    return level.replace(" ", "-")
+
+
+def drift_view(result: drift.DriftResult, top: int = DRIFT_TOP) -> dict:
+    """What the report's drift section shows: the score's PSI per day, then the `top` features by their largest
+    PSI, each cell (PSI, level, css class); sampled rows per day; a sentence on the worst."""
+    days = result.days
+    view = {
+        "note": result.note,
+        "days": [f"{d:%Y-%m-%d}" if hasattr(d, "strftime") else str(d) for d in days],
+        "rows": [],
+        "counts": [],
+        "summary": "",
+        "reference": "",
+    }
+    if result.note:
+        return view
+    view["reference"] = f"{result.reference_rows:,} transactions sampled from the training window"
+    if result.window:
+        start, end = result.window
+        view["reference"] += f" ({start:%Y-%m-%d} to {end - pd.Timedelta(seconds=1):%Y-%m-%d})"
+    counts = result.score.set_index("day")["rows"] if len(result.score) else pd.Series(dtype=int)
+    feature_rows = result.features.groupby("day")["rows"].max() if len(result.features) else pd.Series(dtype=int)
+    view["counts"] = [f"{int(max(counts.get(d, 0), feature_rows.get(d, 0))):,}" for d in days]
+
+    def row(name: str, frame: pd.DataFrame, is_score: bool) -> dict:
+        cells = {r.day: (r.psi, r.level) for r in frame[frame["feature"] == name].itertuples()}
+        shown = []
+        for day in days:
+            value, level = cells.get(day, (float("nan"), drift.NO_DATA))
+            shown.append(("–" if value != value else f"{value:.3f}", level, _level_class(level)))
+        return {"name": name, "score": is_score, "cells": shown}
+
+    if len(result.score):
+        view["rows"].append(row(drift.SCORE, result.score, True))
+    ranked = drift.by_feature(result.features)
+    view["rows"] += [row(name, result.features, False) for name in ranked["feature"].head(top)]
+    hidden = len(ranked) - min(top, len(ranked))
+    flagged = drift.significant(result.features)["feature"].nunique()
+    worst = drift.worst(result.features, 1)
+    parts = [f"{flagged} of {len(ranked)} features above {drift.SIGNIFICANT_ABOVE} on at least one day"]
+    if worst:
+        parts.append(
+            f"largest: {worst[0]['feature']} on {worst[0]['day']}, PSI {worst[0]['psi']:.3f} ({worst[0]['level']})"
+        )
+    if hidden:
+        below = ranked["max_psi"].iloc[top]
+        parts.append(
+            f"{hidden} more features not shown"
+            + ("" if below != below else f" (their largest PSI is at most {below:.3f})")
+        )
+    view["summary"] = "; ".join(parts) + "."
+    return view
+
+
+def _csv_safe(value: object) -> object:
+    # a cell starting with = + - @ is a formula to a spreadsheet: merchant names are data, not formulas
+    return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@") else value
+
+
+def flagged_csv(flagged: pd.DataFrame) -> str:
+    frame = pd.DataFrame(
+        {
+            "trans_num": flagged["trans_num"],
+            "event_time": _utc(flagged["event_time"]).dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "card": flagged["last4"].map(mask_card),
+            "merchant": flagged["merchant"].map(display_merchant).map(_csv_safe),
+            "category": flagged["category"],
+            "state": flagged["state"],
+            "amount": flagged["amount"].astype(float).round(2),
+            "score": flagged["score"].astype(float).round(6),
+            "threshold": flagged["threshold"],
+            "model_version": flagged["model_version"],
+            "labelled_fraud": flagged["is_fraud"],
+            "reasons": flagged["top_reasons"].map(lambda r: "; ".join(reasons_text(r))).map(_csv_safe),
+        }
+    )
+    return frame.to_csv(index=False)
+
+
+def build_report(data: ReportData, top_n: int = 25, now: datetime | None = None) -> Report:
+    scored = data.scored.assign(score=data.scored["score"].astype(float))
+    threshold = float(data.metadata.get("threshold", 0.5))
+    version = str(data.metadata.get("version", "?"))
+    daily = daily_summary(scored, data.alerts)
+    unseen, live_scope = after_training(scored, data.metadata)
+    live = live_metrics(unseen, threshold)
+    labelled = scored["is_fraud"].dropna().astype(bool)
+    sent = int(data.alerts.loc[data.alerts["status"] == "sent", "alerts"].sum()) if len(data.alerts) else 0
+    pending = int(data.alerts.loc[data.alerts["status"] == "pending", "alerts"].sum()) if len(data.alerts) else 0
+    flagged_amount = float(scored.loc[scored["flagged"], "amount"].astype(float).sum())
+    per_day = float(daily["flagged"].mean()) if len(daily) else 0.0
+    headline = {
+        "transactions": int(len(scored)),
+        "flagged": int(scored["flagged"].sum()),
+        "flagged_per_day": round(per_day, 1),
+        "alert_budget_per_day": data.budget,
+        "labelled_fraud_rate": float(labelled.mean()) if len(labelled) else float("nan"),
+        "flagged_amount": round(flagged_amount, 2),
+        "live_precision": live["precision at threshold"],
+        "live_recall": live["recall at threshold"],
+        "live_average_precision": live["average precision"],
+        "emails_sent": sent,
+        "emails_pending": pending,
+        "model_version": version,
+    }
+    headline = {name: value.item() if isinstance(value, np.generic) else value for name, value in headline.items()}
+
+    def pct(value: float) -> str:
+        return "n/a" if value != value else f"{value:.1%}"  # NaN != NaN
+
+    cards = [
+        (
+            "Transactions scored",
+            f"{headline['transactions']:,}",
+            f"{daily['day'].min()} – {daily['day'].max()}" if len(daily) else "no data",
+        ),
+        ("Flagged", f"{headline['flagged']:,}", f"{per_day:.1f}/day, budget {data.budget}/day"),
+        (
+            "Labelled fraud rate",
+            pct(headline["labelled_fraud_rate"]),
+            f"{int(labelled.sum()):,} of {len(labelled):,} labelled",
+        ),
+        ("Flagged amount", f"${flagged_amount:,.0f}", "sum of flagged payments"),
+        ("Live precision", pct(live["precision at threshold"]), f"recall {pct(live['recall at threshold'])}"),
+        ("Customer emails", f"{sent:,}", f"{pending:,} pending"),
+    ]
+    by_category, by_state = breakdown(scored, "category"), breakdown(scored, "state", top=15)
+    by_merchant = breakdown(scored.assign(merchant=scored["merchant"].map(display_merchant)), "merchant", top=15)
+    unseen_labelled = unseen[unseen["is_fraud"].notna()]
+    y, s = unseen_labelled["is_fraud"].astype(bool).to_numpy(), unseen_labelled["score"].to_numpy()
+    images = {
+        "volume": plots.volume_and_fraud_rate(daily),
+        "alerts": plots.alerts_against_budget(daily, data.budget),
+        "scores": plots.score_distribution(scored["score"], scored["is_fraud"], threshold),
+        "pr_curve": plots.precision_recall(y, s, threshold),
+        "category": plots.breakdown_bars(by_category, "category", "Flagged and fraud by category"),
+        "state": plots.breakdown_bars(by_state, "state", "Flagged and fraud by cardholder state"),
+    }
+    top = data.flagged.head(top_n)
+    top_rows = [
+        {
+            "time": _when(r.event_time),
+            "card": mask_card(r.last4),
+            "merchant": display_merchant(r.merchant),
+            "category": r.category or "",
+            "state": r.state or "",
+            "amount": f"{float(r.amount):,.2f}",
+            "score": f"{float(r.score):.3f}",
+            "label": "" if pd.isna(r.is_fraud) else ("fraud" if r.is_fraud else "genuine"),
+            "reasons": reasons_text(r.top_reasons),
+        }
+        for r in top.itertuples()
+    ]
+    trained = [
+        (name, _number(value))
+        for name, value in data.metadata.get("metrics", {}).items()
+        if not isinstance(value, (dict, list))
+    ]
+    freshness = [(name.replace("_", " "), _when(value)) for name, value in data.freshness.items()]
+    comparison_columns, comparison = model_comparison(data.metadata)
+    drifted = drift_view(data.drift or drift.DriftResult.nothing("drift was not computed for this report"))
+    html = _env.get_template("report.html.j2").render(
+        generated_at=(now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
+        model_version=version,
+        threshold=f"{threshold:.4f}",
+        data_until=_when(data.freshness.get("latest_transaction")),
+        cards=cards,
+        images=images,
+        live=[(k, _number(v)) for k, v in live.items()],
+        live_scope=live_scope,
+        trained=trained,
+        windows=[
+            (key.replace("_", " "), _window(data.metadata[key]))
+            for key in ("training_window", "test_window")
+            if data.metadata.get(key)
+        ],
+        freshness=freshness,
+        budget=data.budget,
+        breakdowns=[
+            ("Category", "category", by_category),
+            ("Cardholder state (top 15 by flagged)", "state", by_state),
+            ("Merchant (top 15 by flagged)", "merchant", by_merchant),
+        ],
+        top_flagged=top_rows,
+        flagged_total=len(data.flagged),
+        top_n=top_n,
+        comparison_columns=comparison_columns,
+        comparison=comparison,
+        drift=drifted,
+        psi_stable=f"{drift.STABLE_BELOW:.2f}",
+        psi_significant=f"{drift.SIGNIFICANT_ABOVE:.2f}",
+        psi_min_rows=drift.MIN_ROWS,
+    )
+    return Report(
+        html=html,
+        flagged_csv=flagged_csv(data.flagged),
+        headline=headline,
+        plot_alerts_png_b64=images["alerts"],
+        plots=images,
+    )
+
+
+@dataclass(frozen=True)
+class PublishedReport:
+    report: Report
+    latest: str  # where latest.html is (a path locally, s3:// in aws mode)
+    snapshot: str
+    csv: str
+
+
+def load_report_data(engine: Engine, settings: Settings) -> ReportData:
+    store = object_store(settings, settings.models_bucket)
+    version = registry.latest_version(store, settings.model_name)
+    if version is None:
+        raise LookupError("no promoted model yet: materialize fraud_model first")
+    metadata = {"version": version, **registry.load_metadata(store, settings.model_name, version)}
+    return ReportData(
+        scored=queries.scored_transactions(engine, version),
+        flagged=queries.flagged_for_report(engine, version),
+        alerts=queries.alerts_per_day(engine, CHANNEL),
+        freshness=queries.data_freshness(engine, version),
+        metadata=metadata,
+        budget=settings.alert_budget_per_day,
+        drift=load_drift(engine, metadata),
+    )
+
+
+def publish_report(engine: Engine, settings: Settings, now: datetime | None = None) -> PublishedReport:
+    """Build the report of the promoted model and write it to the reports bucket: reports/<timestamp>/ and latest."""
+    now = now or datetime.now(UTC)
+    report = build_report(load_report_data(engine, settings), now=now)
+    store = object_store(settings, settings.reports_bucket)
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    html, csv = report.html.encode(), report.flagged_csv.encode()
+    for key, body, kind in (
+        (f"reports/{stamp}/report.html", html, "text/html; charset=utf-8"),
+        (f"reports/{stamp}/flagged.csv", csv, "text/csv; charset=utf-8"),
+        ("latest.html", html, "text/html; charset=utf-8"),
+        ("latest-flagged.csv", csv, "text/csv; charset=utf-8"),
+    ):
+        store.put_bytes(key, body, kind)
+    return PublishedReport(
+        report, store.uri("latest.html"), store.uri(f"reports/{stamp}/report.html"), store.uri("latest-flagged.csv")
+    )

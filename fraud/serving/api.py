@@ -1,0 +1,367 @@
+"""The real-time scoring API (`fraud serve`): one raw Sparkov transaction in, its score, flag, top reasons and
+model version out, from the same path as the scorer Lambda's real-time event (`fraud.serving.realtime`).
+
+    POST /v1/score   bearer token; body = the transaction as JSON (at most 16 KiB)
+    GET  /health     no token: 200 when the database answers and a model is promoted, else 503
+    GET  /openapi.json, /docs
+
+Every bad request gets a 4xx with a message, never a 500: 400 body is not JSON, 401 token missing or wrong,
+413 body too large, 422 missing field / wrong type / absurd amount / invalid card number / unknown card
+(`detail[].type` names the rule: pydantic's, or the ETL's quarantine reason), 429 over the per-client rate
+limit (with Retry-After), 503 no promoted model yet. Error bodies never echo the submitted values.
+
+The token is the setting `FRAUD_API_TOKEN`; locally, when it is unset, one is generated once into
+`FRAUD_HOME/secrets/api_token` (mode 0600). In AWS the same handler sits behind a Lambda function URL with
+IAM auth instead (`lambdas/scorer`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import secrets
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fraud.core.settings import Settings
+from fraud.features.online import InvalidTransaction
+from fraud.ingest.raw_values import ABSURD_AMOUNT
+from fraud.serving.batch import NoPromotedModel
+from fraud.serving.realtime import RealtimeScorer
+
+MAX_BODY_BYTES = 16 * 1024
+DEFAULT_RATE_LIMIT = 200.0  # requests per second per client address, sustained
+DEFAULT_BURST = 400
+
+
+# --- the request and the answer ---------------------------------------------------------------------------------
+
+
+def _no_control_characters(value: str) -> str:
+    if any(ord(c) < 32 and c not in "\t" for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _text(max_length: int):
+    return Annotated[
+        str, StringConstraints(strip_whitespace=True, max_length=max_length), AfterValidator(_no_control_characters)
+    ]
+
+
+Coordinate = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class RawTransaction(BaseModel):
+    """One transaction in the raw Sparkov schema, as the batch path receives it. Values may be strings, as in
+    the CSV files. Required: trans_num, cc_num, merchant, amt, and trans_date_trans_time or unix_time.
+    Holder and merchant fields left out are taken from the card's and merchant's stored records. Unknown
+    fields (is_fraud, an index column) are ignored."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "trans_num": "2da90c7d74bd46a0caf3777415b3ebd3",
+                    "cc_num": "4613314721966",
+                    "merchant": "fraud_Rippin, Kub and Mann",
+                    "category": "misc_net",
+                    "amt": 4.97,
+                    "trans_date_trans_time": "2026-11-10 14:30:00",
+                    "lat": 36.0788,
+                    "long": -81.1781,
+                    "city_pop": 3495,
+                    "dob": "1988-03-09",
+                    "merch_lat": 36.011293,
+                    "merch_long": -82.048315,
+                }
+            ]
+        },
+    )
+
+    trans_num: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+        AfterValidator(_no_control_characters),
+    ]
+    cc_num: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)] | int
+    merchant: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+        AfterValidator(_no_control_characters),
+    ]
+    amt: Annotated[float, Field(ge=0, le=ABSURD_AMOUNT, allow_inf_nan=False)]
+    trans_date_trans_time: _text(32) | None = None
+    unix_time: Annotated[float, Field(allow_inf_nan=False, ge=0, le=253402300799)] | None = None
+    category: _text(50) | None = None
+    lat: Annotated[Coordinate, Field(ge=-90, le=90)] | None = None
+    long: Annotated[Coordinate, Field(ge=-180, le=180)] | None = None
+    merch_lat: Annotated[Coordinate, Field(ge=-90, le=90)] | None = None
+    merch_long: Annotated[Coordinate, Field(ge=-180, le=180)] | None = None
+    city_pop: Annotated[int, Field(ge=0)] | None = None
+    dob: _text(32) | None = None
+    first: _text(200) | None = None
+    last: _text(200) | None = None
+    gender: _text(16) | None = None
+    street: _text(200) | None = None
+    city: _text(200) | None = None
+    state: _text(32) | None = None
+    zip: _text(16) | int | None = None
+    job: _text(200) | None = None
+
+    @model_validator(mode="after")
+    def _has_a_time(self) -> RawTransaction:
+        if not self.trans_date_trans_time and self.unix_time is None:
+            raise ValueError("trans_date_trans_time or unix_time is required")
+        return self
+
+
+class Reason(BaseModel):
+    feature: str
+    contribution: float = Field(description="score minus the score with this feature set to its baseline (median)")
+
+
+class Score(BaseModel):
+    trans_num: str
+    score: float = Field(description="fraud probability from the promoted model, 0..1")
+    flagged: bool = Field(description="score >= threshold")
+    threshold: float
+    model_version: str
+    feature_version: str
+    reasons: list[Reason] = Field(description="up to 3 features that pushed the score up most (per-feature occlusion)")
+
+
+class Problem(BaseModel):
+    detail: list[dict] | str
+
+
+# --- guards ---------------------------------------------------------------------------------------------------
+
+
+def api_token(settings: Settings) -> tuple[str, Path | None]:
+    """(token, the file it came from). From FRAUD_API_TOKEN; locally, when unset, generated once (mode 0600)."""
+    if settings.api_token is not None:
+        return settings.api_token.get_secret_value(), None
+    if settings.mode == "aws":
+        raise RuntimeError("FRAUD_API_TOKEN must be set in aws mode")
+    path = settings.home / "secrets" / "api_token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip(), path
+
+
+class RateLimiter:
+    """A token bucket per client address: `rate` requests per second sustained, `burst` at once; rate 0 is off."""
+
+    def __init__(self, rate: float, burst: int):
+        self.rate, self.burst = rate, max(1, burst)
+        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, last refill)
+
+    def retry_after(self, client: str) -> float:
+        """0 when the request may go ahead (and take a token), else the seconds until it may."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        tokens, last = self._buckets.get(client, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens < 1:
+            self._buckets[client] = (tokens, now)
+            return (1 - tokens) / self.rate
+        self._buckets[client] = (tokens - 1, now)
+        if len(self._buckets) > 100_000:  # forget idle clients rather than grow without bound
+            self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 60}
+        return 0.0
+
+
+def _problem(
+    status: int, type_: str, message: str, field: str | None = None, headers: dict | None = None
+) -> HTTPException:
+    loc = ["body", field] if field else []
+    return HTTPException(status, detail=[{"loc": loc, "msg": message, "type": type_}], headers=headers)
+
+
+# --- the app --------------------------------------------------------------------------------------------------
+
+
+def create_app(
+    settings: Settings | None = None,
+    rate_limit: float = DEFAULT_RATE_LIMIT,
+    burst: int = DEFAULT_BURST,
+    scorer: RealtimeScorer | None = None,
+) -> FastAPI:
+    settings = settings or Settings()
+    token, _ = api_token(settings)
+    scorer = scorer or RealtimeScorer(settings)
+    limiter = RateLimiter(rate_limit, burst)
+    bearer = HTTPBearer(auto_error=False, description="FRAUD_API_TOKEN (locally: FRAUD_HOME/secrets/api_token)")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        async with scorer.serving():
+            yield
+
+    app = FastAPI(
+        title="fraud-platform real-time scoring",
+        version="1",
+        lifespan=lifespan,
+        description=__doc__.split("\n\n")[0].replace("\n", " "),
+    )
+
+    async def rate_limited(request: Request) -> None:
+        wait = limiter.retry_after(request.client.host if request.client else "unknown")
+        if wait:
+            raise _problem(
+                429,
+                "rate_limited",
+                f"over {limiter.rate:g} requests per second; retry later",
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
+
+    async def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise _problem(
+                401, "missing_token", "send Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"}
+            )
+        if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+            raise _problem(
+                401,
+                "invalid_token",
+                "the token is not valid",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_problem(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        # one error shape everywhere: FastAPI's own errors (a body that is not UTF-8, 404, 405) carry a string
+        detail = (
+            error.detail
+            if isinstance(error.detail, list)
+            else [
+                {
+                    "loc": ["body"] if error.status_code == 400 else [],
+                    "msg": str(error.detail),
+                    "type": "invalid_body" if error.status_code == 400 else f"http_{error.status_code}",
+                }
+            ]
+        )
+        return JSONResponse({"detail": detail}, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        # the submitted values ("input") are left out: they may hold a card number
+        detail = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", "invalid"), "type": e.get("type", "invalid")}
+            for e in error.errors()
+        ]
+        status = 400 if any(d["type"] == "json_invalid" for d in detail) else 422
+        return JSONResponse({"detail": detail}, status_code=status)
+
+    @app.post(
+        "/v1/score",
+        response_model=Score,
+        dependencies=[Depends(rate_limited), Depends(authorized)],
+        responses={
+            400: {"model": Problem},
+            401: {"model": Problem},
+            413: {"model": Problem},
+            422: {"model": Problem},
+            429: {"model": Problem},
+            503: {"model": Problem},
+        },
+        summary="Score one transaction at the till (nothing is written)",
+    )
+    async def score(transaction: RawTransaction) -> dict:
+        # on the event loop: a request is one asyncio query and 0.2 ms of LiteRT, cheaper than a thread hop
+        try:
+            return await scorer.score_async(transaction.model_dump(exclude_none=True))
+        except InvalidTransaction as problem:
+            raise _problem(422, problem.code, problem.message, problem.field) from None
+        except NoPromotedModel as problem:
+            raise _problem(503, "no_model", str(problem)) from None
+
+    @app.get("/health", summary="Database reachable and a model promoted")
+    def health() -> JSONResponse:
+        try:
+            version = scorer.check()
+        except Exception as problem:  # health reports any failure as unavailable, with its kind only
+            return JSONResponse({"status": "unavailable", "reason": type(problem).__name__}, status_code=503)
+        return JSONResponse({"status": "ok", "model_version": version})
+
+    return BodySizeLimit(app, MAX_BODY_BYTES)
+
+
+class BodySizeLimit:
+    """ASGI wrapper: a request body over `max_bytes` gets 413, by its Content-Length or, when streamed,
+    as soon as the bytes received pass the limit (the app never sees the rest)."""
+
+    def __init__(self, app: FastAPI, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    def __getattr__(self, name: str):  # .openapi(), .routes, ... of the wrapped app
+        return getattr(self.app, name)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            return await self._too_large(send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:  # FastAPI re-raises HTTPException from the body read as it is
+                    raise _problem(413, "body_too_large", f"the body must be at most {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    async def _too_large(self, send) -> None:
+        response = JSONResponse(
+            {
+                "detail": [
+                    {
+                        "loc": ["body"],
+                        "msg": f"the body must be at most {self.max_bytes} bytes",
+                        "type": "body_too_large",
+                    }
+                ]
+            },
+            status_code=413,
+            headers={"Connection": "close"},
+        )
+        await response({"type": "http"}, None, send)
+
+
+def serve(settings: Settings, port: int, rate_limit: float = DEFAULT_RATE_LIMIT, say=print) -> None:
+    """Run the API with uvicorn on 127.0.0.1 (loopback only: put a TLS proxy in front to expose it). Says
+    where the token is, never the token."""
+    import uvicorn
+
+    scorer = RealtimeScorer(settings)
+    application = create_app(settings, rate_limit=rate_limit, scorer=scorer)
+    _, path = api_token(settings)
+    say(f"bearer token: {'from FRAUD_API_TOKEN' if path is None else f'in {path}'}")
+    try:
+        say(f"model: {scorer.warm_up()}")  # load the model and its attribution baseline before the first request
+    except NoPromotedModel as problem:
+        say(f"no model yet ({problem}): /v1/score answers 503 until one is promoted")
+    say(f"listening on http://127.0.0.1:{port} (OpenAPI: /docs)")
+    # keep-alive longer than a load balancer's idle timeout (60 s on ALB), so the server never closes a connection
+    # the client is about to reuse
+    uvicorn.run(application, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_keep_alive=75)

@@ -1,0 +1,367 @@
+"""The stakeholder report on a hand-built scored world in real PostgreSQL: self-contained HTML, figures that
+match the data, breakdowns, reasons, escaping, the CSV, the CLI command and the Dagster asset's metadata; the model
+comparison (every baseline of the metadata, whatever its name) and the drift section on hand-built data."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import materialize
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from assets.reporting import fraud_report
+from assets.resources import FraudPlatform
+from fraud.app.cli import app
+from fraud.core.privacy import card_numbers_in
+from fraud.features.catalog import FEATURE_NAMES
+from fraud.model import drift, metrics
+from fraud.outreach.report import (
+    DRIFT_TOP,
+    ReportData,
+    after_training,
+    breakdown,
+    build_report,
+    live_metrics,
+    model_comparison,
+    publish_report,
+    reasons_text,
+)
+from tests.helpers.homes import own_migrated_home
+from tests.helpers.scored_world import HOSTILE_MERCHANT, THRESHOLD, build_world
+
+REASONS = [{"feature": "amt_over_card_mean_30d", "contribution": 0.4213}, {"feature": "night", "contribution": -0.05}]
+
+
+@pytest.fixture(scope="module")
+def report_db():
+    """The report reads the whole warehouse (data freshness, the promoted model): its own home, so what other
+    modules load into the session's database cannot change what these tests see."""
+    with own_migrated_home("fraud-report-") as home:
+        yield home
+
+
+@pytest.fixture(scope="module")
+def published(report_db):
+    settings, engine = report_db
+    world = build_world(engine, settings, "report", cards=8, days=4, seed=11)
+    flagged = world.transactions[world.transactions["flagged"]].sort_values("score", ascending=False)
+    with engine.begin() as connection:  # the scorer's explanations: dicts on one, plain strings on another
+        connection.execute(
+            text("UPDATE fraud_score SET top_reasons = CAST(:r AS jsonb) WHERE trans_num = :t"),
+            [
+                {"t": flagged.iloc[0]["trans_num"], "r": json.dumps(REASONS)},
+                {"t": flagged.iloc[1]["trans_num"], "r": json.dumps(["card testing pattern"])},
+            ],
+        )
+    return world, publish_report(engine, settings)
+
+
+def test_report_is_one_self_contained_file(published):
+    world, result = published
+    html = Path(result.latest).read_text()
+    assert Path(result.snapshot).read_text() == html
+    assert "<script" not in html.lower() and "<link" not in html.lower() and "@import" not in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html), "no external resources"
+    images = re.findall(r'<img class="plot" alt="([^"]+)" src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) == 6
+    for alt, data in images:
+        png = base64.b64decode(data)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000, alt
+    assert world.model_version in html and "data up to 2026-11-05" in html
+
+
+def test_headline_figures_match_the_data(published):
+    world, result = published
+    frame = world.transactions
+    headline = result.report.headline
+    assert headline["transactions"] == len(frame)
+    assert headline["flagged"] == int(frame["flagged"].sum())
+    assert headline["flagged_amount"] == pytest.approx(frame.loc[frame["flagged"], "amt"].sum())
+    assert headline["labelled_fraud_rate"] == pytest.approx(frame["is_fraud"].mean())
+    precision, recall = metrics.precision_recall_at(frame["is_fraud"].to_numpy(), frame["flagged"].to_numpy())
+    assert (headline["live_precision"], headline["live_recall"]) == (pytest.approx(precision), pytest.approx(recall))
+    assert headline["live_average_precision"] == pytest.approx(
+        metrics.average_precision(frame["is_fraud"].to_numpy(), frame["score"].to_numpy())
+    )
+    html = result.report.html
+    assert f"{len(frame):,}" in html and f"{precision:.1%}" in html
+
+
+def test_breakdowns_and_top_flagged_table(published):
+    world, result = published
+    html = result.report.html
+    frame = world.transactions
+    for state, rows in frame.groupby("state"):
+        flagged = int(rows["flagged"].sum())
+        assert re.search(
+            rf"<tr><td>{state}</td><td class=\"num\">{len(rows):,}</td><td class=\"num\">{flagged:,}</td>", html
+        )
+    for category in frame["category"].unique():
+        assert f"<td>{category}</td>" in html
+    top = html[html.index('id="top-flagged"') :]
+    top = top[: top.index("</table>")]
+    assert top.count('<tr><td class="nowrap">2026-11-') == min(25, int(frame["flagged"].sum()))
+    best = frame[frame["flagged"]].sort_values("score", ascending=False).iloc[0]
+    assert f"•••• {best['last4']}" in top and f"{best['score']:.3f}" in top
+    assert "amt_over_card_mean_30d (+0.421)" in top and "night (-0.050)" in top and "card testing pattern" in top
+    assert "fraud_" not in top  # the data set's merchant prefix is not shown
+
+
+def test_hostile_names_are_escaped_in_the_report(published):
+    _, result = published
+    html = result.report.html
+    assert "<script" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt; &amp; &#34;Quotes&#39; Shop&#34;" in html
+
+
+def test_flagged_csv_beside_the_report(published):
+    world, result = published
+    csv = pd.read_csv(io.StringIO(Path(result.csv).read_text()))
+    flagged = world.transactions[world.transactions["flagged"]]
+    assert sorted(csv["trans_num"]) == sorted(flagged["trans_num"])
+    assert csv["card"].str.fullmatch(r"•••• \d{4}").all()
+    assert HOSTILE_MERCHANT.removeprefix("fraud_") in set(csv["merchant"])
+    assert csv["reasons"].fillna("").str.contains("amt_over_card_mean_30d").sum() == 1
+    text_csv = Path(result.csv).read_text()
+    assert not any(token in text_csv for token in flagged["card_token"]) and card_numbers_in(text_csv) == []
+    assert (csv["score"] >= THRESHOLD).all()
+
+
+def test_reasons_in_any_shape():
+    assert reasons_text(None) == [] and reasons_text([]) == []
+    assert reasons_text(REASONS) == ["amt_over_card_mean_30d (+0.421)", "night (-0.050)"]
+    assert reasons_text(json.dumps(["a", {"feature": "b"}])) == ["a", "b"]
+    assert reasons_text("velocity") == ["velocity"]
+
+
+def test_breakdown_on_a_hand_computed_case():
+    scored = pd.DataFrame(
+        {
+            "trans_num": list("abcde"),
+            "category": ["x", "x", "y", "y", None],
+            "flagged": [True, False, True, True, False],
+            "amount": [10.0, 20.0, 5.0, 7.0, 1.0],
+            "is_fraud": [True, None, False, True, None],
+        }
+    )
+    table = breakdown(scored, "category").set_index("category")
+    assert list(table.index) == ["y", "x", "(unknown)"]
+    assert table.loc["y"].to_dict() == {
+        "transactions": 2,
+        "flagged": 2,
+        "frauds": 1,
+        "labelled": 2,
+        "amount": 12.0,
+        "flagged_amount": 12.0,
+        "fraud_rate": 0.5,
+    }
+    assert table.loc["x", "fraud_rate"] == 1.0 and np.isnan(table.loc["(unknown)", "fraud_rate"])
+
+
+def test_cli_report_prints_the_path(published):
+    result = CliRunner().invoke(app, ["report"])
+    assert result.exit_code == 0, result.output
+    path = Path(re.search(r"^report: (.+)$", result.output, re.M).group(1))
+    assert path.name == "latest.html" and path.is_file()
+
+
+def test_asset_metadata_has_headline_and_plot(published):
+    world, _ = published
+    result = materialize([fraud_report], resources={"fraud": FraudPlatform()})
+    assert result.success
+    metadata = result.asset_materializations_for_node("fraud_report")[0].metadata
+    assert metadata["transactions"].value == len(world.transactions)
+    assert metadata["flagged"].value == int(world.transactions["flagged"].sum())
+    assert metadata["model_version"].value == world.model_version
+    assert metadata["alerts_per_day_plot"].value.startswith("![alerts per day](data:image/png;base64,iVBOR")
+    assert Path(metadata["report"].value).is_file()
+
+
+def test_live_quality_leaves_out_the_training_window():
+    scored = pd.DataFrame(
+        {
+            "trans_num": list("abcd"),
+            "score": [0.9, 0.1, 0.9, 0.2],
+            "flagged": [True, False, True, False],
+            "event_time": pd.to_datetime(
+                ["2026-11-01T10:00Z", "2026-11-02T10:00Z", "2026-11-06T01:00Z", "2026-11-07T01:00Z"]
+            ),
+            "is_fraud": [True, False, False, True],
+        }
+    )
+    unseen, scope = after_training(
+        scored, {"training_window": {"start": "2026-11-01T00:00:00+00:00", "end": "2026-11-06T00:00:00+00:00"}}
+    )
+    assert list(unseen["trans_num"]) == ["c", "d"] and "after the training window" in scope
+    assert live_metrics(unseen, 0.5)["precision at threshold"] == 0.0  # the model's training days would say 0.5
+    assert after_training(scored, {})[0] is scored
+
+
+def test_published_report_without_a_training_window_says_so(published):
+    _, result = published
+    html = result.report.html
+    section = html[html.index('<div class="panel" id="drift">') :]
+    section = section[: section.index("</div>")]
+    assert "No drift figures: the model&#39;s metadata names no training window" in section
+    assert "<table" not in section and "above 0.25 is a significant shift" in section
+    comparison = html[html.index('id="model-comparison"') :]
+    comparison = comparison[: comparison.index("</table>")]
+    assert comparison.count("<tr>") == 2 and "neural network" in comparison  # no baselines in this world's metadata
+
+
+# --- model comparison and drift, on hand-built data (no database) ---
+
+UNSEEN = "isolation_forest_v9"  # a baseline name no code or template knows
+HOSTILE_BASELINE = "<b>bold</b>_model"
+
+
+def _metrics(auc, ap, cp, recall, k=50):
+    return {
+        "roc_auc": auc,
+        "average_precision": ap,
+        f"card_precision_at_{k}": cp,
+        "precision_at_budget": 0.3,
+        "recall_at_budget": recall,
+        "alerts_per_day": 40.0,
+        "test_rows": 1000,
+        "test_frauds": 20,
+    }
+
+
+HAND_METADATA = {
+    "version": "hand-model",
+    "threshold": 0.5,
+    "protocol": {"precision_k": 50},
+    "feature_names": list(FEATURE_NAMES),
+    "training_window": {
+        "start": "2026-11-01T00:00:00+00:00",
+        "end": "2026-11-05T00:00:00+00:00",
+        "rows": 4000,
+        "frauds": 40,
+    },
+    "metrics": _metrics(0.95, 0.80, 0.60, 0.70),
+    "baselines": {
+        "logistic_regression": {**_metrics(0.90, 0.60, 0.50, 0.55), "threshold": 0.7},
+        "random_forest": {**_metrics(0.97, 0.78, 0.62, None), "threshold": 0.6},
+        UNSEEN: {**_metrics(0.85, 0.82, 0.40, 0.65), "threshold": 0.4},
+        HOSTILE_BASELINE: {**_metrics(0.50, 0.02, 0.01, 0.01), "threshold": 0.5},
+    },
+}
+
+
+def test_model_comparison_lists_every_baseline_and_the_best_of_each_column():
+    columns, rows = model_comparison(HAND_METADATA)
+    assert columns == ["ROC AUC", "average precision", "card precision@50", "recall at budget"]
+    assert [r["name"] for r in rows] == [
+        "neural network",
+        "logistic regression",
+        "random forest",
+        UNSEEN.replace("_", " "),
+        HOSTILE_BASELINE.replace("_", " "),
+    ]
+    best = {columns[i]: [r["name"] for r in rows if r["cells"][i][1]] for i in range(len(columns))}
+    assert best == {
+        "ROC AUC": ["random forest"],
+        "average precision": [UNSEEN.replace("_", " ")],
+        "card precision@50": ["random forest"],
+        "recall at budget": ["neural network"],
+    }
+    assert rows[2]["cells"][3] == ("n/a", False)  # a missing value is n/a, never the best
+    assert model_comparison({"metrics": _metrics(0.9, 0.5, 0.4, 0.3, k=100)})[0][2] == "card precision@100"
+    _, tied = model_comparison({"metrics": {"roc_auc": 0.15}, "baselines": {"x": {"roc_auc": 0.1500000001}}})
+    assert [r["cells"][0] for r in tied] == [("0.1500", True), ("0.1500", True)]  # equal as shown: both best
+
+
+def _hand_report_data(shift_day: date) -> ReportData:
+    """Four days of scored transactions; the drift of the last two days against the first two, computed from
+    feature vectors in which the first feature moves on `shift_day`."""
+    rng = np.random.default_rng(21)
+    days = [date(2026, 11, d) for d in range(3, 9)]
+    rows = 400
+    scored = pd.DataFrame(
+        {
+            "trans_num": [f"h{i}" for i in range(rows * len(days))],
+            "event_time": [
+                pd.Timestamp(d, tz="UTC") + pd.Timedelta(hours=int(h)) for d in days for h in rng.integers(0, 24, rows)
+            ],
+            "score": rng.beta(1, 6, rows * len(days)),
+            "amount": rng.gamma(2, 30, rows * len(days)).round(2),
+            "category": "grocery_pos",
+            "merchant": "fraud_Hand Store",
+            "state": "NY",
+        }
+    )
+    scored["flagged"] = scored["score"] >= 0.5
+    scored["is_fraud"] = scored["score"] > rng.uniform(0.2, 1.0, len(scored))
+    flagged = scored[scored["flagged"]].assign(
+        threshold=0.5, model_version="hand-model", top_reasons="[]", last4="1234"
+    )
+    vectors = rng.normal(size=(len(scored), len(FEATURE_NAMES)))
+    day_of = scored["event_time"].dt.date
+    vectors[(day_of == shift_day).to_numpy(), 0] += 3.0
+    reference = (day_of < date(2026, 11, 5)).to_numpy()
+    result = drift.from_samples(
+        pd.DataFrame({"values": list(vectors[reference]), "score": scored["score"][reference]}),
+        pd.DataFrame(
+            {"day": day_of[~reference], "values": list(vectors[~reference]), "score": scored["score"][~reference]}
+        ),
+        HAND_METADATA,
+    )
+    return ReportData(
+        scored=scored,
+        flagged=flagged,
+        alerts=pd.DataFrame(columns=["day", "status", "alerts"]),
+        freshness={"latest_transaction": scored["event_time"].max()},
+        metadata=HAND_METADATA,
+        budget=40,
+        drift=result,
+    )
+
+
+def test_report_shows_the_comparison_and_the_drift_per_day():
+    data = _hand_report_data(shift_day=date(2026, 11, 7))
+    html = build_report(data, now=datetime(2026, 11, 9, tzinfo=UTC)).html
+
+    comparison = html[html.index('id="model-comparison"') :]
+    comparison = comparison[: comparison.index("</table>")]
+    assert UNSEEN.replace("_", " ") in comparison and "random forest" in comparison
+    assert "&lt;b&gt;bold&lt;/b&gt; model" in comparison and "<b>" not in comparison  # escaped
+    assert '<td class="num best">0.9700</td>' in comparison  # the random forest's ROC AUC
+    assert '<td class="num best">0.8200</td>' in comparison and '<td class="num">0.8000</td>' in comparison
+    assert comparison.count(" best") == 4 and "card precision@50" in comparison
+
+    section = html[html.index('<div class="panel" id="drift">') :]
+    section = section[: section.index("</div>")]
+    table = section[: section.index("</table>")]
+    assert re.findall(r'<th class="num">([\d-]+)</th>', table) == [
+        "2026-11-05",
+        "2026-11-06",
+        "2026-11-07",
+        "2026-11-08",
+    ]
+    assert "800 transactions sampled from the training window (2026-11-01 to 2026-11-04)" in section
+    lines = [line for line in table.split("</tr>") if "<td>" in line]
+    assert "<strong>model score</strong>" in lines[0]  # the score first, then the features that moved most
+    first = FEATURE_NAMES[0]
+    assert f"<td>{first}</td>" in lines[1]
+    cells = re.findall(r'<td class="num">([\d.]+) <span class="tag ([a-z-]+)">([a-z ]+)</span></td>', lines[1])
+    assert [(css, level) for _, css, level in cells] == [("stable", "stable")] * 2 + [
+        ("significant", "significant"),
+        ("stable", "stable"),
+    ]
+    assert float(cells[2][0]) == pytest.approx(drift.max_psi(data.drift.features), abs=5e-4)
+    assert len(lines) == 1 + DRIFT_TOP
+    assert re.findall(r'<td class="num muted">([\d,]+)</td>', table) == ["400"] * 4  # transactions compared per day
+    assert (
+        f"1 of {len(FEATURE_NAMES)} features above 0.25 on at least one day; largest: {first} on 2026-11-07" in section
+    )
+    assert "below 0.10 the day looks like training (stable)" in section

@@ -1,0 +1,277 @@
+"""The real-time API (`fraud serve`) over HTTP with a real database and a real `.tflite` model: bearer auth,
+clear 4xx for every kind of bad request (never a 500, also under random bodies), body size limit, rate limit,
+health, the OpenAPI schema, and `fraud serve` itself in a subprocess on a free loopback port."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from pydantic import SecretStr
+
+from bench.scoring import load_world, requests_for
+from fraud.serving.api import api_token, create_app
+from fraud.serving.realtime import APPLICATION_NAME, RealtimeScorer
+from lambdas.scorer.handler import handler
+from tests.helpers.homes import free_port
+from tests.helpers.litert_models import publish_logistic, weights_for
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "api-test-token-not-a-secret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+UNKNOWN_CARD = "4024007103939509"
+
+
+@pytest.fixture(scope="module")
+def world(settings, engine):
+    mine = settings.model_copy(update={"model_name": "api-test-mlp", "api_token": SecretStr(TOKEN)})
+    frame = load_world(engine, mine, 2_000, "api-test", seed=21)
+    publish_logistic(mine, "api-v1", weights_for(amt_log=0.8, card_count_1d=0.3, is_night=1.0), -4.0, 0.5)
+    return mine, frame
+
+
+@pytest.fixture(scope="module")
+def client(world):
+    settings, _ = world
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def body(world):
+    return requests_for(world[1], 1)[0]
+
+
+def detail(response) -> list[dict]:
+    return response.json()["detail"]
+
+
+def test_a_known_card_is_scored_like_the_lambda_scores_it(client, world, body):
+    response = client.post("/v1/score", json=body, headers=AUTH)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["model_version"] == "api-v1" and answer["trans_num"] == body["trans_num"]
+    assert answer["flagged"] == (answer["score"] >= answer["threshold"])
+    assert answer == handler({"transaction": body}, settings=world[0])  # the same path as the Lambda's real-time event
+    as_strings = {k: str(v) for k, v in body.items()}  # raw CSV values are strings
+    assert client.post("/v1/score", json=as_strings, headers=AUTH).json()["score"] == pytest.approx(answer["score"])
+
+
+def test_missing_or_wrong_token_is_401(client, body):
+    missing = client.post("/v1/score", json=body)
+    assert missing.status_code == 401 and missing.headers["WWW-Authenticate"].startswith("Bearer")
+    wrong = client.post("/v1/score", json=body, headers={"Authorization": "Bearer not-the-token"})
+    assert wrong.status_code == 401 and detail(wrong)[0]["type"] == "invalid_token"
+    basic = client.post("/v1/score", json=body, headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    assert basic.status_code == 401
+    assert client.post("/v1/score", content=b"{oops", headers={"Authorization": "Bearer x"}).status_code in (400, 401)
+
+
+DROP = object()  # leave the field out
+
+
+@pytest.mark.parametrize(
+    "change, status, field, kind",
+    [
+        ({"merchant": DROP}, 422, "merchant", "missing"),
+        ({"merchant": None}, 422, "merchant", "string_type"),
+        ({"amt": "twelve"}, 422, "amt", "float_parsing"),
+        ({"amt": [1, 2]}, 422, "amt", "float_type"),
+        ({"amt": 5_000_000}, 422, "amt", "less_than_equal"),
+        ({"amt": -3}, 422, "amt", "greater_than_equal"),
+        ({"lat": 123.0}, 422, "lat", "less_than_equal"),
+        ({"city_pop": "many"}, 422, "city_pop", "int_parsing"),
+        ({"cc_num": "12"}, 422, "cc_num", "invalid_card_number"),
+        ({"cc_num": UNKNOWN_CARD}, 422, "cc_num", "unknown_card"),
+        ({"trans_date_trans_time": "tomorrow-ish"}, 422, "trans_date_trans_time", "invalid_timestamp"),
+        ({"trans_date_trans_time": None}, 422, None, "value_error"),
+        ({"merchant": "bad\x00name"}, 422, "merchant", "value_error"),
+        ({"trans_num": "x" * 65}, 422, "trans_num", "string_too_long"),
+    ],
+)
+def test_bad_transactions_get_a_clear_4xx(client, body, change, status, field, kind):
+    sent = {k: v for k, v in {**body, **change}.items() if v is not DROP}
+    response = client.post("/v1/score", json=sent, headers=AUTH)
+    assert response.status_code == status, response.text
+    problem = detail(response)[0]
+    assert problem["type"] == kind and problem["msg"]
+    if field:
+        assert problem["loc"] == ["body", field]
+    assert "input" not in problem and UNKNOWN_CARD not in response.text and str(body["cc_num"]) not in response.text
+
+
+def test_malformed_and_oversized_bodies(client):
+    bad_json = client.post("/v1/score", content=b'{"trans_num": ', headers={**AUTH, "content-type": "application/json"})
+    assert bad_json.status_code == 400 and detail(bad_json)[0]["type"] == "json_invalid"
+    not_utf8 = client.post("/v1/score", content=b"\x80", headers={**AUTH, "content-type": "application/json"})
+    assert not_utf8.status_code == 400 and detail(not_utf8)[0]["type"] == "invalid_body"
+    assert client.post("/v1/score", json=[1, 2, 3], headers=AUTH).status_code == 422
+    big = client.post("/v1/score", content=b" " * (16 * 1024 + 1), headers={**AUTH, "content-type": "application/json"})
+    assert big.status_code == 413 and "16384" in detail(big)[0]["msg"]
+
+    def streamed():  # no Content-Length: the limit counts the bytes as they arrive
+        for _ in range(40):
+            yield b" " * 1024
+
+    chunked = client.post("/v1/score", content=streamed(), headers={**AUTH, "content-type": "application/json"})
+    assert chunked.status_code == 413
+
+
+@pytest.mark.fuzz  # examples: the Hypothesis profile (HYPOTHESIS_PROFILE: ci 300, soak 10,000)
+@hypothesis_settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.one_of(
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "trans_num",
+                    "cc_num",
+                    "merchant",
+                    "amt",
+                    "trans_date_trans_time",
+                    "unix_time",
+                    "category",
+                    "lat",
+                    "long",
+                    "merch_lat",
+                    "merch_long",
+                    "city_pop",
+                    "dob",
+                    "zip",
+                ]
+            ),
+            st.one_of(
+                st.none(),
+                st.booleans(),
+                st.integers(-(10**20), 10**20),
+                st.floats(allow_nan=False, allow_infinity=False),
+                st.text(max_size=40),
+                st.lists(st.integers(), max_size=3),
+            ),
+            max_size=14,
+        ),
+        st.binary(max_size=300),
+    )
+)  # or not JSON at all
+def test_random_bodies_never_get_a_500(client, body, payload):
+    if isinstance(payload, bytes):
+        response = client.post("/v1/score", content=payload, headers={**AUTH, "content-type": "application/json"})
+    else:
+        response = client.post("/v1/score", json={**body, **payload}, headers=AUTH)
+    assert response.status_code in (200, 400, 422), response.text
+    if response.status_code != 200:  # every error says what is wrong
+        detail = response.json()["detail"]
+        assert detail and (isinstance(detail, str) or all(d["msg"] and d["type"] for d in detail)), response.text
+
+
+def test_rate_limit_per_client(world, body):
+    settings, _ = world
+    with TestClient(create_app(settings, rate_limit=0.5, burst=2)) as limited:
+        answers = [limited.post("/v1/score", json=body, headers=AUTH) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert int(answers[2].headers["Retry-After"]) >= 1 and detail(answers[2])[0]["type"] == "rate_limited"
+
+
+def test_health_and_no_model_yet(client, world, body):
+    assert client.get("/health").json() == {"status": "ok", "model_version": "api-v1"}
+    empty = world[0].model_copy(update={"model_name": "api-test-nothing-promoted"})
+    with TestClient(create_app(empty)) as no_model:
+        assert no_model.get("/health").status_code == 503
+        answer = no_model.post("/v1/score", json=body, headers=AUTH)
+        assert answer.status_code == 503 and detail(answer)[0]["type"] == "no_model"
+
+
+def test_openapi_schema_documents_the_contract(client):
+    schema = client.get("/openapi.json").json()
+    operation = schema["paths"]["/v1/score"]["post"]
+    assert {"200", "401", "413", "422", "429"} <= set(operation["responses"])
+    assert operation["security"] and schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    request = schema["components"]["schemas"]["RawTransaction"]
+    assert {"trans_num", "cc_num", "merchant", "amt"} <= set(request["required"])
+    assert (request["properties"]["amt"]["minimum"], request["properties"]["amt"]["maximum"]) == (0, 1_000_000)
+    assert client.get("/docs").status_code == 200
+
+
+def test_a_newly_promoted_model_reaches_the_api_within_its_recheck_interval(world, body):
+    settings, _ = world
+    scorer = RealtimeScorer(settings, recheck_seconds=0)
+    before = scorer.score(body)["model_version"]
+    publish_logistic(settings, "api-v2", weights_for(amt_log=0.5), -1.0, 0.5)
+    try:
+        assert (before, scorer.score(body)["model_version"]) == ("api-v1", "api-v2")
+    finally:
+        publish_logistic(settings, "api-v1", weights_for(amt_log=0.8, card_count_1d=0.3, is_night=1.0), -4.0, 0.5)
+
+
+def test_a_dropped_database_connection_is_replaced(world, body, engine):
+    scorer = RealtimeScorer(world[0])
+    first = scorer.score(body)
+    with engine.begin() as connection:  # what a database restart or an idle-connection reaper does
+        killed = connection.exec_driver_sql(
+            f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            f"WHERE application_name = '{APPLICATION_NAME}'"
+        ).scalar_one()
+    assert killed >= 1
+    assert scorer.score(body) == first
+
+
+def test_the_api_replaces_a_dropped_database_connection(world, body, engine):
+    with TestClient(create_app(world[0])) as api:
+        first = api.post("/v1/score", json=body, headers=AUTH)
+        with engine.begin() as connection:  # every asyncio read connection of the API, killed between two requests
+            killed = connection.exec_driver_sql(
+                f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                f"WHERE application_name = '{APPLICATION_NAME}'"
+            ).scalar_one()
+        assert killed >= 1
+        again = api.post("/v1/score", json=body, headers=AUTH)
+    assert first.status_code == again.status_code == 200 and again.json() == first.json()
+
+
+def test_local_token_is_generated_once_and_private(tmp_path, settings):
+    local = settings.model_copy(update={"home": tmp_path, "api_token": None})
+    token, path = api_token(local)
+    assert path == tmp_path / "secrets" / "api_token" and (path.stat().st_mode & 0o777) == 0o600
+    assert api_token(local) == (token, path) and len(token) >= 32
+    with pytest.raises(RuntimeError, match="FRAUD_API_TOKEN"):
+        api_token(local.model_copy(update={"mode": "aws"}))
+
+
+def test_fraud_serve_runs_on_loopback_and_never_prints_the_token(world, body, fraud_env):
+    port = free_port()
+    env = {**os.environ, "FRAUD_HOME": str(fraud_env), "FRAUD_MODEL_NAME": "api-test-mlp"}
+    env.pop("FRAUD_API_TOKEN", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fraud.app.cli", "serve", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert process.poll() is None, process.stdout.read()
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        token_file = fraud_env / "secrets" / "api_token"
+        token = token_file.read_text().strip()
+        scored = httpx.post(f"{url}/v1/score", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert scored.status_code == 200 and scored.json()["model_version"] == "api-v1"
+        assert httpx.post(f"{url}/v1/score", json=body, timeout=10).status_code == 401
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert str(token_file) in output and token not in output and "127.0.0.1" in output
