@@ -6,14 +6,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP_FLAGS := --disable-pip-version-check --progress-bar off -q
 
-.PHONY: demo test soak ui bench clean-data help
+.PHONY: demo test test-fast lint soak ui bench package clean-data help
 
 help:
 	@echo "make demo   - install and run the whole asset graph locally, print the report path"
-	@echo "make test   - install test dependencies and run the whole test suite"
+	@echo "make test   - install test dependencies, lint, and run the whole test suite"
+	@echo "make test-fast - lint and the tests without Spark, browser, whole-graph or training runs (inner loop)"
+	@echo "make lint   - ruff (lint, format) and the import contracts"
 	@echo "make soak   - the heavy reliability runs: load, 1M transactions, 10,000-example fuzzing, more kills"
 	@echo "make ui     - start the Dagster UI on http://127.0.0.1:3000"
 	@echo "make bench  - run the benchmarks in bench/"
+	@echo "make package - build the Lambda zips and Glue artifacts with their manifests into dist/ (before pulumi up)"
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 1; }
@@ -37,11 +40,22 @@ WRK := /usr/bin/wrk
 	elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq $* >/dev/null; \
 	else echo "warning: $@ missing and no root: install the Debian package $*" >&2; fi
 
+# one line per asset; Spark's, TensorFlow's and Dagster's own output go to FRAUD_HOME/logs/ (VERBOSE=1 shows them)
 demo: $(VENV)/.installed
-	$(BIN)/fraud demo
+	@$(BIN)/fraud demo $(if $(VERBOSE),--verbose)
 
-test: $(VENV)/.installed-dev | $(CHROMIUM) $(WRK)
+# style and architecture: ruff (lint and format, pyproject.toml) and import-linter's layer contracts
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check --quiet .
+	$(BIN)/ruff format --check --quiet .
+	$(BIN)/lint-imports --no-logo --no-cache | grep -E "KEPT|BROKEN|^- |Contracts:"; exit $${PIPESTATUS[0]}
+
+test: lint $(VENV)/.installed-dev | $(CHROMIUM) $(WRK)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# the inner loop: everything but the modules marked slow in tests/conftest.py (Spark, browser, whole graph, training)
+test-fast: lint $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow and not soak"
 
 # the soak-marked tests plus the fuzz tests at 10,000 examples each (Hypothesis profile "soak")
 soak: $(VENV)/.installed-dev | $(WRK)
@@ -50,8 +64,13 @@ soak: $(VENV)/.installed-dev | $(WRK)
 ui: $(VENV)/.installed
 	$(BIN)/fraud ui
 
+# ONLY=load,simulator,etl,scoring,training,robustness runs some phases; JSON=FILE also writes the figures as JSON
 bench: $(VENV)/.installed-dev | $(WRK)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(if $(ONLY),--only $(ONLY)) $(if $(JSON),--json $(JSON))
+
+# the artifacts infra/ deploys and their dist/*.manifest.json; `pulumi preview`/`up` only read them
+package: $(VENV)/.installed
+	$(BIN)/fraud package
 
 clean-data:
 	-$(BIN)/fraud db stop

@@ -20,5 +20,7 @@ defs = Definitions(
     jobs=JOBS,
     sensors=SENSORS,
     schedules=SCHEDULES,
-    resources={"fraud": FraudPlatform(), "pipes_subprocess_client": PipesSubprocessClient()},
+    # FRAUD_* variables set as the code location loads become EnvVars (the UI names them, never shows a secret);
+    # the rest take the defaults of fraud.core.settings.Settings, so the local default needs nothing set
+    resources={"fraud": FraudPlatform.from_environment(), "pipes_subprocess_client": PipesSubprocessClient()},
 )

@@ -17,6 +17,7 @@ from dagster import (
     multi_asset_check,
 )
 
+from assets import metadata as meta
 from assets.resources import FraudPlatform
 from assets.scoring import fraud_flags
 from fraud.model import drift, registry
@@ -25,14 +26,16 @@ from fraud.outreach.report import load_drift
 FEATURE_DRIFT, SCORE_DRIFT = "feature_drift", "score_drift"
 
 
+PER_DAY = {"day": "string", "psi": "float", "level": "string", "rows": "int"}
+WORST = {"feature": "string", "psi": "float", "day": "string", "level": "string"}
+ABOVE = {"feature": "string", "day": "string", "psi": "float"}
+
+
 def _window(result: drift.DriftResult) -> dict:
     if not result.window:
         return {}
-    return {
-        "training_window": MetadataValue.json(
-            {"start": result.window[0].isoformat(), "end": result.window[1].isoformat()}
-        )
-    }
+    start, end = result.window
+    return {"training_window": f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"}
 
 
 def _passing(name: str, note: str, extra: dict) -> AssetCheckResult:
@@ -95,19 +98,20 @@ def _judge(name: str, frame: pd.DataFrame, extra: dict) -> AssetCheckResult:
         metadata={
             **extra,
             "drift_table": MetadataValue.md(drift.markdown(frame)),
-            "max_psi": MetadataValue.float(biggest),
+            "max_psi": meta.number(biggest),
             **(
-                {"psi_per_day": MetadataValue.json(_per_day(frame))}
+                {"psi_per_day": meta.records(_per_day(frame), PER_DAY)}
                 if name == SCORE_DRIFT
-                else {"worst_features": MetadataValue.json(drift.worst(frame, 5))}
+                else {"worst_features": meta.records(drift.worst(frame, 5), WORST)}
             ),
-            "above_threshold": MetadataValue.json(
-                [{"feature": r.feature, "day": str(r.day), "psi": round(float(r.psi), 4)} for r in above.itertuples()]
+            "above_threshold": meta.records(
+                [{"feature": r.feature, "day": str(r.day), "psi": round(float(r.psi), 4)} for r in above.itertuples()],
+                ABOVE,
             ),
             "threshold": MetadataValue.float(drift.SIGNIFICANT_ABOVE),
             "moderate_from": MetadataValue.float(drift.STABLE_BELOW),
             "min_rows_per_day": drift.MIN_ROWS,
-            "days": MetadataValue.json([str(d) for d in sorted(frame["day"].unique())]),
+            "days": ", ".join(str(d) for d in sorted(frame["day"].unique())),
         },
     )
 

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import yaml
 from dagster import DagsterInstance
-from sqlalchemy import create_engine, text
 
 from fraud.core.settings import Settings
-from fraud.db.engine import database_url
+from fraud.db.engine import sibling_database
 
 DAGSTER_DATABASE = "dagster"
 # Runs are heavy (Spark, TensorFlow): two at a time on two cores; assets in a pool (the Spark ETL is in pool
@@ -26,18 +25,8 @@ TAG_LIMITS = [{"key": "fraud/engine", "value": "spark", "limit": 1}]  # the sens
 
 def _dagster_database_url(settings: Settings) -> str:
     """The instance database on the platform's server: created on first use."""
-    platform = create_engine(database_url(settings), isolation_level="AUTOCOMMIT")
-    try:
-        with platform.connect() as connection:
-            exists = connection.execute(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": DAGSTER_DATABASE}
-            ).scalar()
-            if not exists:
-                connection.execute(text(f'CREATE DATABASE "{DAGSTER_DATABASE}"'))
-        # dagster-postgres speaks psycopg2 (SQLAlchemy 2.1 would otherwise pick psycopg 3 for "postgresql://")
-        url = platform.url.set(drivername="postgresql+psycopg2", database=DAGSTER_DATABASE)
-    finally:
-        platform.dispose()
+    # dagster-postgres speaks psycopg2 (SQLAlchemy 2.1 would otherwise pick psycopg 3 for "postgresql://")
+    url = sibling_database(settings, DAGSTER_DATABASE).set(drivername="postgresql+psycopg2")
     return url.render_as_string(hide_password=False)
 
 

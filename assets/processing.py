@@ -1,7 +1,6 @@
 import sys
 from pathlib import Path
 
-import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -14,39 +13,61 @@ from dagster import (
     asset,
     asset_check,
 )
-from sqlalchemy import text
 
 import glue
+from assets import metadata as meta
 from assets.resources import FraudPlatform
 from assets.versions import CODE_VERSIONS
 from fraud.core.schema import batch_id_of
-from fraud.db.queries import accounting_problems, batch_accounting, loaded_batch_ids, table_counts
+from fraud.db.queries import (
+    accounting_problems,
+    batch_accounting,
+    feature_summary,
+    latest_features,
+    loaded_batch_ids,
+    table_counts,
+)
 from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
 from fraud.ingest.raw_zone import label_keys, transaction_keys
 
 GLUE_SCRIPT = Path(glue.__file__).resolve().parent / "process_transactions.py"
 TABLES = ("fact_transaction", "transaction_features", "transaction_label", "dim_card", "dim_merchant", "batch_load")
+# the Glue job's mappings (through Pipes), shown as tables with these columns
+REPORTED_TABLES = {
+    "quarantine_reasons": ("reason", "rows"),
+    "rows_gained": ("table", "rows"),
+    "seconds_per_phase": ("phase", "seconds"),
+}
+PREVIEW_COLUMNS = ("trans_num", "event_time", "merchant", "category", "amount")
+ACCOUNTING_COLUMNS = (
+    "batch_id",
+    "rows_in",
+    "rows_loaded",
+    "rows_quarantined",
+    "duplicates_dropped",
+    "in_fact",
+    "with_features",
+)
 
 
-def _feature_summary(engine) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Summary statistics of each feature over the latest 10,000 transactions, and a preview of them."""
-    with engine.connect() as connection:
-        latest = pd.read_sql(
-            text("""
-            SELECT t.trans_num, t.event_time, t.merchant, t.category, t.amount, f.values
-            FROM fact_transaction t JOIN transaction_features f USING (trans_num)
-            WHERE f.feature_version = :version ORDER BY t.event_time DESC LIMIT 10000"""),
-            connection,
-            params={"version": FEATURE_VERSION},
-        )
-    values = (
-        pd.DataFrame(latest["values"].tolist(), columns=list(FEATURE_NAMES))
-        if len(latest)
-        else pd.DataFrame(columns=list(FEATURE_NAMES))
-    )
-    summary = values.describe().T[["mean", "std", "min", "50%", "max"]].round(3) if len(values) else pd.DataFrame()
-    preview = latest.drop(columns="values").head(10).assign(event_time=lambda d: d["event_time"].astype(str))
-    return summary, preview
+def _features_metadata(engine) -> dict:
+    """Summary statistics of each feature over the latest 10,000 transactions, and the newest ten of them."""
+    latest = latest_features(engine, FEATURE_VERSION)
+    summary = feature_summary(latest, FEATURE_NAMES)
+    return {
+        "feature_summary": meta.table(
+            ["feature", "mean", "std", "min", "median", "max"],
+            ([name, *row] for name, row in zip(summary.index, summary.itertuples(index=False), strict=True)),
+            empty="no features yet",
+            digits=3,
+        ),
+        "preview": meta.table(
+            PREVIEW_COLUMNS,
+            latest.head(10)[list(PREVIEW_COLUMNS)].assign(event_time=lambda d: d["event_time"].astype(str)).values,
+            empty="no rows yet",
+            digits=2,
+        ),
+    }
 
 
 class RawBatchSelection(Config):
@@ -74,7 +95,7 @@ class RawBatchSelection(Config):
     code_version=CODE_VERSIONS["processed_transactions"],
     pool="spark",  # one Spark job at a time on a laptop (instance: assets/instance.py)
     description="Validated, deduplicated, tokenized transactions with point-in-time features: curated Parquet in "
-    "the processed bucket and the star schema in PostgreSQL. Runs the glue/ PySpark job through "
+    "the processed bucket and the star schema in PostgreSQL. Runs the `glue/` PySpark job through "
     "Dagster Pipes (local Spark here, AWS Glue in aws mode).",
 )
 def processed_transactions(
@@ -112,18 +133,17 @@ def processed_transactions(
             ]
             invocation = pipes_subprocess_client.run(command=command, context=context)
         results = invocation.get_results()
-        reported = dict(results[0].metadata) if results else {}
+        reported = meta.readable(results[0].metadata, REPORTED_TABLES) if results else {}
     else:
         context.log.info("every raw batch is already processed")
-    summary, preview = _feature_summary(engine)
     return MaterializeResult(
         metadata={
             **reported,
             "new_batches": len(new_keys),
+            "new_batch_keys": meta.bullets(new_keys),
             **table_counts(engine, TABLES),
             "feature_version": FEATURE_VERSION,
-            "feature_summary": MetadataValue.md(summary.to_markdown() if len(summary) else "no features yet"),
-            "preview": MetadataValue.md(preview.to_markdown(index=False) if len(preview) else "no rows yet"),
+            **_features_metadata(engine),
         }
     )
 
@@ -146,7 +166,12 @@ def rows_accounted_for(context: AssetCheckExecutionContext, fraud: FraudPlatform
             "rows_loaded": int(batches["rows_loaded"].sum()),
             "rows_quarantined": int(batches["rows_quarantined"].sum()),
             "duplicates_dropped": int(batches["duplicates_dropped"].sum()),
-            "unbalanced_batches": MetadataValue.json(unbalanced["batch_id"].tolist()),
-            "batches_missing_rows": MetadataValue.json(missing["batch_id"].tolist()),
+            "unbalanced_batches": _accounting_table(unbalanced),
+            "batches_missing_rows": _accounting_table(missing),
         },
     )
+
+
+def _accounting_table(batches) -> MetadataValue:
+    """Batches with a problem, with their accounting and what is in fact_transaction (at most 50 shown)."""
+    return meta.table(ACCOUNTING_COLUMNS, batches[list(ACCOUNTING_COLUMNS)].head(50).itertuples(index=False))

@@ -1,5 +1,6 @@
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from assets import metadata as meta
 from assets.resources import FraudPlatform
 from assets.versions import CODE_VERSIONS
 from fraud.db.queries import alert_status_counts
@@ -25,23 +26,18 @@ def _promoted(fraud: FraudPlatform) -> tuple[str, dict]:
     owners=["team:fraud-ops"],
     code_version=CODE_VERSIONS["fraud_report"],
     description="Self-contained HTML report for stakeholders (plots embedded, no scripts) plus a CSV of flagged "
-    "transactions, in the reports bucket under reports/<timestamp>/ and as latest.html.",
+    "transactions, in the reports bucket under `reports/<timestamp>/` and as `latest.html`.",
 )
 def fraud_report(context: AssetExecutionContext, fraud: FraudPlatform) -> MaterializeResult:
     published = publish_report(fraud.engine(), fraud.settings())
     headline = published.report.headline
     return MaterializeResult(
         metadata={
-            **{
-                name: (MetadataValue.float(value) if isinstance(value, float) else value)
-                for name, value in headline.items()
-            },
+            **{name: meta.number(value) if isinstance(value, float) else value for name, value in headline.items()},
             "report": MetadataValue.path(published.latest),
             "report_snapshot": MetadataValue.path(published.snapshot),
             "flagged_csv": MetadataValue.path(published.csv),
-            "alerts_per_day_plot": MetadataValue.md(
-                f"![alerts per day](data:image/png;base64,{published.report.plot_alerts_png_b64})"
-            ),
+            "alerts_per_day_plot": meta.image(published.report.plot_alerts_png_b64, "alerts per day"),
         }
     )
 
@@ -52,8 +48,8 @@ def fraud_report(context: AssetExecutionContext, fraud: FraudPlatform) -> Materi
     kinds={"email"},
     owners=["team:fraud-ops"],
     code_version=CODE_VERSIONS["customer_alerts"],
-    description="One email per card and day with flagged transactions, to the cardholder (outbox .eml files "
-    "locally, SMTP when FRAUD_SMTP_HOST is set, SES in aws mode); queued in customer_alert under a "
+    description="One email per card and day with flagged transactions, to the cardholder (outbox `.eml` files "
+    "locally, SMTP when `FRAUD_SMTP_HOST` is set, SES in aws mode); queued in `customer_alert` under a "
     "unique group key so a rerun never sends twice; failed deliveries stay pending for the next run.",
 )
 def customer_alerts(context: AssetExecutionContext, fraud: FraudPlatform) -> MaterializeResult:

@@ -1,5 +1,6 @@
 from dagster import AssetExecutionContext, Config, MaterializeResult, asset
 
+from assets import metadata as meta
 from assets.resources import FraudPlatform
 from assets.versions import CODE_VERSIONS
 from fraud.db.review import count_unreviewed, recent_window
@@ -52,4 +53,4 @@ def fraud_flags(context: AssetExecutionContext, config: ScoringScope, fraud: Fra
     else:
         result = score({}, settings=settings)
     context.log.info(f"scored {result['scored']} transactions with {result['model_version']}")
-    return MaterializeResult(metadata=result)
+    return MaterializeResult(metadata={k: meta.number(v) if isinstance(v, float) else v for k, v in result.items()})

@@ -158,6 +158,11 @@ def model_promotion_sensor(context: SensorEvaluationContext, fraud: FraudPlatfor
     return SensorResult(run_requests=[request], cursor=version)
 
 
-JOBS = [process_and_score_batch, retrain_model, rescore_recent]
+# `fraud demo` (fraud/app/demo.py) runs each asset as its own run of this job, so the UI shows and opens them
+demo = define_asset_job(
+    "demo", selection=AssetSelection.all(), description="`fraud demo`: the whole graph, one asset per run."
+)
+
+JOBS = [process_and_score_batch, retrain_model, rescore_recent, demo]
 SENSORS = [raw_batch_sensor, labels_sensor, model_promotion_sensor]
 SCHEDULES = [weekly_retrain]

@@ -1,18 +1,32 @@
 """`make bench`: each figure is a ratio against a baseline measured in the same run (absolute times drift
-on shared machines; ratios much less so). Uses its own temporary FRAUD_HOME and embedded PostgreSQL."""
+on shared machines; ratios much less so). Uses its own temporary FRAUD_HOME and embedded PostgreSQL.
+
+`python -m bench [--only load,simulator,etl,scoring,training,robustness] [--json FILE]`: a line as each phase
+starts and ends, then the table."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import shutil
+import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from statistics import median
+from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Engine
+
+from fraud.core.settings import Settings
 
 console = Console(width=150)  # a wide table even when piped to a file
 
@@ -63,7 +77,8 @@ def bench_load(engine, rows: int) -> tuple[float, float]:
         with engine.begin() as connection:
             connection.execute(
                 text(
-                    "TRUNCATE fact_transaction, fraud_score, transaction_features, transaction_label, dim_card, dim_merchant, batch_load CASCADE"
+                    "TRUNCATE fact_transaction, fraud_score, transaction_features, transaction_label, dim_card, "
+                    "dim_merchant, batch_load CASCADE"
                 )
             )
 
@@ -230,8 +245,8 @@ def bench_etl(settings, cards: int, days: int) -> dict:
             .loc[sample.index]
         )
     spark_values = pd.DataFrame(got["values"].tolist(), index=got.index, columns=list(FEATURE_NAMES))
-    exact = [n for n in FEATURE_NAMES if n != "age_years"]  # age: Spark's months_between day-count convention
-    disagree = int((~np.isclose(spark_values[exact], sample[exact], rtol=1e-6, atol=1e-6)).sum())
+    names = list(FEATURE_NAMES)
+    disagree = int((~np.isclose(spark_values[names], sample[names], rtol=1e-6, atol=1e-6)).sum())
     return {
         "rows": summary["rows_in"],
         "spark_total": spark_total,
@@ -243,89 +258,229 @@ def bench_etl(settings, cards: int, days: int) -> dict:
     }
 
 
-def main() -> None:
-    home = Path(tempfile.mkdtemp(prefix="fraud-bench-"))
-    home.chmod(0o755)
-    os.environ["FRAUD_HOME"] = str(home)  # the benchmark's own world; never the user's data
-    from fraud.core.settings import Settings
-    from fraud.db.engine import get_engine, stop_embedded
-    from fraud.db.migrate import upgrade
+Row = tuple[str, ...]  # a line of the table: COLUMNS
+COLUMNS = ("benchmark", "rows", "baseline", "baseline s", "measured s", "ratio")
 
-    settings = Settings()
-    engine = get_engine(settings)
-    upgrade(engine)
-    table = Table(title="fraud-platform benchmarks (ratio = baseline time / measured time; > 1 is faster)")
-    for column in ("benchmark", "rows", "baseline", "baseline s", "measured s", "ratio"):
-        table.add_column(column)
-    try:
-        with console.status("load: COPY vs row-by-row ORM"):
-            rows = 10_000
-            base, measured = bench_load(engine, rows)
-        table.add_row(
-            "bulk load (COPY + ON CONFLICT)",
-            f"{rows:,}",
-            "row-by-row ORM merge",
-            f"{base:.2f}",
-            f"{measured:.2f}",
-            f"{base / measured:.1f}x",
-        )
-        with console.status("simulator: vectorized vs naive Faker"):
-            naive, vectorized, million_rows, million_time = bench_simulator()
-        table.add_row(
+
+@dataclass
+class Workspace:
+    """The run's own FRAUD_HOME; its embedded PostgreSQL is started by the first phase that needs it."""
+
+    home: Path
+    _engine: Engine | None = None
+
+    @cached_property
+    def settings(self) -> Settings:
+        return Settings(home=self.home)
+
+    def database(self) -> Engine:
+        """The migrated database, started on first use."""
+        if self._engine is None:
+            from fraud.db.engine import get_engine
+            from fraud.db.migrate import upgrade
+
+            self._engine = get_engine(self.settings)
+            upgrade(self._engine)
+        return self._engine
+
+    def close(self) -> None:
+        from fraud.db.engine import stop_embedded
+
+        if self._engine is not None:
+            self._engine.dispose()
+            stop_embedded(self.settings.pg_dir)
+        shutil.rmtree(self.home, ignore_errors=True)  # about 2 GB of database and raw zone after a full run
+
+
+@dataclass
+class Outcome:
+    """A phase's lines of the table and its raw figures (for --json)."""
+
+    rows: list[Row]
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def phase_load(work: Workspace) -> Outcome:
+    rows = 10_000
+    base, measured = bench_load(work.database(), rows)
+    line = ("bulk load (COPY + ON CONFLICT)", f"{rows:,}", "row-by-row ORM merge", f"{base:.2f}", f"{measured:.2f}")
+    return Outcome(
+        [(*line, f"{base / measured:.1f}x")],
+        {"rows": rows, "row_by_row_seconds": base, "copy_seconds": measured},
+    )
+
+
+def phase_simulator(work: Workspace) -> Outcome:
+    naive, vectorized, million_rows, million_time = bench_simulator()
+    rows = [
+        (
             "simulator (per transaction)",
             "110k vs 5k",
             "row-by-row Faker",
             f"{naive * 1e6:.0f} µs/tx",
             f"{vectorized * 1e6:.1f} µs/tx",
             f"{naive / vectorized:.0f}x",
-        )
-        table.add_row(
+        ),
+        (
             "simulator, one million transactions",
             f"{million_rows:,}",
             "row-by-row Faker (extrapolated)",
             f"{naive * million_rows:.0f}",
             f"{million_time:.1f}",
             f"{naive * million_rows / million_time:.0f}x",
-        )
-        with console.status("ETL: Spark job vs pandas on one million simulated transactions (a few minutes)"):
-            etl = bench_etl(settings, cards=17_000, days=30)
-        table.add_row(
+        ),
+    ]
+    figures = {
+        "naive_seconds_per_transaction": naive,
+        "vectorized_seconds_per_transaction": vectorized,
+        "million_rows": million_rows,
+        "million_seconds": million_time,
+    }
+    return Outcome(rows, figures)
+
+
+def phase_etl(work: Workspace) -> Outcome:
+    work.database()  # the Spark job loads into the migrated database
+    etl = bench_etl(work.settings, cards=17_000, days=30)
+    console.print(
+        f"ETL phases (s): {etl['phases']}; values disagreeing with pandas on a 2,000-row sample: "
+        f"{etl['disagreeing_values']}"
+    )
+    rows = [
+        (
             "ETL features (Spark job)",
             f"{etl['rows']:,}",
             "pandas groupby/rolling",
             f"{etl['pandas']:.1f}",
             f"{etl['spark_features']:.1f}",
             f"{etl['pandas'] / etl['spark_features']:.1f}x",
-        )
-        table.add_row(
+        ),
+        (
             "ETL raw -> features -> loaded in PostgreSQL",
             f"{etl['rows']:,}",
             "(goal: 90 s)",
             "",
             f"{etl['spark_total']:.1f}",
             f"{etl['rows'] / etl['spark_total']:,.0f} rows/s",
-        )
-        console.print(
-            f"ETL phases (s): {etl['phases']}; values disagreeing with pandas on a 2,000-row sample: "
-            f"{etl['disagreeing_values']}"
-        )
-        from bench.scoring import run as scoring_bench
+        ),
+    ]
+    return Outcome(rows, etl)
 
-        for row in scoring_bench(console, settings, engine):  # batch DB → LiteRT → fraud_score vs Keras; real-time API
-            table.add_row(*row)
-        from bench.training import run as training_bench
 
-        for row in training_bench(console):  # NN vs baselines on 7/7/7 days; fit time on ~1M rows
-            table.add_row(*row)
-        from bench.robustness import run as robustness_bench
+def phase_scoring(work: Workspace) -> Outcome:
+    from bench.scoring import run
 
-        for row in robustness_bench(console):  # NN vs baselines on 3 worlds x label delays 2/7/30 d (~15-20 min)
-            table.add_row(*row)
+    return Outcome(run(console, work.settings, work.database()))  # batch DB → LiteRT → fraud_score vs Keras; real time
+
+
+def phase_training(work: Workspace) -> Outcome:
+    from bench.training import run
+
+    return Outcome(run(console))  # NN vs baselines on 7/7/7 days; fit time on ~1M rows
+
+
+def phase_robustness(work: Workspace) -> Outcome:
+    from bench.robustness import run
+
+    return Outcome(run(console))  # NN vs baselines on 3 worlds x label delays 2/7/30 d (~15-20 min)
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    title: str
+    run: Callable[[Workspace], Outcome]
+
+
+PHASES = (
+    Phase("load", "bulk load, COPY vs row-by-row ORM", phase_load),
+    Phase("simulator", "simulator, vectorized vs naive Faker", phase_simulator),
+    Phase("etl", "ETL, Spark job vs pandas on one million simulated transactions (a few minutes)", phase_etl),
+    Phase("scoring", "scoring, batch LiteRT vs Keras and the real-time API", phase_scoring),
+    Phase("training", "training, network vs baselines on ~1 million transactions", phase_training),
+    Phase("robustness", "robustness, 3 worlds x 3 label delays (15-20 minutes)", phase_robustness),
+)
+
+
+def selected_phases(only: str | None, phases: tuple[Phase, ...]) -> list[Phase]:
+    """The phases named in `only` (comma-separated), in the run's order; all when None. ValueError on a name
+    that is not a phase, listing the valid ones."""
+    if only is None:
+        return list(phases)
+    names = {name.strip() for name in only.split(",") if name.strip()}
+    unknown = sorted(names - {phase.name for phase in phases})
+    valid = ", ".join(phase.name for phase in phases)
+    if unknown:
+        raise ValueError(f"unknown phase {', '.join(unknown)}; valid phases: {valid}")
+    if not names:
+        raise ValueError(f"no phase named; valid phases: {valid}")
+    return [phase for phase in phases if phase.name in names]
+
+
+def run_phases(phases: list[Phase], work: Workspace, results: dict[str, dict[str, Any]]) -> None:
+    """Each phase with a line when it starts and one when it ends; its outcome into `results` under its name (so
+    a failing phase leaves the earlier ones' figures)."""
+    for number, phase in enumerate(phases, 1):
+        console.print(f"[bold][{number}/{len(phases)}] {phase.name}[/]: {phase.title}")
+        started = time.perf_counter()
+        outcome = phase.run(work)
+        seconds = time.perf_counter() - started
+        console.print(f"[{number}/{len(phases)}] {phase.name} done in {seconds:.0f} s")
+        results[phase.name] = {
+            "seconds": round(seconds, 1),
+            "rows": [dict(zip(COLUMNS, row, strict=True)) for row in outcome.rows],
+            "figures": outcome.figures,
+        }
+
+
+def results_table(results: dict[str, dict[str, Any]]) -> Table:
+    table = Table(title="fraud-platform benchmarks (ratio = baseline time / measured time; > 1 is faster)")
+    for column in COLUMNS:
+        table.add_column(column)
+    for result in results.values():
+        for row in result["rows"]:
+            table.add_row(*row.values())
+    return table
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    names = ",".join(phase.name for phase in PHASES)
+    parser.add_argument("--only", metavar="NAMES", help=f"comma-separated phases to run (default: all of {names})")
+    parser.add_argument("--json", metavar="FILE", help="also write every phase's table rows and figures as JSON")
+    args = parser.parse_args(argv)
+    try:
+        args.phases = selected_phases(args.only, PHASES)
+    except ValueError as error:
+        parser.error(str(error))  # exits 2 before any work
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    home = Path(tempfile.mkdtemp(prefix="fraud-bench-"))
+    home.chmod(0o755)
+    os.environ["FRAUD_HOME"] = str(home)  # the benchmark's own world; never the user's data
+    work = Workspace(home)
+    started = datetime.now(UTC)
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        run_phases(args.phases, work, results)
     finally:
-        stop_embedded(settings.pg_dir)
-        shutil.rmtree(home, ignore_errors=True)  # about 2 GB of database and raw zone
-    console.print(table)
+        work.close()
+        if results:
+            console.print(results_table(results))
+        if args.json:
+            report = {
+                "started": started.isoformat(timespec="seconds"),
+                "complete": len(results) == len(args.phases),
+                "columns": list(COLUMNS),
+                "phases": results,
+            }
+            Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+            console.print(f"figures: {args.json}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

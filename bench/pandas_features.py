@@ -1,13 +1,17 @@
 """The baseline for the ETL benchmark: the same features computed the straightforward way, with pandas
-groupby/rolling on one machine. Also the test oracle the Spark job and the online path are checked against."""
+groupby/rolling on one machine. Also the test oracle the Spark job and the online path are checked against.
+
+The windows are pandas' own; the per-row features (time, age, distance, population, the amount against the card's
+mean, the gap since its previous transaction, the category) are fraud/features/rows.py's, the definitions the
+online path uses and the Spark job's expressions are checked against."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from fraud.core.schema import CATEGORIES
-from fraud.features.catalog import FEATURE_NAMES, LONGEST_WINDOW_SECONDS, WINDOWS, amount_z, known_frauds, merchant_risk
+from fraud.features.catalog import FEATURE_NAMES, LONGEST_WINDOW_SECONDS, WINDOWS, known_frauds, merchant_risk
+from fraud.features.rows import RowInputs, row_features
 
 
 def _rolling_count(tx: pd.DataFrame, keys: list[str], seconds: int) -> np.ndarray:
@@ -29,35 +33,6 @@ def pandas_features(tx: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     unix = tx["ts"].astype("int64") // 10**9
     tx["unix"] = unix
     out = pd.DataFrame({"trans_num": tx["trans_num"]})
-    out["amt_log"] = np.log1p(tx["amt"])
-    out["hour"] = tx["ts"].dt.hour.astype(float)
-    out["is_night"] = ((out["hour"] >= 22) | (out["hour"] < 6)).astype(float)
-    out["is_weekend"] = (tx["ts"].dt.dayofweek >= 5).astype(float)
-    dob = pd.to_datetime(tx["dob"], utc=True, errors="coerce")
-    out["age_years"] = (
-        (
-            (tx["ts"].dt.year - dob.dt.year) * 12
-            + (tx["ts"].dt.month - dob.dt.month)
-            + (tx["ts"].dt.day - dob.dt.day) / 31.0
-        )
-        .div(12)
-        .fillna(0.0)
-    )  # months_between, as Spark
-    out["age_known"] = dob.notna().astype(float)
-    population = pd.to_numeric(tx["city_pop"], errors="coerce")
-    known_population = population.notna() & (population >= 0)
-    out["city_pop_log"] = np.where(known_population, np.log1p(population.where(known_population, 0)), 0.0)
-    out["city_pop_known"] = known_population.astype(float)
-    lat1, lat2 = np.radians(tx["lat"].astype(float)), np.radians(tx["merch_lat"].astype(float))
-    a = (
-        np.sin((lat2 - lat1) / 2) ** 2
-        + np.cos(lat1)
-        * np.cos(lat2)
-        * np.sin(np.radians(tx["merch_long"].astype(float) - tx["long"].astype(float)) / 2) ** 2
-    )
-    distance = 6371.0 * 2 * np.arcsin(np.sqrt(np.minimum(a, 1.0)))
-    out["distance_km"] = distance.fillna(0.0)
-    out["distance_known"] = distance.notna().astype(float)
 
     by_card = tx.set_index("ts").groupby("card_token", sort=False)["amt"]
     for name, seconds in WINDOWS.items():
@@ -65,12 +40,6 @@ def pandas_features(tx: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
         out[f"card_count_{name}"] = rolled["count"].fillna(0).to_numpy()
         out[f"card_mean_amt_{name}"] = rolled["mean"].fillna(0).to_numpy()
     spread = by_card.rolling(f"{LONGEST_WINDOW_SECONDS}s", closed="left").std(ddof=0).to_numpy()
-    out["amt_over_card_mean_30d"] = np.where(
-        out["card_mean_amt_30d"] > 0, tx["amt"] / out["card_mean_amt_30d"].replace(0, 1), 1.0
-    )
-    out["amt_z_card_30d"] = amount_z(
-        tx["amt"].to_numpy(), out["card_mean_amt_30d"].to_numpy(), spread, out["card_count_30d"].to_numpy()
-    )
     previous = np.full(len(tx), np.nan)
     distinct = {"1h": np.zeros(len(tx)), "1d": np.zeros(len(tx))}
     for rows in tx.groupby("card_token", sort=False).indices.values():
@@ -83,7 +52,20 @@ def pandas_features(tx: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
                 previous[rows[j]] = times[b - 1]
             for w, start in starts.items():
                 distinct[w][rows[j]] = len(set(merchants[start[j] : b]))
-    out["secs_since_prev_log"] = np.log1p(np.where(np.isnan(previous), LONGEST_WINDOW_SECONDS, unix - previous))
+    row_inputs = RowInputs(
+        event_time=tx["ts"].dt.tz_convert(None).to_numpy("datetime64[s]"),
+        amount=tx["amt"].to_numpy(dtype=float),
+        dob=pd.to_datetime(tx["dob"], utc=True, errors="coerce").dt.tz_convert(None).to_numpy("datetime64[D]"),
+        city_pop=pd.to_numeric(tx["city_pop"], errors="coerce").to_numpy(dtype=float),
+        **{name: tx[name].astype(float).to_numpy() for name in ("lat", "long", "merch_lat", "merch_long")},
+        category=tx["category"].to_numpy(dtype=object),
+        card_mean_30d=out["card_mean_amt_30d"].to_numpy(),
+        card_std_30d=spread,
+        card_count_30d=out["card_count_30d"].to_numpy(),
+        previous_unix=previous,
+    )
+    for name, column in row_features(row_inputs).items():
+        out[name] = column
     out["card_distinct_merchants_1h"] = distinct["1h"]
     out["card_distinct_merchants_1d"] = distinct["1d"]
     out["card_new_merchant_30d"] = (_rolling_count(tx, ["card_token", "merchant"], LONGEST_WINDOW_SECONDS) == 0).astype(
@@ -113,6 +95,4 @@ def pandas_features(tx: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
             merchant_columns.setdefault(name, np.zeros(len(tx)))[rows] = column
     for name, column in merchant_columns.items():
         out[name] = column
-    for category in CATEGORIES:
-        out[f"cat_{category}"] = (tx["category"] == category).astype(float)
     return out[["trans_num", *FEATURE_NAMES]]

@@ -8,8 +8,8 @@ Worlds (`worlds(size)`):
   c  an independent generator: the Fraud Detection Handbook's simulator (bench/worlds.py), whose raw rows have no
      holder or merchant-location fields.
 For each world and each label delay (2, 7, 30 days): the transactions of warm-up + train + delay + test days (the
-warm-up: the delay + 7 days, at least 9, so labels have been arriving for a week when training starts, as in the
-7/7/7 bench's 9 days with a 2-day delay), the labels known `delay` days after each transaction, the pandas
+warm-up: at least 30 days, and long enough that labels have been arriving for 30 days when training starts, i.e.
+max(30, delay + 30); see WorldSpec), the labels known `delay` days after each transaction, the pandas
 reference features (bench/pandas_features.py), and the protocol Protocol(train_days=7, delay_days=delay,
 test_days=7) after the warm-up, through fraud.model.network.train
 (the network and every baseline of fraud.model.baselines.BASELINES on the same split). Collected per cell: each model's
@@ -55,7 +55,13 @@ HEAVY_MIX = (
     ("large_outlier", 0.05),
 )
 # what a cached cell depends on besides its parameters: the features and the generators
-SOURCES = ("bench/pandas_features.py", "fraud/features/catalog.py", "bench/worlds.py", "fraud/ingest/simulate.py")
+SOURCES = (
+    "bench/pandas_features.py",
+    "fraud/features/catalog.py",
+    "fraud/features/rows.py",
+    "bench/worlds.py",
+    "fraud/ingest/simulate.py",
+)
 ROOT = Path(__file__).resolve().parents[1]
 
 

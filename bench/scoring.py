@@ -5,7 +5,8 @@
   same model run by Keras `model.predict`; plus the LiteRT scoring call alone;
 - real-time: `fraud serve` in a subprocess on loopback, 32 concurrent connections (wrk) posting raw
   transactions of known cards for 30 s (each sends its next request when the previous answer arrives);
-  p50/p99 latency and errors, beside the in-process latency of the LiteRT call alone and of the online-feature query alone.
+  p50/p99 latency and errors, beside the in-process latency of the LiteRT call alone and of the online-feature
+  query alone.
 """
 
 from __future__ import annotations
@@ -368,8 +369,9 @@ def run(console, settings: Settings, engine: Engine, rows: int = 100_000) -> lis
         realtime = bench_realtime(settings, frame, free_port())
     per_second = batch.rows / batch.litert_seconds
     console.print(
-        f"batch scoring: the call alone (score + occlusion for {batch.rows:,} rows): LiteRT {batch.litert_call_seconds:.2f} s, "
-        f"Keras predict_on_batch {batch.keras_call_seconds:.2f} s; end to end {per_second:,.0f} transactions/s (goal 50,000)"
+        f"batch scoring: the call alone (score + occlusion for {batch.rows:,} rows): "
+        f"LiteRT {batch.litert_call_seconds:.2f} s, Keras predict_on_batch {batch.keras_call_seconds:.2f} s; "
+        f"end to end {per_second:,.0f} transactions/s (goal 50,000)"
     )
     console.print(
         f"real-time API: {realtime.requests:,} requests in {realtime.seconds:.0f} s "

@@ -3,6 +3,11 @@
 Runs unchanged in AWS Glue (arguments via getResolvedOptions, GlueContext) and on local PySpark (plain
 SparkSession, the same arguments via argparse). Under Dagster Pipes it reports row accounting as metadata.
 
+The entry point only: arguments, the Spark session, Pipes, reading and writing (the raw zone, the curated zone,
+PostgreSQL). What the job does to the rows (validation, tokenization, deduplication, features) is
+fraud/features/spark.py, written once beside the other engines' definitions (AWS Glue gets the `fraud/` package
+as a zip through --extra-py-files).
+
     python glue/process_transactions.py --raw-uri R --processed-uri P --transactions-keys k1,k2 [--labels-keys l1]
 """
 
@@ -22,40 +27,24 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-import pandas as pd
 import pyarrow as pa
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
-from fraud.core.privacy import card_token, normalize_card_number
-from fraud.core.schema import CATEGORIES, DATE_FORMATS, LABEL_COLUMNS, RAW_COLUMNS, TIMESTAMP_FORMATS
+from fraud.core.schema import LABEL_COLUMNS
 from fraud.core.settings import Settings
 from fraud.core.storage import s3_client
 from fraud.db.engine import get_engine
 from fraud.db.load import PROCESSED_COLUMNS, BatchAccounting, load_processed
-from fraud.features.catalog import (
-    AMOUNT_SPREAD_FLOOR,
-    CATEGORY_FEATURES,
-    FEATURE_NAMES,
-    FEATURE_VERSION,
-    HISTORY_SECONDS,
-    LABEL_LOOKBACK_SECONDS,
-    LONGEST_WINDOW_SECONDS,
-    MERCHANT_FEATURES,
-    NUMERIC_FEATURES,
-    WINDOWS,
-    merchant_risk,
-)
+from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION, HISTORY_SECONDS
+from fraud.features.spark import RAW_SCHEMA, content, features, timestamp_of, validate
+from fraud.ingest.validation import Reason
 
 LOAD_CHUNK_ROWS = 100_000  # rows a batch is fetched from Spark and COPY'd in: bounds the driver's memory
 LOAD_CONNECTIONS = 2  # batches loaded at once (see load_batches)
 EMPTY_LABELS = pa.table({c: pa.array([], pa.string()) for c in LABEL_COLUMNS})
 ARGUMENTS = ("raw_uri", "processed_uri", "transactions_keys", "labels_keys")
-RAW_SCHEMA = T.StructType(
-    [T.StructField(c, T.StringType()) for c in RAW_COLUMNS] + [T.StructField("_corrupt_record", T.StringType())]
-)
 
 
 def parse_arguments(argv: list[str]) -> dict[str, str]:
@@ -127,311 +116,6 @@ def read_raw(spark: SparkSession, paths: list[str]) -> DataFrame:
     )
 
 
-def _first_parse(column: str, formats: tuple[str, ...], parse) -> F.Column:
-    return F.coalesce(*[parse(F.col(column), F.lit(fmt)) for fmt in formats])
-
-
-def _tokenizer(key: bytes):
-    @F.pandas_udf(T.StructType([T.StructField("token", T.StringType()), T.StructField("last4", T.StringType())]))
-    def tokenize(numbers):
-        import pandas as pd
-
-        digits = numbers.map(normalize_card_number)
-        return pd.DataFrame(
-            {
-                "token": digits.map(lambda d: card_token(d, key) if d else None),
-                "last4": digits.map(lambda d: d[-4:] if d else None),
-            }
-        )
-
-    return tokenize
-
-
-def _content(card_token: F.Column, merchant: F.Column, event_unix: F.Column, amt: F.Column) -> F.Column:
-    """What makes two rows with one trans_num the same transaction: card, merchant, time and amount."""
-    return F.struct(
-        card_token.alias("card_token"),
-        merchant.alias("merchant"),
-        event_unix.cast("bigint").alias("event_unix"),
-        amt.cast("double").alias("amt"),
-    )
-
-
-def validate(raw: DataFrame, key: bytes, loaded: DataFrame | None = None) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """Split raw rows into (valid, quarantined with a reason, per-batch duplicate counts). A trans_num that
-    another batch already loaded (`loaded`, see read_loaded) or that an earlier batch of this run carries is a
-    duplicate when it is the same transaction (`_content`), and quarantined as conflicting otherwise."""
-    # rows are clustered by trans_num once: the dedupe and the trans_num window below share that shuffle (the
-    # tokenizer runs before it, as a Python UDF's output loses the clustering), and an exact copy is found by a
-    # digest of the row rather than by sorting on its 27 string columns
-    deduped = (
-        raw.withColumn("card", _tokenizer(key)(F.col("cc_num")))
-        .repartition("trans_num")
-        .withColumn("row_digest", F.sha2(F.to_json(F.struct(*RAW_COLUMNS, "_corrupt_record")), 256))
-        .dropDuplicates(["trans_num", "batch_id", "row_digest"])
-        .drop("row_digest")
-    )
-    if loaded is None:  # nothing loaded before: no join
-        no_content = "struct<card_token:string,merchant:string,event_unix:bigint,amt:double>"
-        deduped = deduped.withColumn("loaded_batch", F.lit(None).cast("string")).withColumn(
-            "loaded_content", F.lit(None).cast(no_content)
-        )
-    else:
-        deduped = deduped.join(loaded, "trans_num", "left")
-
-    parsed_time = F.coalesce(
-        _first_parse("trans_date_trans_time", TIMESTAMP_FORMATS, F.try_to_timestamp),
-        F.timestamp_seconds(F.expr("try_cast(try_cast(unix_time AS double) AS bigint)")),
-    )
-    # the batch that loaded a trans_num before keeps it; otherwise the first batch of this run (by id) does. One
-    # ordering column, so the three window functions below share one sort
-    first = Window.partitionBy("trans_num").orderBy(F.col("loaded_here").desc(), "batch_id", "source_key")
-    rows = (
-        deduped.withColumn("loaded_here", F.coalesce(F.col("batch_id") == F.col("loaded_batch"), F.lit(False)))
-        .withColumn("event_time", parsed_time)
-        .withColumn("amount", F.expr("try_cast(amt AS double)"))
-        .withColumn(
-            "content",
-            _content(F.col("card.token"), F.trim("merchant"), F.unix_timestamp("event_time"), F.round("amount", 2)),
-        )
-        .withColumn("first_seen", F.row_number().over(first))
-        .withColumn("first_batch", F.first("batch_id").over(first))
-        .withColumn("first_content", F.first("content").over(first))
-    )
-    loaded_elsewhere = F.col("loaded_batch").isNotNull() & (F.col("loaded_batch") != F.col("batch_id"))
-    same_as_loaded = F.coalesce(F.col("content") == F.col("loaded_content"), F.lit(False))
-    repeated_elsewhere = (
-        (F.col("first_seen") > 1)
-        & (F.col("batch_id") != F.col("first_batch"))
-        & F.coalesce(F.col("content") == F.col("first_content"), F.lit(False))
-    )
-    reason = (
-        F.when(F.col("_corrupt_record").isNotNull(), "malformed_json")
-        .when(F.coalesce(F.trim("trans_num"), F.lit("")) == "", "missing_trans_num")
-        .when(F.col("card.token").isNull(), "invalid_card_number")
-        .when(F.coalesce(F.trim("merchant"), F.lit("")) == "", "missing_merchant")
-        .when(F.col("amount").isNull() | F.isnan("amount") | (F.col("amount") < 0), "invalid_amount")
-        .when(F.col("event_time").isNull(), "invalid_timestamp")
-        .when(loaded_elsewhere & ~same_as_loaded, "conflicting_duplicate_trans_num")
-        .when((F.col("first_seen") > 1) & ~loaded_elsewhere & ~repeated_elsewhere, "conflicting_duplicate_trans_num")
-    )
-    # a redelivered row (same transaction under another batch id) is dropped and counted as a duplicate
-    duplicate = reason.isNull() & ((loaded_elsewhere & same_as_loaded) | repeated_elsewhere)
-    rows = (
-        rows.withColumn("quarantine_reason", reason).where(~duplicate).cache()
-    )  # tokenized once, read by every output below
-    duplicates = (
-        raw.groupBy("batch_id")
-        .count()
-        .join(rows.groupBy("batch_id").count().withColumnRenamed("count", "kept"), "batch_id", "left")
-        .select("batch_id", (F.col("count") - F.coalesce(F.col("kept"), F.lit(0))).alias("duplicates_dropped"))
-    )
-    quarantined = rows.where(F.col("quarantine_reason").isNotNull()).select(
-        *RAW_COLUMNS, "_corrupt_record", "batch_id", "source_key", "quarantine_reason"
-    )
-    valid = rows.where(F.col("quarantine_reason").isNull())
-    return valid, quarantined, duplicates
-
-
-def _num(column: str) -> F.Column:
-    return F.expr(f"try_cast({column} AS double)")
-
-
-MERCHANT_SCHEMA = T.StructType(
-    [T.StructField("trans_num", T.StringType())] + [T.StructField(name, T.DoubleType()) for name in MERCHANT_FEATURES]
-)
-
-
-def _merchant_group(frame):
-    """applyInPandas body: one merchant's events -> merchant-risk features of its current transactions."""
-    current = frame[frame["is_current"]]
-    values = merchant_risk(
-        frame["event_unix"].to_numpy(),
-        frame["is_fraud"].astype("boolean").fillna(False).to_numpy(dtype=bool),
-        frame["labelled_unix"].to_numpy(dtype=float),
-        current["event_unix"].to_numpy(),
-    )
-    return pd.DataFrame({"trans_num": current["trans_num"].to_numpy(), **values})[list(MERCHANT_SCHEMA.fieldNames())]
-
-
-def merchant_features(labelled: DataFrame) -> DataFrame:
-    """Merchant volume and risk with labels as known at each transaction's time (fraud.features.catalog.merchant_risk)."""
-    return (
-        labelled.select("merchant", "trans_num", "event_unix", "is_current", "is_fraud", "labelled_unix")
-        .groupBy("merchant")
-        .applyInPandas(_merchant_group, MERCHANT_SCHEMA)
-    )
-
-
-def with_labels(events: DataFrame, labels: DataFrame | None) -> DataFrame:
-    """events + is_fraud and labelled_unix (null: no label)."""
-    if labels is None:
-        return events.withColumn("is_fraud", F.lit(None).cast("boolean")).withColumn(
-            "labelled_unix", F.lit(None).cast("double")
-        )
-    return events.join(
-        labels.select("trans_num", "is_fraud", F.unix_timestamp("labelled_at").cast("double").alias("labelled_unix")),
-        "trans_num",
-        "left",
-    )
-
-
-def card_known_frauds(labelled: DataFrame) -> DataFrame:
-    """trans_num -> the card's transactions of the last LABEL_LOOKBACK days known to be fraud at the transaction's
-    time (fraud.features.catalog.known_frauds). Frauds are rare, so a join of each current row with its card's labelled
-    frauds is cheap."""
-    current = labelled.where("is_current").select("trans_num", "card_token", "event_unix")
-    frauds = labelled.where(F.col("is_fraud") & F.col("labelled_unix").isNotNull()).select(
-        "card_token", F.col("event_unix").alias("fraud_unix"), "labelled_unix"
-    )
-    matched = (
-        current.join(frauds, "card_token")
-        .where(
-            (F.col("fraud_unix") >= F.col("event_unix") - LABEL_LOOKBACK_SECONDS)
-            & (F.col("fraud_unix") < F.col("event_unix"))
-            & (F.col("labelled_unix") < F.col("event_unix"))
-        )
-        .groupBy("trans_num")
-        .agg(F.count("*").cast("double").alias("card_known_frauds_60d"))
-    )
-    return current.select("trans_num").join(matched, "trans_num", "left").fillna(0.0, ["card_known_frauds_60d"])
-
-
-def features(valid: DataFrame, history: DataFrame | None, labels: DataFrame | None = None) -> DataFrame:
-    """Point-in-time features: every window looks strictly before the transaction (rangeBetween(-w, -1))."""
-    current = (
-        valid.select(
-            "trans_num",
-            "event_time",
-            F.col("card.token").alias("card_token"),
-            F.col("card.last4").alias("last4"),
-            F.trim("merchant").alias("merchant"),
-            F.lower(F.trim("category")).alias("category"),
-            F.round("amount", 2).alias("amt"),
-            _num("merch_lat").alias("merch_lat"),
-            _num("merch_long").alias("merch_long"),
-            "first",
-            "last",
-            "gender",
-            _first_parse("dob", DATE_FORMATS, lambda c, f: F.to_date(F.try_to_timestamp(c, f))).alias("dob"),
-            "street",
-            "city",
-            "state",
-            "zip",
-            _num("lat").alias("lat"),
-            _num("long").alias("long"),
-            F.expr("try_cast(try_cast(city_pop AS double) AS int)").alias("city_pop"),
-            "job",
-            "batch_id",
-        )
-        .withColumn("event_unix", F.unix_timestamp("event_time"))
-        .withColumn("is_current", F.lit(True))
-    )
-
-    # the current rows carry all their columns through the card windows (history rows get nulls), so the
-    # windowed rows need no join back to them: one shuffle of the run's rows fewer
-    events = current
-    if history is not None:
-        past = history.join(current.select("trans_num"), "trans_num", "left_anti").select(
-            "trans_num", "card_token", "merchant", "category", "event_unix", "amt", F.lit(False).alias("is_current")
-        )
-        events = events.unionByName(past, allowMissingColumns=True)
-    # an empty category is a category of its own for "first time in this category"
-    events = events.withColumn("category_key", F.coalesce(F.col("category"), F.lit("")))
-
-    by_card = Window.partitionBy("card_token").orderBy("event_unix")
-    month = LONGEST_WINDOW_SECONDS
-    windowed = events
-    for name, seconds in WINDOWS.items():
-        frame = by_card.rangeBetween(-seconds, -1)  # [t - w, t): strictly before, same second excluded
-        windowed = windowed.withColumn(f"card_count_{name}", F.count("amt").over(frame).cast("double")).withColumn(
-            f"card_mean_amt_{name}", F.coalesce(F.avg("amt").over(frame), F.lit(0.0))
-        )
-    windowed = (
-        windowed.withColumn("card_std_amt_30d", F.stddev_pop("amt").over(by_card.rangeBetween(-month, -1)))
-        .withColumn("prev_unix", F.max("event_unix").over(by_card.rangeBetween(-month, -1)))
-        .withColumn(
-            "card_distinct_merchants_1h",
-            F.size(F.collect_set("merchant").over(by_card.rangeBetween(-WINDOWS["1h"], -1))).cast("double"),
-        )
-        .withColumn(
-            "card_distinct_merchants_1d",
-            F.size(F.collect_set("merchant").over(by_card.rangeBetween(-WINDOWS["1d"], -1))).cast("double"),
-        )
-        .withColumn(
-            "card_new_merchant_30d",
-            (
-                F.count("amt").over(
-                    Window.partitionBy("card_token", "merchant").orderBy("event_unix").rangeBetween(-month, -1)
-                )
-                == 0
-            ).cast("double"),
-        )
-        .withColumn(
-            "card_new_category_30d",
-            (
-                F.count("amt").over(
-                    Window.partitionBy("card_token", "category_key").orderBy("event_unix").rangeBetween(-month, -1)
-                )
-                == 0
-            ).cast("double"),
-        )
-    )
-    windowed = windowed.where("is_current").drop("is_current", "category_key")
-    labelled = with_labels(events.select("trans_num", "card_token", "merchant", "event_unix", "is_current"), labels)
-    merchant = merchant_features(labelled)
-    card_frauds = card_known_frauds(labelled)
-
-    hour = F.hour("event_time")
-    haversine = (
-        F.sin(F.radians(F.col("merch_lat") - F.col("lat")) / 2) ** 2
-        + F.cos(F.radians("lat"))
-        * F.cos(F.radians("merch_lat"))
-        * F.sin(F.radians(F.col("merch_long") - F.col("long")) / 2) ** 2
-    )
-    # least() skips nulls, so an unknown location must stay null explicitly; the cap keeps rounding out of asin
-    km = F.when(haversine.isNotNull(), 6371.0 * 2 * F.asin(F.sqrt(F.least(F.lit(1.0), haversine))))
-    population_known = F.col("city_pop").isNotNull() & (F.col("city_pop") >= 0)
-    out = (
-        windowed.join(merchant, "trans_num", "left")
-        .join(card_frauds, "trans_num", "left")
-        .withColumn("amt_log", F.log1p("amt"))
-        .withColumn("hour", hour.cast("double"))
-        .withColumn("is_night", ((hour >= 22) | (hour < 6)).cast("double"))
-        .withColumn("is_weekend", F.dayofweek("event_time").isin(1, 7).cast("double"))
-        .withColumn("age_years", F.coalesce(F.months_between("event_time", "dob") / 12, F.lit(0.0)))
-        .withColumn("age_known", F.col("dob").isNotNull().cast("double"))
-        .withColumn("city_pop_log", F.when(population_known, F.log1p("city_pop")).otherwise(0.0))
-        .withColumn("city_pop_known", population_known.cast("double"))
-        .withColumn("distance_km", F.coalesce(km, F.lit(0.0)))
-        .withColumn("distance_known", km.isNotNull().cast("double"))
-        .withColumn(
-            "amt_over_card_mean_30d",
-            F.when(F.col("card_mean_amt_30d") > 0, F.col("amt") / F.col("card_mean_amt_30d")).otherwise(1.0),
-        )
-        .withColumn(
-            "amt_z_card_30d",
-            F.when(
-                F.col("card_count_30d") > 0,
-                (F.col("amt") - F.col("card_mean_amt_30d"))
-                / (F.coalesce(F.col("card_std_amt_30d"), F.lit(0.0)) + AMOUNT_SPREAD_FLOOR),
-            ).otherwise(0.0),
-        )
-        .withColumn(
-            "secs_since_prev_log",
-            F.log1p(F.coalesce(F.col("event_unix") - F.col("prev_unix"), F.lit(LONGEST_WINDOW_SECONDS)).cast("double")),
-        )
-    )
-    for name, feature in zip(CATEGORIES, CATEGORY_FEATURES, strict=False):
-        out = out.withColumn(feature, (F.col("category") == name).cast("double"))
-    assert tuple(NUMERIC_FEATURES) + tuple(CATEGORY_FEATURES) == FEATURE_NAMES
-    return (
-        out.withColumn("features", F.array(*[F.coalesce(F.col(n).cast("double"), F.lit(0.0)) for n in FEATURE_NAMES]))
-        .withColumn("feature_version", F.lit(FEATURE_VERSION))
-        .withColumn("dt", F.date_format("event_time", "yyyy-MM-dd"))
-    )
-
-
 def read_curated(spark: SparkSession, processed_uri: str) -> DataFrame | None:
     path = f"{processed_uri.rstrip('/')}/transactions"
     hadoop_path = spark._jvm.org.apache.hadoop.fs.Path(path)
@@ -465,7 +149,7 @@ def read_loaded(spark: SparkSession, processed_uri: str, raw: DataFrame) -> Data
         .select(
             "trans_num",
             F.col("batch_id").alias("loaded_batch"),
-            _content(F.col("card_token"), F.col("merchant"), F.col("event_unix"), F.col("amt")).alias("loaded_content"),
+            content(F.col("card_token"), F.col("merchant"), F.col("event_unix"), F.col("amt")).alias("loaded_content"),
         )
         .dropDuplicates(["trans_num"])
         .localCheckpoint()
@@ -530,7 +214,7 @@ def quarantine_objects(raw_uri: str, broken: dict[str, str], settings: Settings)
         record = {
             "key": key,
             "batch_id": batch_id,
-            "reason": "corrupt_object",
+            "reason": Reason.CORRUPT_OBJECT.value,
             "error": error,
             "detected_at": datetime.now(UTC).isoformat(),
         }
@@ -553,7 +237,7 @@ def read_labels(spark: SparkSession, paths: list[str]) -> DataFrame | None:
         .select(
             "trans_num",
             F.expr("try_cast(is_fraud AS int) = 1").alias("is_fraud"),
-            _first_parse("labelled_at", TIMESTAMP_FORMATS, F.try_to_timestamp).alias("labelled_at"),
+            timestamp_of(F.col("labelled_at")).alias("labelled_at"),
         )
         .where(F.col("labelled_at").isNotNull() & F.col("is_fraud").isNotNull())
         .dropDuplicates(["trans_num"])

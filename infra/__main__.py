@@ -3,7 +3,7 @@
 Buckets and key (DataLake), a private VPC (Network), RDS PostgreSQL (Database), the Glue ETL job (EtlJob), the
 generator and scorer Lambdas (Functions), the SES sender (Notifications) and the role Dagster runs as
 (OrchestrationAccess). The stack outputs are what `fraud aws-env` turns into the Dagster code location's
-FRAUD_* settings."""
+FRAUD_* settings. The code it uploads comes from `make package` (dist/, see artifacts.py)."""
 
 from __future__ import annotations
 
@@ -11,27 +11,26 @@ from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
+from artifacts import dist_dir, read_artifacts
 from data_lake import DataLake, DataLakeArgs
 from database import DB_NAME, Database, DatabaseArgs
 from etl_job import EtlJob, EtlJobArgs
-from functions import Functions, FunctionsArgs, bundles_for
+from functions import Functions, FunctionsArgs, check_runtime
 from network import Network, NetworkArgs
 from notifications import Notifications, NotificationsArgs
 from orchestration_access import OrchestrationAccess, OrchestrationAccessArgs
 
-from fraud.app import packaging as package
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 config = pulumi.Config()
+# what `make package` built (the Lambda zips, the Glue job's script and copy of fraud/), checked before anything
+# is registered: the program reads the manifests in dist/ and never runs the packager
+artifacts = read_artifacts(dist_dir(config.get("distDir"), REPO_ROOT), REPO_ROOT)
+check_runtime([artifacts.generator, artifacts.scorer], on_incompatible=config.get("lambdaRuntimeCheck") or "error")
+
 region = pulumi.Config("aws").require("region")
 account = aws.get_caller_identity().account_id
 prefix = f"fraud-{pulumi.get_stack()}"
-
-# the packaging step (cached by content hash in dist/): Lambda zips and the Glue job's copy of fraud/
-dist_dir = REPO_ROOT / config.get("distDir", "dist")
-manifests = package.build_all(dist_dir)
-bundles = bundles_for(manifests, on_incompatible=config.get("lambdaRuntimeCheck") or "error")
 
 lake = DataLake(
     prefix,
@@ -98,8 +97,8 @@ settings_env: dict[str, pulumi.Input[str]] = {  # fraud/core/settings.py names; 
 etl = EtlJob(
     f"{prefix}-etl",
     EtlJobArgs(
-        script=REPO_ROOT / "glue" / "process_transactions.py",
-        library_zip=dist_dir / package.GLUE_LIBRARY_ZIP,
+        script=artifacts.glue_script,
+        library=artifacts.glue_library,
         artifacts_bucket=buckets["artifacts"],
         raw_bucket=buckets["raw"],
         processed_bucket=buckets["processed"],
@@ -125,8 +124,8 @@ etl = EtlJob(
 functions = Functions(
     prefix,
     FunctionsArgs(
-        generator=bundles["generator"],
-        scorer=bundles["scorer"],
+        generator=artifacts.generator,
+        scorer=artifacts.scorer,
         artifacts_bucket=buckets["artifacts"],
         raw_bucket=buckets["raw"],
         models_bucket=buckets["models"],

@@ -1,15 +1,15 @@
 """EtlJob: the Glue job that runs `glue/process_transactions.py`. The script and a zip of the `fraud/`
-package are uploaded to the artifacts bucket; a JDBC Glue connection puts the job's workers in the private
-subnets next to RDS; the job's role reaches only its own prefixes, secrets and log groups."""
+package, as `make package` left them in dist/ (artifacts.py), are uploaded to the artifacts bucket; a JDBC
+Glue connection puts the job's workers in the private subnets next to RDS; the job's role reaches only its own
+prefixes, secrets and log groups."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
+from artifacts import Artifact
 from iam import assume_role_policy, aws_named, kms_statement, objects, policy_document, statement, vpc_eni_statement
 
 GLUE_VERSION = "5.0"  # Spark 3.5, Python 3.11: the interpreter this project targets
@@ -17,8 +17,8 @@ GLUE_VERSION = "5.0"  # Spark 3.5, Python 3.11: the interpreter this project tar
 
 @dataclass
 class EtlJobArgs:
-    script: Path  # glue/process_transactions.py
-    library_zip: Path  # the fraud/ package (fraud/app/packaging.py)
+    script: Artifact  # glue/process_transactions.py
+    library: Artifact  # the fraud/ package
     artifacts_bucket: aws.s3.Bucket
     raw_bucket: aws.s3.Bucket
     processed_bucket: aws.s3.Bucket
@@ -39,10 +39,6 @@ class EtlJobArgs:
     account: str
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 class EtlJob(pulumi.ComponentResource):
     def __init__(self, name: str, args: EtlJobArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("fraud:platform:EtlJob", name, None, opts)
@@ -52,16 +48,16 @@ class EtlJob(pulumi.ComponentResource):
         self.script = aws.s3.BucketObjectv2(
             f"{name}-script",
             bucket=artifacts.id,
-            key=f"glue/scripts/{_sha256(args.script)[:16]}/{args.script.name}",
-            source=pulumi.FileAsset(str(args.script)),
+            key=f"glue/scripts/{args.script.sha256[:16]}/{args.script.path.name}",
+            source=pulumi.FileAsset(str(args.script.path)),
             content_type="text/x-python",
             opts=child,
         )
         self.library = aws.s3.BucketObjectv2(
             f"{name}-library",
             bucket=artifacts.id,
-            key=f"glue/lib/{_sha256(args.library_zip)[:16]}/{args.library_zip.name}",
-            source=pulumi.FileAsset(str(args.library_zip)),
+            key=f"glue/lib/{args.library.sha256[:16]}/{args.library.path.name}",
+            source=pulumi.FileAsset(str(args.library.path)),
             content_type="application/zip",
             opts=child,
         )

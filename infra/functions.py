@@ -1,31 +1,17 @@
 """Functions: the generator Lambda on an EventBridge schedule and the scorer Lambda in the private subnets
-behind a function URL with IAM auth. Both run the zips built by `fraud/app/packaging.py`, uploaded to the
-artifacts bucket (they exceed the 50 MB limit of a direct upload), each with its own role and log group."""
+behind a function URL with IAM auth. Both run the zips `make package` builds (read through artifacts.py),
+uploaded to the artifacts bucket (they exceed the 50 MB limit of a direct upload), each with its own role and
+log group."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
+from artifacts import Bundle
 from iam import assume_role_policy, kms_statement, objects, policy_document, statement, vpc_eni_statement
-
-
-@dataclass
-class Bundle:
-    """One zip from the packaging step and what it was built for (see dist/lambda-<name>.json)."""
-
-    zip_path: Path
-    handler: str
-    runtime: str
-
-    @property
-    def code_sha256(self) -> str:  # what Lambda reports as CodeSha256: base64 of the zip's SHA-256
-        return base64.b64encode(hashlib.sha256(self.zip_path.read_bytes()).digest()).decode()
 
 
 @dataclass
@@ -150,7 +136,7 @@ class Functions(pulumi.ComponentResource):
             f"{name}-code",
             bucket=args.artifacts_bucket.id,
             key=f"lambda/{role}/{bundle.code_sha256.replace('/', '_')[:22]}.zip",
-            source=pulumi.FileAsset(str(bundle.zip_path)),
+            source=pulumi.FileAsset(str(bundle.path)),
             opts=child,
         )
         function = aws.lambda_.Function(
@@ -174,28 +160,27 @@ class Functions(pulumi.ComponentResource):
         return function, execution_role
 
 
-def bundles_for(manifests: dict, on_incompatible: str = "error") -> dict[str, Bundle]:
-    """Bundles from the packaging step's manifests. A bundle whose shared objects need a newer glibc than the
-    Lambda runtime's OS would fail every invocation at import time: refuse it ("error"), or only warn ("warn")."""
+def check_runtime(bundles: list[Bundle], on_incompatible: str = "error") -> None:
+    """A bundle whose shared objects need a newer glibc than the Lambda runtime's OS would fail every invocation
+    at import time: refuse it ("error"), or only warn ("warn")."""
     if on_incompatible not in ("error", "warn"):
         raise ValueError(f"lambdaRuntimeCheck must be 'error' or 'warn', not {on_incompatible!r}")
     problems = []
-    for name, manifest in sorted(manifests.items()):
-        if not manifest.runtime_compatible:
-            needs = sorted(manifest.needs_newer_glibc.items())
+    for bundle in sorted(bundles, key=lambda b: b.name):
+        if not bundle.runtime_compatible:
+            needs = sorted(bundle.needs_newer_glibc.items())
             problems.append(
-                f"{name}: {len(needs)} shared objects need glibc > {manifest.glibc_runtime} "
+                f"{bundle.name}: {len(needs)} shared objects need glibc > {bundle.glibc_runtime} "
                 f"(e.g. {needs[0][0]} needs {needs[0][1]})"
                 if needs
-                else f"{name}: {manifest.wheel_tag_problems}"
+                else f"{bundle.name}: {bundle.wheel_tag_problems}"
             )
     if problems:
         message = (
-            f"Lambda bundles will not load on the {next(iter(manifests.values())).runtime} runtime: "
+            f"Lambda bundles will not load on the {bundles[0].runtime} runtime: "
             + "; ".join(problems)
             + ". See infra/README.md, 'Lambda packaging'."
         )
         if on_incompatible == "error":
             raise pulumi.RunError(message + " Set lambdaRuntimeCheck=warn to deploy anyway.")
         pulumi.log.warn(message)
-    return {name: Bundle(Path(m.zip_path), m.handler, m.runtime) for name, m in manifests.items()}

@@ -19,7 +19,9 @@ ACTIONS_REQUIRING_ANY_RESOURCE: dict[str, str] = {
     "ec2:DescribeSubnets": "EC2 Describe* calls support no resource-level permissions",
     "ec2:DescribeVpcs": "EC2 Describe* calls support no resource-level permissions",
     "ec2:DescribeSecurityGroups": "EC2 Describe* calls support no resource-level permissions",
-    "ec2:DescribeVpcEndpoints": "EC2 Describe* calls support no resource-level permissions (Glue checks the S3 endpoint)",
+    "ec2:DescribeVpcEndpoints": (
+        "EC2 Describe* calls support no resource-level permissions (Glue checks the S3 endpoint)"
+    ),
     "ec2:DescribeRouteTables": "EC2 Describe* calls support no resource-level permissions (Glue checks the S3 route)",
     "ec2:DescribeVpcAttribute": "EC2 Describe* calls support no resource-level permissions (Glue checks DNS support)",
     # CloudWatch metrics have no ARNs; the statement is limited to the Glue namespace by a condition.

@@ -16,6 +16,29 @@ hypothesis_settings.register_profile("soak", max_examples=10_000, deadline=None)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+# The modules `make test-fast` leaves out: they start Spark, a browser, the whole asset graph, train networks, or
+# build real Lambda zips (each over about 40 s of the suite on 2 cores). `make test` and CI run them all.
+SLOW = (
+    "tests/glue/",
+    "tests/e2e/",
+    "tests/reliability/",
+    "tests/security/test_hostile_input.py",
+    "tests/app/test_evaluate_cli.py",
+    "tests/model/test_model.py",
+    "tests/assets/test_model_gate.py",
+    "tests/bench/test_bench_robustness.py",
+    "tests/lambdas/test_package.py",
+    "tests/ingest/test_validation.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        if path.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
     # under pytest-xdist (`make test` runs two workers) each worker hands its figures over as it ends (see below)
@@ -78,6 +101,14 @@ def moto_endpoint():
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """The Glue job's local Spark session (about 10 s to start), shared by the tests of this process that run Spark."""
+    from glue.process_transactions import spark_session
+
+    return spark_session()
 
 
 @pytest.fixture()

@@ -17,20 +17,39 @@ db_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 console = Console()
+PIPED_WIDTH = 1_000  # piped output has no screen to fit: wide enough that no table cell wraps mid-word
+
+
+def output() -> Console:
+    """The terminal's console; when stdout is piped or redirected, one without rich's default 80 columns, so
+    tables keep each cell (a long object key) on one line for the next program."""
+    return console if console.is_terminal else Console(width=PIPED_WIDTH)
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show Spark's, TensorFlow's and Dagster's own output instead of logging it."
+    ),
+) -> None:
     """Run the whole asset graph once on the local default and print the report's path.
 
     Simulates card traffic into FRAUD_HOME/s3, processes it with PySpark into PostgreSQL, trains the model,
-    scores every transaction, writes the HTML report and the alert emails (FRAUD_HOME/outbox)."""
-    settings = Settings()
-    console.print(f"FRAUD_HOME = {settings.home}")
-    from fraud.app.demo import run_demo  # imported here: Dagster takes seconds to import, other commands skip it
+    scores every transaction, writes the HTML report and the alert emails (FRAUD_HOME/outbox). Prints one line
+    per asset; the libraries' output goes to FRAUD_HOME/logs/demo-<time>.log (its path is printed) unless
+    --verbose. Exits 1 when an asset fails, with the error and the log's last lines."""
+    from fraud.app.demo import DemoFailed, log_tail, run_demo  # here: Dagster takes seconds to import
 
-    report = run_demo(settings, console)
-    console.print(f"outbox: {settings.outbox_dir}")
+    settings = Settings()
+    try:
+        report = run_demo(settings, verbose=verbose)
+    except DemoFailed as failure:
+        typer.echo(f"error: {failure}", err=True)
+        if failure.log:
+            typer.echo(f"log: {failure.log}, its last lines:", err=True)
+            typer.echo("\n".join(f"  {line}" for line in log_tail(failure.log)), err=True)
+        raise typer.Exit(1) from None
+    print(f"outbox: {settings.outbox_dir}")
     print(f"report: {report}")
 
 
@@ -50,7 +69,7 @@ def simulate(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from lambdas.generator.handler import BatchConflict, handler
+    from fraud.ingest.generator import BatchConflict, generate
 
     settings = Settings()
     try:
@@ -67,7 +86,7 @@ def simulate(
             task = bar.add_task("simulating days", total=total)
             for offset in range(total):  # one day per call, so the bar moves
                 day = (first + timedelta(days=offset)).isoformat()
-                result = handler({**event, "start_day": day, "days": 1}, settings=settings)
+                result = generate({**event, "start_day": day, "days": 1}, settings)
                 for batch in result["batches"]:
                     rows, frauds = rows + batch["rows"], frauds + batch["frauds"]
                     unlabelled += batch["unlabelled_frauds"]
@@ -77,7 +96,8 @@ def simulate(
         raise typer.Exit(1) from None
     console.print(
         f"{total} daily batches, {rows:,} transactions, {frauds:,} fraudulent "
-        f"({frauds / max(rows, 1):.2%}, {unlabelled:,} of them never labelled) in {settings.raw_bucket}/transactions/"
+        f"({frauds / max(rows, 1):.2%}, {unlabelled:,} of them never labelled) in {settings.raw_bucket}/transactions/",
+        soft_wrap=True,  # piped: one line, not rich's 80 columns
     )
 
 
@@ -92,7 +112,10 @@ def ingest(
     batch_id: str | None = typer.Option(None, "--batch-id", help="Batch id (default: csv-<sha256 of the file>)."),
 ) -> None:
     """Ingest a CSV of card transactions into the raw zone: accepted rows as one raw batch (and its labels when
-    the file has is_fraud), exact duplicates dropped, every other row quarantined with one reason."""
+    the file has is_fraud), exact duplicates dropped, every other row quarantined with one reason.
+
+    Exit status: 0 when rows were accepted (or the file has none), 1 when every row was quarantined (nothing
+    ingested; the quarantine object says why per row), 2 when the file is missing or not a CSV."""
     from pathlib import Path
 
     from rich.markup import escape
@@ -129,12 +152,8 @@ def ingest(
             typer.echo(f"error: {file}: {error}", err=True)
             raise typer.Exit(2) from None
 
-    table = Table(
-        title=f"{escape(path.name)} → batch {summary.batch_id}  ({summary.seconds:.2f} s)",
-        title_justify="left",
-        show_header=False,
-    )
-    table.add_column(style="bold")
+    table = Table(show_header=False)
+    table.add_column(style="bold", no_wrap=True)
     table.add_column(justify="right", overflow="fold")
     table.add_row("rows read", f"{summary.rows_read:,}")
     table.add_row("accepted", f"{summary.accepted:,}")
@@ -153,9 +172,13 @@ def ingest(
         ("quarantine", summary.quarantine_key),
     ):
         table.add_row(f"{name} key", Text(f"{bucket}/{key}", justify="left") if key else "-")
-    console.print(table)
-    if summary.header_problem:
-        console.print(f"[bold red]every row quarantined:[/] {summary.header_problem}")
+    out = output()
+    out.print(f"{escape(path.name)} → batch {summary.batch_id}  ({summary.seconds:.2f} s)", highlight=False)
+    out.print(table)
+    if summary.accepted == 0 and summary.quarantined:
+        why = summary.header_problem or ", ".join(f"{reason} {count:,}" for reason, count in summary.reasons.items())
+        typer.echo(f"error: {file}: every row quarantined, nothing ingested: {why}", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -236,7 +259,8 @@ def report() -> None:
     headline = published.report.headline
     console.print(
         f"{headline['transactions']:,} transactions, {headline['flagged']:,} flagged, "
-        f"{headline['emails_sent']:,} customer emails sent; CSV: {published.csv}"
+        f"{headline['emails_sent']:,} customer emails sent; CSV: {published.csv}",
+        soft_wrap=True,
     )
     print(f"report: {published.latest}")
 
@@ -257,10 +281,11 @@ def serve(
 
 @app.command()
 def ui(port: int = typer.Option(3000, help="Port of the Dagster webserver on 127.0.0.1.")) -> None:
-    """Start the Dagster UI and daemon (dagster dev) on http://127.0.0.1:PORT.
+    """Start the Dagster UI and daemon (dg dev) on http://127.0.0.1:PORT.
 
     The instance lives in FRAUD_HOME/dagster with its storage in the embedded PostgreSQL, so runs launched at
-    once do not lock each other; sensors and schedules run while the UI is up. Ctrl-C stops everything."""
+    once do not lock each other; sensors and schedules run while the UI is up. Ctrl-C stops everything within
+    about 5 seconds; runs still in progress stop with it."""
     from fraud.app.ui import serve_ui
 
     raise typer.Exit(serve_ui(Settings(), port, console))
@@ -297,15 +322,22 @@ def package(
         "--target",
         help="lambda: the python3.12 runtime (deployed); host: this interpreter, into dist/host/ (local tests).",
     ),
+    dist: str = typer.Option(
+        "dist",
+        "--dist",
+        envvar="FRAUD_DIST_DIR",
+        help="Output folder, relative to the repository (the Pulumi program reads the same variable).",
+    ),
 ) -> None:
-    """Build the Lambda zips and the Glue job's fraud/ zip into dist/ (what `pulumi up` deploys)."""
-    from fraud.app.packaging import DIST_DIR, FUNCTIONS, TARGETS, build_function, build_glue_library, describe
+    """Build what the stack uploads into dist/: the Lambda zips, the Glue job's fraud/ zip and its script, each
+    with `<name>.manifest.json` beside it. Run before `pulumi preview`/`up`, which only read the manifests."""
+    from fraud.app.packaging import TARGETS, build_all, describe
+    from fraud.app.packaging.targets import REPO_ROOT
 
     if target not in TARGETS:
         raise typer.BadParameter(f"one of {', '.join(sorted(TARGETS))}", param_hint="--target")
-    for name in sorted(FUNCTIONS):
-        console.print(describe(build_function(name, DIST_DIR, force, TARGETS[target])), highlight=False)
-    console.print(f"{build_glue_library(DIST_DIR)}: the fraud/ package for the Glue job", highlight=False)
+    for manifest in build_all(REPO_ROOT / dist, force, TARGETS[target]).values():
+        console.print(describe(manifest), highlight=False, soft_wrap=True)
 
 
 @db_app.command("upgrade")

@@ -91,7 +91,8 @@ def describe_windows(split_: Split) -> list[str]:
         f"{_n(split_.train.frauds, 'fraud')} (the rows labelled before the test window starts)",
         f"delay window {_days(w.train_end, w.test_start)}: {_n(len(split_.delay), 'row')}, "
         f"{_n(split_.delay.frauds, 'fraud')} (not trained on; the alert threshold is set on them)",
-        f"test window  {_days(w.test_start, w.test_end)}: {_n(len(split_.test), 'row')}, {_n(split_.test.frauds, 'fraud')}"
+        f"test window  {_days(w.test_start, w.test_end)}: {_n(len(split_.test), 'row')}, "
+        f"{_n(split_.test.frauds, 'fraud')}"
         + (f" ({_n(excluded, 'row')} of cards known compromised before it left out)" if excluded else ""),
     ]
 
@@ -279,9 +280,8 @@ def evaluate_csv(
     home.chmod(0o755)  # the embedded server may run as an unprivileged user that must reach its data folder
     settings = throwaway_settings(home, base, label_delay_days)
     try:
-        log(
-            f"ingesting {path.name} into {home} (labels known {settings.label_delay_days:g} days after each transaction)"
-        )
+        delay = settings.label_delay_days
+        log(f"ingesting {path.name} into {home} (labels known {delay:g} days after each transaction)")
         ingested = ingest_csv(Path(path), settings)
         if ingested.transactions_key is None:
             raise EvaluationError(f"no row accepted ({ingested.quarantined:,} quarantined: {ingested.reasons})")

@@ -1,43 +1,46 @@
-"""`fraud ui` / `make ui`: `dagster dev` (webserver + daemon) on 127.0.0.1 over the local instance.
+"""`fraud ui` / `make ui`: `dg dev` (Dagster's recommended successor of `dagster dev`: webserver + daemon) on
+127.0.0.1 over the local instance.
 
-dagster dev runs in its own process group; Ctrl-C or SIGTERM here is forwarded to the whole group as SIGINT
-(dagster dev's own clean shutdown), and whatever is left after a grace period is killed, so no webserver,
-daemon or code-server process outlives the command."""
+`dg dev` runs in its own process group. On Ctrl-C or SIGTERM the group gets SIGINT (its clean shutdown), then
+SIGTERM, then SIGKILL, each after a short wait: the command is back within STOP_SECONDS even while a browser
+holds connections open or a run is in progress, and no webserver, daemon, code server or run worker outlives it."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
 from assets.instance import prepare_instance
 from fraud.core.settings import REPO_ROOT, Settings
 
-GRACE_SECONDS = 30
+# (signal to the group, seconds to wait for `dg dev` to exit) before the group is killed
+STOP_STEPS = ((signal.SIGINT, 3.0), (signal.SIGTERM, 2.0))
+STOP_SECONDS = sum(wait for _, wait in STOP_STEPS)
 
 
-def dagster_dev_command(port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "dagster",
-        "dev",
-        "-w",
-        str(REPO_ROOT / "workspace.yaml"),
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
+def dg_executable() -> str:
+    """The `dg` script of this interpreter's environment (the package dagster-dg-cli), else the one on PATH."""
+    beside = Path(sys.executable).with_name("dg")
+    return str(beside) if beside.exists() else (shutil.which("dg") or "dg")
+
+
+def dev_command(port: int) -> list[str]:
+    """`dg dev` with an explicit workspace: it then starts Dagster's dev server as `dagster dev` did, without
+    needing a dg project layout."""
+    workspace = str(REPO_ROOT / "workspace.yaml")
+    return [dg_executable(), "dev", "-w", workspace, "-h", "127.0.0.1", "-p", str(port)]
 
 
 def serve_ui(settings: Settings, port: int, console: Console) -> int:
     dagster_home = prepare_instance(settings)
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "FRAUD_HOME": str(settings.home)}
-    process = subprocess.Popen(dagster_dev_command(port), env=env, cwd=REPO_ROOT, start_new_session=True)
+    process = subprocess.Popen(dev_command(port), env=env, cwd=REPO_ROOT, start_new_session=True)
     console.print(f"Dagster UI: [bold]http://127.0.0.1:{port}[/]  (instance in {dagster_home}; Ctrl-C to stop)")
 
     def stop(signum=None, frame=None) -> None:
@@ -49,17 +52,29 @@ def serve_ui(settings: Settings, port: int, console: Console) -> int:
         return process.wait()
     except KeyboardInterrupt:
         console.print("stopping the Dagster UI…")
-        _signal_group(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            pass
-        _signal_group(process.pid, signal.SIGKILL)  # stragglers of the group (code servers, run workers)
-        process.wait()
+        stop_group(process)
         return 0
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGINT, then SIGTERM, to the process group, each followed by a short wait for its leader; then SIGKILL for
+    whatever is left (code servers and run workers the leader did not wait for). A second Ctrl-C skips the waits."""
+    try:
+        for signum, wait in STOP_STEPS:
+            _signal_group(process.pid, signum)
+            try:
+                process.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def _signal_group(pid: int, signum: int) -> None:

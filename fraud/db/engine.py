@@ -10,7 +10,7 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from fraud.core.settings import Settings
@@ -87,3 +87,18 @@ def _engine_for(url: str) -> Engine:
 
 def get_engine(settings: Settings) -> Engine:
     return _engine_for(database_url(settings))
+
+
+def sibling_database(settings: Settings, name: str) -> URL:
+    """The URL of database `name` on the platform's server (created on first use), for a neighbour such as
+    Dagster's instance storage."""
+    platform = create_engine(database_url(settings), isolation_level="AUTOCOMMIT")  # CREATE DATABASE: no transaction
+    try:
+        with platform.connect() as connection:
+            query = text("SELECT 1 FROM pg_database WHERE datname = :name")
+            if not connection.execute(query, {"name": name}).scalar():
+                quoted = connection.dialect.identifier_preparer.quote(name)
+                connection.execute(text(f"CREATE DATABASE {quoted}"))
+        return platform.url.set(database=name)
+    finally:
+        platform.dispose()

@@ -97,7 +97,8 @@ _MERGE: tuple[tuple[str, str], ...] = (
                left(state, 2), left(zip, 10), lat, long, city_pop, job,
                -- simulator data has no contact table yet: a deterministic address on a reserved domain
                CASE WHEN first IS NOT NULL AND last IS NOT NULL
-                    THEN lower(regexp_replace(first || '.' || last, '[^A-Za-z.]', '', 'g')) || '.' || last4 || '@example.com'
+                    THEN lower(regexp_replace(first || '.' || last, '[^A-Za-z.]', '', 'g'))
+                         || '.' || last4 || '@example.com'
                END
         FROM stg_transaction ORDER BY card_token, event_time DESC
         ON CONFLICT DO NOTHING""",
@@ -112,8 +113,10 @@ _MERGE: tuple[tuple[str, str], ...] = (
     (
         "fact_transaction",
         """
-    INSERT INTO fact_transaction (trans_num, event_time, card_token, merchant, category, amount, merch_lat, merch_long, batch_id)
-        SELECT trans_num, event_time, card_token, merchant, category, amt, merch_lat, merch_long, batch_id FROM stg_transaction
+    INSERT INTO fact_transaction
+        (trans_num, event_time, card_token, merchant, category, amount, merch_lat, merch_long, batch_id)
+        SELECT trans_num, event_time, card_token, merchant, category, amt, merch_lat, merch_long, batch_id
+        FROM stg_transaction
         ON CONFLICT (trans_num) DO NOTHING""",
     ),
     (
@@ -129,7 +132,8 @@ _MERGE: tuple[tuple[str, str], ...] = (
         "transaction_label",
         """
     INSERT INTO transaction_label (trans_num, is_fraud, labelled_at)
-        SELECT DISTINCT ON (trans_num) trans_num, is_fraud, labelled_at FROM stg_label ORDER BY trans_num, labelled_at DESC
+        SELECT DISTINCT ON (trans_num) trans_num, is_fraud, labelled_at
+        FROM stg_label ORDER BY trans_num, labelled_at DESC
         ON CONFLICT (trans_num) DO UPDATE SET is_fraud = EXCLUDED.is_fraud, labelled_at = EXCLUDED.labelled_at""",
     ),
     (

@@ -39,6 +39,25 @@ def scored_transactions(engine: Engine, model_version: str) -> pd.DataFrame:
         return pd.read_sql(query, connection, params={"model": model_version})
 
 
+def latest_features(engine: Engine, feature_version: str, limit: int = 10_000) -> pd.DataFrame:
+    """The newest `limit` transactions with features of the version: trans_num, event_time, merchant, category,
+    amount, values (the feature vector)."""
+    query = text("""
+        SELECT t.trans_num, t.event_time, t.merchant, t.category, t.amount, f.values
+        FROM fact_transaction t JOIN transaction_features f USING (trans_num)
+        WHERE f.feature_version = :version ORDER BY t.event_time DESC, t.trans_num LIMIT :limit""")
+    with engine.connect() as connection:
+        return pd.read_sql(query, connection, params={"version": feature_version, "limit": limit})
+
+
+def feature_summary(latest: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
+    """Mean, std, min, median and max of each feature over `latest_features` rows (empty when there are none)."""
+    if latest.empty:
+        return pd.DataFrame(columns=["mean", "std", "min", "50%", "max"])
+    values = pd.DataFrame(latest["values"].tolist(), columns=list(names))
+    return values.describe().T[["mean", "std", "min", "50%", "max"]]
+
+
 def table_counts(engine: Engine, tables: tuple[str, ...]) -> dict[str, int]:
     with engine.connect() as connection:
         return {t: connection.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables}

@@ -2,9 +2,10 @@
 computations of the label-based risk features that the Glue job, the pandas reference and the tests share.
 
 Three implementations compute these values and must agree on every one (tests/glue/test_pandas_parity.py,
-tests/glue/test_online_parity.py): the Glue job (glue/process_transactions.py, which writes them to
-`transaction_features` in exactly this order), the online path (fraud/features/online.py) and the pandas
-reference (bench/pandas_features.py). The model metadata records the version and order it was trained on.
+tests/glue/test_online_parity.py): the Glue job (fraud/features/spark.py, whose vector glue/process_transactions.py
+writes to `transaction_features` in exactly this order), the online path (fraud/features/online.py) and the pandas
+reference (bench/pandas_features.py); the per-row features among them are defined once, in fraud/features/rows.py.
+The model metadata records the version and order it was trained on.
 
 Point in time: every feature looks only at data strictly before the transaction. Event windows are [t - w, t)
 on whole seconds, so a transaction never sees itself or another transaction of the same second; a label counts
@@ -132,7 +133,7 @@ def labels_arrived(
         if len(odd_event):
             count -= _chunked_count(
                 query,
-                lambda q: (
+                lambda q, seconds=seconds: (
                     (odd_labelled >= q - seconds) & (odd_labelled < q) & ((odd_event < q - lookback) | (odd_event >= q))
                 ),
             )

@@ -1,5 +1,7 @@
 """Online features: the feature vector of one new transaction, computed from the card's and the merchant's
-history in PostgreSQL with the Glue job's definitions (`glue/process_transactions.py`, `fraud/features/catalog.py`).
+history in PostgreSQL with the ETL's definitions: the per-row features are fraud/features/rows.py's (the ETL's
+Spark expressions of them are checked against those), the window features are SQL here of the windows the ETL
+computes in fraud/features/spark.py, and the feature list and shared formulas are fraud/features/catalog.py's.
 
 The same rules as the ETL, point in time:
 - every window is [t - w, t) on whole seconds, so the history holds only transactions strictly before the
@@ -9,8 +11,8 @@ The same rules as the ETL, point in time:
 - the seconds since the card's previous transaction look back at most 30 days (the ETL reads 30 days of
   history; with none, the value is 30 days), so both paths agree whenever the gap is under 30 days.
 
-Validation follows the ETL's quarantine rules (and `fraud ingest`'s absurd-amount rule); a transaction that
-would be quarantined raises `InvalidTransaction` with the same reason code. Holder and merchant fields the
+Validation is the rules every engine applies (fraud/ingest/validation.py): a transaction the ETL would quarantine
+raises `InvalidTransaction` with the same reason code. Holder and merchant fields the
 caller leaves out (a till rarely knows the holder's birth date or home) are taken from `dim_card` and
 `dim_merchant`, where the batch path got them from the same raw row.
 
@@ -19,7 +21,6 @@ No pandas here: the scorer Lambda ships without it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -29,31 +30,29 @@ import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 
-from fraud.core.privacy import card_token, normalize_card_number
-from fraud.core.schema import CATEGORIES
+from fraud.core.privacy import card_token
 from fraud.features.catalog import (
-    CATEGORY_FEATURES,
     FEATURE_NAMES,
     LABEL_LOOKBACK_SECONDS,
     LABEL_WINDOWS,
     LONGEST_WINDOW_SECONDS,
     MERCHANT_WINDOWS,
-    NUMERIC_FEATURES,
     WINDOWS,
-    amount_z,
     rate,
     volume_ratio,
 )
+from fraud.features.rows import RowInputs, row_features
 from fraud.ingest import raw_values
-from fraud.ingest.raw_values import ABSURD_AMOUNT, parse_date, parse_number
+from fraud.ingest.raw_values import parse_date, parse_int32
 from fraud.ingest.raw_values import text_of as _text
+from fraud.ingest.validation import RawRow, failed_check
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_INT32 = 2**31 - 1
 
 
 class InvalidTransaction(ValueError):
-    """A transaction the ETL would quarantine (or that cannot be scored): `code` is the quarantine reason."""
+    """A transaction the ETL would quarantine (`code`: a fraud.ingest.validation.Reason), or one that cannot be
+    scored (the serving layer's own codes)."""
 
     def __init__(self, code: str, field: str, message: str):
         super().__init__(message)
@@ -100,55 +99,25 @@ class Transaction:
         return int((self.event_time - EPOCH).total_seconds())
 
 
-def _coordinate(raw: Mapping[str, object], name: str, limit: float) -> float | None:
-    value = parse_number(raw.get(name))
-    if value is not None and abs(value) > limit:
-        raise InvalidTransaction(
-            "invalid_coordinate", name, f"{name} must be between -{limit:g} and {limit:g}, got {value:g}"
-        )
-    return value
-
-
 def parse_transaction(raw: Mapping[str, object], token_key: bytes) -> Transaction:
     """Validate one raw Sparkov transaction (string or JSON values) and tokenize its card."""
-    trans_num = _text(raw.get("trans_num"))
-    if not trans_num:
-        raise InvalidTransaction("missing_trans_num", "trans_num", "trans_num is required")
-    digits = normalize_card_number(raw.get("cc_num"))
-    if digits is None:
-        raise InvalidTransaction("invalid_card_number", "cc_num", "cc_num is not a card number (8 to 19 digits)")
-    merchant = _text(raw.get("merchant"))
-    if not merchant:
-        raise InvalidTransaction("missing_merchant", "merchant", "merchant is required")
-    amount = parse_number(raw.get("amt"))
-    if amount is None:
-        raise InvalidTransaction("invalid_amount", "amt", "amt must be a finite number")
-    if amount < 0:
-        raise InvalidTransaction("negative_amount", "amt", "amt must not be negative")
-    if amount > ABSURD_AMOUNT:
-        raise InvalidTransaction("absurd_amount", "amt", f"amt over {ABSURD_AMOUNT:,.0f} is not a card purchase")
-    when = parse_event_time(raw)
-    if when is None:
-        raise InvalidTransaction(
-            "invalid_timestamp",
-            "trans_date_trans_time",
-            "trans_date_trans_time (e.g. 2026-11-01 14:30:00) or unix_time is required",
-        )
-    population = parse_number(raw.get("city_pop"))
-    category = _text(raw.get("category")).lower() or None
+    row = RawRow.read(raw)
+    check = failed_check(row)
+    if check is not None:
+        raise InvalidTransaction(check.reason, check.field, check.message)
     return Transaction(
-        trans_num=trans_num,
-        event_time=when,
-        card_token=card_token(digits, token_key),
-        last4=digits[-4:],
-        merchant=merchant,
-        amt=spark_round2(amount),
-        category=category,
-        lat=_coordinate(raw, "lat", 90),
-        long=_coordinate(raw, "long", 180),
-        merch_lat=_coordinate(raw, "merch_lat", 90),
-        merch_long=_coordinate(raw, "merch_long", 180),
-        city_pop=int(population) if population is not None and abs(population) <= _INT32 else None,
+        trans_num=row.trans_num,
+        event_time=row.event_time.replace(tzinfo=UTC),
+        card_token=card_token(row.card_digits, token_key),
+        last4=row.card_digits[-4:],
+        merchant=row.merchant,
+        amt=spark_round2(row.amount),
+        category=_text(raw.get("category")).lower() or None,
+        lat=row.lat,
+        long=row.long,
+        merch_lat=row.merch_lat,
+        merch_long=row.merch_long,
+        city_pop=parse_int32(raw.get("city_pop")),
         dob=parse_date(raw.get("dob")),
     )
 
@@ -194,7 +163,8 @@ def _history_sql() -> str:
     # labels that arrived in [t - w, t), for the merchant's transactions of the lookback (fraud/features/catalog.py)
     merchant_labels = ",\n".join(
         f"count(*) FILTER (WHERE l.labelled_at >= %(label_{w})s AND l.labelled_at < %(t)s) AS merchant_labels_{w}, "
-        f"count(*) FILTER (WHERE l.labelled_at >= %(label_{w})s AND l.labelled_at < %(t)s AND l.is_fraud) AS merchant_frauds_{w}"
+        f"count(*) FILTER (WHERE l.labelled_at >= %(label_{w})s AND l.labelled_at < %(t)s AND l.is_fraud) "
+        f"AS merchant_frauds_{w}"
         for w in LABEL_WINDOWS
     )
     # One round trip; each side walks its own index (fact_transaction.card_token, .merchant).
@@ -287,63 +257,37 @@ def history_from_row(row: Mapping[str, object]) -> History:
 # --- the vector ------------------------------------------------------------------------------------------------
 
 
-def months_between(later: datetime, earlier: date) -> float:
-    """Spark's months_between(timestamp, date): whole months when the days of month agree (or both are month
-    ends), otherwise 31-day months including the time of day; rounded to 8 digits."""
-    start = datetime(earlier.year, earlier.month, earlier.day, tzinfo=UTC)
-    months = (later.year - start.year) * 12 + (later.month - start.month)
-
-    def month_end(moment: datetime) -> bool:
-        return (moment + timedelta(days=1)).month != moment.month
-
-    if later.day == start.day or (month_end(later) and month_end(start)):
-        return float(months)
-    seconds = (later.day - start.day) * 86400 + later.hour * 3600 + later.minute * 60 + later.second
-    return round(months + seconds / (31 * 86400), 8)
-
-
-def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    a = (
-        math.sin(math.radians(lat2 - lat1) / 2) ** 2
-        + math.cos(math.radians(lat1)) * math.cos(math.radians(lat2)) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
-    )
-    return 6371.0 * 2 * math.asin(math.sqrt(min(1.0, a)))
-
-
 def _first_known(*values):
     return next((v for v in values if v is not None), None)
 
 
+def row_inputs(tx: Transaction, history: History) -> RowInputs:
+    """The per-row features' inputs: the request's own fields first, the stored holder and merchant otherwise (as
+    the ETL got them from the same raw row)."""
+    return RowInputs(
+        event_time=tx.event_time.replace(tzinfo=None),
+        amount=tx.amt,
+        dob=_first_known(tx.dob, history.dob),
+        city_pop=_first_known(tx.city_pop, history.city_pop),
+        lat=_first_known(tx.lat, history.home_lat),
+        long=_first_known(tx.long, history.home_long),
+        merch_lat=_first_known(tx.merch_lat, history.merch_lat),
+        merch_long=_first_known(tx.merch_long, history.merch_long),
+        category=tx.category,
+        card_mean_30d=history.card_means["30d"] or 0.0,
+        card_std_30d=history.card_std_30d,
+        card_count_30d=history.card_counts["30d"],
+        previous_unix=history.previous_unix,
+    )
+
+
 def feature_vector(tx: Transaction, history: History) -> np.ndarray:
     """The model's input for `tx` in FEATURE_NAMES order (float64), from the transaction and its history."""
-    t = tx.event_time
-    lat, long = _first_known(tx.lat, history.home_lat), _first_known(tx.long, history.home_long)
-    merch_lat, merch_long = (
-        _first_known(tx.merch_lat, history.merch_lat),
-        _first_known(tx.merch_long, history.merch_long),
-    )
-    dob, population = _first_known(tx.dob, history.dob), _first_known(tx.city_pop, history.city_pop)
-    located = None not in (lat, long, merch_lat, merch_long)
-    population_known = population is not None and population >= 0
-    mean_30d = history.card_means["30d"] or 0.0
-    gap = tx.event_unix - history.previous_unix if history.previous_unix is not None else LONGEST_WINDOW_SECONDS
     counts, labels = history.merchant_counts, history.merchant_labels
     values: dict[str, float] = {
-        "amt_log": math.log1p(tx.amt),
-        "hour": float(t.hour),
-        "is_night": float(t.hour >= 22 or t.hour < 6),
-        "is_weekend": float(t.weekday() >= 5),
-        "age_years": months_between(t, dob) / 12 if dob else 0.0,
-        "age_known": float(dob is not None),
-        "city_pop_log": math.log1p(population) if population_known else 0.0,
-        "city_pop_known": float(population_known),
-        "distance_km": _haversine_km(lat, long, merch_lat, merch_long) if located else 0.0,
-        "distance_known": float(located),
+        **{name: float(column[0]) for name, column in row_features(row_inputs(tx, history)).items()},
         **{f"card_count_{w}": float(history.card_counts[w]) for w in WINDOWS},
         **{f"card_mean_amt_{w}": float(history.card_means[w] or 0.0) for w in WINDOWS},
-        "amt_over_card_mean_30d": tx.amt / mean_30d if mean_30d > 0 else 1.0,
-        "amt_z_card_30d": float(amount_z(tx.amt, mean_30d, history.card_std_30d or 0.0, history.card_counts["30d"])),
-        "secs_since_prev_log": math.log1p(gap),
         "card_distinct_merchants_1h": float(history.distinct_merchants_1h),
         "card_distinct_merchants_1d": float(history.distinct_merchants_1d),
         "card_new_merchant_30d": float(history.card_at_merchant_30d == 0),
@@ -353,10 +297,9 @@ def feature_vector(tx: Transaction, history: History) -> np.ndarray:
         "merchant_volume_ratio_1d": float(volume_ratio(counts["1d"], counts["30d"])),
         **{f"merchant_labels_{w}": float(labels[w]) for w in LABEL_WINDOWS},
         **{f"merchant_fraud_rate_{w}": float(rate(history.merchant_frauds[w], labels[w])) for w in LABEL_WINDOWS},
-        **{feature: float(tx.category == name) for name, feature in zip(CATEGORIES, CATEGORY_FEATURES, strict=False)},
     }
-    assert tuple(values) == NUMERIC_FEATURES + CATEGORY_FEATURES == FEATURE_NAMES
-    return np.fromiter(values.values(), dtype=np.float64, count=len(FEATURE_NAMES))
+    assert len(values) == len(FEATURE_NAMES)
+    return np.fromiter((values[name] for name in FEATURE_NAMES), dtype=np.float64, count=len(FEATURE_NAMES))
 
 
 def online_features(connection: psycopg.Connection, tx: Transaction) -> tuple[np.ndarray, History]:

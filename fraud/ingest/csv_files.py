@@ -5,7 +5,8 @@ Every data row of the file ends up in exactly one place:
 - accepted: one raw transaction batch (raw string values, whitespace stripped, no label, no index column), and
   when the file has an `is_fraud` column, one label batch (`trans_num, is_fraud, labelled_at`);
 - an exact duplicate of an earlier row: dropped and counted;
-- quarantined with one reason: `quarantine/ingest/batch_id=<batch id>/ingest.jsonl.gz` in the raw bucket.
+- quarantined with one reason: `quarantine/ingest/batch_id=<batch id>/ingest.jsonl.gz` in the raw bucket. The
+  reasons and the row rules are fraud/ingest/validation.py's, the ones the ETL and the online path apply too.
 
 The parsing and validation below are pure functions over strings and bytes; `ingest_csv` is the only function
 that touches the file and the object store. The batch id defaults to a hash of the file's bytes, so ingesting
@@ -28,40 +29,21 @@ from typing import BinaryIO, Literal
 
 import pandas as pd
 
-from fraud.core.privacy import normalize_card_number
 from fraud.core.schema import LABEL_COLUMNS, RAW_COLUMNS, REQUIRED_COLUMNS, batch_id_of, encode_jsonl_gz
 from fraud.core.settings import Settings
 from fraud.core.storage import ObjectStore, object_store
-from fraud.ingest.raw_values import ABSURD_AMOUNT, parse_event_time, parse_number
+from fraud.ingest.raw_values import parse_event_time
 from fraud.ingest.raw_zone import write_labels, write_transactions
+from fraud.ingest.validation import INGEST_REASONS, RawRow, Reason, failed_check, invalid_is_fraud, parse_label
 
 LABEL_COLUMN = "is_fraud"
 TIME_COLUMNS: tuple[str, ...] = ("trans_date_trans_time", "unix_time")
 INDEX_COLUMN_NAMES = frozenset({"", "Unnamed: 0"})  # pandas' unnamed index, only as the first column
 LABEL_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
-# Every reason a row can be quarantined for, in the order the checks run.
-REASONS: tuple[str, ...] = (
-    "missing_required_columns",
-    "invalid_utf8",
-    "malformed_csv",
-    "wrong_field_count",
-    "missing_trans_num",
-    "invalid_card_number",
-    "missing_merchant",
-    "invalid_amount",
-    "negative_amount",
-    "absurd_amount",
-    "invalid_timestamp",
-    "invalid_is_fraud",
-    "conflicting_duplicate_trans_num",
-)
-
 Progress = Callable[[int, int], None]  # (bytes read so far, file size)
 _PROGRESS_EVERY = 2_000  # rows between progress callbacks
 _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
-_TRUE_LABELS = frozenset({"1", "1.0", "true"})
-_FALSE_LABELS = frozenset({"0", "0.0", "false"})
 _LONE_CR = re.compile(rb"(?<=\r)(?!\n)")  # a line break that is not \r\n
 _BINARY_MAGIC = {b"\x1f\x8b": "gzip-compressed", b"PK\x03\x04": "a zip archive", b"PAR1": "a Parquet file"}
 
@@ -70,35 +52,16 @@ class IngestError(ValueError):
     """The input cannot be ingested at all (not a CSV, a bad batch id): nothing was written."""
 
 
-# numbers and times are read by fraud.ingest.raw_values, card numbers by fraud.core.privacy: shared with the real-time path
-
-
-def parse_label(text: str) -> int | None:
-    value = text.strip().lower()
-    return 1 if value in _TRUE_LABELS else 0 if value in _FALSE_LABELS else None
-
-
-def validate_row(fields: dict[str, str]) -> str | None:
-    """The quarantine reason of one row (column -> value, whitespace stripped), or None when it is valid.
+def validate_row(fields: dict[str, str]) -> Reason | None:
+    """The quarantine reason of one row (column -> value, whitespace stripped), or None when it is valid: the rules
+    every engine applies (fraud.ingest.validation), then the CSV's own label column.
 
     Checks only the row itself; duplicates across rows are `classify`'s business."""
-    if not fields.get("trans_num"):
-        return "missing_trans_num"
-    if normalize_card_number(fields.get("cc_num", "")) is None:
-        return "invalid_card_number"
-    if not fields.get("merchant"):
-        return "missing_merchant"
-    amount = parse_number(fields.get("amt", ""))
-    if amount is None:
-        return "invalid_amount"
-    if amount < 0:
-        return "negative_amount"
-    if amount > ABSURD_AMOUNT:
-        return "absurd_amount"
-    if parse_event_time(fields) is None:
-        return "invalid_timestamp"
-    if fields.get(LABEL_COLUMN) and parse_label(fields[LABEL_COLUMN]) is None:
-        return "invalid_is_fraud"  # an empty label is "not known", not an error
+    check = failed_check(RawRow.read(fields))
+    if check is not None:
+        return check.reason
+    if invalid_is_fraud(fields.get(LABEL_COLUMN, "")):
+        return Reason.INVALID_IS_FRAUD
     return None
 
 
@@ -250,7 +213,7 @@ def split_records(lines: Iterable[bytes], expected_fields: Callable[[], int | No
 class Verdict:
     record: Record
     outcome: Literal["accepted", "duplicate", "quarantined"]
-    reason: str | None = None
+    reason: Reason | None = None
     fields: dict[str, str] | None = None  # kept columns, stripped (None when the record could not be split)
     event_time: datetime | None = None
 
@@ -263,16 +226,16 @@ def classify(header: Header, records: Iterable[Record]) -> Iterator[Verdict]:
     width = len(header.names)
     for record in records:
         if header.missing_columns:
-            yield Verdict(record, "quarantined", "missing_required_columns")
+            yield Verdict(record, "quarantined", Reason.MISSING_REQUIRED_COLUMNS)
             continue
         if not record.utf8:
-            yield Verdict(record, "quarantined", "invalid_utf8")
+            yield Verdict(record, "quarantined", Reason.INVALID_UTF8)
             continue
         if record.fields is None:
-            yield Verdict(record, "quarantined", "malformed_csv")
+            yield Verdict(record, "quarantined", Reason.MALFORMED_CSV)
             continue
         if len(record.fields) != width:
-            yield Verdict(record, "quarantined", "wrong_field_count")
+            yield Verdict(record, "quarantined", Reason.WRONG_FIELD_COUNT)
             continue
         fields = row_fields(header, record.fields)
         values = tuple(fields.values())
@@ -282,7 +245,7 @@ def classify(header: Header, records: Iterable[Record]) -> Iterator[Verdict]:
         seen.add(values)
         reason = validate_row(fields)
         if reason is None and fields["trans_num"] in accepted:
-            reason = "conflicting_duplicate_trans_num"  # not an exact duplicate, or `seen` would have caught it
+            reason = Reason.CONFLICTING_DUPLICATE_TRANS_NUM  # not an exact duplicate, or `seen` would have caught it
         if reason is not None:
             yield Verdict(record, "quarantined", reason, fields)
             continue
@@ -489,7 +452,7 @@ def _write(
         accepted=tally.counts["accepted"],
         duplicates=tally.counts["duplicate"],
         quarantined=tally.counts["quarantined"],
-        reasons={reason: tally.reasons[reason] for reason in REASONS if tally.reasons[reason]},
+        reasons={reason.value: tally.reasons[reason] for reason in INGEST_REASONS if tally.reasons[reason]},
         extra_columns=header.extra_columns,
         transactions_key=transactions,
         labels_key=labels,

@@ -1,6 +1,10 @@
-"""Raw string values read the way the Glue job reads them: Spark's datetime patterns (no laxer), `try_cast(...
-AS double)` for numbers. `fraud ingest` and the real-time path both validate with these, so a row the ETL
-would quarantine is refused by either with the same reason. No pandas: the scorer Lambda ships without it."""
+"""Raw values read once for every engine: text stripped of whitespace, numbers as finite plain decimals, times in
+the schema's Spark datetime patterns (no laxer) or as whole unix seconds within years 1 to 9999.
+
+`fraud ingest` and the online path read rows with these functions; the ETL reads them with Spark expressions of
+the same definitions (fraud/features/spark.py: `text`, `number`, `event_time`, `date_of`), built from the
+constants below, so the validation rules (fraud/ingest/validation.py) see the same values in all three
+(tests/ingest/test_validation.py). No pandas: the scorer Lambda ships without it."""
 
 from __future__ import annotations
 
@@ -11,9 +15,21 @@ from datetime import date, datetime, timedelta
 
 from fraud.core.schema import DATE_FORMATS, PY_TIMESTAMP_FORMATS, TIMESTAMP_FORMATS
 
-ABSURD_AMOUNT = 1_000_000.0  # larger amounts are data errors, not card purchases
-NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$", re.ASCII)  # plain decimals: no NaN, inf, "1_000"
+# plain decimals: no NaN, inf, "1_000", and none of Java's extras that Spark's cast takes ("1d", "0x1p3")
+NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$", re.ASCII)
 PY_DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y")
+# what str.strip() strips (str.isspace()), spelt out so that Spark can trim the same characters (its trim() takes
+# only spaces); tests/ingest/test_validation.py checks it against str.isspace
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+INT32_MAX = 2**31 - 1
+# the times Python's datetime can hold, years 1 to 9999: Spark holds more (year 0, year 33658) and overflows
+# beyond that, so both readers stop here
+EPOCH = datetime(1970, 1, 1)
+FIRST_UNIX_SECOND = int((datetime.min - EPOCH).total_seconds())
+LAST_UNIX_SECOND = int((datetime.max.replace(microsecond=0) - EPOCH).total_seconds())
 
 
 def spark_shape(pattern: str) -> re.Pattern[str]:
@@ -40,7 +56,7 @@ DATE_PARSERS = tuple((spark_shape(s), p) for s, p in zip(DATE_FORMATS, PY_DATE_F
 
 
 def text_of(value: object) -> str:
-    return "" if value is None else str(value).strip()
+    return "" if value is None else str(value).strip(WHITESPACE)
 
 
 def first_parse(value: str, parsers: tuple[tuple[re.Pattern[str], str], ...]) -> datetime | None:
@@ -79,6 +95,12 @@ def parse_number(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def parse_int32(value: object) -> int | None:
+    """A number truncated toward zero when it fits a 32-bit column (city_pop), else None."""
+    number = parse_number(value)
+    return int(number) if number is not None and abs(number) <= INT32_MAX else None
+
+
 def parse_event_time(raw: Mapping[str, object]) -> datetime | None:
     """The transaction's time as the ETL reads it (naive, UTC): `trans_date_trans_time` in the schema's formats,
     else the whole seconds of `unix_time` (`try_cast(... AS bigint)` truncates toward zero)."""
@@ -86,9 +108,6 @@ def parse_event_time(raw: Mapping[str, object]) -> datetime | None:
     if parsed is not None:
         return parsed
     seconds = parse_number(raw.get("unix_time"))
-    if seconds is None:
+    if seconds is None or not FIRST_UNIX_SECOND <= int(seconds) <= LAST_UNIX_SECOND:
         return None
-    try:
-        return datetime(1970, 1, 1) + timedelta(seconds=int(seconds))
-    except OverflowError:
-        return None
+    return EPOCH + timedelta(seconds=int(seconds))

@@ -1,4 +1,5 @@
-"""The evaluation protocol (docs/architecture.md#the-evaluation-protocol), one implementation for training, the quality gate and `fraud evaluate`.
+"""The evaluation protocol (docs/architecture.md#the-evaluation-protocol), one implementation for training, the
+quality gate and `fraud evaluate`.
 
 Time runs train window -> label-delay window -> test window. A model trained at the start of the test window
 knows only the labels that had arrived by then, so training uses train-window rows labelled before the test

@@ -1,5 +1,5 @@
-"""Evaluation metrics, one function each (docs/architecture.md#the-evaluation-protocol). Undefined values (no fraud, or a single
-class) are NaN; the evaluation turns them into JSON nulls."""
+"""Evaluation metrics, one function each (docs/architecture.md#the-evaluation-protocol). Undefined values (no fraud,
+or a single class) are NaN; the evaluation turns them into JSON nulls."""
 
 from __future__ import annotations
 

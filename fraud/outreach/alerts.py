@@ -136,7 +136,9 @@ class AlertResult:
 
 
 def queue_alerts(engine: Engine, model_version: str, policy: AlertPolicy) -> tuple[Plan, int]:
-    """Write the plan: new alerts (with their transactions) and additions to pending ones. Returns (plan, new alerts)."""
+    """Write the plan: new alerts (with their transactions) and additions to pending ones.
+
+    Returns (plan, new alerts)."""
     with engine.begin() as connection:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _QUEUE_LOCK})
         candidates = queries.alert_candidates(connection, model_version, policy.channel)
@@ -201,7 +203,7 @@ def deliver_pending(
             message = render(_alert_email(lines, policy.channel), policy.sender)
             attempts, last_error = 0, None
 
-            def send_once() -> str:
+            def send_once(message=message) -> str:  # bound now: the loop moves on only after the retries
                 nonlocal attempts, last_error
                 attempts += 1
                 try:

@@ -21,9 +21,8 @@ from fraud.core.settings import Settings
 from fraud.core.storage import object_store
 from fraud.db import queries
 from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
-from fraud.model import drift, metrics, registry
+from fraud.model import drift, metrics, plots, registry
 from fraud.model.network import NAME as NETWORK
-from fraud.outreach import plots
 from fraud.outreach.alerts import CHANNEL
 from fraud.outreach.notify import display_merchant
 
@@ -85,7 +84,8 @@ def daily_summary(scored: pd.DataFrame, alerts: pd.DataFrame) -> pd.DataFrame:
 
 
 def breakdown(scored: pd.DataFrame, by: str, top: int | None = None) -> pd.DataFrame:
-    """Per value of `by`: transactions, flagged, frauds (labelled), fraud_rate, amount, flagged_amount; most flagged first."""
+    """Per value of `by`: transactions, flagged, frauds (labelled), fraud_rate, amount, flagged_amount; most flagged
+    first."""
     frame = scored.assign(
         **{by: scored[by].fillna("(unknown)")},
         amount=scored["amount"].astype(float),

@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fraud.core.settings import Settings
 from fraud.features.online import InvalidTransaction
-from fraud.ingest.raw_values import ABSURD_AMOUNT
+from fraud.ingest.validation import ABSURD_AMOUNT
 from fraud.serving.batch import NoPromotedModel
 from fraud.serving.realtime import RealtimeScorer
 

@@ -15,7 +15,6 @@ from datetime import datetime
 
 import numpy as np
 import psycopg
-from ai_edge_litert.interpreter import Interpreter
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -27,6 +26,7 @@ from fraud.db.scores import Selection, pending_pages, recent_features, write_sco
 from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
 from fraud.model import registry
 from fraud.model.attribution import CHUNK_TRANSACTIONS, reasons_json, score_and_attribute
+from fraud.model.litert import TFLiteScorer
 
 # transactions read, scored and written per round trip: small enough that reading the next page and writing the
 # last one overlap scoring this one (100,000 rows, median of 3: 14,400 tx/s with pages of 50,000, 19,300 with
@@ -35,33 +35,6 @@ PAGE_ROWS = 5_000
 DB_ATTEMPTS = 5  # a dropped database connection: the run resumes with what is still unscored, this many times
 
 log = logging.getLogger(__name__)
-
-
-class TFLiteScorer:
-    """One LiteRT interpreter. Thread-safe: calls are serialised (an interpreter holds its tensors)."""
-
-    def __init__(self, model_content: bytes):
-        self._interpreter = Interpreter(model_content=model_content)
-        self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
-        self._batch = None
-        self._lock = threading.Lock()
-        self.n_features = int(self._input["shape"][-1])
-
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        features = np.ascontiguousarray(features, dtype=np.float32)
-        if features.ndim != 2 or features.shape[1] != self.n_features:
-            raise ValueError(f"expected features of shape (n, {self.n_features}), got {features.shape}")
-        if len(features) == 0:
-            return np.zeros(0, dtype=np.float32)
-        with self._lock:
-            if self._batch != len(features):
-                self._interpreter.resize_tensor_input(self._input["index"], list(features.shape))
-                self._interpreter.allocate_tensors()
-                self._batch = len(features)
-            self._interpreter.set_tensor(self._input["index"], features)
-            self._interpreter.invoke()
-            return self._interpreter.get_tensor(self._output["index"]).reshape(-1).copy()
 
 
 class NoPromotedModel(RuntimeError):

@@ -1,6 +1,11 @@
 """The benchmarks' own building blocks, on tiny sizes, so `make bench` cannot rot unnoticed."""
 
-from bench.__main__ import bench_load, naive_faker_transactions, processed_frame
+import json
+
+import pytest
+
+import bench.__main__ as bench_main
+from bench.__main__ import PHASES, bench_load, naive_faker_transactions, parse_args, processed_frame, selected_phases
 from fraud.features.catalog import FEATURE_NAMES
 
 
@@ -42,3 +47,30 @@ def test_raw_to_pandas_reads_and_tokenizes(tmp_path):
     frame = raw_to_pandas(store, [key], b"k")
     assert frame["card_token"][0] != "4111111111111111" and len(frame["card_token"][0]) == 64
     assert frame["amt"][0] == 5.5 and str(frame["event_time"][0]) == "2026-01-01 10:00:00+00:00"
+
+
+def test_only_names_phases_in_run_order_and_rejects_unknown_ones(capsys):
+    assert [p.name for p in selected_phases("training, load", PHASES)] == ["load", "training"]
+    assert [p.name for p in parse_args([]).phases] == [p.name for p in PHASES]
+    for bad, says in (("load,nope", "unknown phase nope"), (",", "no phase named")):
+        with pytest.raises(SystemExit) as exit_:
+            parse_args(["--only", bad])
+        error = capsys.readouterr().err
+        assert exit_.value.code == 2 and says in error
+        assert "valid phases: load, simulator, etl, scoring, training, robustness" in error
+
+
+def test_json_holds_every_phase_row_and_figure(tmp_path, monkeypatch, capsys):
+    """A cheap stand-in phase through main(): progress lines, the table, and --json with rows and raw figures."""
+    row = ("stand-in", "10", "baseline", "2.00", "1.00", "2.0x")
+    phase = bench_main.Phase("fake", "a stand-in phase", lambda work: bench_main.Outcome([row], {"ratio": 2.0}))
+    monkeypatch.setattr(bench_main, "PHASES", (phase,))
+    monkeypatch.setenv("FRAUD_HOME", str(tmp_path))  # main points FRAUD_HOME at its own folder; restored after
+    out = tmp_path / "bench.json"
+    assert bench_main.main(["--only", "fake", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "[1/1] fake: a stand-in phase" in printed and "[1/1] fake done in 0 s" in printed and "2.0x" in printed
+    report = json.loads(out.read_text())
+    assert report["complete"] is True and report["columns"][-1] == "ratio"
+    assert report["phases"]["fake"]["rows"] == [dict(zip(report["columns"], row, strict=True))]
+    assert report["phases"]["fake"]["figures"] == {"ratio": 2.0} and report["phases"]["fake"]["seconds"] >= 0

@@ -6,7 +6,8 @@ import pytest
 from fraud.db.copy_binary import CopyFormatError, vector_pages
 
 ROWS = """SELECT v::float8[], k FROM (VALUES
-    (ARRAY[1.5, -2, 0.1], 'a'), (ARRAY[0, 1e-8, 3.25], 'bé-2'), (ARRAY[-0.5, 7, 8], ''), (ARRAY[9, 10, 11], 'd')) AS t(v, k)"""
+    (ARRAY[1.5, -2, 0.1], 'a'), (ARRAY[0, 1e-8, 3.25], 'bé-2'), (ARRAY[-0.5, 7, 8], ''),
+    (ARRAY[9, 10, 11], 'd')) AS t(v, k)"""
 
 
 def copied(engine, query: str) -> list[bytes]:

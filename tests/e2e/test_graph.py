@@ -8,7 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, materialize
+from dagster import (
+    AssetCheckSeverity,
+    AssetKey,
+    DagsterInstance,
+    FloatMetadataValue,
+    JsonMetadataValue,
+    materialize,
+)
 from sqlalchemy import text
 
 from assets.definitions import ALL_ASSETS, ALL_CHECKS, defs
@@ -18,6 +25,7 @@ from fraud.db.engine import get_engine
 from fraud.db.queries import features_matrix, labelled_features
 from fraud.features.catalog import FEATURE_VERSION
 from fraud.model import registry
+from fraud.model.promotion import PLOT_FILE
 from tests.helpers.homes import SMALL_WORLD, own_fraud_home
 from tests.helpers.leak_scan import leaks_after_run
 
@@ -97,7 +105,7 @@ def test_whole_graph_end_to_end_and_idempotent(graph_home):
         # model artifacts in the registry, LiteRT matches Keras
         models = registry.latest_version(object_store(settings, settings.models_bucket), settings.model_name)
         models_root = settings.store_root / settings.models_bucket / settings.model_name / models
-        assert {p.name for p in models_root.iterdir()} == {"model.keras", "model.tflite", "metadata.json"}
+        assert {p.name for p in models_root.iterdir()} == {"model.keras", "model.tflite", "metadata.json", PLOT_FILE}
         _litert_matches_keras(models_root, features_matrix(labelled_features(engine, FEATURE_VERSION)))
 
         # report and outbox
@@ -119,16 +127,35 @@ def test_whole_graph_end_to_end_and_idempotent(graph_home):
         # no card number past the raw zone: curated Parquet, every database table, report, CSV, emails, logs
         _assert_no_card_numbers(settings, engine, dagster_home)
 
-        # a second run changes nothing
-        _materialize_all(instance)
+        # a second run changes nothing, and its metadata is as complete as the first's
+        second = _materialize_all(instance)
         assert _counts(engine) == counts
         assert len(list(settings.outbox_dir.glob("*.eml"))) == len(emails)
+        for result in (first, second):
+            _assert_readable_metadata(result)
+        model = second.asset_materializations_for_node("fraud_model")[0].metadata
+        assert model["reused"].value is True and model["version"].value == models
+        assert "data:image/png;base64," in model["precision_recall_curve"].value  # the plot of a re-used version
+
+
+def _assert_readable_metadata(result) -> None:
+    """Tables and rounded numbers, no JSON blobs, on every materialization and check of the run."""
+    entries = [(node, m.metadata) for node in EDGES for m in result.asset_materializations_for_node(node)]
+    entries += [(c.check_name, c.metadata) for c in result.get_asset_check_evaluations()]
+    assert len(entries) == len(EDGES) + 4
+    for name, metadata in entries:
+        assert not [k for k, v in metadata.items() if isinstance(v, JsonMetadataValue)], name
+        for key, value in metadata.items():
+            if isinstance(value, FloatMetadataValue) and value.value == value.value:
+                assert round(value.value, 4) == value.value, (name, key, value.value)
+    processed = result.asset_materializations_for_node("processed_transactions")[0].metadata
+    assert processed["feature_summary"].value.startswith("| feature | mean |")
 
 
 def _litert_matches_keras(model_dir, features: np.ndarray) -> None:
     import tensorflow as tf
 
-    from fraud.serving.batch import TFLiteScorer
+    from fraud.model.litert import TFLiteScorer
 
     keras_model = tf.keras.models.load_model(model_dir / "model.keras")
     litert = TFLiteScorer((model_dir / "model.tflite").read_bytes()).predict(features)

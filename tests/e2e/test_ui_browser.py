@@ -1,5 +1,5 @@
-"""The Dagster UI as an operator uses it: `fraud ui` (webserver + daemon over the PostgreSQL-backed instance),
-driven in headless Chromium. The asset graph shows the six assets and their edges; "Materialize all" from
+"""The Dagster UI as an operator uses it: `fraud ui` (`dg dev`: webserver + daemon over the PostgreSQL-backed
+instance), driven in headless Chromium. The asset graph shows the six assets and their edges; "Materialize all" from
 the UI runs the whole graph; a new raw batch makes the sensor start a run that scores exactly that batch;
 two runs launched at once both succeed. Screenshots land in test-artifacts/."""
 
@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import text
 
 from bench.scoring import wait_healthy
+from fraud.app.ui import STOP_SECONDS
 from fraud.core.schema import batch_id_of
 from fraud.core.settings import REPO_ROOT, Settings
 from fraud.core.storage import object_store
@@ -44,7 +45,8 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make test installs it)"),
 ]
 
-RUNS_QUERY = """query { runsOrError(limit: 50) { ... on Runs { results { runId status tags { key value } assetSelection { path } } } } }"""
+RUNS_QUERY = """query { runsOrError(limit: 50) { ... on Runs {
+    results { runId status tags { key value } assetSelection { path } } } } }"""
 
 
 class Ui:
@@ -81,9 +83,8 @@ class Ui:
                 )
                 return matching[0]
             time.sleep(3)
-        raise AssertionError(
-            f"{what}: no finished run within {timeout:.0f} s (runs: {[(r['runId'][:8], r['status']) for r in self.runs()]})"
-        )
+        runs = [(run["runId"][:8], run["status"]) for run in self.runs()]
+        raise AssertionError(f"{what}: no finished run within {timeout:.0f} s (runs: {runs})")
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,7 @@ def ui(fraud_env):
         wait_healthy(url, process, timeout=300, path="/server_info", interval=2, log=home / "ui.log")
         yield Ui(url, env, process)
     finally:
-        process.send_signal(signal.SIGTERM)  # fraud ui forwards it to dagster dev's process group
+        process.send_signal(signal.SIGTERM)  # fraud ui stops dg dev's process group
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -229,12 +230,14 @@ def _running(processes: list[psutil.Process]) -> list[psutil.Process]:
 
 
 def test_ctrl_c_stops_the_ui_and_everything_it_started(ui):
-    """Last in this module (it stops the shared UI): Ctrl-C on `fraud ui` stops dagster dev, its webserver,
-    daemon and code servers, and the command exits 0."""
+    """Last in this module (it stops the shared UI): Ctrl-C on `fraud ui`, with the browser's pages still open,
+    stops dg dev, its webserver, daemon and code servers within seconds, and the command exits 0."""
     started = psutil.Process(ui.process.pid).children(recursive=True)
-    assert len(started) >= 3, [p.name() for p in started]  # dagster dev, webserver, daemon, code servers
+    assert len(started) >= 3, [p.name() for p in started]  # dg dev, webserver, daemon, code servers
+    interrupted = time.monotonic()
     ui.process.send_signal(signal.SIGINT)
     assert ui.process.wait(timeout=90) == 0
+    assert time.monotonic() - interrupted < STOP_SECONDS + 3, f"stopped in {time.monotonic() - interrupted:.0f} s"
     deadline = time.monotonic() + 15
     while _running(started) and time.monotonic() < deadline:
         time.sleep(0.5)

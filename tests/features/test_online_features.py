@@ -1,7 +1,8 @@
 """Online features of one new transaction from PostgreSQL: validation with the ETL's rules, the raw-value readers
-against fraud.ingest.csv_files's, Spark's months_between, and every history feature on a hand-built history in the real
-database (window edges, the same second, labels that arrive after the transaction, stored holder fields).
-The parity with the Glue job on 1,000 simulated transactions is tests/glue/test_online_parity.py."""
+against fraud.ingest.csv_files's, and every history feature on a hand-built history in the real database (window
+edges, the same second, labels that arrive after the transaction, stored holder fields). The per-row features are
+tests/features/test_rows.py's, the same rules in every engine tests/ingest/test_validation.py's, and the parity with
+the Glue job on 1,000 simulated transactions is tests/glue/test_online_parity.py."""
 
 import math
 from datetime import UTC, date, datetime, timedelta
@@ -17,7 +18,6 @@ from fraud.features.online import (
     History,
     InvalidTransaction,
     feature_vector,
-    months_between,
     online_features,
     parse_event_time,
     parse_transaction,
@@ -107,20 +107,6 @@ def test_event_times_read_like_fraud_ingest(text):
 def test_unix_time_when_the_date_is_missing():
     assert parse_event_time({"unix_time": "1767225788.9"}) == datetime(2026, 1, 1, 0, 3, 8, tzinfo=UTC)
     assert parse_event_time({"unix_time": "1e30"}) is None
-
-
-def test_months_between_follows_spark():
-    # 31-day months and the time of day, rounded to 8 digits (the Glue job's hand-built test: 35.74 years)
-    assert months_between(datetime(2026, 3, 10, 14, 30, tzinfo=UTC), date(1990, 6, 15)) / 12 == pytest.approx(
-        35.74, abs=0.01
-    )
-    assert (
-        months_between(datetime(2026, 3, 15, 23, 0, tzinfo=UTC), date(1990, 6, 15)) == 429.0
-    )  # same day: whole months
-    assert months_between(datetime(2026, 2, 28, 9, 0, tzinfo=UTC), date(2000, 1, 31)) == 313.0  # both month ends
-    assert months_between(datetime(2026, 3, 1, 12, 0, tzinfo=UTC), date(2026, 1, 31)) == round(
-        2 + (-30 * 86400 + 43200) / (31 * 86400), 8
-    )
 
 
 def test_no_history_gives_the_first_transaction_values():
@@ -268,7 +254,8 @@ def test_missing_holder_fields_come_from_the_card_record(history):
     bare = {k: RAW[k] for k in ("trans_num", "cc_num", "merchant", "amt", "trans_date_trans_time")}
     f, _ = online(history, bare)
     assert f["city_pop_log"] == pytest.approx(math.log1p(5000))  # dim_card, not the request
-    assert f["age_years"] == pytest.approx(months_between(T, date(1980, 1, 1)) / 12)
+    # dim_card's 1980-01-01 at T (2031-03-10 14:30): 614 months and 9.6 days of a 31-day month
+    assert f["age_years"] == pytest.approx((614 + (9 * 86400 + 14.5 * 3600) / (31 * 86400)) / 12)
     assert f["distance_km"] > 0  # home (dim_card) to the merchant's stored location (dim_merchant)
     given, _ = online(history, RAW)
     assert given["city_pop_log"] == pytest.approx(math.log1p(25000))  # the request's own fields win, as in the ETL

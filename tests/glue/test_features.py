@@ -11,7 +11,7 @@ from pyspark.sql import Row
 from pyspark.sql.types import StringType, StructField, StructType
 
 from fraud.features.catalog import FEATURE_NAMES, LONGEST_WINDOW_SECONDS
-from glue.process_transactions import RAW_SCHEMA, features, spark_session, validate
+from fraud.features.spark import RAW_SCHEMA, features, validate
 
 KEY = b"test-key"
 HOME = {
@@ -29,11 +29,6 @@ HOME = {
     "job": "j",
     "category": "misc_net",
 }
-
-
-@pytest.fixture(scope="module")
-def spark():
-    return spark_session()
 
 
 def raw(spark, rows: list[dict]):
@@ -63,7 +58,7 @@ def featurize(spark, rows, labels=None) -> dict[str, dict[str, float]]:
     label_frame = None
     if labels:
         label_frame = spark.createDataFrame(
-            [Row(trans_num=t, is_fraud=f, labelled_at=l) for t, f, l in labels],
+            [Row(trans_num=t, is_fraud=f, labelled_at=at) for t, f, at in labels],
             "trans_num string, is_fraud boolean, labelled_at string",
         )
         label_frame = label_frame.selectExpr("trans_num", "is_fraud", "to_timestamp(labelled_at) AS labelled_at")

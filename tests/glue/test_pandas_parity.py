@@ -22,10 +22,5 @@ def test_spark_features_match_pandas(first_loaded_simulation):
         )
     expected = pandas_features(tx.drop(columns="values"), labels).set_index("trans_num")
     spark = pd.DataFrame(tx["values"].tolist(), columns=list(FEATURE_NAMES), index=tx["trans_num"]).loc[expected.index]
-    for name in FEATURE_NAMES:
-        if name == "age_years":
-            np.testing.assert_allclose(
-                spark[name], expected[name], atol=0.1, err_msg=name
-            )  # day-count conventions differ
-        else:
-            np.testing.assert_allclose(spark[name], expected[name], rtol=1e-6, atol=1e-6, err_msg=name)
+    for name in FEATURE_NAMES:  # the age too: both compute Spark's months_between (fraud/features/rows.py)
+        np.testing.assert_allclose(spark[name], expected[name], rtol=1e-6, atol=1e-6, err_msg=name)

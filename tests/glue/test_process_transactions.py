@@ -100,13 +100,15 @@ def test_loaded_rows_are_tokenized_and_point_in_time(first_run, engine, settings
     with engine.connect() as connection:
         facts = pd.read_sql(
             text(
-                "SELECT trans_num, card_token, amount FROM fact_transaction WHERE batch_id = 'messy-1' ORDER BY trans_num"
+                "SELECT trans_num, card_token, amount FROM fact_transaction "
+                "WHERE batch_id = 'messy-1' ORDER BY trans_num"
             ),
             connection,
         )
         features = pd.read_sql(
             text(
-                "SELECT trans_num, values FROM transaction_features WHERE trans_num IN ('t1','t2','t3','t4') ORDER BY trans_num"
+                "SELECT trans_num, values FROM transaction_features "
+                "WHERE trans_num IN ('t1','t2','t3','t4') ORDER BY trans_num"
             ),
             connection,
         )

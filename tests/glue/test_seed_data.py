@@ -44,7 +44,8 @@ def test_seed_file_through_ingest_and_etl(settings, engine):
         ).scalar_one()
         frauds = connection.execute(
             text(
-                "SELECT count(*) FROM transaction_label l JOIN fact_transaction t USING (trans_num) WHERE t.batch_id = :b AND l.is_fraud"
+                "SELECT count(*) FROM transaction_label l JOIN fact_transaction t USING (trans_num) "
+                "WHERE t.batch_id = :b AND l.is_fraud"
             ),
             {"b": summary.batch_id},
         ).scalar_one()

@@ -1,8 +1,13 @@
 """The Pulumi program in infra/, built whole with pulumi.runtime.set_mocks: every resource it registers is
-recorded with its inputs, then checked against the issue's security and wiring requirements."""
+recorded with its inputs, then checked against the issue's security and wiring requirements. The program reads
+a miniature dist/ (tests/infra/fake_dist.py) instead of the packaging step's real zips, which
+tests/lambdas/test_package.py builds and checks."""
 
 from __future__ import annotations
 
+import ast
+import base64
+import hashlib
 import json
 import os
 import runpy
@@ -13,8 +18,12 @@ from pathlib import Path
 import pulumi
 import pytest
 
+from tests.infra.fake_dist import write_fake_dist
+
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
+if str(INFRA) not in sys.path:
+    sys.path.insert(0, str(INFRA))  # as `pulumi up` runs the program: its folder is on the path
 REGION, ACCOUNT = "us-east-1", "123456789012"
 INTERVAL = 15
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # pulumi.runtime.rpc._special_sig_key
@@ -97,8 +106,8 @@ class Program:
         return found[0]
 
 
-def run_program(config: dict[str, str]) -> Program:
-    mocks = RecordingMocks()
+def run_program(config: dict[str, str], mocks: RecordingMocks | None = None) -> Program:
+    mocks = mocks or RecordingMocks()
     pulumi.runtime.set_all_config({"aws:region": REGION, **config}, ["fraud-platform:cardTokenKey"])
     pulumi.runtime.set_mocks(mocks, project="fraud-platform", stack="dev", preview=False)
     resolved: dict = {}
@@ -109,9 +118,12 @@ def run_program(config: dict[str, str]) -> Program:
         outputs = namespace["outputs"]
         return pulumi.Output.all(**outputs).apply(resolved.update)
 
-    if str(INFRA) not in sys.path:
-        sys.path.insert(0, str(INFRA))  # as `pulumi up` runs it: the program's folder is on the path
-    build()
+    overriding = os.environ.pop("FRAUD_DIST_DIR", None)  # it would win over the test's distDir
+    try:
+        build()
+    finally:
+        if overriding is not None:
+            os.environ["FRAUD_DIST_DIR"] = overriding
     return Program(mocks, resolved)
 
 
@@ -124,8 +136,17 @@ BASE_CONFIG = {
 
 
 @pytest.fixture(scope="module")
-def program() -> Program:
-    return run_program(BASE_CONFIG)
+def dist(tmp_path_factory) -> Path:
+    return write_fake_dist(tmp_path_factory.mktemp("dist"))
+
+
+def with_dist(dist: Path, config: dict[str, str] = BASE_CONFIG) -> dict[str, str]:
+    return config | {"fraud-platform:distDir": str(dist)}  # absolute: used as is, not under the repository
+
+
+@pytest.fixture(scope="module")
+def program(dist) -> Program:
+    return run_program(with_dist(dist))
 
 
 def _unsecret(value):
@@ -197,13 +218,16 @@ def test_database_is_encrypted_private_with_managed_password_backups_and_tls(pro
     assert db["dbSubnetGroupName"] == subnet_group[2]["name"] and set(subnet_group[1]["subnetIds"]) == private
 
 
-def test_deletion_protection_and_extra_endpoints_follow_config():
+def test_deletion_protection_and_extra_endpoints_follow_config(dist):
     program = run_program(
-        BASE_CONFIG
-        | {
-            "fraud-platform:dbDeletionProtection": "false",
-            "fraud-platform:extraInterfaceEndpoints": '["glue", "lambda", "logs"]',
-        }
+        with_dist(
+            dist,
+            BASE_CONFIG
+            | {
+                "fraud-platform:dbDeletionProtection": "false",
+                "fraud-platform:extraInterfaceEndpoints": '["glue", "lambda", "logs"]',
+            },
+        )
     )
     assert program.one("aws:rds/instance:Instance", "postgres")[1]["deletionProtection"] is False
     services = sorted(
@@ -306,25 +330,35 @@ def test_scorer_runs_in_the_private_subnets_behind_an_iam_function_url(program):
     assert not any("PASSWORD" in key or key == "FRAUD_CARD_TOKEN_KEY" for key in env)
 
 
-def test_lambda_code_comes_from_the_packaging_step(program):
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_lambda_code_comes_from_the_packaging_step(program, dist):
     objects = {inputs["key"]: inputs for name, inputs, _ in program.of_type("aws:s3/bucketObjectv2:BucketObjectv2")}
     for role in ("generator", "scorer"):
         _, function, _ = program.one("aws:lambda/function:Function", role)
-        source = objects[function["s3Key"]]["source"]
-        assert Path(source.path) == REPO / "dist" / f"lambda-{role}.zip"
-        manifest = json.loads((REPO / "dist" / f"lambda-{role}.json").read_text())
-        assert function["handler"] == manifest["handler"] and function["runtime"] == manifest["runtime"]
-        assert manifest["target"] == "lambda" and manifest["runtime_compatible"]
+        zip_path = dist / f"lambda-{role}.zip"
+        assert Path(objects[function["s3Key"]]["source"].path) == zip_path
+        manifest = json.loads((dist / f"lambda-{role}.manifest.json").read_text())
+        assert function["handler"] == manifest["function"]["handler"] == f"lambdas.{role}.handler.handler"
+        assert function["runtime"] == manifest["function"]["runtime"] == "python3.12"
+        # the zip's own hash drives updates: Lambda's CodeSha256 and the content-addressed S3 key
+        code_sha256 = base64.b64encode(hashlib.sha256(zip_path.read_bytes()).digest()).decode()
+        assert function["codeSha256"] == code_sha256
+        assert function["s3Key"] == f"lambda/{role}/{code_sha256.replace('/', '_')[:22]}.zip"
 
 
-def test_glue_script_object_is_built_from_glue_folder_and_job_uses_it(program):
+def test_glue_script_and_library_come_from_the_packaging_step_and_the_job_uses_them(program, dist):
     _, script, _ = program.one("aws:s3/bucketObjectv2:BucketObjectv2", "etl-script")
-    assert Path(script["source"].path) == REPO / "glue" / "process_transactions.py"
+    assert Path(script["source"].path) == dist / "process_transactions.py"  # the packaged copy of glue/'s script
+    assert script["key"] == f"glue/scripts/{_sha256(dist / 'process_transactions.py')[:16]}/process_transactions.py"
     _, job, _ = program.one("aws:glue/job:Job", "process-transactions")
     artifacts = program.outputs["artifacts_bucket"]
     assert job["command"]["scriptLocation"] == f"s3://{artifacts}/{script['key']}"
     _, library, _ = program.one("aws:s3/bucketObjectv2:BucketObjectv2", "etl-library")
-    assert Path(library["source"].path) == REPO / "dist" / "glue-fraud-lib.zip"
+    assert Path(library["source"].path) == dist / "glue-fraud-lib.zip"
+    assert library["key"] == f"glue/lib/{_sha256(dist / 'glue-fraud-lib.zip')[:16]}/glue-fraud-lib.zip"
     assert job["defaultArguments"]["--extra-py-files"] == f"s3://{artifacts}/{library['key']}"
     connection = program.one("aws:glue/connection:Connection", "postgres")[2]
     assert job["connections"] == [connection["name"]]
@@ -381,33 +415,106 @@ def test_outputs_are_complete_and_feed_fraud_aws_env(program):
 
 
 def test_incompatible_bundles_are_refused_unless_warned(tmp_path):
-    from functions import bundles_for
+    from artifacts import read_artifacts
+    from functions import check_runtime
 
-    from fraud.app.packaging import Manifest
+    compatible = read_artifacts(write_fake_dist(tmp_path / "ok"), REPO)
+    check_runtime([compatible.generator, compatible.scorer])
+    incompatible = read_artifacts(write_fake_dist(tmp_path / "new-glibc", {"numpy/x.so": "2.35"}), REPO)
+    with pytest.raises(
+        pulumi.RunError, match="lambda-scorer: 1 shared objects need glibc > 2.34.*numpy/x.so needs 2.35"
+    ):
+        check_runtime([incompatible.generator, incompatible.scorer])
+    check_runtime([incompatible.generator, incompatible.scorer], on_incompatible="warn")
+    # and through the program: the default refuses before anything is registered
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError, match="lambdaRuntimeCheck=warn"):
+        run_program(with_dist(tmp_path / "new-glibc"), mocks)
+    assert mocks.resources == []
 
-    def manifest(needs: dict) -> Manifest:
-        return Manifest(
-            function="scorer",
-            handler="lambdas.scorer.handler.handler",
-            runtime="python3.12",
-            zip_path=str(tmp_path / "s.zip"),
-            content_hash="x",
-            zipped_bytes=1,
-            unzipped_bytes=1,
-            files=1,
-            distributions={},
-            glibc_required="2.35",
-            glibc_runtime="2.34",
-            needs_newer_glibc=needs,
-        )
 
-    assert bundles_for({"scorer": manifest({})})["scorer"].handler == "lambdas.scorer.handler.handler"
-    with pytest.raises(pulumi.RunError, match="numpy/x.so needs 2.35"):
-        bundles_for({"scorer": manifest({"numpy/x.so": "2.35"})})
-    assert (
-        bundles_for({"scorer": manifest({"numpy/x.so": "2.35"})}, on_incompatible="warn")["scorer"].runtime
-        == "python3.12"
+def test_a_missing_manifest_stops_the_program_with_one_message_before_anything_is_registered(tmp_path):
+    dist = write_fake_dist(tmp_path / "dist")
+    (dist / "lambda-scorer.manifest.json").unlink()
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError) as raised:
+        run_program(with_dist(dist), mocks)
+    assert str(raised.value) == f"run `make package` first ({dist}/lambda-scorer.manifest.json missing)"
+    assert mocks.resources == []
+    # nothing built at all: one message naming every manifest
+    from artifacts import ArtifactsError, read_artifacts
+
+    with pytest.raises(ArtifactsError) as raised:
+        read_artifacts(REPO / "no-such-dist", REPO)
+    assert str(raised.value) == (
+        "run `make package` first (no-such-dist/lambda-generator.manifest.json missing; "
+        "no-such-dist/lambda-scorer.manifest.json missing; no-such-dist/glue-fraud-lib.manifest.json missing; "
+        "no-such-dist/glue-script.manifest.json missing)"
     )
+
+
+def test_artifacts_that_no_longer_match_their_manifests_or_sources_are_refused(tmp_path):
+    from artifacts import ArtifactsError, read_artifacts
+
+    def problem(dist: Path, repo: Path = REPO) -> str:
+        with pytest.raises(ArtifactsError, match=r"^run `make package` first \(") as raised:
+            read_artifacts(dist, repo)
+        return str(raised.value)
+
+    missing_zip = write_fake_dist(tmp_path / "missing-zip")
+    (missing_zip / "lambda-generator.zip").unlink()
+    assert f"{missing_zip}/lambda-generator.zip missing" in problem(missing_zip)
+
+    replaced = write_fake_dist(tmp_path / "replaced")  # a zip rebuilt or copied without its manifest
+    (replaced / "glue-fraud-lib.zip").write_bytes(b"PK\x05\x06" + bytes(18))
+    assert f"{replaced}/glue-fraud-lib.zip does not match {replaced}/glue-fraud-lib.manifest.json" in problem(replaced)
+
+    old_format = write_fake_dist(tmp_path / "old-format")
+    manifest = json.loads((old_format / "glue-script.manifest.json").read_text())
+    (old_format / "glue-script.manifest.json").write_text(json.dumps(manifest | {"format": 0}))
+    assert "glue-script.manifest.json is not a format 1 glue-script manifest" in problem(old_format)
+
+    host = write_fake_dist(tmp_path / "host")  # distDir pointed at dist/host: built for this machine, not Lambda
+    manifest = json.loads((host / "lambda-scorer.manifest.json").read_text())
+    manifest["function"]["target"] = "host"
+    (host / "lambda-scorer.manifest.json").write_text(json.dumps(manifest))
+    assert "lambda-scorer.zip is built for the host target, not the Lambda runtime" in problem(host)
+
+    # a source edited after `make package`: the artifact is stale even though it matches its manifest
+    repo = tmp_path / "repo"
+    (repo / "glue").mkdir(parents=True)
+    (repo / "glue" / "process_transactions.py").write_text("print('v1')\n")
+    stale = write_fake_dist(repo / "dist")
+    manifest = json.loads((stale / "glue-script.manifest.json").read_text())
+    manifest["sources"] = {"glue/process_transactions.py": _sha256(repo / "glue" / "process_transactions.py")}
+    (stale / "glue-script.manifest.json").write_text(json.dumps(manifest))
+    assert read_artifacts(stale, repo).glue_script.path == stale / "process_transactions.py"
+    (repo / "glue" / "process_transactions.py").write_text("print('v2')\n")
+    assert problem(stale, repo) == (
+        "run `make package` first (dist/process_transactions.py is stale: "
+        "glue/process_transactions.py changed since it was built)"
+    )
+
+
+def test_the_dist_folder_comes_from_the_environment_then_the_stack_config(monkeypatch, tmp_path):
+    from artifacts import DIST_ENV, dist_dir
+
+    monkeypatch.delenv(DIST_ENV, raising=False)
+    assert dist_dir(None, REPO) == REPO / "dist"
+    assert dist_dir("build/dist", REPO) == REPO / "build" / "dist"
+    monkeypatch.setenv(DIST_ENV, str(tmp_path))
+    assert dist_dir("build/dist", REPO) == tmp_path
+
+
+def test_the_program_never_imports_the_packaging_tool():
+    """Packaging is a build step: nothing in infra/ imports fraud.app (the packager, the CLI), at any depth of
+    the program's own modules."""
+    for module in sorted(INFRA.glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):  # `from fraud.app import x` and `from fraud import app`
+                names = [f"{node.module}.{a.name}" for a in node.names]
+            assert not [n for n in names if n == "fraud.app" or n.startswith("fraud.app.")], module.name
 
 
 def test_fraud_aws_env_turns_the_outputs_into_settings(program, tmp_path, monkeypatch):

@@ -129,6 +129,9 @@ def test_timestamps_in_the_schema_formats():
         ({"amt": "-0.01"}, "negative_amount"),
         ({"amt": "1000000.01"}, "absurd_amount"),
         ({"trans_date_trans_time": "31/31/2019 25:00", "unix_time": ""}, "invalid_timestamp"),
+        ({"lat": "91"}, "invalid_coordinate"),
+        ({"merch_long": "-180.5"}, "invalid_coordinate"),
+        ({"lat": "north", "dob": "never"}, None),  # unreadable optional fields are unknown, not invalid
         ({"is_fraud": "yes"}, "invalid_is_fraud"),
         ({"is_fraud": "2"}, "invalid_is_fraud"),
     ],

@@ -6,8 +6,9 @@ import pytest
 from fraud.core.schema import decode_jsonl_gz
 from fraud.core.settings import Settings
 from fraud.core.storage import object_store
+from fraud.ingest.generator import BatchConflict, label_timing
 from fraud.ingest.simulate import LabelTiming
-from lambdas.generator.handler import BatchConflict, handler, label_timing
+from lambdas.generator.handler import handler
 
 WINDOW = {"start": "2026-03-02T10:00:00Z", "end": "2026-03-02T12:00:00Z", "customers": 300, "seed": 5}
 

@@ -8,7 +8,7 @@ import pytest
 
 from fraud.features.catalog import FEATURE_NAMES
 from fraud.model.attribution import occluded_rows, reasons_json, score_and_attribute, top_reasons
-from fraud.serving.batch import TFLiteScorer
+from fraud.model.litert import TFLiteScorer
 from tests.helpers.litert_models import logistic, logistic_tflite, weights_for
 
 

@@ -269,7 +269,7 @@ def test_checks_pass_without_drift_and_warn_on_a_shifted_day(drift_home):
     features, score = checks[FEATURE_DRIFT], checks[SCORE_DRIFT]
     assert features.passed and features.metadata["max_psi"].value == 0.0  # the world's features are all zeros
     assert features.metadata["reference_rows"].value == 80 * 4 * 2 and features.metadata["threshold"].value == 0.25
-    assert features.metadata["days"].value == ["2026-11-04", "2026-11-05"]
+    assert features.metadata["days"].value == "2026-11-04, 2026-11-05"
 
     # the score's PSI per day, as computed here from the scores the world wrote
     frame = pd.read_sql(
@@ -283,7 +283,7 @@ def test_checks_pass_without_drift_and_warn_on_a_shifted_day(drift_home):
         round(drift.psi(reference, frame[frame["day"] == day]["score"]), 4)
         for day in (date(2026, 11, 4), date(2026, 11, 5))
     ]
-    assert [d["psi"] for d in score.metadata["psi_per_day"].value] == pytest.approx(expected, abs=1e-4)
+    assert [r.data["psi"] for r in score.metadata["psi_per_day"].value.records] == pytest.approx(expected, abs=1e-4)
     assert score.passed == (max(expected) <= drift.SIGNIFICANT_ABOVE)
 
     # the last day: the first feature (whatever it is called) moves, and the scores rise
@@ -295,16 +295,17 @@ def test_checks_pass_without_drift_and_warn_on_a_shifted_day(drift_home):
     checks = _checks()
     features, score = checks[FEATURE_DRIFT], checks[SCORE_DRIFT]
     assert not features.passed and features.severity == AssetCheckSeverity.WARN
-    assert features.metadata["above_threshold"].value == [
+    assert [r.data for r in features.metadata["above_threshold"].value.records] == [
         {"feature": first, "day": "2026-11-05", "psi": pytest.approx(features.metadata["max_psi"].value, abs=1e-4)}
     ]
-    assert features.metadata["worst_features"].value[0]["feature"] == first and features.metadata["max_psi"].value > 1
+    assert features.metadata["worst_features"].value.records[0].data["feature"] == first
+    assert features.metadata["max_psi"].value > 1
     table = features.metadata["drift_table"].value
     assert table.splitlines()[2].startswith(f"| {first.replace('_', chr(92) + '_')} | 0.000 | ")
     assert table.count("\n") == 1 + len(FEATURE_NAMES)
     assert first in features.description
     assert not score.passed and score.severity == AssetCheckSeverity.WARN
-    assert score.metadata["psi_per_day"].value[1]["level"] == drift.SIGNIFICANT
+    assert score.metadata["psi_per_day"].value.records[1].data["level"] == drift.SIGNIFICANT
 
     # a day below the minimum of rows is shown, not judged (here: every day, with a minimum of 10,000)
     from fraud.outreach.report import load_drift

@@ -68,7 +68,7 @@ def test_metadata_has_what_scorer_and_report_read(trained, data):
 def test_litert_matches_keras_on_ten_thousand_rows(trained, data):
     import tensorflow as tf
 
-    from fraud.serving.batch import TFLiteScorer
+    from fraud.model.litert import TFLiteScorer
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.keras"

@@ -81,7 +81,8 @@ def _alert_rows(engine, world) -> pd.DataFrame:
     with engine.connect() as connection:
         return pd.read_sql(
             text("""
-            SELECT a.id, a.group_key, a.status, a.attempts, a.last_error, a.message_id, count(l.trans_num) AS transactions
+            SELECT a.id, a.group_key, a.status, a.attempts, a.last_error, a.message_id,
+                   count(l.trans_num) AS transactions
             FROM customer_alert a JOIN customer_alert_transaction l ON l.alert_id = a.id
             WHERE a.group_key LIKE :prefix GROUP BY a.id ORDER BY a.id"""),
             connection,

@@ -333,5 +333,6 @@ def test_a_partial_object_in_the_raw_zone(etl_home):
     figure(
         "tests/reliability/test_etl_faults.py::test_a_partial_object_in_the_raw_zone",
         f"a transaction batch cut at 2/3 and a label batch cut at 40 bytes: both set aside whole, "
-        f"{summary['rows_loaded']:,} rows of the other batches loaded; whole again: {partial['rows']:,} rows loaded once",
+        f"{summary['rows_loaded']:,} rows of the other batches loaded; "
+        f"whole again: {partial['rows']:,} rows loaded once",
     )

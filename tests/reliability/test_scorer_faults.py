@@ -75,7 +75,8 @@ def test_connection_killed_mid_run_is_retried_without_duplicate_scores(world):
     np.testing.assert_allclose(list(stored.values()), logistic(x, WEIGHTS, -3.0), atol=1e-5)
     figure(
         "tests/reliability/test_scorer_faults.py::test_connection_killed_mid_run_is_retried_without_duplicate_scores",
-        f"scorer's connection killed twice mid-run: {len(frame):,} transactions, {result.scored:,} scores, 0 doubled, 0 missing",
+        f"scorer's connection killed twice mid-run: {len(frame):,} transactions, {result.scored:,} scores, "
+        "0 doubled, 0 missing",
     )
 
 

@@ -195,5 +195,6 @@ def test_no_card_number_past_the_raw_zone_nor_in_the_logs(hostile_run):
         "tests/security/test_hostile_input.py::test_no_card_number_past_the_raw_zone_nor_in_the_logs",
         f"{len(MERCHANTS)} hostile merchants x {len(HOLDERS)} hostile holders through ingest, ETL, scoring, report, "
         f"emails: stored byte for byte, all escaped, tables intact; Luhn scan of Parquet, {tables} tables, report, "
-        f"{len(list(settings.outbox_dir.glob('*.eml')))} emails and {log.stat().st_size:,} bytes of logs: 0 card numbers",
+        f"{len(list(settings.outbox_dir.glob('*.eml')))} emails and {log.stat().st_size:,} bytes of logs: "
+        "0 card numbers",
     )

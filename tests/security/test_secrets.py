@@ -86,7 +86,8 @@ def test_no_secrets_in_the_repository():
     assert findings == [], "\n".join(f"{f.path}:{f.line}: {f.kind}" for f in findings)  # never print the value
     figure(
         "tests/security/test_secrets.py::test_no_secrets_in_the_repository",
-        f"{len(files):,} files scanned, {len(PATTERNS)} patterns, 0 findings ({len(ALLOWED)} allowlisted fixture values)",
+        f"{len(files):,} files scanned, {len(PATTERNS)} patterns, 0 findings "
+        f"({len(ALLOWED)} allowlisted fixture values)",
     )
 
 

@@ -4,7 +4,8 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-25
 
-The star schema (docs/architecture.md#the-database): card tokens (never raw card numbers), the holder's address on dim_card.
+The star schema (docs/architecture.md#the-database): card tokens (never raw card numbers), the holder's address on
+dim_card.
 """
 
 import sqlalchemy as sa

@@ -54,9 +54,11 @@ def upgrade() -> None:
     op.execute("""
         UPDATE customer_alert a SET group_key = 'txn:' || a.trans_num,
                attempts = CASE WHEN a.status = 'sent' THEN 1 ELSE 0 END,
-               alert_day = (SELECT (t.event_time AT TIME ZONE 'UTC')::date FROM fact_transaction t WHERE t.trans_num = a.trans_num)""")
+               alert_day = (SELECT (t.event_time AT TIME ZONE 'UTC')::date
+                            FROM fact_transaction t WHERE t.trans_num = a.trans_num)""")
     op.execute(
-        "INSERT INTO customer_alert_transaction (alert_id, trans_num, channel) SELECT id, trans_num, channel FROM customer_alert"
+        "INSERT INTO customer_alert_transaction (alert_id, trans_num, channel) "
+        "SELECT id, trans_num, channel FROM customer_alert"
     )
     op.alter_column("customer_alert", "group_key", nullable=False)
     op.alter_column("customer_alert", "alert_day", nullable=False)

@@ -65,7 +65,8 @@ DECLARE
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN  -- every transaction is gone: any score is left behind
         SELECT s.trans_num INTO scored FROM fraud_score s LIMIT 1;
-    ELSIF EXISTS (SELECT 1 FROM old_rows o WHERE NOT EXISTS (SELECT 1 FROM fact_transaction t WHERE t.trans_num = o.trans_num)) THEN
+    ELSIF EXISTS (SELECT 1 FROM old_rows o
+                  WHERE NOT EXISTS (SELECT 1 FROM fact_transaction t WHERE t.trans_num = o.trans_num)) THEN
         LOCK TABLE fraud_score IN SHARE MODE;  -- wait for score writers in flight; hold off new ones until this commits
         SELECT o.trans_num INTO scored FROM old_rows o
         WHERE EXISTS (SELECT 1 FROM fraud_score s WHERE s.trans_num = o.trans_num)
