@@ -34,7 +34,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from fraud.core.schema import RAW_COLUMNS
+from fraud.core.schema import HOLDER_COLUMNS, RAW_COLUMNS
 from fraud.ingest.simulate import GOLDEN, format_times, hex32, midnight, mix64
 
 GRID = 100.0
@@ -49,18 +49,7 @@ SCENARIOS = ("", "amount_over_220", "compromised_terminal", "compromised_custome
 # raw fields the handbook has no notion of: left empty, as real exports often have them
 EMPTY_COLUMNS = (
     "category",
-    "first",
-    "last",
-    "gender",
-    "street",
-    "city",
-    "state",
-    "zip",
-    "lat",
-    "long",
-    "city_pop",
-    "job",
-    "dob",
+    *HOLDER_COLUMNS,
     "merch_lat",
     "merch_long",
 )

@@ -364,21 +364,14 @@ def db_stop() -> None:
 def db_counts() -> None:
     """Row counts of the star schema's tables."""
     from fraud.db.engine import get_engine
+    from fraud.db.migrate import upgrade
+    from fraud.db.models import Base
     from fraud.db.queries import table_counts
 
-    tables = (
-        "dim_card",
-        "dim_merchant",
-        "dim_category",
-        "fact_transaction",
-        "transaction_features",
-        "transaction_label",
-        "fraud_score",
-        "customer_alert",
-        "batch_load",
-    )
-    for table, count in table_counts(get_engine(Settings()), tables).items():
-        console.print(f"{table:22} {count:>10,}")
+    engine = get_engine(Settings())
+    upgrade(engine)  # a fresh home: the empty schema, all zeros, rather than "relation does not exist"
+    for table, count in table_counts(engine, tuple(Base.metadata.tables)).items():
+        console.print(f"{table:28} {count:>10,}")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,8 @@ import json
 from collections.abc import Iterable
 from datetime import datetime
 
-RAW_COLUMNS: tuple[str, ...] = (
-    "trans_date_trans_time",
-    "cc_num",
-    "merchant",
-    "category",
-    "amt",
+# the cardholder's fields a transaction carries (Sparkov repeats them on every row)
+HOLDER_COLUMNS: tuple[str, ...] = (
     "first",
     "last",
     "gender",
@@ -26,6 +22,14 @@ RAW_COLUMNS: tuple[str, ...] = (
     "city_pop",
     "job",
     "dob",
+)
+RAW_COLUMNS: tuple[str, ...] = (
+    "trans_date_trans_time",
+    "cc_num",
+    "merchant",
+    "category",
+    "amt",
+    *HOLDER_COLUMNS,
     "trans_num",
     "unix_time",
     "merch_lat",

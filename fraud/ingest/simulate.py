@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from faker import Faker
 
-from fraud.core.schema import CATEGORIES, RAW_COLUMNS
+from fraud.core.schema import CATEGORIES, HOLDER_COLUMNS, RAW_COLUMNS
 
 N_CAT = len(CATEGORIES)
 CAT = {name: i for i, name in enumerate(CATEGORIES)}
@@ -505,21 +505,7 @@ def window_events(
     return inside.where(order)
 
 
-HOLDER_COLUMNS = (
-    "cc_num",
-    "first",
-    "last",
-    "gender",
-    "street",
-    "city",
-    "state",
-    "zip",
-    "lat",
-    "long",
-    "city_pop",
-    "job",
-    "dob",
-)
+CARD_COLUMNS = ("cc_num", *HOLDER_COLUMNS)  # what a transaction copies from its card's holder
 FRAUD_KEY = np.uint64(1 << 63)
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -602,7 +588,7 @@ def to_rows(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sparkov rows (no label) and their labels, each arriving after its `label_delays` (never-labelled frauds
     have no label row)."""
-    holder = {c: world.customers[c].to_numpy()[events.card] for c in HOLDER_COLUMNS}  # numpy take: no pandas reindexing
+    holder = {c: world.customers[c].to_numpy()[events.card] for c in CARD_COLUMNS}  # numpy take: no pandas reindexing
     merchants = {c: world.merchants[c].to_numpy()[events.merchant] for c in ("merchant", "category", "lat", "long")}
     stamps = format_times(events.when)
     first, second = mix64(events.key ^ np.uint64(world.seed)), mix64(events.key ^ np.uint64(world.seed) ^ GOLDEN)
@@ -617,7 +603,7 @@ def to_rows(
             "merchant": merchants["merchant"],
             "category": merchants["category"],
             "amt": np.round(events.amount, 2),
-            **{c: holder[c] for c in HOLDER_COLUMNS if c != "cc_num"},
+            **{c: holder[c] for c in HOLDER_COLUMNS},
             "trans_num": trans_nums,
             "unix_time": events.when.astype(np.int64),
             "merch_lat": np.round(merchants["lat"] + jitter[:, 0], 6),

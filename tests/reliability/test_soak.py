@@ -23,11 +23,10 @@ from sqlalchemy import text
 from bench.scoring import load_test, load_world, requests_for, start_server, wait_healthy
 from fraud.core.schema import RAW_COLUMNS
 from fraud.core.settings import Settings
-from fraud.core.storage import object_store
 from fraud.db.engine import get_engine, stop_embedded
 from fraud.db.migrate import upgrade
-from fraud.ingest.raw_zone import label_keys, transaction_keys
 from fraud.ingest.simulate import build_world, simulate_days
+from tests.helpers.etl import glue_job_command
 from tests.helpers.figures import figure
 from tests.helpers.homes import free_port, make_home
 from tests.helpers.litert_models import publish_logistic, weights_for
@@ -112,23 +111,7 @@ def test_a_million_transactions_through_ingest_etl_and_scoring(fraud_env):
         ingest = run_measured(
             [sys.executable, "-m", "fraud.app.cli", "ingest", str(home / "transactions.csv")], env, log
         )
-        raw = object_store(settings, settings.raw_bucket)
-        etl = run_measured(
-            [
-                sys.executable,
-                "glue/process_transactions.py",
-                "--raw-uri",
-                raw.uri(),
-                "--processed-uri",
-                object_store(settings, settings.processed_bucket).uri(),
-                "--transactions-keys",
-                ",".join(transaction_keys(raw)),
-                "--labels-keys",
-                ",".join(label_keys(raw)),
-            ],
-            env,
-            log,
-        )
+        etl = run_measured(glue_job_command(settings), env, log)
         publish_logistic(settings, "soak-v1", WEIGHTS, -4.0, 0.5)
         scoring = run_measured(
             [

@@ -23,13 +23,12 @@ from sqlalchemy import text
 from fraud.core.privacy import card_numbers_in
 from fraud.core.schema import RAW_COLUMNS
 from fraud.core.settings import Settings
-from fraud.core.storage import object_store
 from fraud.db.engine import get_engine, stop_embedded
 from fraud.db.migrate import upgrade
-from fraud.ingest.raw_zone import label_keys, transaction_keys
 from fraud.outreach.alerts import AlertPolicy, send_alerts
 from fraud.outreach.mailers import OutboxMailer
 from lambdas.scorer.handler import handler as scorer
+from tests.helpers.etl import glue_job_command
 from tests.helpers.figures import figure
 from tests.helpers.homes import make_home, table_dumps
 from tests.helpers.leak_scan import leaks_after_run
@@ -107,19 +106,7 @@ def hostile_run(fraud_env):
     upgrade(engine)
     try:
         command(sys.executable, "-m", "fraud.app.cli", "ingest", str(source))
-        raw = object_store(settings, settings.raw_bucket)
-        command(
-            sys.executable,
-            "glue/process_transactions.py",
-            "--raw-uri",
-            raw.uri(),
-            "--processed-uri",
-            object_store(settings, settings.processed_bucket).uri(),
-            "--transactions-keys",
-            ",".join(transaction_keys(raw)),
-            "--labels-keys",
-            ",".join(label_keys(raw)),
-        )
+        command(*glue_job_command(settings))
         publish_logistic(settings, "hostile-v1", weights_for(amt_log=0.0), 0.0, 0.4)  # every score 0.5: all flagged
         scored = scorer({}, settings=settings)
         command(sys.executable, "-m", "fraud.app.cli", "report")
