@@ -35,7 +35,10 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 # download from Playwright) and wrk, the load generator of the real-time API's benchmark and soak.
 CHROMIUM := /usr/bin/chromium
 WRK := /usr/bin/wrk
-/usr/bin/%:
+# buildah and debootstrap: the container image's test builds and runs the Dockerfile without Docker or a registry
+BUILDAH := /usr/bin/buildah
+DEBOOTSTRAP := /usr/sbin/debootstrap
+/usr/bin/% /usr/sbin/%:
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $* >/dev/null; \
 	elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq $* >/dev/null; \
 	else echo "warning: $@ missing and no root: install the Debian package $*" >&2; fi
@@ -50,7 +53,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check --quiet .
 	$(BIN)/lint-imports --no-logo --no-cache | grep -E "KEPT|BROKEN|^- |Contracts:"; exit $${PIPESTATUS[0]}
 
-test: lint $(VENV)/.installed-dev | $(CHROMIUM) $(WRK)
+test: lint $(VENV)/.installed-dev | $(CHROMIUM) $(WRK) $(BUILDAH) $(DEBOOTSTRAP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # the inner loop: everything but the modules marked slow in tests/conftest.py (Spark, browser, whole graph, training)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from typing import Any, get_args
 
-from dagster import ConfigurableResource, EnvVar, InitResourceContext
+from dagster import AssetExecutionContext, ConfigurableResource, EnvVar, InitResourceContext
 from pydantic import Field, PrivateAttr
 from sqlalchemy import Engine
 
@@ -40,7 +40,8 @@ def _resolved(value: Any) -> Any:
 
 
 class FraudPlatform(ConfigurableResource):
-    """The platform's settings, object stores, Glue client and migrated database, for assets, checks and sensors."""
+    """The platform's settings, object stores, Glue and Lambda calls and migrated database, for assets, checks and
+    sensors."""
 
     mode: str | None = _setting(
         "mode", "`local` (folders, embedded PostgreSQL, local PySpark) or `aws` (S3, RDS, the deployed Glue job)."
@@ -58,7 +59,14 @@ class FraudPlatform(ConfigurableResource):
     aws_region: str | None = _setting("aws_region", "AWS region of every client.")
     aws_endpoint_url: str | None = _setting("aws_endpoint_url", "One endpoint for every AWS API (tests: moto).")
     s3_endpoint_url: str | None = _setting("s3_endpoint_url", "S3 only; falls back to the AWS endpoint.")
+    lambda_endpoint_url: str | None = _setting("lambda_endpoint_url", "Lambda only; falls back to the AWS endpoint.")
     glue_job_name: str | None = _setting("glue_job_name", "aws mode: the deployed Glue ETL job.")
+    generator_function_name: str | None = _setting(
+        "generator_function_name", "aws mode: the deployed generator Lambda `raw_transactions` invokes."
+    )
+    scorer_function_name: str | None = _setting(
+        "scorer_function_name", "aws mode: the deployed scorer Lambda `fraud_flags` invokes."
+    )
     model_name: str | None = _setting("model_name", "The model's name in the registry.")
     min_average_precision: float | None = _setting(
         "min_average_precision", "Quality gate: the least average precision a promoted model has on its test window."
@@ -125,6 +133,23 @@ class FraudPlatform(ConfigurableResource):
             ),
             message_reader=PipesCloudWatchMessageReader(client=aws.client(settings, "logs")),
         )
+
+    def invoke_function(self, context: AssetExecutionContext, function: str, event: dict) -> dict[str, Any]:
+        """aws mode: invoke the deployed `generator` or `scorer` Lambda with the event through Dagster Pipes
+        (PipesLambdaClient: the Pipes parameters ride in the event, the messages come back in the log tail) and
+        return the figures it reported as this asset's materialization, as plain values."""
+        from dagster_aws.pipes import PipesLambdaClient
+
+        settings = self.settings()
+        name = getattr(settings, f"{function}_function_name")
+        if not name:
+            raise RuntimeError(f"aws mode needs FRAUD_{function.upper()}_FUNCTION_NAME (see `fraud aws-env`)")
+        client = PipesLambdaClient(client=aws.client(settings, "lambda"))
+        invocation = client.run(context=context, function_name=name, event=event)
+        reported = invocation.get_materialize_result(implicit_materialization=False)
+        if not reported.metadata:
+            raise RuntimeError(f"the {function} Lambda {name} reported no figures through Dagster Pipes")
+        return {key: getattr(value, "value", value) for key, value in reported.metadata.items()}
 
     def engine(self) -> Engine:
         """The platform database, migrated to head on the first call of this instance (once per run)."""

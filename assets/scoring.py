@@ -5,7 +5,6 @@ from assets.resources import FraudPlatform
 from assets.versions import CODE_VERSIONS
 from fraud.db.review import count_unreviewed, recent_window
 from fraud.model import registry
-from lambdas.scorer.handler import handler as score
 
 
 class ScoringScope(Config):
@@ -24,8 +23,9 @@ class ScoringScope(Config):
     code_version=CODE_VERSIONS["fraud_flags"],
     owners=["team:fraud-ml"],
     description="Fraud scores and flags in `fraud_score`, written by the scorer Lambda (LiteRT, no TensorFlow; "
-    "in-process locally) for every transaction the promoted model has not scored yet; a run config "
-    "narrows it to given raw batches or to rescoring the last days' unreviewed transactions.",
+    "invoked through Dagster Pipes in aws mode, in-process locally) for every transaction the promoted model has "
+    "not scored yet; a run config narrows it to given raw batches or to rescoring the last days' unreviewed "
+    "transactions.",
 )
 def fraud_flags(context: AssetExecutionContext, config: ScoringScope, fraud: FraudPlatform) -> MaterializeResult:
     settings = fraud.settings()
@@ -35,22 +35,25 @@ def fraud_flags(context: AssetExecutionContext, config: ScoringScope, fraud: Fra
             # a batch that lands before the first model is scored by the first materialization of fraud_flags
             context.log.warning("no promoted model yet: nothing scored")
             return MaterializeResult(metadata={"scored": 0, "flagged": 0, "model_version": "none"})
+
+    def score(event: dict) -> dict:
+        if settings.mode == "aws":
+            return fraud.invoke_function(context, "scorer", event)
+        from lambdas.scorer.handler import handler  # imported here only: aws mode never loads it into this process
+
+        return handler(event, settings=settings)
+
     if config.batch_ids:
-        results = [score({"batch_id": batch_id}, settings=settings) for batch_id in config.batch_ids]
-        result = {
-            "model_version": results[-1]["model_version"],
-            "batches": len(results),
-            **{k: sum(r[k] for r in results) for k in ("scored", "flagged", "pending")},
-        }
+        result = score({"batch_ids": config.batch_ids})
     elif config.rescore_days:
         since, until = recent_window(engine, config.rescore_days)
         window = {"since": since.isoformat(), "until": until.isoformat()}
         result = {
-            **score({**window, "unreviewed_only": True}, settings=settings),
+            **score({**window, "unreviewed_only": True}),
             **window,
             "unreviewed_in_window": count_unreviewed(engine, since, until),
         }
     else:
-        result = score({}, settings=settings)
+        result = score({})
     context.log.info(f"scored {result['scored']} transactions with {result['model_version']}")
     return MaterializeResult(metadata={k: meta.number(v) if isinstance(v, float) else v for k, v in result.items()})

@@ -1,9 +1,11 @@
 """The fraud platform on AWS: `pulumi up` in this folder (see README.md).
 
 Buckets and key (DataLake), a private VPC (Network), RDS PostgreSQL (Database), the Glue ETL job (EtlJob), the
-generator and scorer Lambdas (Functions), the SES sender (Notifications) and the role Dagster runs as
-(OrchestrationAccess). The stack outputs are what `fraud aws-env` turns into the Dagster code location's
-FRAUD_* settings. The code it uploads comes from `make package` (dist/, see artifacts.py)."""
+generator and scorer Lambdas (Functions), the SES sender (Notifications), the role Dagster's runs work as
+(OrchestrationAccess) and Dagster itself on ECS Fargate (DagsterService: image, webserver, daemon, run workers).
+The stack outputs are what `fraud aws-env` turns into the Dagster code location's FRAUD_* settings. The code it
+uploads comes from `make package` (dist/, see artifacts.py); the Dagster image is built from the repository's
+Dockerfile by the program itself."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from etl_job import EtlJob, EtlJobArgs
 from functions import Functions, FunctionsArgs, check_runtime
 from network import Network, NetworkArgs
 from notifications import Notifications, NotificationsArgs
+from orchestration import DagsterService, DagsterServiceArgs, TaskSize
 from orchestration_access import OrchestrationAccess, OrchestrationAccessArgs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -111,8 +114,7 @@ etl = EtlJob(
         db_secret_arn=database.secret_arn,
         card_token_secret_arn=card_token_key.arn,
         settings_env=settings_env | {"FRAUD_CARD_TOKEN_KEY_SECRET_ARN": card_token_key.arn},
-        additional_python_modules=config.get_object("glueAdditionalPythonModules")
-        or ["pydantic-settings==2.16.3", "SQLAlchemy==2.1.9", "psycopg[binary]==3.3.9", "dagster-pipes==1.13.27"],
+        wheels=artifacts.glue_wheels,  # installed from the artifacts bucket with --no-index: no internet needed
         worker_type=config.get("glueWorkerType") or "G.1X",
         workers=config.get_int("glueWorkers") or 2,
         timeout_minutes=config.get_int("glueTimeoutMinutes") or 60,
@@ -144,7 +146,6 @@ functions = Functions(
 access = OrchestrationAccess(
     prefix,
     OrchestrationAccessArgs(
-        trusted_principal_arn=config.get("dagsterPrincipalArn") or f"arn:aws:iam::{account}:root",
         raw_bucket=buckets["raw"],
         processed_bucket=buckets["processed"],
         models_bucket=buckets["models"],
@@ -157,6 +158,43 @@ access = OrchestrationAccess(
         sender_identity_arn=notifications.identity.arn,
         region=region,
         account=account,
+    ),
+)
+
+image_context = Path(config.get("imageContext") or ".")
+dagster = DagsterService(
+    prefix,
+    DagsterServiceArgs(
+        image_context=image_context if image_context.is_absolute() else (REPO_ROOT / image_context).resolve(),
+        private_subnet_ids=network.private_subnet_ids,
+        webserver_security_group_id=network.webserver_sg.id,
+        daemon_security_group_id=network.dagster_sg.id,
+        run_worker_role=access.role,
+        kms_key_arn=lake.key.arn,
+        raw_bucket=buckets["raw"],
+        models_bucket=buckets["models"],
+        model_name="fraud-mlp",
+        db_endpoint=database.endpoint,
+        db_port=database.port,
+        db_secret_arn=database.secret_arn,
+        settings_env=settings_env
+        | {
+            "FRAUD_GLUE_JOB_NAME": etl.job.name,
+            "FRAUD_GENERATOR_FUNCTION_NAME": functions.generator.name,
+            "FRAUD_SCORER_FUNCTION_NAME": functions.scorer.name,
+            "FRAUD_SCORER_FUNCTION_URL": functions.scorer_url.function_url,
+            "FRAUD_CARD_TOKEN_KEY_SECRET_ARN": card_token_key.arn,
+            "FRAUD_MAIL_FROM": notifications.sender,
+        },
+        region=region,
+        account=account,
+        webserver=TaskSize(
+            config.get_int("dagsterWebserverCpu") or 512, config.get_int("dagsterWebserverMemoryMb") or 2048
+        ),
+        daemon=TaskSize(config.get_int("dagsterDaemonCpu") or 512, config.get_int("dagsterDaemonMemoryMb") or 2048),
+        run_worker=TaskSize(config.get_int("dagsterRunCpu") or 2048, config.get_int("dagsterRunMemoryMb") or 8192),
+        log_retention_days=config.get_int("logRetentionDays") or 30,
+        force_delete_images=config.get_bool("forceDestroyBuckets") or False,
     ),
 )
 
@@ -182,6 +220,12 @@ outputs: dict[str, pulumi.Input] = {
     "dagster_security_group_id": network.dagster_sg.id,
     "private_subnet_ids": network.private_subnet_ids,
     "kms_key_arn": lake.key.arn,
+    # Dagster in AWS: open the UI with dagster_port_forward_command, then http://127.0.0.1:3000
+    "dagster_cluster_name": dagster.cluster.name,
+    "dagster_webserver_service": dagster.webserver.name,
+    "dagster_daemon_service": dagster.daemon.name,
+    "dagster_image_uri": dagster.image_uri,
+    "dagster_port_forward_command": dagster.port_forward_command,
 }
 for key, value in outputs.items():
     pulumi.export(key, value)

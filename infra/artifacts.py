@@ -2,9 +2,10 @@
 
 `make package` (fraud/app/packaging/) writes each artifact with a manifest beside it, `<name>.manifest.json`:
 the file, its SHA-256, the repository files it was made from and, for a Lambda zip, its handler, runtime and
-audit. This module reads the manifests and nothing else of the packager: building is a step before `pulumi
-preview`/`up`, not part of the program. When a manifest or its file is missing, or no longer matches the file or
-its sources, the program stops before registering anything, with one message that says to run `make package`.
+audit; for the Glue job's wheel set (`glue-wheels/`), every wheel with its SHA-256. This module reads the
+manifests and nothing else of the packager: building is a step before `pulumi preview`/`up`, not part of the
+program. When a manifest or its file is missing, or no longer matches the file or its sources, the program stops
+before registering anything, with one message that says to run `make package`.
 
 The folder is `$FRAUD_DIST_DIR`, else the stack's `distDir`, else `dist/`; relative paths start at the repository.
 """
@@ -25,7 +26,7 @@ MANIFEST_SUFFIX = ".manifest.json"
 DIST_ENV = "FRAUD_DIST_DIR"
 # the artifacts' names, as the packager gives them
 LAMBDAS = {"generator": "lambda-generator", "scorer": "lambda-scorer"}
-GLUE_LIBRARY, GLUE_SCRIPT = "glue-fraud-lib", "glue-script"
+GLUE_LIBRARY, GLUE_SCRIPT, GLUE_WHEELS = "glue-fraud-lib", "glue-script", "glue-wheels"
 
 
 class ArtifactsError(pulumi.RunError):
@@ -63,11 +64,19 @@ class Bundle(Artifact):
 
 
 @dataclass(frozen=True)
+class Wheel(Artifact):
+    """One wheel of a wheel set: `name` is its distribution's, `path.name` the wheel's file name (pip needs it)."""
+
+    version: str
+
+
+@dataclass(frozen=True)
 class Artifacts:
     generator: Bundle
     scorer: Bundle
     glue_library: Artifact
     glue_script: Artifact
+    glue_wheels: tuple[Wheel, ...]  # the Glue job's third-party distributions, installed with no index
 
 
 def dist_dir(configured: str | None, repo_root: Path) -> Path:
@@ -130,15 +139,32 @@ def _bundle(path: Path, manifest: dict) -> Bundle:
     )
 
 
+def _wheels(dist: Path, manifest: dict, repo_root: Path) -> tuple[Wheel, ...]:
+    """Every wheel of a wheel set's manifest, each checked against its SHA-256."""
+    wheels = []
+    for entry in manifest["wheels"]:
+        path = dist / entry["path"]
+        if not path.is_file():
+            raise _Unusable(f"{_shown(path, repo_root)} missing")
+        if path.stat().st_size != entry["bytes"] or _sha256(path) != entry["sha256"]:
+            raise _Unusable(f"{_shown(path, repo_root)} does not match {manifest['name']}{MANIFEST_SUFFIX}")
+        wheels.append(Wheel(name=entry["name"], path=path, sha256=entry["sha256"], version=entry["version"]))
+    if not wheels:
+        raise _Unusable(f"{manifest['name']}{MANIFEST_SUFFIX} lists no wheels")
+    return tuple(wheels)
+
+
 def read_artifacts(dist: Path, repo_root: Path) -> Artifacts:
     """Every artifact the stack uploads, checked; one ArtifactsError naming every problem otherwise."""
     problems: list[str] = []
 
-    def read(name: str, kind: str) -> Artifact | None:
+    def read(name: str, kind: str) -> Artifact | tuple[Wheel, ...] | None:
         try:
             path, manifest = _checked(dist, name, kind, repo_root)
             if kind == "lambda":
                 return _bundle(path, manifest)
+            if kind == "glue-wheels":
+                return _wheels(dist, manifest, repo_root)
             return Artifact(name=manifest["name"], path=path, sha256=manifest["sha256"])
         except _Unusable as problem:
             problems.append(str(problem))
@@ -151,6 +177,7 @@ def read_artifacts(dist: Path, repo_root: Path) -> Artifacts:
         "scorer": read(LAMBDAS["scorer"], "lambda"),
         "glue_library": read(GLUE_LIBRARY, "glue-library"),
         "glue_script": read(GLUE_SCRIPT, "glue-script"),
+        "glue_wheels": read(GLUE_WHEELS, "glue-wheels"),
     }
     if problems:
         raise ArtifactsError(f"run `make package` first ({'; '.join(problems)})")

@@ -11,6 +11,7 @@ import pulumi_aws as aws
 
 ENGINE_VERSION = "16"
 DB_NAME = "fraud"
+CA_CERT_IDENTIFIER = "rds-ca-rsa2048-g1"
 
 
 @dataclass
@@ -59,6 +60,9 @@ class Database(pulumi.ComponentResource):
             db_subnet_group_name=subnets.name,
             vpc_security_group_ids=[args.security_group_id],
             parameter_group_name=self.parameters.name,
+            # the server certificate's CA, fixed so that clients verifying it (Dagster: sslmode=verify-full) know
+            # which one to trust; the RDS global bundle in the image includes it
+            ca_cert_identifier=CA_CERT_IDENTIFIER,
             multi_az=args.multi_az,
             backup_retention_period=args.backup_retention_days,
             backup_window="03:00-04:00",

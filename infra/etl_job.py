@@ -1,24 +1,32 @@
-"""EtlJob: the Glue job that runs `glue/process_transactions.py`. The script and a zip of the `fraud/`
-package, as `make package` left them in dist/ (artifacts.py), are uploaded to the artifacts bucket; a JDBC
-Glue connection puts the job's workers in the private subnets next to RDS; the job's role reaches only its own
-prefixes, secrets and log groups."""
+"""EtlJob: the Glue job that runs `glue/process_transactions.py`. The script, a zip of the `fraud/` package and
+the wheels of its third-party distributions, as `make package` left them in dist/ (artifacts.py), are uploaded
+to the artifacts bucket; a JDBC Glue connection puts the job's workers in the private subnets next to RDS; the
+job's role reaches only its own prefixes, secrets and log groups.
+
+No internet at run time: the private subnets have no NAT, so nothing may come from a package index when the job
+starts. `--additional-python-modules` lists the S3 URIs of the wheels (the dependencies' whole closure for
+CPython 3.11 on Amazon Linux 2023, without what Glue 5.0 provides) and `--python-modules-installer-option
+--no-index` keeps Glue's pip from looking anywhere else."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
-from artifacts import Artifact
+from artifacts import Artifact, Wheel
 from iam import assume_role_policy, aws_named, kms_statement, objects, policy_document, statement, vpc_eni_statement
 
 GLUE_VERSION = "5.0"  # Spark 3.5, Python 3.11: the interpreter this project targets
+PIP_OFFLINE = "--no-index"  # Glue's pip installs the listed wheels and resolves among them only
 
 
 @dataclass
 class EtlJobArgs:
     script: Artifact  # glue/process_transactions.py
     library: Artifact  # the fraud/ package
+    wheels: tuple[Wheel, ...]  # its third-party distributions (dist/glue-wheels/), installed with no index
     artifacts_bucket: aws.s3.Bucket
     raw_bucket: aws.s3.Bucket
     processed_bucket: aws.s3.Bucket
@@ -31,7 +39,6 @@ class EtlJobArgs:
     db_secret_arn: pulumi.Input[str]
     card_token_secret_arn: pulumi.Input[str]
     settings_env: dict[str, pulumi.Input[str]]  # FRAUD_* settings, passed as --fraud_* arguments (no secrets)
-    additional_python_modules: list[str]
     worker_type: str
     workers: int
     timeout_minutes: int
@@ -61,6 +68,22 @@ class EtlJob(pulumi.ComponentResource):
             content_type="application/zip",
             opts=child,
         )
+        # one object per wheel under its own SHA-256 (a wheel that did not change is not uploaded again); the file
+        # name stays the wheel's, which pip reads the distribution, version and tags from
+        self.wheels = [
+            aws.s3.BucketObjectv2(
+                f"{name}-wheel-{re.sub(r'[-_.]+', '-', wheel.name).lower()}",
+                bucket=artifacts.id,
+                key=f"glue/wheels/{wheel.sha256[:16]}/{wheel.path.name}",
+                source=pulumi.FileAsset(str(wheel.path)),
+                content_type="application/zip",
+                opts=child,
+            )
+            for wheel in args.wheels
+        ]
+        additional_python_modules = pulumi.Output.all(
+            *(pulumi.Output.format("s3://{0}/{1}", artifacts.bucket, wheel.key) for wheel in self.wheels)
+        ).apply(",".join)
 
         jdbc_url = pulumi.Output.format("jdbc:postgresql://{0}:{1}/{2}", args.db_endpoint, args.db_port, args.db_name)
         self.connection = aws.glue.Connection(
@@ -90,7 +113,11 @@ class EtlJob(pulumi.ComponentResource):
             role=self.role.id,
             policy=policy_document(
                 [
-                    statement(["s3:GetObject"], objects(artifacts.arn, "glue/scripts/", "glue/lib/"), "ReadCode"),
+                    statement(
+                        ["s3:GetObject"],
+                        objects(artifacts.arn, "glue/scripts/", "glue/lib/", "glue/wheels/"),
+                        "ReadCode",
+                    ),
                     statement(
                         ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
                         objects(artifacts.arn, "glue/temp/"),
@@ -188,7 +215,8 @@ class EtlJob(pulumi.ComponentResource):
             default_arguments={
                 "--job-language": "python",
                 "--extra-py-files": pulumi.Output.format("s3://{0}/{1}", artifacts.bucket, self.library.key),
-                "--additional-python-modules": ",".join(args.additional_python_modules),
+                "--additional-python-modules": additional_python_modules,
+                "--python-modules-installer-option": PIP_OFFLINE,
                 "--TempDir": pulumi.Output.format("s3://{0}/glue/temp/", artifacts.bucket),
                 "--enable-metrics": "true",
                 "--enable-continuous-cloudwatch-log": "true",

@@ -26,6 +26,13 @@ ACTIONS_REQUIRING_ANY_RESOURCE: dict[str, str] = {
     "ec2:DescribeVpcAttribute": "EC2 Describe* calls support no resource-level permissions (Glue checks DNS support)",
     # CloudWatch metrics have no ARNs; the statement is limited to the Glue namespace by a condition.
     "cloudwatch:PutMetricData": "metrics have no ARNs; limited to the Glue namespace by condition",
+    # Dagster on ECS (orchestration.py)
+    "ecr:GetAuthorizationToken": "the registry login token is account-wide; the pulls are limited to the repository",
+    "ecs:DescribeTaskDefinition": "ECS supports no resource-level permissions for DescribeTaskDefinition",
+    "ssmmessages:CreateControlChannel": "ECS Exec's SSM channel into the webserver task; no resource-level permissions",
+    "ssmmessages:CreateDataChannel": "ECS Exec's SSM channel into the webserver task; no resource-level permissions",
+    "ssmmessages:OpenControlChannel": "ECS Exec's SSM channel into the webserver task; no resource-level permissions",
+    "ssmmessages:OpenDataChannel": "ECS Exec's SSM channel into the webserver task; no resource-level permissions",
 }
 
 # AWS-named resources a role must reach that no stack can create or rename, as ARN templates.
@@ -65,15 +72,17 @@ def policy_document(statements: list[dict]) -> pulumi.Output[str]:
 
 
 def assume_role_policy(
-    service: str | None = None, principal_arn: pulumi.Input[str] | None = None
+    service: str | None = None,
+    principal_arn: pulumi.Input[str] | None = None,
+    source_account: pulumi.Input[str] | None = None,
 ) -> pulumi.Output[str]:
+    """Trust of one service or principal; `source_account` keeps a service from assuming it for another account
+    (the confused-deputy condition)."""
     principal = {"Service": service} if service else {"AWS": principal_arn}
-    return pulumi.Output.json_dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}],
-        }
-    )
+    trust: dict = {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}
+    if source_account is not None:
+        trust["Condition"] = {"StringEquals": {"aws:SourceAccount": source_account}}
+    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [trust]})
 
 
 def vpc_eni_statement(sid: str) -> dict:

@@ -1,6 +1,8 @@
 """Network: a VPC with private subnets in two availability zones and no internet route. S3 is reached through
-a gateway endpoint, Secrets Manager and CloudWatch Logs through interface endpoints; PostgreSQL admits only
-the scorer, the Glue connection and the Dagster role's compute, each by its own security group."""
+a gateway endpoint, every other AWS API the platform calls through an interface endpoint (Secrets Manager and
+CloudWatch Logs for all; ECR, STS, ECS, SSM messages, Glue, Lambda and SES for Dagster's tasks); PostgreSQL
+admits only the scorer, the Glue connection, the Dagster daemon (and its run workers) and the Dagster webserver,
+each by its own security group. No group admits anything from an address range."""
 
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ import pulumi_aws as aws
 
 POSTGRES_PORT = 5432
 HTTPS_PORT = 443
+# what the Dagster tasks call (orchestration.py): image pulls (ecr.api, ecr.dkr, layers from S3), ECS Exec
+# (ssmmessages), the EcsRunLauncher (ecs), the assets' Glue job, Lambdas and alert emails (glue, lambda, email), sts
+DAGSTER_INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "sts", "ssmmessages", "ecs", "glue", "lambda", "email")
 
 
 @dataclass
@@ -19,8 +24,8 @@ class NetworkArgs:
     cidr: str
     availability_zones: list[str]  # two, for RDS subnet groups and Lambda resilience
     region: str
-    # Secrets Manager (the scorer's database secret) and Logs (Glue drivers) always; more on request, e.g.
-    # glue, lambda, sts, email for a Dagster deployment inside these subnets (there is no NAT)
+    # Secrets Manager (the scorer's database secret), Logs (Glue drivers, ECS tasks) and the Dagster endpoints
+    # always; more on request (there is no NAT)
     extra_interface_endpoints: tuple[str, ...] = ()
 
 
@@ -69,9 +74,15 @@ class Network(pulumi.ComponentResource):
         self.database_sg = group("database", "PostgreSQL: only from the scorer, Glue and Dagster")
         self.scorer_sg = group("scorer", "scorer Lambda")
         self.glue_sg = group("glue", "Glue connection ENIs")
-        self.dagster_sg = group("dagster", "attach to the compute that runs Dagster in this VPC")
+        self.dagster_sg = group("dagster", "Dagster daemon and its run workers: no ingress")
+        self.webserver_sg = group("webserver", "Dagster webserver: no ingress (the UI is reached through ECS Exec)")
         self.endpoints_sg = group("endpoints", "interface endpoints: HTTPS from the project's clients")
-        clients = {"scorer": self.scorer_sg, "glue": self.glue_sg, "dagster": self.dagster_sg}
+        clients = {
+            "scorer": self.scorer_sg,
+            "glue": self.glue_sg,
+            "dagster": self.dagster_sg,
+            "webserver": self.webserver_sg,
+        }
 
         self.s3_endpoint = aws.ec2.VpcEndpoint(
             f"{name}-s3",
@@ -92,7 +103,9 @@ class Network(pulumi.ComponentResource):
                 security_group_ids=[self.endpoints_sg.id],
                 opts=in_vpc,
             )
-            for service in dict.fromkeys(("secretsmanager", "logs", *args.extra_interface_endpoints))
+            for service in dict.fromkeys(
+                ("secretsmanager", "logs", *DAGSTER_INTERFACE_ENDPOINTS, *args.extra_interface_endpoints)
+            )
         }
 
         for client, sg in clients.items():
@@ -166,5 +179,6 @@ class Network(pulumi.ComponentResource):
                 "vpc_id": self.vpc.id,
                 "private_subnet_ids": self.private_subnet_ids,
                 "dagster_security_group_id": self.dagster_sg.id,
+                "webserver_security_group_id": self.webserver_sg.id,
             }
         )

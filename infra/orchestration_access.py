@@ -1,6 +1,7 @@
-"""OrchestrationAccess: the IAM role for wherever the team runs Dagster (ECS task, EC2 instance, a CI or
-laptop principal allowed to assume it). It reads and writes the bucket prefixes the assets use, starts and
-watches the Glue job, invokes the Lambdas, reads the database secret and sends alert emails: nothing more."""
+"""OrchestrationAccess: the IAM role Dagster's runs work as: the task role of the run workers the daemon starts
+on ECS (orchestration.py), trusted by ECS tasks of this account only. It reads and writes the bucket prefixes the
+assets use, starts and watches the Glue job, invokes the Lambdas, reads the database secret and sends alert
+emails: nothing more."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ READ_WRITE = ["s3:GetObject", "s3:PutObject"]
 
 @dataclass
 class OrchestrationAccessArgs:
-    trusted_principal_arn: pulumi.Input[str]  # who may assume the role
     raw_bucket: aws.s3.Bucket
     processed_bucket: aws.s3.Bucket
     models_bucket: aws.s3.Bucket
@@ -37,7 +37,8 @@ class OrchestrationAccess(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.role = aws.iam.Role(
             f"{name}-dagster",
-            assume_role_policy=assume_role_policy(principal_arn=args.trusted_principal_arn),
+            # ECS tasks only (the run workers); no account-root or user trust
+            assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", source_account=args.account),
             max_session_duration=3600,
             opts=child,
         )

@@ -29,6 +29,7 @@ SLOW = (
     "tests/bench/test_bench_robustness.py",
     "tests/lambdas/test_package.py",
     "tests/ingest/test_validation.py",
+    "tests/deploy/test_image.py",
 )
 
 

@@ -328,12 +328,22 @@ def package(
         envvar="FRAUD_DIST_DIR",
         help="Output folder, relative to the repository (the Pulumi program reads the same variable).",
     ),
+    wheelhouse: bool = typer.Option(
+        False,
+        "--wheelhouse",
+        help="Build only dist/wheelhouse/: the project's wheel and its pinned runtime dependencies' for this "
+        "machine, for `pip install --no-index --find-links dist/wheelhouse fraud-platform` (container image).",
+    ),
 ) -> None:
-    """Build what the stack uploads into dist/: the Lambda zips, the Glue job's fraud/ zip and its script, each
-    with `<name>.manifest.json` beside it. Run before `pulumi preview`/`up`, which only read the manifests."""
-    from fraud.app.packaging import TARGETS, build_all, describe
+    """Build what the stack uploads into dist/: the Lambda zips, the Glue job's fraud/ zip, its script and its
+    third-party wheels (dist/glue-wheels/), each with `<name>.manifest.json` beside it. Run before `pulumi
+    preview`/`up`, which only read the manifests."""
+    from fraud.app.packaging import TARGETS, build_all, build_wheelhouse, describe
     from fraud.app.packaging.targets import REPO_ROOT
 
+    if wheelhouse:
+        console.print(describe(build_wheelhouse(REPO_ROOT / dist, force)), highlight=False, soft_wrap=True)
+        return
     if target not in TARGETS:
         raise typer.BadParameter(f"one of {', '.join(sorted(TARGETS))}", param_hint="--target")
     for manifest in build_all(REPO_ROOT / dist, force, TARGETS[target]).values():
@@ -358,6 +368,35 @@ def db_stop() -> None:
 
     stopped = stop_embedded(Settings().pg_dir)
     console.print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+
+
+@db_app.command("ensure-dagster-storage")
+def db_ensure_dagster_storage() -> None:
+    """Create Dagster's instance database (DAGSTER_PG_DB) on the server of DAGSTER_PG_HOST if it is missing.
+
+    The Dagster image runs this before the webserver, the daemon and each run (deploy/entrypoint.sh): RDS creates
+    only the platform's own database. TLS follows libpq's PGSSLMODE and PGSSLROOTCERT, as Dagster's storage does."""
+    import os
+
+    from sqlalchemy.engine import URL
+
+    from fraud.db.engine import create_database_if_missing
+
+    missing = [v for v in ("DAGSTER_PG_HOST", "DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD") if not os.environ.get(v)]
+    if missing:
+        typer.echo(f"error: {', '.join(missing)} not set (the Dagster image's task definition sets them)", err=True)
+        raise typer.Exit(2)
+    server = URL.create(
+        "postgresql+psycopg",
+        username=os.environ["DAGSTER_PG_USERNAME"],
+        password=os.environ["DAGSTER_PG_PASSWORD"],
+        host=os.environ["DAGSTER_PG_HOST"],
+        port=int(os.environ.get("DAGSTER_PG_PORT", "5432")),
+        database="postgres",  # the maintenance database every PostgreSQL server (and RDS) has
+    )
+    name = os.environ.get("DAGSTER_PG_DB", "dagster")
+    create_database_if_missing(server, name)
+    console.print(f"Dagster storage: database {name} ready")
 
 
 @db_app.command("counts")

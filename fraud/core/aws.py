@@ -9,10 +9,25 @@ import boto3
 
 from fraud.core.settings import Settings
 
+# a synchronous Lambda invocation answers when the function ends: up to Lambda's 15-minute timeout
+LAMBDA_READ_TIMEOUT_SECONDS = 15 * 60 + 10
+
+
+def endpoint_url(settings: Settings, service: str) -> str | None:
+    """The service's own endpoint setting (S3, Lambda), else the one for every AWS API, else AWS's default."""
+    own = {"s3": settings.s3_endpoint_url, "lambda": settings.lambda_endpoint_url}.get(service)
+    return own or settings.aws_endpoint_url
+
 
 def client(settings: Settings, service: str):
-    endpoint = (settings.s3_endpoint_url or settings.aws_endpoint_url) if service == "s3" else settings.aws_endpoint_url
-    return boto3.client(service, region_name=settings.aws_region, endpoint_url=endpoint)
+    config = None
+    if service == "lambda":
+        from botocore.config import Config
+
+        config = Config(read_timeout=LAMBDA_READ_TIMEOUT_SECONDS)  # botocore's default is 60 s
+    return boto3.client(
+        service, region_name=settings.aws_region, endpoint_url=endpoint_url(settings, service), config=config
+    )
 
 
 @lru_cache(maxsize=16)

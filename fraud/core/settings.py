@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     aws_region: str = "us-east-1"
     aws_endpoint_url: str | None = None  # one endpoint for every AWS API (tests: a moto server on 127.0.0.1)
     s3_endpoint_url: str | None = None  # S3 only; falls back to aws_endpoint_url
+    lambda_endpoint_url: str | None = None  # Lambda only (tests: a stand-in for the Invoke API); else aws_endpoint_url
 
     # aws mode: names of the deployed pieces (stack outputs, see `fraud aws-env`); secrets stay in Secrets Manager
     glue_job_name: str = "fraud-process-transactions"
@@ -38,7 +39,8 @@ class Settings(BaseSettings):
     db_port: int = 5432
     db_name: str = "fraud"
     card_token_key_secret_arn: str | None = None  # a SecretString holding the HMAC key
-    generator_function_name: str | None = None  # the deployed Lambdas (infra/ stack outputs)
+    # the deployed Lambdas (infra/ stack outputs): aws mode's raw_transactions and fraud_flags invoke them
+    generator_function_name: str | None = None
     scorer_function_name: str | None = None
     scorer_function_url: str | None = None  # IAM-authenticated function URL of the scorer
 

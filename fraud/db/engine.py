@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 
 from fraud.core.settings import Settings
 
@@ -89,16 +90,26 @@ def get_engine(settings: Settings) -> Engine:
     return _engine_for(database_url(settings))
 
 
-def sibling_database(settings: Settings, name: str) -> URL:
-    """The URL of database `name` on the platform's server (created on first use), for a neighbour such as
-    Dagster's instance storage."""
-    platform = create_engine(database_url(settings), isolation_level="AUTOCOMMIT")  # CREATE DATABASE: no transaction
+def create_database_if_missing(server: URL | str, name: str) -> URL:
+    """The URL of database `name` on the server `server` connects to, created if it does not exist yet. Safe when
+    two processes start at once (Dagster's webserver and daemon): the loser of the race finds the database there."""
+    engine = create_engine(server, isolation_level="AUTOCOMMIT")  # CREATE DATABASE: no transaction
     try:
-        with platform.connect() as connection:
+        with engine.connect() as connection:
             query = text("SELECT 1 FROM pg_database WHERE datname = :name")
             if not connection.execute(query, {"name": name}).scalar():
                 quoted = connection.dialect.identifier_preparer.quote(name)
-                connection.execute(text(f"CREATE DATABASE {quoted}"))
-        return platform.url.set(database=name)
+                try:
+                    connection.execute(text(f"CREATE DATABASE {quoted}"))
+                except DBAPIError as error:  # duplicate_database, or the catalog's unique index under a race
+                    if not connection.execute(query, {"name": name}).scalar():
+                        raise error
+        return engine.url.set(database=name)
     finally:
-        platform.dispose()
+        engine.dispose()
+
+
+def sibling_database(settings: Settings, name: str) -> URL:
+    """The URL of database `name` on the platform's server (created on first use), for a neighbour such as
+    Dagster's instance storage."""
+    return create_database_if_missing(database_url(settings), name)

@@ -230,25 +230,36 @@ def _with_derived(world: World) -> World:
 
 def world_keys(n_customers: int, seed: int) -> dict[str, str]:
     prefix = f"simulator/world/seed={seed}/customers={n_customers}"
-    return {"customers": f"{prefix}/customers.parquet", "merchants": f"{prefix}/merchants.parquet"}
+    return {"customers": f"{prefix}/customers.npz", "merchants": f"{prefix}/merchants.npz"}
 
 
-def _parquet(frame: pd.DataFrame) -> bytes:
+# The world is stored as NumPy arrays, one per column (text as fixed-width unicode, no pickles): exact for every
+# value, so a reloaded world simulates the same bytes as the one built, and readable with NumPy alone, which the
+# generator Lambda has (a Parquet engine would not fit in its zip beside pandas, NumPy and Faker).
+def frame_bytes(frame: pd.DataFrame) -> bytes:
+    if frame.isna().to_numpy().any():
+        raise ValueError("a world column holds missing values, which fixed-width text cannot keep apart from text")
     buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
+    columns = {c: frame[c].to_numpy(dtype=str if frame[c].dtype == object else None) for c in frame.columns}
+    np.savez_compressed(buffer, **columns)
     return buffer.getvalue()
+
+
+def frame_from_bytes(data: bytes) -> pd.DataFrame:
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        return pd.DataFrame({c: arrays[c].astype(object) if arrays[c].dtype.kind == "U" else arrays[c] for c in arrays})
 
 
 def load_or_build_world(store, n_customers: int, seed: int) -> World:
     """The world lives in the raw zone (it holds card numbers), so successive runs continue the same world."""
     keys = world_keys(n_customers, seed)
     if store.exists(keys["customers"]) and store.exists(keys["merchants"]):
-        customers = pd.read_parquet(io.BytesIO(store.get_bytes(keys["customers"])))
-        merchants = pd.read_parquet(io.BytesIO(store.get_bytes(keys["merchants"])))
+        customers = frame_from_bytes(store.get_bytes(keys["customers"]))
+        merchants = frame_from_bytes(store.get_bytes(keys["merchants"]))
         return _with_derived(World(seed, customers, merchants))
     world = build_world(n_customers, seed)
-    store.put_bytes(keys["merchants"], _parquet(world.merchants))
-    store.put_bytes(keys["customers"], _parquet(world.customers))  # written last: marks the world complete
+    store.put_bytes(keys["merchants"], frame_bytes(world.merchants))
+    store.put_bytes(keys["customers"], frame_bytes(world.customers))  # written last: marks the world complete
     return world
 
 

@@ -9,6 +9,9 @@ model's threshold and the top 3 reasons (`fraud.model.attribution`):
   {"since": …, "until": …, "unreviewed_only": true}            only those without label or sent alert
   {}                                                           everything the promoted model has not scored
   → {"model_version", "threshold", "scored", "flagged", "pending"}
+  {"batch_ids": ["sim-…", …]}                                  those batches in turn, summed, plus "batches"
+Invoked by Dagster (aws mode: `fraud_flags` through Pipes) a batch event also reports that result as the
+asset's materialization; locally the asset calls the same handler in-process.
 
 Real-time events score one raw Sparkov transaction from its online features and write nothing:
   {"transaction": {"trans_num": …, "cc_num": …, "merchant": …, "amt": …, "trans_date_trans_time": …, …}}
@@ -30,6 +33,7 @@ from fraud.db.scores import Selection
 from fraud.features.online import InvalidTransaction
 from fraud.serving.batch import ModelCache, score_selection
 from fraud.serving.realtime import RealtimeScorer
+from lambdas import dagster_pipes, report_figures, without_pipes
 
 MAX_BODY_BYTES = 16 * 1024
 
@@ -57,6 +61,19 @@ def score_batch(event: dict, settings: Settings) -> dict:
         "scored": result.scored,
         "flagged": result.flagged,
         "pending": result.pending,
+    }
+
+
+def score_batches(event: dict, settings: Settings) -> dict:
+    """Each of `batch_ids` in turn (the newest model for each), summed; the model version is the last one's."""
+    results = [score_batch({"batch_id": batch_id}, settings) for batch_id in event["batch_ids"]]
+    if not results:
+        raise ValueError("batch_ids is empty")
+    return {
+        "model_version": results[-1]["model_version"],
+        "threshold": results[-1]["threshold"],
+        "batches": len(results),
+        **{key: sum(r[key] for r in results) for key in ("scored", "flagged", "pending")},
     }
 
 
@@ -112,4 +129,8 @@ def handler(event: dict, context=None, settings: Settings | None = None) -> dict
         return score_http(event, settings)
     if "transaction" in event:
         return score_transaction(event["transaction"], settings)
-    return score_batch(event, settings)
+    with dagster_pipes(event) as pipes:
+        batch = without_pipes(event)
+        result = score_batches(batch, settings) if "batch_ids" in batch else score_batch(batch, settings)
+        report_figures(pipes, result)
+    return result

@@ -57,3 +57,28 @@ def test_card_token_key_from_secrets_manager(secrets, moto_endpoint, tmp_path):
 def test_aws_mode_without_a_key_is_a_clear_error(tmp_path):
     with pytest.raises(RuntimeError, match="CARD_TOKEN_KEY_SECRET_ARN"):
         Settings(mode="aws", home=tmp_path).token_key()
+
+
+def test_each_service_takes_its_own_endpoint_else_the_shared_one(tmp_path):
+    from fraud.core.aws import LAMBDA_READ_TIMEOUT_SECONDS, client, endpoint_url
+
+    shared = Settings(home=tmp_path, aws_endpoint_url="http://127.0.0.1:5000")
+    own = shared.model_copy(update={"s3_endpoint_url": "http://s3.test", "lambda_endpoint_url": "http://lambda.test"})
+    assert [endpoint_url(shared, s) for s in ("s3", "lambda", "glue")] == ["http://127.0.0.1:5000"] * 3
+    assert [endpoint_url(own, s) for s in ("s3", "lambda", "glue")] == [
+        "http://s3.test",
+        "http://lambda.test",
+        "http://127.0.0.1:5000",
+    ]
+    lambda_client = client(own, "lambda")  # a synchronous invocation may last as long as the function runs
+    assert lambda_client.meta.endpoint_url == "http://lambda.test"
+    assert lambda_client.meta.config.read_timeout == LAMBDA_READ_TIMEOUT_SECONDS > 15 * 60
+
+
+def test_aws_env_prints_the_function_names_aws_mode_invokes():
+    from fraud.app.aws_env import OUTPUT_SETTINGS, settings_from_outputs
+
+    outputs = {output: f"value-{output}" for output in OUTPUT_SETTINGS} | {"db_port": 5432}
+    printed = settings_from_outputs(outputs)
+    assert printed["FRAUD_GENERATOR_FUNCTION_NAME"] == "value-generator_function_name"
+    assert printed["FRAUD_SCORER_FUNCTION_NAME"] == "value-scorer_function_name"

@@ -4,10 +4,26 @@ built in milliseconds instead of a packaging run."""
 
 from __future__ import annotations
 
+import hashlib
 import zipfile
 from pathlib import Path
 
-from fraud.app.packaging import FUNCTIONS, GLUE_LIBRARY, GLUE_SCRIPT_ARTIFACT, LAMBDA, FunctionBuild, Manifest
+from fraud.app.packaging import (
+    FUNCTIONS,
+    GLUE_LIBRARY,
+    GLUE_SCRIPT_ARTIFACT,
+    GLUE_WHEELS,
+    LAMBDA,
+    FunctionBuild,
+    Manifest,
+    WheelFile,
+)
+
+# the Glue job's wheel set, in miniature: two tiny files named as wheels
+FAKE_WHEELS = {
+    "dagster-pipes": ("1.13.27", "py3-none-any"),
+    "psycopg-binary": ("3.3.9", "cp311-cp311-manylinux_2_17_x86_64"),
+}
 
 
 def _tiny_zip(path: Path, entries: dict[str, str]) -> Path:
@@ -36,4 +52,32 @@ def write_fake_dist(folder: Path, needs_newer_glibc: dict[str, str] | None = Non
     script = folder / "process_transactions.py"
     script.write_text("print('the Glue job')\n")
     Manifest.of_file(GLUE_SCRIPT_ARTIFACT, "glue-script", script, "fake", {}).write()
+    _fake_wheel_set(folder)
+    return folder
+
+
+def _fake_wheel_set(folder: Path) -> None:
+    """dist/glue-wheels/: a requirements.txt and a tiny zip per wheel, with the manifest the packager writes."""
+    (folder / GLUE_WHEELS.name).mkdir(exist_ok=True)
+    wheels = []
+    for name, (version, tags) in FAKE_WHEELS.items():
+        path = _tiny_zip(folder / GLUE_WHEELS.name / f"{name.replace('-', '_')}-{version}-{tags}.whl", {"x.py": ""})
+        data = path.read_bytes()
+        relative = f"{GLUE_WHEELS.name}/{path.name}"
+        wheels.append(WheelFile(name, version, relative, hashlib.sha256(data).hexdigest(), len(data)))
+    requirements = folder / GLUE_WHEELS.name / "requirements.txt"
+    requirements.write_text("".join(f"{w.name}=={w.version}\n" for w in wheels))
+    manifest = Manifest.of_file(GLUE_WHEELS.name, "glue-wheels", requirements, "fake", {}, wheels=wheels)
+    manifest.folder, manifest.path = folder, f"{GLUE_WHEELS.name}/{requirements.name}"
+    manifest.write()
+
+
+def write_fake_image_context(folder: Path) -> Path:
+    """A build context for the Dagster image as the repository has it, in miniature: a Dockerfile, the instance
+    config and one module. Returns `folder`."""
+    (folder / "deploy").mkdir(parents=True, exist_ok=True)
+    (folder / "fraud").mkdir(exist_ok=True)
+    (folder / "Dockerfile").write_text("FROM python:3.11-slim\nCOPY . /app\n")
+    (folder / "deploy" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (folder / "fraud" / "__init__.py").write_text('"""fake"""\n')
     return folder

@@ -18,7 +18,7 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from tests.infra.fake_dist import write_fake_dist
+from tests.infra.fake_dist import write_fake_dist, write_fake_image_context
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
@@ -40,8 +40,15 @@ ARN_FORMATS = {
     "aws:sesv2/emailIdentity:EmailIdentity": "arn:aws:ses:{region}:{account}:identity/{physical}",
     "aws:iam/role:Role": "arn:aws:iam::{account}:role/{physical}",
     "aws:cloudwatch/eventRule:EventRule": "arn:aws:events:{region}:{account}:rule/{physical}",
+    "aws:ecr/repository:Repository": "arn:aws:ecr:{region}:{account}:repository/{physical}",
+    "aws:ecs/cluster:Cluster": "arn:aws:ecs:{region}:{account}:cluster/{physical}",
+    "aws:ecs/taskDefinition:TaskDefinition": "arn:aws:ecs:{region}:{account}:task-definition/{physical}:1",
 }
-NAME_INPUTS = {"aws:s3/bucket:Bucket": "bucket", "aws:sesv2/emailIdentity:EmailIdentity": "emailIdentity"}
+NAME_INPUTS = {
+    "aws:s3/bucket:Bucket": "bucket",
+    "aws:sesv2/emailIdentity:EmailIdentity": "emailIdentity",
+    "aws:ecs/taskDefinition:TaskDefinition": "family",
+}
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -70,6 +77,15 @@ class RecordingMocks(pulumi.runtime.Mocks):
             }
         if args.typ == "aws:ec2/vpcEndpoint:VpcEndpoint":
             state["prefixListId"] = "pl-63a5400a"
+        if args.typ == "aws:ecr/repository:Repository":
+            state |= {"repositoryUrl": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{physical}", "registryId": ACCOUNT}
+        if args.typ == "aws:ecs/cluster:Cluster":  # the cluster's tasks and the task definition family are its own
+            self.project_arns.add(f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{physical}")
+        if args.typ == "aws:ecs/taskDefinition:TaskDefinition":
+            self.project_arns.add(f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{physical}")
+        if args.typ == "docker-build:index:Image":
+            digest = "sha256:" + hashlib.sha256(json.dumps(inputs["tags"]).encode()).hexdigest()
+            state |= {"digest": digest, "ref": f"{inputs['tags'][0]}@{digest}"}
         if args.typ == "aws:lambda/functionUrl:FunctionUrl":
             state["functionUrl"] = f"https://{physical}.lambda-url.{REGION}.on.aws/"
         resource_id = physical if args.typ == "aws:s3/bucket:Bucket" else f"{args.name}-id"
@@ -89,6 +105,15 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "names": [f"{REGION}a", f"{REGION}b", f"{REGION}c"],
                 "zoneIds": ["use1-az1", "use1-az2", "use1-az4"],
                 "id": REGION,
+            }
+        if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            return {
+                "authorizationToken": "QVdTOnRva2Vu",
+                "userName": "AWS",
+                "password": "token",
+                "proxyEndpoint": f"https://{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com",
+                "expiresAt": "2030-01-01T00:00:00Z",
+                "id": ACCOUNT,
             }
         raise AssertionError(f"the program made an unexpected call: {args.token}")
 
@@ -141,7 +166,9 @@ def dist(tmp_path_factory) -> Path:
 
 
 def with_dist(dist: Path, config: dict[str, str] = BASE_CONFIG) -> dict[str, str]:
-    return config | {"fraud-platform:distDir": str(dist)}  # absolute: used as is, not under the repository
+    context = write_fake_image_context(dist.parent / f"{dist.name}-image")  # the Dagster image's build context
+    # both absolute: used as they are, not under the repository; a config may name another image context
+    return {"fraud-platform:imageContext": str(context)} | config | {"fraud-platform:distDir": str(dist)}
 
 
 @pytest.fixture(scope="module")
@@ -225,18 +252,21 @@ def test_deletion_protection_and_extra_endpoints_follow_config(dist):
             BASE_CONFIG
             | {
                 "fraud-platform:dbDeletionProtection": "false",
-                "fraud-platform:extraInterfaceEndpoints": '["glue", "lambda", "logs"]',
+                "fraud-platform:extraInterfaceEndpoints": '["monitoring", "lambda", "logs"]',
             },
         )
     )
     assert program.one("aws:rds/instance:Instance", "postgres")[1]["deletionProtection"] is False
     services = sorted(
-        i["serviceName"].rsplit(".", 1)[-1] for _, i, _ in program.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+        i["serviceName"].removeprefix(f"com.amazonaws.{REGION}.")
+        for _, i, _ in program.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
     )
-    assert services == ["glue", "lambda", "logs", "s3", "secretsmanager"]
+    # the Dagster tasks' endpoints always, an extra one once (lambda and logs are there already)
+    dagster = ["ecr.api", "ecr.dkr", "ecs", "email", "glue", "lambda", "ssmmessages", "sts"]
+    assert services == sorted(["logs", "monitoring", "s3", "secretsmanager", *dagster])
 
 
-def test_network_has_no_internet_route_and_postgres_admits_only_the_three_clients(program):
+def test_network_has_no_internet_route_and_postgres_admits_only_the_four_clients(program):
     types = {t for t, *_ in program.mocks.resources}
     assert not types & {
         "aws:ec2/internetGateway:InternetGateway",
@@ -262,7 +292,8 @@ def test_network_has_no_internet_route_and_postgres_admits_only_the_three_client
         for _, inputs, _ in program.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
         if inputs["securityGroupId"] == groups["database"]
     ]
-    assert {i["referencedSecurityGroupId"] for i in ingress} == {groups["scorer"], groups["glue"], groups["dagster"]}
+    clients = {groups["scorer"], groups["glue"], groups["dagster"], groups["webserver"]}
+    assert {i["referencedSecurityGroupId"] for i in ingress} == clients
     assert all(i["fromPort"] == i["toPort"] == 5432 and "cidrIpv4" not in i for i in ingress)
     for _, inputs, _ in program.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"):
         assert "cidrIpv4" not in inputs and "cidrIpv6" not in inputs  # nothing is open to an address range
@@ -285,7 +316,8 @@ def test_iam_policies_name_actions_and_stay_on_project_arns(program):
 
     named = {template.format(region=REGION, account=ACCOUNT) for template in AWS_NAMED_RESOURCES}
     statements = list(_allow_statements(program))
-    assert len({name for name, _ in statements}) == 4  # glue, generator, scorer, dagster: one policy per role
+    # glue, generator, scorer, dagster (the run workers), Dagster's execution, webserver and daemon roles
+    assert len({name for name, _ in statements}) == 7  # one policy per role
     for name, statement in statements:
         actions = _listed(statement["Action"])
         assert "NotAction" not in statement and "NotResource" not in statement, name
@@ -306,9 +338,13 @@ def test_iam_policies_name_actions_and_stay_on_project_arns(program):
 def test_each_role_has_its_own_policy_and_dagster_reaches_its_pieces(program):
     roles = {state["id"]: name for name, _, state in program.of_type("aws:iam/role:Role")}
     policy_roles = [inputs["role"] for _, inputs, _ in program.of_type("aws:iam/rolePolicy:RolePolicy")]
-    assert sorted(policy_roles) == sorted(roles) and len(roles) == 4
+    assert sorted(policy_roles) == sorted(roles) and len(roles) == 7
     assert not program.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")  # no broad managed policies
-    dagster = next(inputs for name, inputs, _ in program.of_type("aws:iam/rolePolicy:RolePolicy") if "dagster" in name)
+    dagster = next(
+        inputs
+        for name, inputs, _ in program.of_type("aws:iam/rolePolicy:RolePolicy")
+        if name.endswith("dagster-policy")
+    )
     granted = {a: s["Resource"] for s in _policy(dagster)["Statement"] for a in _listed(s["Action"])}
     job = program.one("aws:glue/job:Job", "process-transactions")[2]["arn"]
     functions = {state["arn"] for _, _, state in program.of_type("aws:lambda/function:Function")}
@@ -371,6 +407,46 @@ def test_glue_script_and_library_come_from_the_packaging_step_and_the_job_uses_t
     from fraud.core.settings import Settings
 
     assert {k[len("--fraud_") :] for k in arguments if k.startswith("--fraud_")} <= set(Settings.model_fields)
+
+
+def test_the_glue_job_installs_its_wheels_from_the_artifacts_bucket_with_no_index(program, dist):
+    # no internet at run time: every module Glue installs is a wheel of dist/glue-wheels/ in the artifacts bucket
+    _, job, _ = program.one("aws:glue/job:Job", "process-transactions")
+    artifacts = program.outputs["artifacts_bucket"]
+    arguments = job["defaultArguments"]
+    modules = arguments["--additional-python-modules"].split(",")
+    assert modules and all(module.startswith(f"s3://{artifacts}/glue/wheels/") for module in modules)
+    assert "--no-index" in arguments["--python-modules-installer-option"].split()
+    manifest = json.loads((dist / "glue-wheels.manifest.json").read_text())
+    objects = {inputs["key"]: inputs for _, inputs, _ in program.of_type("aws:s3/bucketObjectv2:BucketObjectv2")}
+    expected = []
+    for wheel in manifest["wheels"]:  # content-addressed: an unchanged wheel keeps its key and is not re-uploaded
+        path = dist / wheel["path"]
+        key = f"glue/wheels/{_sha256(path)[:16]}/{path.name}"
+        assert Path(objects[key]["source"].path) == path and wheel["sha256"] == _sha256(path)
+        expected.append(f"s3://{artifacts}/{key}")
+    assert modules == expected
+    # the job's role may read them
+    _, policy, _ = program.one("aws:iam/rolePolicy:RolePolicy", "etl-policy")
+    read_code = next(s for s in _policy(policy)["Statement"] if s.get("Sid") == "ReadCode")
+    assert any(resource.endswith("/glue/wheels/*") for resource in read_code["Resource"])
+
+
+def test_a_missing_glue_wheels_manifest_stops_the_program(tmp_path):
+    dist = write_fake_dist(tmp_path / "dist")
+    (dist / "glue-wheels.manifest.json").unlink()
+    mocks = RecordingMocks()
+    with pytest.raises(pulumi.RunError) as raised:
+        run_program(with_dist(dist), mocks)
+    assert str(raised.value) == f"run `make package` first ({dist}/glue-wheels.manifest.json missing)"
+    assert mocks.resources == []
+    from artifacts import ArtifactsError, read_artifacts
+
+    changed = write_fake_dist(tmp_path / "changed")  # a wheel replaced after `make package`
+    wheel = next((changed / "glue-wheels").glob("*.whl"))
+    wheel.write_bytes(b"PK\x05\x06" + bytes(18))
+    with pytest.raises(ArtifactsError, match=f"{wheel} does not match glue-wheels.manifest.json"):
+        read_artifacts(changed, REPO)
 
 
 def test_generator_schedule_rate_comes_from_config(program):
@@ -449,7 +525,7 @@ def test_a_missing_manifest_stops_the_program_with_one_message_before_anything_i
     assert str(raised.value) == (
         "run `make package` first (no-such-dist/lambda-generator.manifest.json missing; "
         "no-such-dist/lambda-scorer.manifest.json missing; no-such-dist/glue-fraud-lib.manifest.json missing; "
-        "no-such-dist/glue-script.manifest.json missing)"
+        "no-such-dist/glue-script.manifest.json missing; no-such-dist/glue-wheels.manifest.json missing)"
     )
 
 

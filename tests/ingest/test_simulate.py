@@ -280,3 +280,18 @@ def test_the_cli_refuses_to_rewrite_a_batch_with_other_content(tmp_path, monkeyp
     assert f"BatchConflict: fraud-raw/{key} already exists with different content" in refused.stderr
     assert "Traceback" not in refused.output and isinstance(refused.exception, SystemExit)
     assert store.get_bytes(key) == b"another simulator's batch"  # nothing overwritten
+
+
+def test_a_stored_world_comes_back_exactly_and_needs_no_parquet_engine(tmp_path, monkeypatch):
+    from fraud.core.settings import Settings
+    from fraud.core.storage import object_store
+    from fraud.ingest.simulate import build_world, load_or_build_world
+
+    store = object_store(Settings(home=tmp_path), "fraud-raw")
+    built = load_or_build_world(store, 200, 5)
+    monkeypatch.setattr(pd, "read_parquet", None)  # the generator Lambda's zip has no Parquet engine
+    loaded = load_or_build_world(store, 200, 5)
+    fresh = build_world(200, 5)
+    for frame in ("customers", "merchants"):
+        pd.testing.assert_frame_equal(getattr(loaded, frame), getattr(built, frame), check_exact=True)
+        pd.testing.assert_frame_equal(getattr(loaded, frame), getattr(fresh, frame), check_exact=True)

@@ -1,5 +1,7 @@
 """The generator Lambda against a moto S3 server on 127.0.0.1 (aws mode) and on the local folder store."""
 
+import json
+
 import boto3
 import pytest
 
@@ -8,7 +10,8 @@ from fraud.core.settings import Settings
 from fraud.core.storage import object_store
 from fraud.ingest.generator import BatchConflict, label_timing
 from fraud.ingest.simulate import LabelTiming
-from lambdas.generator.handler import handler
+from lambdas.generator.handler import LISTED_BATCHES_BYTES, figures, handler
+from tests.helpers.lambda_standin import pipes_event, pipes_messages
 
 WINDOW = {"start": "2026-03-02T10:00:00Z", "end": "2026-03-02T12:00:00Z", "customers": 300, "seed": 5}
 
@@ -102,3 +105,42 @@ def test_rewriting_a_batch_with_other_content_is_refused(tmp_path):
     with pytest.raises(BatchConflict, match=f"{settings.raw_bucket}/{key} already exists with different content"):
         handler(event, None, settings=settings)
     assert store.get_bytes(key) == b"written by another simulator"
+
+
+def test_invoked_through_pipes_it_reports_its_figures_on_every_warm_invocation(tmp_path, capsys):
+    """PipesLambdaClient's event: the figures come back as the asset's materialization, on stderr when the
+    session closes; a warm Lambda's second invocation opens a session of its own."""
+    settings = Settings(home=tmp_path)
+    later = {**WINDOW, "start": "2026-03-02T12:00:00Z", "end": "2026-03-02T13:00:00Z"}
+    for event in (WINDOW, later):
+        result = handler(pipes_event(event, "raw_transactions"), None, settings=settings)
+        log = capsys.readouterr().err
+        messages = pipes_messages(log)
+        assert [m["method"] for m in messages] == ["opened", "report_asset_materialization", "closed"]
+        reported = messages[1]["params"]
+        assert reported["asset_key"] == "raw_transactions"
+        [batch] = result["batches"]
+        assert reported["metadata"]["rows"]["raw_value"] == batch["rows"]
+        assert reported["metadata"]["batch_keys"] == {
+            "raw_value": [[batch["batch_id"], batch["rows"], batch["frauds"], batch["transactions_key"]]],
+            "type": "json",
+        }
+        assert len(log.encode()) < 2048  # far inside the 4 KB log tail
+    handler(WINDOW, None, settings=settings)  # the schedule's event: no Pipes, nothing on stderr
+    assert pipes_messages(capsys.readouterr().err) == []
+
+
+def test_figures_list_only_what_fits_a_pipes_report():
+    batch_id = "sim-7-c1500-189ec2e3-20261101T0000-20261102T0000"
+    batch = {
+        "batch_id": batch_id,
+        "transactions_key": f"transactions/dt=2026-11-01/hour=00/{batch_id}.jsonl.gz",
+        "rows": 12345,
+        "frauds": 99,
+        "unlabelled_frauds": 5,
+        "scenarios": {"card_testing": 60, "account_takeover": 39},
+    }
+    shown = figures({"bucket": "fraud-raw", "batches": [batch] * 60})
+    assert shown["batches"] == 60 and shown["rows"] == 60 * 12345
+    assert shown["fraud_scenarios"] == {"card_testing": 3600, "account_takeover": 2340}
+    assert 0 < len(shown["batch_keys"]) < 60 and len(json.dumps(shown["batch_keys"])) <= LISTED_BATCHES_BYTES + 2

@@ -81,8 +81,10 @@ def test_every_artifact_has_a_manifest_the_pulumi_program_accepts():
     from infra.artifacts import read_artifacts
 
     artifacts = build_all(DIST_DIR)  # again (cached): a source edited since the fixture's build makes it stale
-    assert sorted(artifacts) == ["glue-fraud-lib", "glue-script", "lambda-generator", "lambda-scorer"]
+    assert sorted(artifacts) == ["glue-fraud-lib", "glue-script", "glue-wheels", "lambda-generator", "lambda-scorer"]
     for name, manifest in artifacts.items():
+        if name == "glue-wheels":  # a folder of wheels: tests/glue/test_offline_wheels.py
+            continue
         written = json.loads((DIST_DIR / f"{name}.manifest.json").read_text())
         assert written["path"] == manifest.file.name and manifest.file.parent == DIST_DIR
         assert written["sha256"] == hashlib.sha256(manifest.file.read_bytes()).hexdigest()
@@ -92,6 +94,7 @@ def test_every_artifact_has_a_manifest_the_pulumi_program_accepts():
     assert read.glue_script.path == DIST_DIR / "process_transactions.py"
     assert read.glue_script.path.read_bytes() == (REPO_ROOT / "glue" / "process_transactions.py").read_bytes()
     assert read.glue_library.sha256 == artifacts[GLUE_LIBRARY].sha256
+    assert [w.path.name for w in read.glue_wheels] == [Path(w.path).name for w in artifacts["glue-wheels"].wheels]
 
 
 def test_no_artifact_ships_the_application_layer(artifacts):

@@ -20,6 +20,7 @@ from fraud.features.online import online_features, parse_transaction
 from fraud.model import registry
 from fraud.serving.batch import attribution_baseline
 from lambdas.scorer.handler import handler
+from tests.helpers.lambda_standin import pipes_event, pipes_messages
 from tests.helpers.litert_models import logistic, publish_logistic, weights_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -206,3 +207,17 @@ def test_a_page_another_run_partly_wrote_is_completed_without_doubling(world):
     assert sorted(rows) == sorted(ids) and rows[ids[0]] == 0.9 and rows[ids[1]] == 0.1 and rows[ids[4]] == 0.7
     # JSON arrays by both paths (direct COPY, and staging + ON CONFLICT), not JSON strings holding the text
     assert reasons[ids[0]] == [{"feature": "hour", "contribution": 0.25}] and reasons[ids[4]] == []
+
+
+def test_batch_ids_through_pipes_report_the_summed_result(world, capsys):
+    """fraud_flags' event in aws mode: the batches in turn, summed, reported as the asset's materialization."""
+    settings, engine, first, second = world
+    publish_logistic(settings, "scorer-v4", WEIGHTS, BIAS, THRESHOLD)
+    capsys.readouterr()
+    result = handler(pipes_event({"batch_ids": ["scorer-test-a", "scorer-test-b"]}, "fraud_flags"), settings=settings)
+    assert result["batches"] == 2 and result["model_version"] == "scorer-v4"
+    assert result["scored"] == result["pending"] == len(first) + len(second)
+    messages = pipes_messages(capsys.readouterr().err)
+    assert [m["method"] for m in messages] == ["opened", "report_asset_materialization", "closed"]
+    reported = {k: v["raw_value"] for k, v in messages[1]["params"]["metadata"].items()}
+    assert reported == result

@@ -1,5 +1,5 @@
-"""The builds: a Lambda zip per function, the Glue job's library zip and its script, each written into dist/
-with its manifest, and rebuilt only when what goes into it changes."""
+"""The builds: a Lambda zip per function, the Glue job's library zip and its script (its wheels: wheelsets.py),
+each written into dist/ with its manifest, and rebuilt only when what goes into it changes."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from fraud.app.packaging.targets import (
     dotted,
 )
 from fraud.app.packaging.wheels import ThirdParty, distribution_files, resolve_distributions, third_party, unpack_wheel
+from fraud.app.packaging.wheelsets import build_glue_wheels
 
 # the Glue job ships the same domain library; Glue 5.0 is Python 3.11
 GLUE_LIBRARY = "glue-fraud-lib"
@@ -163,7 +164,8 @@ def build_glue_script(dist_dir: Path = DIST_DIR) -> Manifest:
 def build_all(
     dist_dir: Path = DIST_DIR, force: bool = False, target: Target = LAMBDA, functions: Iterable[str] | None = None
 ) -> dict[str, Manifest]:
-    """Every artifact the stack uploads (the Lambda zips for `target`, all or only `functions`), by name."""
+    """Every artifact the stack uploads (the Lambda zips for `target`, all or only `functions`, the Glue job's
+    library, script and wheels), by name."""
     manifests = [build_function(name, dist_dir, force, target) for name in sorted(functions or FUNCTIONS)]
-    manifests += [build_glue_library(dist_dir), build_glue_script(dist_dir)]
+    manifests += [build_glue_library(dist_dir), build_glue_script(dist_dir), build_glue_wheels(dist_dir, force)]
     return {manifest.name: manifest for manifest in manifests}

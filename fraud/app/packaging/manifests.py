@@ -21,6 +21,8 @@ KINDS = {
     "lambda": "a Lambda function's code",
     "glue-library": "the fraud/ package for the Glue job (--extra-py-files)",
     "glue-script": "the Glue job's script",
+    "glue-wheels": "the Glue job's third-party wheels (--additional-python-modules, installed with --no-index)",
+    "wheelhouse": "the project's wheels for the container image (pip install --no-index --find-links)",
 }
 
 
@@ -76,6 +78,17 @@ class FunctionBuild:
 
 
 @dataclass
+class WheelFile:
+    """One wheel of a wheel set, as the program uploads it (content-addressed by its SHA-256)."""
+
+    name: str  # the distribution
+    version: str
+    path: str  # relative to the manifest's folder, e.g. glue-wheels/<wheel file name>
+    sha256: str
+    bytes: int
+
+
+@dataclass
 class Manifest:
     """One artifact the stack uploads."""
 
@@ -89,6 +102,7 @@ class Manifest:
     folder: Path = field(compare=False)  # where it was written or read from: not in the JSON, which is relative
     function: FunctionBuild | None = None  # for kind "lambda"
     format: int = MANIFEST_FORMAT
+    wheels: list[WheelFile] | None = None  # for a wheel set: its file is the set's requirements.txt
 
     @classmethod
     def of_file(cls, name: str, kind: str, file: Path, content_hash: str, sources: dict[str, str], **extra) -> Manifest:
@@ -103,6 +117,8 @@ class Manifest:
     def to_json(self) -> str:
         data = asdict(self)
         del data["folder"]
+        if self.wheels is None:  # the other artifacts' manifests stay as they were
+            del data["wheels"]
         if self.function is not None:  # the audit's verdicts, spelled out for people and the program
             data["function"] |= {
                 "runtime_compatible": self.function.runtime_compatible,
@@ -128,6 +144,8 @@ class Manifest:
                 function.pop("runtime_compatible", None)
                 function.pop("within_lambda_limits", None)
                 data["function"] = FunctionBuild(**function)
+            if data.get("wheels") is not None:
+                data["wheels"] = [WheelFile(**wheel) for wheel in data["wheels"]]
             return cls(**data, folder=path.parent)
         except (TypeError, AttributeError) as error:
             raise ValueError(f"{path}: {error}") from None
@@ -136,6 +154,14 @@ class Manifest:
 def describe(manifest: Manifest) -> str:
     """One line per artifact for `fraud package` (and a warning when a zip will not load on its runtime)."""
     build = manifest.function
+    if manifest.wheels is not None:
+        total = sum(wheel.bytes for wheel in manifest.wheels)
+        return (
+            f"{manifest.file.parent}/: {KINDS[manifest.kind]}, {len(manifest.wheels)} wheels, "
+            f"{total / 2**20:.1f} MiB: "
+            + ", ".join(f"{w.name}=={w.version}" for w in manifest.wheels[:12])
+            + (f" (+{len(manifest.wheels) - 12} more)" if len(manifest.wheels) > 12 else "")
+        )
     if build is None:
         return f"{manifest.file}: {KINDS[manifest.kind]}, {manifest.bytes / 2**10:.0f} KiB"
     line = (

@@ -24,6 +24,9 @@ APPLICATION_LAYER = "fraud/app/"
 PROJECT_SUFFIXES = {".py", ".j2", ".ini", ".mako"}
 
 GLUE_SCRIPT = "glue/process_transactions.py"
+# the installable project (pyproject's packages and metadata): what `pip wheel .` builds the project's wheel from
+PROJECT_PACKAGES = ("fraud", "assets", "lambdas", "glue")
+PROJECT_METADATA = ("pyproject.toml", "README.md")
 
 
 def pruned(arcname: str) -> bool:
@@ -62,3 +65,12 @@ def project_files(function: str) -> list[tuple[Path, str]]:
 def glue_script() -> list[tuple[Path, str]]:
     """The Glue job's script, as (file, path in the repository)."""
     return [(REPO_ROOT / GLUE_SCRIPT, GLUE_SCRIPT)]
+
+
+def installable_files() -> list[tuple[Path, str]]:
+    """Everything the project's own wheel is built from: its packages (the application layer included) and
+    pyproject's metadata."""
+    files = [(REPO_ROOT / name, name) for name in PROJECT_METADATA if (REPO_ROOT / name).is_file()]
+    for package in PROJECT_PACKAGES:
+        files += _package_files(REPO_ROOT / package)
+    return files

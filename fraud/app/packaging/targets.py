@@ -85,6 +85,18 @@ HOST = Target(
     from_wheels=False,
 )
 TARGETS = {target.name: target for target in (LAMBDA, HOST)}
+# AWS Glue 5.0 (Spark 3.5, Python 3.11) runs on Amazon Linux 2023 (glibc 2.34), in the private subnets with no
+# route to a package index: its third-party wheels ship as the `glue-wheels` set (wheelsets.py), not as a target
+# of the Lambda builds (so not in TARGETS).
+GLUE = Target(
+    name="glue",
+    runtime="glue-5.0 (python3.11)",
+    python=(3, 11),
+    machine="x86_64",
+    os_image="Amazon Linux 2023",
+    glibc=(2, 34),
+    from_wheels=True,
+)
 
 
 @dataclass(frozen=True)
@@ -106,10 +118,43 @@ class FunctionSpec:
 # boto3 is not shipped: the managed runtime has it (fraud/ imports it lazily, only in aws mode), and its 23 MiB
 # would take the scorer far past its size goal.
 FUNCTIONS: dict[str, FunctionSpec] = {
-    "generator": FunctionSpec("generator", ("numpy", "pandas", "Faker", "pydantic-settings")),
+    "generator": FunctionSpec("generator", ("numpy", "pandas", "Faker", "pydantic-settings", "dagster-pipes")),
     "scorer": FunctionSpec(
         "scorer",
-        ("ai-edge-litert", "numpy", "pandas", "SQLAlchemy", "psycopg[binary]", "pydantic-settings", "tenacity"),
+        (
+            "ai-edge-litert",
+            "numpy",
+            "pandas",
+            "SQLAlchemy",
+            "psycopg[binary]",
+            "pydantic-settings",
+            "tenacity",
+            "dagster-pipes",
+        ),
         forbidden=("tensorflow", "tensorflow-cpu", "keras", "tf-keras", "tensorboard"),
     ),
 }
+
+
+@dataclass(frozen=True)
+class WheelSetSpec:
+    """A folder of wheels installed with `pip install --no-index`, where no package index can be reached."""
+
+    name: str  # its folder in dist/, and its manifest's name without `.manifest.json`
+    requirements: tuple[str, ...]  # what the code imports; their dependencies are resolved from metadata
+    provided: tuple[str, ...] = ()  # distributions the runtime already has: never shipped, never upgraded
+
+
+# What the Glue job (glue/process_transactions.py and the fraud/ modules it imports) needs beyond Glue 5.0's own
+# modules: settings (pydantic-settings, with pydantic), the load into PostgreSQL (SQLAlchemy, psycopg with its
+# binary libpq) and Dagster Pipes. Glue provides Spark's Python side and the data stack the job reads with
+# (pyspark, py4j, pandas, numpy, pyarrow) and the AWS SDK (boto3): shipping other versions of those would fight
+# the Spark runtime they were built for, so they are left out even if a dependency names them.
+GLUE_WHEELS = WheelSetSpec(
+    "glue-wheels",
+    ("pydantic-settings", "SQLAlchemy", "psycopg[binary]", "dagster-pipes"),
+    provided=(
+        *("pyspark", "py4j", "pandas", "numpy", "pyarrow", "python-dateutil", "pytz", "tzdata", "six"),
+        *("boto3", "botocore", "s3transfer", "jmespath", "urllib3"),
+    ),
+)

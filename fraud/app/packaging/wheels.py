@@ -93,13 +93,15 @@ def pip_platforms(target: Target) -> list[str]:
     return newest_first + [f"manylinux2014_{target.machine}"]
 
 
+def wheel_cache_folder(name: str, version: str, target: Target, cache: Path = WHEEL_CACHE_DIR) -> Path:
+    """Where the target's wheel of `name==version` is kept once fetched (or built)."""
+    platform_folder = f"{target.cpython}-{target.machine}-glibc{dotted(target.glibc)}"
+    return cache / platform_folder / f"{canonicalize_name(name)}-{version}"
+
+
 def fetch_wheel(name: str, version: str, target: Target, cache: Path = WHEEL_CACHE_DIR) -> Path:
     """The target's wheel of `name==version`, downloaded once into its own cache folder and reused."""
-    folder = (
-        cache
-        / f"{target.cpython}-{target.machine}-glibc{dotted(target.glibc)}"
-        / f"{canonicalize_name(name)}-{version}"
-    )
+    folder = wheel_cache_folder(name, version, target, cache)
     cached = sorted(folder.glob("*.whl"))
     if cached:
         return cached[0]
@@ -122,6 +124,37 @@ def fetch_wheel(name: str, version: str, target: Target, cache: Path = WHEEL_CAC
             f"(pip download exited {result.returncode}, {len(wheels)} wheels): {tail}"
         )
     return publish_folder(partial, folder) / wheels[0].name
+
+
+def build_wheel(requirement: str, folder: Path, timeout: int = 1800) -> Path:
+    """`pip wheel <requirement> --no-deps` for this interpreter, into `folder` (published whole): for the
+    project itself (a path) and for a distribution that publishes no wheel (only a source archive)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    command = [
+        *(sys.executable, "-m", "pip", "wheel", requirement, "--no-deps", "--wheel-dir", str(partial)),
+        *("--disable-pip-version-check", "--no-input", "--progress-bar", "off", "--quiet"),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    wheels = sorted(partial.glob("*.whl"))
+    if result.returncode != 0 or len(wheels) != 1:
+        shutil.rmtree(partial)
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
+        raise PackagingError(f"pip wheel {requirement} exited {result.returncode} ({len(wheels)} wheels): {tail}")
+    return publish_folder(partial, folder) / wheels[0].name
+
+
+def wheel_or_build(name: str, version: str, target: Target, cache: Path = WHEEL_CACHE_DIR) -> Path:
+    """The target's published wheel of `name==version`, else one built here from its source archive (this
+    interpreter builds for its own platform: only for a target that is this machine)."""
+    folder = wheel_cache_folder(name, version, target, cache)
+    cached = sorted(folder.glob("*.whl"))
+    if cached:
+        return cached[0]
+    try:
+        return fetch_wheel(name, version, target, cache)
+    except PackagingError:
+        return build_wheel(f"{name}=={version}", folder)
 
 
 def wheel_metadata(wheel: Path) -> str:
