@@ -72,8 +72,11 @@ bench: $(VENV)/.installed-dev | $(WRK)
 	$(BIN)/python -m bench $(if $(ONLY),--only $(ONLY)) $(if $(JSON),--json $(JSON))
 
 # the artifacts infra/ deploys and their dist/*.manifest.json; `pulumi preview`/`up` only read them
+# and the Dagster image's wheelhouse (dist/wheelhouse/: wheels for this machine, so build on Linux x86_64 with
+# Python 3.11, the image's platform)
 package: $(VENV)/.installed
 	$(BIN)/fraud package
+	$(BIN)/fraud package --wheelhouse
 
 clean-data:
 	-$(BIN)/fraud db stop
