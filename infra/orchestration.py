@@ -164,53 +164,50 @@ class DagsterService(pulumi.ComponentResource):
         }
 
         # --- roles ------------------------------------------------------------------------------------------------
+        def task_role(suffix: str, statements: list) -> aws.iam.Role:
+            """A role ECS tasks of this account assume, with its one inline policy."""
+            role = aws.iam.Role(
+                f"{name}-dagster-{suffix}",
+                assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", source_account=args.account),
+                opts=child,
+            )
+            aws.iam.RolePolicy(
+                f"{name}-dagster-{suffix}-policy",
+                role=role.id,
+                policy=policy_document(statements),
+                opts=pulumi.ResourceOptions(parent=role),
+            )
+            return role
+
         tasks_arn = pulumi.Output.format("arn:aws:ecs:{0}:{1}:task/{2}/*", args.region, args.account, self.cluster.name)
-        self.execution_role = aws.iam.Role(
-            f"{name}-dagster-execution",
-            assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", source_account=args.account),
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-dagster-execution-policy",
-            role=self.execution_role.id,
-            policy=policy_document(
-                [
-                    statement(["ecr:GetAuthorizationToken"], ["*"], "EcrLogin"),
-                    statement(
-                        ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                        [self.repository.arn],
-                        "PullImage",
-                    ),
-                    statement(
-                        ["logs:CreateLogStream", "logs:PutLogEvents"],
-                        [pulumi.Output.concat(g.arn, ":log-stream:*") for g in self.log_groups.values()],
-                        "WriteLogs",
-                    ),
-                    # the ECS `secrets` of the containers: the RDS-managed secret's username and password
-                    statement(["secretsmanager:GetSecretValue"], [args.db_secret_arn], "InjectDatabaseSecret"),
-                    statement(["kms:Decrypt"], [args.kms_key_arn], "DecryptSecret"),
-                ]
-            ),
-            opts=pulumi.ResourceOptions(parent=self.execution_role),
+        self.execution_role = task_role(
+            "execution",
+            [
+                statement(["ecr:GetAuthorizationToken"], ["*"], "EcrLogin"),
+                statement(
+                    ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                    [self.repository.arn],
+                    "PullImage",
+                ),
+                statement(
+                    ["logs:CreateLogStream", "logs:PutLogEvents"],
+                    [pulumi.Output.concat(g.arn, ":log-stream:*") for g in self.log_groups.values()],
+                    "WriteLogs",
+                ),
+                # the ECS `secrets` of the containers: the RDS-managed secret's username and password
+                statement(["secretsmanager:GetSecretValue"], [args.db_secret_arn], "InjectDatabaseSecret"),
+                statement(["kms:Decrypt"], [args.kms_key_arn], "DecryptSecret"),
+            ],
         )
 
-        self.webserver_role = aws.iam.Role(
-            f"{name}-dagster-webserver",
-            assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", source_account=args.account),
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-dagster-webserver-policy",
-            role=self.webserver_role.id,
-            policy=policy_document(
-                [
-                    statement(EXEC_ACTIONS, ["*"], "EcsExecSession"),  # the SSM port forward into this task
-                    # "Terminate" in the UI: the EcsRunLauncher stops the run's task
-                    statement(["ecs:DescribeTaskDefinition"], ["*"], "LoadRunLauncher"),
-                    statement(["ecs:DescribeTasks", "ecs:StopTask"], [tasks_arn], "TerminateRuns"),
-                ]
-            ),
-            opts=pulumi.ResourceOptions(parent=self.webserver_role),
+        self.webserver_role = task_role(
+            "webserver",
+            [
+                statement(EXEC_ACTIONS, ["*"], "EcsExecSession"),  # the SSM port forward into this task
+                # "Terminate" in the UI: the EcsRunLauncher stops the run's task
+                statement(["ecs:DescribeTaskDefinition"], ["*"], "LoadRunLauncher"),
+                statement(["ecs:DescribeTasks", "ecs:StopTask"], [tasks_arn], "TerminateRuns"),
+            ],
         )
 
         # --- task definitions ------------------------------------------------------------------------------------
@@ -273,52 +270,43 @@ class DagsterService(pulumi.ComponentResource):
             "arn:aws:ecs:{0}:{1}:task-definition/{2}:*", args.region, args.account, run_family
         )
 
-        self.daemon_role = aws.iam.Role(
-            f"{name}-dagster-daemon",
-            assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", source_account=args.account),
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-dagster-daemon-policy",
-            role=self.daemon_role.id,
-            policy=policy_document(
-                [
-                    # the EcsRunLauncher: a run is a task of the run-worker family, in this cluster only
-                    statement(
-                        ["ecs:RunTask"],
-                        [run_definitions_arn],
-                        "LaunchRuns",
-                        {"ArnEquals": {"ecs:cluster": self.cluster.arn}},
-                    ),
-                    statement(
-                        ["ecs:TagResource"],
-                        [tasks_arn],
-                        "TagRunTasks",
-                        {"StringEquals": {"ecs:CreateAction": "RunTask"}},
-                    ),
-                    statement(["ecs:DescribeTasks", "ecs:StopTask"], [tasks_arn], "WatchRuns"),
-                    statement(["ecs:DescribeTaskDefinition"], ["*"], "ResolveRunTaskDefinition"),
-                    # use_current_ecs_task_config: the run gets the daemon task's subnets and security group
-                    statement(["ec2:DescribeNetworkInterfaces"], ["*"], "CopyNetworkConfiguration"),
-                    statement(
-                        ["iam:PassRole"],
-                        [args.run_worker_role.arn, self.execution_role.arn],
-                        "PassRunRoles",
-                        {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
-                    ),
-                    # the sensors: new raw batches, the promoted model, what the database already loaded
-                    statement(["s3:ListBucket"], [args.raw_bucket.arn, args.models_bucket.arn], "ListForSensors"),
-                    statement(
-                        ["s3:GetObject"],
-                        objects(args.raw_bucket.arn, "transactions/")
-                        + [pulumi.Output.concat(args.models_bucket.arn, f"/{args.model_name}/LATEST")],
-                        "ReadForSensors",
-                    ),
-                    statement(["secretsmanager:GetSecretValue"], [args.db_secret_arn], "DatabaseSecret"),
-                    kms_statement(args.kms_key_arn),
-                ]
-            ),
-            opts=pulumi.ResourceOptions(parent=self.daemon_role),
+        self.daemon_role = task_role(
+            "daemon",
+            [
+                # the EcsRunLauncher: a run is a task of the run-worker family, in this cluster only
+                statement(
+                    ["ecs:RunTask"],
+                    [run_definitions_arn],
+                    "LaunchRuns",
+                    {"ArnEquals": {"ecs:cluster": self.cluster.arn}},
+                ),
+                statement(
+                    ["ecs:TagResource"],
+                    [tasks_arn],
+                    "TagRunTasks",
+                    {"StringEquals": {"ecs:CreateAction": "RunTask"}},
+                ),
+                statement(["ecs:DescribeTasks", "ecs:StopTask"], [tasks_arn], "WatchRuns"),
+                statement(["ecs:DescribeTaskDefinition"], ["*"], "ResolveRunTaskDefinition"),
+                # use_current_ecs_task_config: the run gets the daemon task's subnets and security group
+                statement(["ec2:DescribeNetworkInterfaces"], ["*"], "CopyNetworkConfiguration"),
+                statement(
+                    ["iam:PassRole"],
+                    [args.run_worker_role.arn, self.execution_role.arn],
+                    "PassRunRoles",
+                    {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+                ),
+                # the sensors: new raw batches, the promoted model, what the database already loaded
+                statement(["s3:ListBucket"], [args.raw_bucket.arn, args.models_bucket.arn], "ListForSensors"),
+                statement(
+                    ["s3:GetObject"],
+                    objects(args.raw_bucket.arn, "transactions/")
+                    + [pulumi.Output.concat(args.models_bucket.arn, f"/{args.model_name}/LATEST")],
+                    "ReadForSensors",
+                ),
+                statement(["secretsmanager:GetSecretValue"], [args.db_secret_arn], "DatabaseSecret"),
+                kms_statement(args.kms_key_arn),
+            ],
         )
 
         workspace = ["-w", "workspace.yaml"]  # the image's working directory is the repository root
