@@ -12,9 +12,9 @@ The same rules as the ETL, point in time:
   history; with none, the value is 30 days), so both paths agree whenever the gap is under 30 days.
 
 Validation is the rules every engine applies (fraud/ingest/validation.py): a transaction the ETL would quarantine
-raises `InvalidTransaction` with the same reason code. Holder and merchant fields the
-caller leaves out (a till rarely knows the holder's birth date or home) are taken from `dim_card` and
-`dim_merchant`, where the batch path got them from the same raw row.
+raises `InvalidTransaction` with the same reason code. A known card's holder
+fields (dob, city_pop, home) are its stored record's (`dim_card`), whatever the request says; merchant fields the
+caller leaves out are taken from `dim_merchant`, where the batch path got them from the same raw row.
 
 No pandas here: the scorer Lambda ships without it.
 """
@@ -43,9 +43,9 @@ from fraud.features.catalog import (
 )
 from fraud.features.rows import RowInputs, row_features
 from fraud.ingest import raw_values
-from fraud.ingest.raw_values import parse_date, parse_int32
+from fraud.ingest.raw_values import parse_int32
 from fraud.ingest.raw_values import text_of as _text
-from fraud.ingest.validation import RawRow, failed_check
+from fraud.ingest.validation import RawRow, failed_check, refusal
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -104,7 +104,7 @@ def parse_transaction(raw: Mapping[str, object], token_key: bytes) -> Transactio
     row = RawRow.read(raw)
     check = failed_check(row)
     if check is not None:
-        raise InvalidTransaction(check.reason, check.field, check.message)
+        raise InvalidTransaction(check.reason, *refusal(check, raw))
     return Transaction(
         trans_num=row.trans_num,
         event_time=row.event_time.replace(tzinfo=UTC),
@@ -118,7 +118,7 @@ def parse_transaction(raw: Mapping[str, object], token_key: bytes) -> Transactio
         merch_lat=row.merch_lat,
         merch_long=row.merch_long,
         city_pop=parse_int32(raw.get("city_pop")),
-        dob=parse_date(raw.get("dob")),
+        dob=row.dob,
     )
 
 
@@ -200,6 +200,13 @@ def _history_sql() -> str:
 HISTORY_SQL = _history_sql()
 
 
+def window_start(t: datetime, seconds: int) -> datetime:
+    """t - seconds, or the first moment a datetime holds when that is earlier: a window reaching back before
+    year 1 starts there (validation keeps times in 1970..2100, so this is a guard, not a path)."""
+    first = datetime.min.replace(tzinfo=t.tzinfo)
+    return first if t - first < timedelta(seconds=seconds) else t - timedelta(seconds=seconds)
+
+
 def history_parameters(tx: Transaction) -> dict[str, object]:
     t = tx.event_time
     return {
@@ -207,11 +214,11 @@ def history_parameters(tx: Transaction) -> dict[str, object]:
         "merchant": tx.merchant,
         "category": tx.category or "",
         "t": t,
-        "card_since": t - timedelta(seconds=LONGEST_WINDOW_SECONDS),
-        "label_since": t - timedelta(seconds=LABEL_LOOKBACK_SECONDS),
-        **{f"card_{w}": t - timedelta(seconds=s) for w, s in WINDOWS.items()},
-        **{f"merchant_{w}": t - timedelta(seconds=s) for w, s in MERCHANT_WINDOWS.items()},
-        **{f"label_{w}": t - timedelta(seconds=s) for w, s in LABEL_WINDOWS.items()},
+        "card_since": window_start(t, LONGEST_WINDOW_SECONDS),
+        "label_since": window_start(t, LABEL_LOOKBACK_SECONDS),
+        **{f"card_{w}": window_start(t, s) for w, s in WINDOWS.items()},
+        **{f"merchant_{w}": window_start(t, s) for w, s in MERCHANT_WINDOWS.items()},
+        **{f"label_{w}": window_start(t, s) for w, s in LABEL_WINDOWS.items()},
     }
 
 
@@ -262,15 +269,22 @@ def _first_known(*values):
 
 
 def row_inputs(tx: Transaction, history: History) -> RowInputs:
-    """The per-row features' inputs: the request's own fields first, the stored holder and merchant otherwise (as
-    the ETL got them from the same raw row)."""
+    """The per-row features' inputs. The holder's fields (dob, city_pop, home lat/long) of a known card are its
+    stored record's (`dim_card`, from the batch path): a caller cannot make a holder older, younger or elsewhere
+    by sending other values; the request's fill in only what the record lacks (and serve an unknown card, which
+    fraud.serving.realtime refuses anyway). The merchant's location: the request's first, the stored one
+    otherwise (as the ETL got them from the same raw row)."""
+    holder = (history.dob, history.city_pop, history.home_lat, history.home_long)
+    sent = (tx.dob, tx.city_pop, tx.lat, tx.long)
+    first, second = (holder, sent) if history.known_card else (sent, holder)
+    dob, city_pop, lat, long = (_first_known(a, b) for a, b in zip(first, second, strict=True))
     return RowInputs(
         event_time=tx.event_time.replace(tzinfo=None),
         amount=tx.amt,
-        dob=_first_known(tx.dob, history.dob),
-        city_pop=_first_known(tx.city_pop, history.city_pop),
-        lat=_first_known(tx.lat, history.home_lat),
-        long=_first_known(tx.long, history.home_long),
+        dob=dob,
+        city_pop=city_pop,
+        lat=lat,
+        long=long,
         merch_lat=_first_known(tx.merch_lat, history.merch_lat),
         merch_long=_first_known(tx.merch_long, history.merch_long),
         category=tx.category,

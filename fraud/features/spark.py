@@ -22,6 +22,7 @@ the per-merchant label risk.
 from __future__ import annotations
 
 from dataclasses import fields
+from datetime import datetime
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
@@ -47,6 +48,9 @@ from fraud.ingest.validation import (
     ABSURD_AMOUNT,
     COORDINATE_LIMITS,
     ETL_REASONS,
+    FIRST_DOB,
+    FIRST_EVENT_TIME,
+    LAST_EVENT_TIME,
     ROW_CHECKS,
     Check,
     RawRow,
@@ -117,10 +121,16 @@ def raw_row(card_token: Column) -> dict[str, Column]:
         "merchant": F.coalesce(text(F.col("merchant")), F.lit("")),
         "amount": F.col("amount"),
         "event_time": F.col("event_time"),
+        "dob": date_of(F.col("dob")),
         **{name: number(F.col(name)) for name in COORDINATE_LIMITS},
     }
     assert set(row) == {field.name for field in fields(RawRow)}
     return row
+
+
+def _unix(moment: datetime) -> int:
+    """A naive UTC datetime's unix seconds."""
+    return int((moment - datetime(1970, 1, 1)).total_seconds())
 
 
 def breaks(check: Check, row: dict[str, Column]) -> Column:
@@ -140,6 +150,12 @@ def breaks(check: Check, row: dict[str, Column]) -> Column:
             return row["amount"] > ABSURD_AMOUNT
         case Reason.INVALID_TIMESTAMP:
             return row["event_time"].isNull()
+        case Reason.EVENT_TIME_OUT_OF_RANGE:  # on unix seconds: no session time zone between the two engines
+            seconds = F.unix_timestamp(row["event_time"])
+            return (seconds < _unix(FIRST_EVENT_TIME)) | (seconds > _unix(LAST_EVENT_TIME))
+        case Reason.INVALID_DOB:
+            event_day = F.date_from_unix_date(F.floor(F.unix_timestamp(row["event_time"]) / 86_400).cast("int"))
+            return (row["dob"] < F.lit(FIRST_DOB)) | (row["dob"] > event_day)
         case Reason.INVALID_COORDINATE:
             return F.abs(row[check.field]) > COORDINATE_LIMITS[check.field]
     raise NotImplementedError(f"no Spark expression for the check {check.reason} of {check.field}")

@@ -30,11 +30,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from fraud.core.privacy import normalize_card_number
-from fraud.ingest.raw_values import parse_event_time, parse_number, text_of
+from fraud.ingest.raw_values import parse_date, parse_event_time, parse_number, parse_timestamp, text_of
 
 ABSURD_AMOUNT = 1_000_000.0  # larger amounts are data errors, not card purchases
 LATITUDE_LIMIT = 90.0
@@ -45,6 +45,14 @@ COORDINATE_LIMITS: dict[str, float] = {
     "merch_lat": LATITUDE_LIMIT,
     "merch_long": LONGITUDE_LIMIT,
 }
+# The window a transaction's time must fall in, and the dates of birth a holder may have: fixed, documented bounds
+# rather than "now"-relative ones, as the ETL re-validates raw batches of any age and must give a row the same
+# reason on any day (a bound that moves with the clock would not be reproducible in batch). 1970 is the unix epoch
+# (unix_time is never negative); 2100 leaves decades of headroom yet refuses the placeholder years (9999, 0001)
+# that systems write for "no date". Inside these bounds every feature (windows, ages, month ends) is computable.
+FIRST_EVENT_TIME = datetime(1970, 1, 1)
+LAST_EVENT_TIME = datetime(2100, 12, 31, 23, 59, 59)
+FIRST_DOB = date(1900, 1, 1)  # a holder born before 1900 would be over 126 years old in 2026
 TRUE_LABELS = frozenset({"1", "1.0", "true"})
 FALSE_LABELS = frozenset({"0", "0.0", "false"})
 
@@ -68,6 +76,8 @@ class Reason(StrEnum):
     NEGATIVE_AMOUNT = "negative_amount"
     ABSURD_AMOUNT = "absurd_amount"
     INVALID_TIMESTAMP = "invalid_timestamp"
+    EVENT_TIME_OUT_OF_RANGE = "event_time_out_of_range"
+    INVALID_DOB = "invalid_dob"
     INVALID_COORDINATE = "invalid_coordinate"
     # a CSV's own label column: fraud ingest
     INVALID_IS_FRAUD = "invalid_is_fraud"
@@ -84,6 +94,7 @@ class RawRow:
     merchant: str
     amount: float | None
     event_time: datetime | None  # naive, UTC
+    dob: date | None  # optional: empty or unreadable is unknown
     lat: float | None
     long: float | None
     merch_lat: float | None
@@ -98,6 +109,7 @@ class RawRow:
             merchant=text_of(raw.get("merchant")),
             amount=parse_number(raw.get("amt")),
             event_time=parse_event_time(raw),
+            dob=parse_date(raw.get("dob")),
             **{name: parse_number(raw.get(name)) for name in COORDINATE_LIMITS},
         )
 
@@ -134,6 +146,32 @@ def absurd_amount(row: RawRow) -> bool:
 def invalid_timestamp(row: RawRow) -> bool:
     """Neither `trans_date_trans_time` in one of the schema's formats nor a `unix_time` in years 1 to 9999."""
     return row.event_time is None
+
+
+def event_time_out_of_range(row: RawRow) -> bool:
+    """A readable time outside the documented window, FIRST_EVENT_TIME to LAST_EVENT_TIME (both included)."""
+    return row.event_time is not None and not FIRST_EVENT_TIME <= row.event_time <= LAST_EVENT_TIME
+
+
+def invalid_dob(row: RawRow) -> bool:
+    """A date of birth before FIRST_DOB or after the transaction's (UTC) day. An absent or unreadable one is
+    unknown, not invalid (the holder's stored one, or age_known = 0)."""
+    if row.dob is None or row.event_time is None:
+        return False
+    return row.dob < FIRST_DOB or row.dob > row.event_time.date()
+
+
+def timestamp_problem(raw: Mapping[str, object]) -> tuple[str, str]:
+    """The field and message of an `invalid_timestamp` refusal, naming the field that was sent and failed (a
+    `trans_date_trans_time` first, as the readers try it first), or both fields when neither was sent."""
+    if text_of(raw.get("trans_date_trans_time")):
+        return "trans_date_trans_time", (
+            "trans_date_trans_time is not a date and time in one of the schema's formats "
+            "(e.g. 2026-11-01 14:30:00, 01/11/2026 14:30)"
+        )
+    if text_of(raw.get("unix_time")):
+        return "unix_time", "unix_time must be a number of seconds since 1970-01-01 in years 1 to 9999"
+    return "trans_date_trans_time", "trans_date_trans_time (e.g. 2026-11-01 14:30:00) or unix_time is required"
 
 
 def coordinate_out_of_range(value: float | None, limit: float) -> bool:
@@ -176,6 +214,18 @@ ROW_CHECKS: tuple[Check, ...] = (
         "trans_date_trans_time (e.g. 2026-11-01 14:30:00) or unix_time is required",
         invalid_timestamp,
     ),
+    Check(
+        Reason.EVENT_TIME_OUT_OF_RANGE,
+        "trans_date_trans_time",
+        f"the transaction's time must be between {FIRST_EVENT_TIME} and {LAST_EVENT_TIME} (UTC)",
+        event_time_out_of_range,
+    ),
+    Check(
+        Reason.INVALID_DOB,
+        "dob",
+        f"dob must be on or after {FIRST_DOB} and not after the transaction's date",
+        invalid_dob,
+    ),
     *(_coordinate_check(name) for name in COORDINATE_LIMITS),
 )
 ROW_REASONS: tuple[Reason, ...] = tuple(dict.fromkeys(check.reason for check in ROW_CHECKS))
@@ -184,6 +234,16 @@ ROW_REASONS: tuple[Reason, ...] = tuple(dict.fromkeys(check.reason for check in 
 def failed_check(row: RawRow) -> Check | None:
     """The first check the row breaks, or None when it passes them all."""
     return next((check for check in ROW_CHECKS if check.fails(row)), None)
+
+
+def refusal(check: Check, raw: Mapping[str, object]) -> tuple[str, str]:
+    """The field and message the online API gives for `check` on `raw`: the time checks name the field that was
+    sent (a time reads from either of two), the others their own."""
+    if check.reason is Reason.INVALID_TIMESTAMP:
+        return timestamp_problem(raw)
+    if check.reason is Reason.EVENT_TIME_OUT_OF_RANGE and parse_timestamp(raw.get("trans_date_trans_time")) is None:
+        return "unix_time", check.message
+    return check.field, check.message
 
 
 # --- a CSV's label column (fraud ingest only) ----------------------------------------------------------------------

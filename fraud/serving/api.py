@@ -3,10 +3,12 @@ model version out, from the same path as the scorer Lambda's real-time event (`f
 
     POST /v1/score   bearer token; body = the transaction as JSON (at most 16 KiB)
     GET  /health     no token: 200 when the database answers and a model is promoted, else 503
-    GET  /openapi.json, /docs
+    GET  /openapi.json, /docs (Swagger UI, its assets served from the installed swagger-ui-bundle: works offline)
 
 Every bad request gets a 4xx with a message, never a 500: 400 body is not JSON, 401 token missing or wrong,
-413 body too large, 422 missing field / wrong type / absurd amount / invalid card number / unknown card
+413 body too large, 422 missing field / wrong type / absurd amount / invalid card number / unknown card /
+unreadable time (`invalid_timestamp`, naming the field sent) / a time outside 1970..2100
+(`event_time_out_of_range`) / a date of birth before 1900 or after the transaction (`invalid_dob`)
 (`detail[].type` names the rule: pydantic's, or the ETL's quarantine reason), 429 over the per-client rate
 limit (with Retry-After), 503 no promoted model yet. Error bodies never echo the submitted values.
 
@@ -27,10 +29,13 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from fraud.core.settings import Settings
 from fraud.features.online import InvalidTransaction
@@ -41,6 +46,11 @@ from fraud.serving.realtime import RealtimeScorer
 MAX_BODY_BYTES = 16 * 1024
 DEFAULT_RATE_LIMIT = 200.0  # requests per second per client address, sustained
 DEFAULT_BURST = 400
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's scripts and styles, from the installed swagger-ui-bundle (no CDN)
+HOLDER_POLICY = (
+    "For a known card the holder's fields (dob, city_pop, lat, long) are its stored record's: values sent in the "
+    "request fill in only what the record lacks and never override it."
+)
 
 
 # --- the request and the answer ---------------------------------------------------------------------------------
@@ -64,8 +74,10 @@ Coordinate = Annotated[float, Field(allow_inf_nan=False)]
 class RawTransaction(BaseModel):
     """One transaction in the raw Sparkov schema, as the batch path receives it. Values may be strings, as in
     the CSV files. Required: trans_num, cc_num, merchant, amt, and trans_date_trans_time or unix_time.
-    Holder and merchant fields left out are taken from the card's and merchant's stored records. Unknown
-    fields (is_fraud, an index column) are ignored."""
+    The time must fall in 1970-01-01 00:00:00 .. 2100-12-31 23:59:59 UTC; dob (optional) in 1900-01-01 .. the
+    transaction's date. For a known card the holder's fields (dob, city_pop, lat, long) are its stored record's: the
+    request's fill in only what the record lacks. Merchant fields left out are taken from the merchant's stored
+    record. Unknown fields (is_fraud, an index column) are ignored."""
 
     model_config = ConfigDict(
         extra="ignore",
@@ -216,8 +228,21 @@ def create_app(
         title="fraud-platform real-time scoring",
         version="1",
         lifespan=lifespan,
-        description=__doc__.split("\n\n")[0].replace("\n", " "),
+        description=__doc__.split("\n\n")[0].replace("\n", " ") + "\n\n" + HOLDER_POLICY,
+        docs_url=None,  # served below from local assets
+        redoc_url=None,  # ReDoc's script comes only from a CDN: not offered
     )
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
 
     async def rate_limited(request: Request) -> None:
         wait = limiter.retry_after(request.client.host if request.client else "unknown")

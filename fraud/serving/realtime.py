@@ -4,7 +4,9 @@ from the promoted model. Nothing is written: the transaction reaches `fact_trans
 path, like every other. Used by the scorer Lambda's real-time event and by `fraud serve`.
 
 A card with no cardholder record (`dim_card`) is refused (`unknown_card`): the issuer could not reach its
-holder about a flag, and a card number nobody issued is more likely a typo or a probe than a customer.
+holder about a flag, and a card number nobody issued is more likely a typo or a probe than a customer. For a
+known card the holder's fields (dob, city_pop, home) are its stored record's, never the request's
+(fraud/features/online.py `row_inputs`): a caller cannot change a holder's age to move the score.
 """
 
 from __future__ import annotations

@@ -18,9 +18,11 @@ from fraud.features.online import (
     History,
     InvalidTransaction,
     feature_vector,
+    history_parameters,
     online_features,
     parse_event_time,
     parse_transaction,
+    window_start,
 )
 from fraud.ingest import raw_values
 
@@ -63,6 +65,11 @@ def features(values: np.ndarray) -> dict[str, float]:
         ({"amt": -1}, "negative_amount"),
         ({"amt": "2000000"}, "absurd_amount"),
         ({"trans_date_trans_time": "yesterday"}, "invalid_timestamp"),
+        ({"trans_date_trans_time": "9999-12-31 23:59:59"}, "event_time_out_of_range"),
+        ({"trans_date_trans_time": "0001-01-01 00:00:00"}, "event_time_out_of_range"),
+        ({"dob": "2031-03-11"}, "invalid_dob"),
+        ({"dob": "9999-12-31"}, "invalid_dob"),
+        ({"dob": "1899-12-31"}, "invalid_dob"),
         ({"lat": "91"}, "invalid_coordinate"),
         ({"merch_long": -181}, "invalid_coordinate"),
     ],
@@ -107,6 +114,58 @@ def test_event_times_read_like_fraud_ingest(text):
 def test_unix_time_when_the_date_is_missing():
     assert parse_event_time({"unix_time": "1767225788.9"}) == datetime(2026, 1, 1, 0, 3, 8, tzinfo=UTC)
     assert parse_event_time({"unix_time": "1e30"}) is None
+
+
+@pytest.mark.parametrize(
+    "change, field, words",
+    [
+        ({"trans_date_trans_time": "garbage"}, "trans_date_trans_time", "format"),
+        ({"trans_date_trans_time": "2026-13-01 10:00:00"}, "trans_date_trans_time", "format"),
+        ({"trans_date_trans_time": "", "unix_time": "soon"}, "unix_time", "seconds"),
+        ({"trans_date_trans_time": "", "unix_time": "1e30"}, "unix_time", "seconds"),
+        ({"trans_date_trans_time": ""}, "trans_date_trans_time", "required"),
+        ({"trans_date_trans_time": "2101-01-01 00:00:00"}, "trans_date_trans_time", "between"),
+        ({"trans_date_trans_time": "", "unix_time": 253402300799}, "unix_time", "between"),
+        ({"dob": "2100-01-01"}, "dob", "dob"),
+    ],
+)
+def test_time_refusals_name_the_field_that_was_sent(change, field, words):
+    with pytest.raises(InvalidTransaction) as raised:
+        parse_transaction({**RAW, **change}, KEY)
+    assert raised.value.field == field and words in raised.value.message
+    if words != "required":
+        assert "required" not in raised.value.message
+
+
+def test_a_known_card_keeps_its_stored_holder_an_unknown_one_uses_the_request():
+    tx = parse_transaction({**RAW, "dob": "2031-03-10", "city_pop": "9"}, KEY)
+    stored = History(known_card=True, dob=date(1980, 1, 1), city_pop=5000, home_lat=40.0, home_long=-75.0)
+    known = features(feature_vector(tx, stored))
+    assert known["age_years"] > 51 and known["city_pop_log"] == pytest.approx(math.log1p(5000))
+    unknown = features(feature_vector(tx, History(dob=date(1980, 1, 1), city_pop=5000)))
+    assert unknown["age_years"] == 0 and unknown["city_pop_log"] == pytest.approx(math.log1p(9))
+    lacking = features(feature_vector(tx, History(known_card=True)))  # a record without them: the request fills in
+    assert lacking["age_known"] == 1 and lacking["city_pop_log"] == pytest.approx(math.log1p(9))
+
+
+@pytest.mark.parametrize("when", [datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 12, 31, 23, 59, 59, tzinfo=UTC)])
+@pytest.mark.parametrize("dob", [None, "1900-01-01", "1970-01-01", "2100-12-31"])
+def test_features_at_the_edges_of_the_accepted_dates(when, dob):
+    raw = {**RAW, "trans_date_trans_time": when.strftime("%Y-%m-%d %H:%M:%S"), "dob": dob or ""}
+    try:
+        tx = parse_transaction(raw, KEY)
+    except InvalidTransaction as refused:  # a birth after the transaction
+        assert refused.code == "invalid_dob" and date.fromisoformat(dob) > when.date()
+        return
+    values = feature_vector(tx, History(known_card=True, dob=date(1900, 1, 1), previous_unix=0))
+    assert np.isfinite(values).all()
+    assert history_parameters(tx)["card_since"] <= tx.event_time
+
+
+def test_a_window_reaching_back_before_year_one_starts_there():
+    first = datetime.min.replace(tzinfo=UTC)
+    assert window_start(first + timedelta(days=1), 60 * 86_400) == first
+    assert window_start(T, 3600) == T - timedelta(hours=1)
 
 
 def test_no_history_gives_the_first_transaction_values():
@@ -258,7 +317,15 @@ def test_missing_holder_fields_come_from_the_card_record(history):
     assert f["age_years"] == pytest.approx((614 + (9 * 86400 + 14.5 * 3600) / (31 * 86400)) / 12)
     assert f["distance_km"] > 0  # home (dim_card) to the merchant's stored location (dim_merchant)
     given, _ = online(history, RAW)
-    assert given["city_pop_log"] == pytest.approx(math.log1p(25000))  # the request's own fields win, as in the ETL
+    holder = ("age_years", "age_known", "city_pop_log", "city_pop_known")
+    # a known card's stored holder wins over the request's dob and city_pop (the merchant's place is the request's)
+    assert {k: given[k] for k in holder} == {k: f[k] for k in holder}
+
+
+def test_a_request_cannot_override_a_known_holder(history):
+    stored, _ = online(history, RAW)
+    younger, _ = online(history, {**RAW, "dob": "2031-03-10", "city_pop": "9", "lat": "-40", "long": "100"})
+    assert younger == stored and stored["age_years"] > 50
 
 
 def test_unknown_card_and_merchant_have_no_history(history):

@@ -58,7 +58,25 @@ CORPUS: tuple[Case, ...] = (
     Case("a day-first dashed date", {"trans_date_trans_time": "01-11-2026 14:30:05"}, None),
     Case("a bad date but a unix_time", {"trans_date_trans_time": "never", "unix_time": "1793543400"}, None),
     Case("a fractional unix_time", {"trans_date_trans_time": "", "unix_time": "1793543400.9"}, None),
-    Case("a unix_time in the year 9999", {"trans_date_trans_time": "", "unix_time": "253402300799"}, None),
+    Case(
+        "a unix_time of 0, the window's first second",
+        {"trans_date_trans_time": "", "unix_time": "0", "dob": "1969-12-31"},
+        None,
+    ),
+    Case("the window's first second", {"trans_date_trans_time": "1970-01-01 00:00:00", "dob": "1970-01-01"}, None),
+    Case("the window's last second", {"trans_date_trans_time": "2100-12-31 23:59:59"}, None),
+    Case("born on the day of the transaction", {"dob": "2026-11-01"}, None),
+    Case(
+        "born on the day of a transaction just after midnight",
+        {"trans_date_trans_time": "2026-11-01 00:00:01", "dob": "2026-11-01"},
+        None,
+    ),
+    Case("born on the first day allowed", {"dob": "1900-01-01"}, None),
+    Case(
+        "born on the day of a unix_time transaction",
+        {"trans_date_trans_time": "", "unix_time": "1793543400", "dob": "01-11-2026"},
+        None,
+    ),
     Case("a bad date of birth is unknown", {"dob": "31/31/1990"}, None),
     Case("a bad city_pop is unknown", {"city_pop": "many"}, None),
     Case("an unreadable coordinate is unknown", {"lat": "north"}, None),
@@ -119,6 +137,30 @@ CORPUS: tuple[Case, ...] = (
         {"trans_date_trans_time": "", "unix_time": "1793543400d"},
         Reason.INVALID_TIMESTAMP,
     ),
+    # the time's window, fixed: 1970-01-01 00:00:00 to 2100-12-31 23:59:59
+    Case(
+        "a unix_time in the year 9999",
+        {"trans_date_trans_time": "", "unix_time": "253402300799"},
+        Reason.EVENT_TIME_OUT_OF_RANGE,
+    ),
+    Case("the year 9999", {"trans_date_trans_time": "9999-12-31 23:59:59"}, Reason.EVENT_TIME_OUT_OF_RANGE),
+    Case("the year 1", {"trans_date_trans_time": "0001-01-01 00:00:00"}, Reason.EVENT_TIME_OUT_OF_RANGE),
+    Case("a second before 1970", {"trans_date_trans_time": "1969-12-31 23:59:59"}, Reason.EVENT_TIME_OUT_OF_RANGE),
+    Case("a second after 2100", {"trans_date_trans_time": "01/01/2101 00:00"}, Reason.EVENT_TIME_OUT_OF_RANGE),
+    Case("a negative unix_time", {"trans_date_trans_time": "", "unix_time": "-1"}, Reason.EVENT_TIME_OUT_OF_RANGE),
+    Case(
+        "a unix_time in 2101", {"trans_date_trans_time": "", "unix_time": "4133980800"}, Reason.EVENT_TIME_OUT_OF_RANGE
+    ),
+    # the date of birth (optional: an absent or unreadable one is unknown)
+    Case("born the day after the transaction", {"dob": "2026-11-02"}, Reason.INVALID_DOB),
+    Case("born day-first after the transaction", {"dob": "02/11/2026"}, Reason.INVALID_DOB),
+    Case("born in the year 9999", {"dob": "9999-12-31"}, Reason.INVALID_DOB),
+    Case("born before 1900", {"dob": "1899-12-31"}, Reason.INVALID_DOB),
+    Case(
+        "born after a unix_time transaction",
+        {"trans_date_trans_time": "", "unix_time": "1793543400", "dob": "2026-11-02"},
+        Reason.INVALID_DOB,
+    ),
     # coordinates
     Case("a latitude past the pole", {"lat": "91"}, Reason.INVALID_COORDINATE),
     Case("a longitude past the antimeridian", {"long": "-180.5"}, Reason.INVALID_COORDINATE),
@@ -130,6 +172,12 @@ CORPUS: tuple[Case, ...] = (
     Case("a negative amount and no time", {"amt": "-1", "trans_date_trans_time": ""}, Reason.NEGATIVE_AMOUNT),
     Case("an absurd amount and a bad latitude", {"amt": "2e6", "lat": "100"}, Reason.ABSURD_AMOUNT),
     Case("no time and a bad longitude", {"trans_date_trans_time": "", "long": "200"}, Reason.INVALID_TIMESTAMP),
+    Case(
+        "the year 9999 and a dob in it",
+        {"trans_date_trans_time": "9999-12-31 23:59:59", "dob": "9999-12-31"},
+        Reason.EVENT_TIME_OUT_OF_RANGE,
+    ),
+    Case("a future dob and a bad latitude", {"dob": "2030-01-01", "lat": "100"}, Reason.INVALID_DOB),
 )
 
 

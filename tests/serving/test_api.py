@@ -3,9 +3,11 @@ clear 4xx for every kind of bad request (never a 500, also under random bodies),
 health, the OpenAPI schema, and `fraud serve` itself in a subprocess on a free loopback port."""
 
 import os
+import re
 import subprocess
 import sys
 import time
+from datetime import date, datetime
 from pathlib import Path
 
 import httpx
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from bench.scoring import load_world, requests_for
+from fraud.ingest.raw_values import FIRST_UNIX_SECOND, LAST_UNIX_SECOND
 from fraud.serving.api import api_token, create_app
 from fraud.serving.realtime import APPLICATION_NAME, RealtimeScorer
 from lambdas.scorer.handler import handler
@@ -107,6 +110,48 @@ def test_bad_transactions_get_a_clear_4xx(client, body, change, status, field, k
     assert "input" not in problem and UNKNOWN_CARD not in response.text and str(body["cc_num"]) not in response.text
 
 
+@pytest.mark.parametrize(
+    "change, field, kind",
+    [  # issue 21: each was a 500 (OverflowError) or accepted
+        ({"trans_date_trans_time": "9999-12-31 23:59:59"}, "trans_date_trans_time", "event_time_out_of_range"),
+        ({"trans_date_trans_time": "0001-01-01 00:00:00"}, "trans_date_trans_time", "event_time_out_of_range"),
+        ({"trans_date_trans_time": DROP, "unix_time": 253402300799}, "unix_time", "event_time_out_of_range"),
+        ({"trans_date_trans_time": "1969-12-31 23:59:59"}, "trans_date_trans_time", "event_time_out_of_range"),
+        ({"trans_date_trans_time": "garbage"}, "trans_date_trans_time", "invalid_timestamp"),
+        ({"trans_date_trans_time": "2026-13-01 10:00:00"}, "trans_date_trans_time", "invalid_timestamp"),
+        ({"dob": "9999-12-31"}, "dob", "invalid_dob"),
+        ({"dob": "2100-01-01"}, "dob", "invalid_dob"),
+        ({"dob": "1899-12-31"}, "dob", "invalid_dob"),
+    ],
+)
+def test_times_and_birth_dates_outside_their_bounds_get_their_own_reason(client, body, change, field, kind):
+    sent = {k: v for k, v in {**body, **change}.items() if v is not DROP}
+    response = client.post("/v1/score", json=sent, headers=AUTH)
+    assert response.status_code == 422, response.text
+    problem = detail(response)[0]
+    assert (problem["type"], problem["loc"]) == (kind, ["body", field]) and "required" not in problem["msg"]
+    assert client.post("/v1/score", json=body, headers=AUTH).status_code == 200  # the next request is served
+
+
+def test_a_request_cannot_override_the_stored_holder(client, body):
+    stored = client.post("/v1/score", json={k: v for k, v in body.items() if k != "dob"}, headers=AUTH).json()
+    today = body["trans_date_trans_time"][:10]
+    for dob in ("1900-01-01", today):  # the oldest and the youngest holder a request could claim
+        claimed = client.post("/v1/score", json={**body, "dob": dob}, headers=AUTH)
+        assert claimed.status_code == 200 and claimed.json()["score"] == stored["score"]
+
+
+def test_docs_work_offline(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and "swagger" in page.text.lower()
+    assets = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", page.text)
+    assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets), assets
+    for asset in assets:
+        assert asset.startswith("/") and not asset.startswith("//"), f"{asset} is not served by the app"
+        assert client.get(asset).status_code == 200, asset
+    assert "cdn." not in page.text and "https://" not in page.text
+
+
 def test_malformed_and_oversized_bodies(client):
     bad_json = client.post("/v1/score", content=b'{"trans_num": ', headers={**AUTH, "content-type": "application/json"})
     assert bad_json.status_code == 400 and detail(bad_json)[0]["type"] == "json_invalid"
@@ -169,6 +214,44 @@ def test_random_bodies_never_get_a_500(client, body, payload):
     if response.status_code != 200:  # every error says what is wrong
         detail = response.json()["detail"]
         assert detail and (isinstance(detail, str) or all(d["msg"] and d["type"] for d in detail)), response.text
+
+
+def _stamp(moment: datetime | date, with_time: bool = True) -> str:
+    text = f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"  # strftime writes year 1 as "1"
+    return f"{text} {moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}" if with_time else text
+
+
+GARBAGE_TIMES = st.one_of(
+    st.text(max_size=32),
+    st.from_regex(r"\A\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\Z"),  # the right shape: month 13, day 32, hour 25
+    st.from_regex(r"\A\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}\Z"),
+)
+TIMES = st.one_of(st.datetimes(datetime(1, 1, 1), datetime(9999, 12, 31, 23, 59, 59)).map(_stamp), GARBAGE_TIMES)
+UNIX_TIMES = st.one_of(
+    st.integers(FIRST_UNIX_SECOND, LAST_UNIX_SECOND),  # years 1 to 9999
+    st.integers(-(10**15), 10**15),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+)
+DOBS = st.one_of(st.dates().map(lambda d: _stamp(d, with_time=False)), GARBAGE_TIMES)
+
+
+@pytest.mark.fuzz  # examples: the Hypothesis profile (HYPOTHESIS_PROFILE: ci 300, soak 10,000)
+@hypothesis_settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.one_of(st.none(), TIMES),
+    st.one_of(st.none(), UNIX_TIMES),
+    st.one_of(st.none(), DOBS),
+)
+def test_any_time_or_birth_date_gets_a_score_or_a_4xx_with_a_reason(client, body, when, unix_time, dob):
+    sent = {k: v for k, v in body.items() if k not in ("trans_date_trans_time", "unix_time", "dob")}
+    for name, value in (("trans_date_trans_time", when), ("unix_time", unix_time), ("dob", dob)):
+        if value is not None:
+            sent[name] = value
+    response = client.post("/v1/score", json=sent, headers=AUTH)
+    assert response.status_code in (200, 422), response.text
+    if response.status_code == 422:
+        assert all(d["msg"] and d["type"] for d in detail(response)), response.text
 
 
 def test_rate_limit_per_client(world, body):
