@@ -11,15 +11,14 @@
 #   daemon: ["dagster-daemon", "run", "-w", "workspace.yaml"]
 #   run worker, set by the EcsRunLauncher per run: ["dagster", "api", "execute_run", "<serialized run arguments>"]
 
-# Debian 12 with Python 3.11 (the project's interpreter). For AWS the default; here the tests pass a base made with
-# debootstrap (tests/deploy/image_base.py).
-ARG BASE=public.ecr.aws/docker/library/python:3.11-slim-bookworm
+# Debian 12 with Python 3.11 (the project's interpreter): the official image by name, from whatever registry the
+# operator's builder is configured with; the tests pass a base made with debootstrap (tests/deploy/image_base.py).
+ARG BASE=python:3.11-slim-bookworm
 
 FROM ${BASE} AS install
 COPY dist/wheelhouse /wheelhouse
 RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheelhouse --disable-pip-version-check \
-      fraud-platform \
+ && /opt/venv/bin/pip install --no-cache-dir --no-index --disable-pip-version-check /wheelhouse/*.whl \
  && /opt/venv/bin/python -c "import dagster_aws.ecs, dagster_postgres, dagster_webserver, assets.definitions"
 
 FROM ${BASE}

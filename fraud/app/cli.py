@@ -332,7 +332,7 @@ def package(
         False,
         "--wheelhouse",
         help="Build only dist/wheelhouse/: the project's wheel and its pinned runtime dependencies' for this "
-        "machine, for `pip install --no-index --find-links dist/wheelhouse fraud-platform` (container image).",
+        "machine, for `pip install --no-index dist/wheelhouse/*.whl` (container image).",
     ),
 ) -> None:
     """Build what the stack uploads into dist/: the Lambda zips, the Glue job's fraud/ zip, its script and its

@@ -1,7 +1,7 @@
 """No internet at run time: the Glue job's third-party distributions ship as the `glue-wheels` set (cp311,
 manylinux x86_64, the pinned versions installed here, their dependencies resolved, without what Glue 5.0
 provides), and that set installs with no package index: a throwaway virtualenv (Python 3.11, Glue 5.0's) gets
-`pip install --no-index --find-links dist/glue-wheels -r requirements.txt` and then imports the job's modules.
+`pip install --no-index dist/glue-wheels/*.whl -r requirements.txt` and then imports the job's modules.
 The wheels are real downloads, cached in dist/.cache/wheels/ like the Lambda builds'."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from fraud.app.packaging import DIST_DIR, GLUE, GLUE_WHEELS, build_glue_wheels
@@ -61,7 +62,7 @@ def test_the_set_installs_with_no_index_and_the_jobs_modules_import(glue_wheels,
     folder = DIST_DIR / GLUE_WHEELS.name
     install = subprocess.run(
         [
-            *(str(python), "-m", "pip", "install", "--no-index", "--find-links", str(folder)),
+            *(str(python), "-m", "pip", "install", "--no-index", *map(str, sorted(folder.glob("*.whl")))),
             *("-r", str(folder / "requirements.txt")),
             *("--disable-pip-version-check", "--no-input", "--progress-bar", "off", "--quiet"),
         ],
@@ -88,6 +89,28 @@ def test_every_wheel_is_a_wheel(glue_wheels):
             assert any(name.endswith(".dist-info/WHEEL") for name in archive.namelist())
 
 
+def dependency_closure(root: str, installs: list[dict]) -> set[str]:
+    """The distributions `root` needs, by pip's install report (each item's metadata and its Requires-Dist,
+    markers evaluated here, extras followed): what a resolution from `root` alone would pick."""
+    requires = {canonicalize_name(i["metadata"]["name"]): i["metadata"].get("requires_dist", []) for i in installs}
+    needed: set[str] = set()
+    pending = [(canonicalize_name(root), frozenset())]
+    seen: set[tuple[str, frozenset]] = set()
+    while pending:
+        name, extras = pending.pop()
+        if (name, extras) in seen:
+            continue
+        seen.add((name, extras))
+        needed.add(name)
+        for line in requires[name]:
+            requirement = Requirement(line)
+            wanted = {"", *extras}
+            if requirement.marker and not any(requirement.marker.evaluate({"extra": e}) for e in wanted):
+                continue
+            pending.append((canonicalize_name(requirement.name), frozenset(requirement.extras)))
+    return needed
+
+
 def test_the_wheelhouse_resolves_the_project_with_no_index(tmp_path):
     """dist/wheelhouse/ (the container image's): the project's wheel and a wheel of every pinned runtime
     dependency, enough for pip to resolve `fraud-platform` with no index in a clean Python 3.11. Downloads about
@@ -107,7 +130,7 @@ def test_the_wheelhouse_resolves_the_project_with_no_index(tmp_path):
     resolved = subprocess.run(
         [
             *(str(venv / "bin" / "python"), "-m", "pip", "install", "--dry-run", "--report", str(tmp_path / "r.json")),
-            *("--no-index", "--ignore-installed", "--find-links", str(folder), "fraud-platform"),
+            *("--no-index", "--ignore-installed", *map(str, sorted(folder.glob("*.whl"))), "fraud-platform"),
             *("--disable-pip-version-check", "--quiet"),
         ],
         capture_output=True,
@@ -117,4 +140,5 @@ def test_the_wheelhouse_resolves_the_project_with_no_index(tmp_path):
     assert resolved.returncode == 0, resolved.stderr[-2000:]
     report = json.loads((tmp_path / "r.json").read_text())
     chosen = {canonicalize_name(i["metadata"]["name"]): i["metadata"]["version"] for i in report["install"]}
-    assert chosen == pinned  # exactly the pinned set: nothing missing, nothing extra
+    assert chosen == pinned  # exactly the pinned set: nothing missing
+    assert dependency_closure("fraud-platform", report["install"]) == set(pinned)  # nothing extra: all needed

@@ -14,7 +14,7 @@ or `python -m fraud.app.packaging`; the Pulumi program only reads the manifests 
 - `glue-wheels/`: the Glue job's third-party wheels for Glue 5.0 (CPython 3.11, Amazon Linux 2023), installed
   from the artifacts bucket with `--no-index` (its subnets have no internet), and `requirements.txt`.
 - `wheelhouse/` (only `fraud package --wheelhouse`, for the container image): the project's wheel and every pinned
-  runtime dependency's for this machine, for `pip install --no-index --find-links dist/wheelhouse fraud-platform`.
+  runtime dependency's for this machine, for `pip install --no-index dist/wheelhouse/*.whl`.
 
 Every Lambda build is audited (`audit`): wheel tags must fit the target's CPython, and no shared object may ask
 for a newer glibc than the target's. Zips are reproducible (sorted entries, fixed timestamps) and cached by a

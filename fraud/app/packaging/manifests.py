@@ -22,7 +22,7 @@ KINDS = {
     "glue-library": "the fraud/ package for the Glue job (--extra-py-files)",
     "glue-script": "the Glue job's script",
     "glue-wheels": "the Glue job's third-party wheels (--additional-python-modules, installed with --no-index)",
-    "wheelhouse": "the project's wheels for the container image (pip install --no-index --find-links)",
+    "wheelhouse": "the project's wheels for the container image (pip install --no-index of its wheel files)",
 }
 
 

@@ -1,5 +1,5 @@
-"""Wheel sets: folders of wheels that install with `pip install --no-index --find-links <folder>`, for places
-that cannot reach a package index.
+"""Wheel sets: folders of wheels that install with `pip install --no-index <folder>/*.whl` (the files themselves,
+no index), for places that cannot reach a package index.
 
 - `glue-wheels/` (`build_glue_wheels`): the Glue job's third-party distributions (`GLUE_WHEELS` in targets.py)
   as CPython 3.11 manylinux x86_64 wheels for Glue 5.0, at the versions installed here, with their dependencies,
@@ -7,8 +7,8 @@ that cannot reach a package index.
   their S3 URIs in the job's `--additional-python-modules`, installed with `--no-index` (infra/etl_job.py).
 - `wheelhouse/` (`build_wheelhouse`): the container image's: the project's own wheel (`pip wheel . --no-deps`)
   and a wheel of every pinned runtime dependency (not the `dev`/`infra` extras) for this machine's Python and
-  platform, so that `pip install --no-index --find-links dist/wheelhouse fraud-platform` works in a build that
-  has no network.
+  platform, so that `pip install --no-index dist/wheelhouse/*.whl` installs the project in a build that has no
+  network.
 
 Each folder holds its wheels and a `requirements.txt` (`name==version` a line, the set's whole closure); its
 manifest (`<name>.manifest.json` in dist/) names that file and lists every wheel with its SHA-256. Wheels come
