@@ -51,33 +51,25 @@ class EtlJob(pulumi.ComponentResource):
         super().__init__("fraud:platform:EtlJob", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         artifacts = args.artifacts_bucket
-        # content-addressed keys: a changed script or library is a new object, and the job definition changes too
-        self.script = aws.s3.BucketObjectv2(
-            f"{name}-script",
-            bucket=artifacts.id,
-            key=f"glue/scripts/{args.script.sha256[:16]}/{args.script.path.name}",
-            source=pulumi.FileAsset(str(args.script.path)),
-            content_type="text/x-python",
-            opts=child,
-        )
-        self.library = aws.s3.BucketObjectv2(
-            f"{name}-library",
-            bucket=artifacts.id,
-            key=f"glue/lib/{args.library.sha256[:16]}/{args.library.path.name}",
-            source=pulumi.FileAsset(str(args.library.path)),
-            content_type="application/zip",
-            opts=child,
-        )
-        # one object per wheel under its own SHA-256 (a wheel that did not change is not uploaded again); the file
-        # name stays the wheel's, which pip reads the distribution, version and tags from
-        self.wheels = [
-            aws.s3.BucketObjectv2(
-                f"{name}-wheel-{re.sub(r'[-_.]+', '-', wheel.name).lower()}",
+
+        # content-addressed keys: a changed script, library or wheel is a new object (and the job definition changes
+        # too); a wheel that did not change is not uploaded again, and keeps its file name, which pip reads the
+        # distribution, version and tags from
+        def upload(resource: str, prefix: str, artifact: Artifact, content_type: str) -> aws.s3.BucketObjectv2:
+            return aws.s3.BucketObjectv2(
+                resource,
                 bucket=artifacts.id,
-                key=f"glue/wheels/{wheel.sha256[:16]}/{wheel.path.name}",
-                source=pulumi.FileAsset(str(wheel.path)),
-                content_type="application/zip",
+                key=f"{prefix}/{artifact.sha256[:16]}/{artifact.path.name}",
+                source=pulumi.FileAsset(str(artifact.path)),
+                content_type=content_type,
                 opts=child,
+            )
+
+        self.script = upload(f"{name}-script", "glue/scripts", args.script, "text/x-python")
+        self.library = upload(f"{name}-library", "glue/lib", args.library, "application/zip")
+        self.wheels = [
+            upload(
+                f"{name}-wheel-{re.sub(r'[-_.]+', '-', wheel.name).lower()}", "glue/wheels", wheel, "application/zip"
             )
             for wheel in args.wheels
         ]
