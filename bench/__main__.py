@@ -1,7 +1,7 @@
 """`make bench`: each figure is a ratio against a baseline measured in the same run (absolute times drift
 on shared machines; ratios much less so). Uses its own temporary FRAUD_HOME and embedded PostgreSQL.
 
-`python -m bench [--only load,simulator,etl,scoring,training,robustness] [--json FILE]`: a line as each phase
+`python -m bench [--only load,simulator,etl,scoring,api,training,robustness] [--json FILE]`: a line as each phase
 starts and ends, then the table."""
 
 from __future__ import annotations
@@ -370,7 +370,14 @@ def phase_etl(work: Workspace) -> Outcome:
 def phase_scoring(work: Workspace) -> Outcome:
     from bench.scoring import run
 
-    return Outcome(run(console, work.settings, work.database()))  # batch DB → LiteRT → fraud_score vs Keras; real time
+    return Outcome(run(console, work.settings, work.database()))  # batch DB → LiteRT → fraud_score vs Keras
+
+
+def phase_api(work: Workspace) -> Outcome:
+    from bench.api import run
+
+    rows, figures = run(console, work.settings, work.database())  # steady 200/s open loop, saturation, step costs
+    return Outcome(rows, figures)
 
 
 def phase_training(work: Workspace) -> Outcome:
@@ -396,7 +403,8 @@ PHASES = (
     Phase("load", "bulk load, COPY vs row-by-row ORM", phase_load),
     Phase("simulator", "simulator, vectorized vs naive Faker", phase_simulator),
     Phase("etl", "ETL, Spark job vs pandas on one million simulated transactions (a few minutes)", phase_etl),
-    Phase("scoring", "scoring, batch LiteRT vs Keras and the real-time API", phase_scoring),
+    Phase("scoring", "batch scoring, LiteRT vs Keras", phase_scoring),
+    Phase("api", "real-time API: 200 requests/s for 60 s, saturation steps, each step's cost (3-4 minutes)", phase_api),
     Phase("training", "training, network vs baselines on ~1 million transactions", phase_training),
     Phase("robustness", "robustness, 3 worlds x 3 label delays (15-20 minutes)", phase_robustness),
 )

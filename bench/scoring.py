@@ -1,24 +1,15 @@
-"""Scoring benchmarks (issue 7), in the benchmark's own FRAUD_HOME:
-
-- batch: PostgreSQL → LiteRT → `fraud_score` end to end (`fraud.serving.batch.score_selection`: read the feature
-  vectors, score each transaction with its top-3 reasons, write the rows), against the same path with the
-  same model run by Keras `model.predict`; plus the LiteRT scoring call alone;
-- real-time: `fraud serve` in a subprocess on loopback, 32 concurrent connections (wrk) posting raw
-  transactions of known cards for 30 s (each sends its next request when the previous answer arrives);
-  p50/p99 latency and errors, beside the in-process latency of the LiteRT call alone and of the online-feature
-  query alone.
+"""Batch scoring benchmark (issue 7), in the benchmark's own FRAUD_HOME: PostgreSQL → LiteRT → `fraud_score` end
+to end (`fraud.serving.batch.score_selection`: read the feature vectors, score each transaction with its top-3
+reasons, write the rows), against the same path with the same model run by Keras `model.predict`; plus the LiteRT
+scoring call alone. Also the worlds and requests the real-time API's benchmark (bench/api.py) and the tests load.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import subprocess
-import sys
 import time
+import uuid
 from dataclasses import dataclass, replace
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,7 +18,6 @@ from sqlalchemy import Engine
 from fraud.core.settings import Settings
 from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
 
-REPO = Path(__file__).resolve().parents[1]
 REQUEST_FIELDS = ("cc_num", "merchant", "category", "amt", "lat", "long", "city_pop", "dob", "merch_lat", "merch_long")
 
 
@@ -155,262 +145,15 @@ def requests_for(frame: pd.DataFrame, count: int, seed: int = 2) -> list[dict]:
     picks = frame.iloc[rng.integers(0, len(frame), count)]
     start = frame["event_time"].max() + pd.Timedelta(hours=1)
     out = []
-    for i, row in enumerate(picks.to_dict("records")):
+    for row in picks.to_dict("records"):
         when = start + pd.Timedelta(seconds=int(rng.integers(0, 86_400)))
         body = {k: row[k] for k in REQUEST_FIELDS if row.get(k) is not None and row[k] == row[k]}
         out.append(
             {
                 **body,
-                "trans_num": f"rt-{i}",
+                "trans_num": f"rt-{uuid.uuid4().hex}",  # decisions are recorded by trans_num: never reuse one
                 "trans_date_trans_time": when.strftime("%Y-%m-%d %H:%M:%S"),
                 "amt": round(float(rng.gamma(2.0, 40.0)), 2),
             }
         )
     return out
-
-
-def percentile_ms(latencies: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(latencies) * 1000, q)) if latencies else float("nan")
-
-
-@dataclass(frozen=True)
-class Load:
-    """What a closed-loop load run measured: requests answered 2xx, their latency percentiles, and errors by kind."""
-
-    requests: int
-    seconds: float
-    p50_ms: float
-    p99_ms: float
-    errors: dict[str, int]
-
-
-# wrk's Lua hooks: each request posts the next body of the file (the token from the environment, not argv), and
-# done() prints the figures as one JSON line, latencies in microseconds.
-_WRK_SCRIPT = """
-local bodies = {}
-for line in io.lines(os.getenv("WRK_BODIES")) do bodies[#bodies + 1] = line end
-local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. os.getenv("WRK_TOKEN")}
-local i = 0
-request = function()
-  i = i + 1
-  return wrk.format("POST", "/v1/score", headers, bodies[(i % #bodies) + 1])
-end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('WRK_RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, ' ..
-    '"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}\\n', summary.requests, summary.duration,
-    latency:percentile(50), latency:percentile(99), e.connect, e.read, e.write, e.status, e.timeout))
-end
-"""
-
-
-def load_test(url: str, token: str, bodies: list[dict], clients: int, seconds: int) -> Load:
-    """`clients` concurrent connections for `seconds`, each posting its next body as soon as the previous answer
-    arrived, driven by wrk (Debian's package): a C load generator costs the 2 cores it shares with the server
-    about nothing, where a Python one (httpx) took 5.8 ms of CPU a request, more than the server itself."""
-    import json
-    import shutil
-    import tempfile
-
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise RuntimeError("wrk is not installed: `make bench` installs it (apt-get install wrk)")
-    with tempfile.TemporaryDirectory(prefix="fraud-wrk-") as folder:
-        script, lines = Path(folder) / "post.lua", Path(folder) / "bodies.jsonl"
-        script.write_text(_WRK_SCRIPT)
-        lines.write_text("".join(json.dumps(body) + "\n" for body in bodies))
-        done = subprocess.run(
-            [wrk, "-t1", f"-c{clients}", f"-d{int(seconds)}s", "--timeout", "10s", "-s", str(script), url],
-            env={**os.environ, "WRK_BODIES": str(lines), "WRK_TOKEN": token},
-            capture_output=True,
-            text=True,
-            timeout=seconds + 60,
-        )
-    found = [line for line in done.stdout.splitlines() if line.startswith("WRK_RESULT ")]
-    if done.returncode != 0 or not found:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr[-2000:] or done.stdout[-2000:]}")
-    result = json.loads(found[0].split(" ", 1)[1])
-    errors = {kind: result[kind] for kind in ("connect", "read", "write", "status", "timeout") if result[kind]}
-    return Load(
-        result["requests"] - result["status"],
-        result["duration_us"] / 1e6,
-        result["p50_us"] / 1000,
-        result["p99_us"] / 1000,
-        errors,
-    )
-
-
-def wait_healthy(
-    url: str,
-    process: subprocess.Popen,
-    timeout: float = 60.0,
-    path: str = "/health",
-    interval: float = 0.2,
-    log: Path | None = None,
-) -> None:
-    """Poll `url + path` until it answers 200; fail at once (with the tail of `log`) if the server exits."""
-    import httpx
-
-    def tail() -> str:
-        return log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{' '.join(map(str, process.args[2:4]))} exited with {process.returncode}\n{tail()}")
-        try:
-            if httpx.get(f"{url}{path}", timeout=max(1.0, interval)).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(interval)
-    raise TimeoutError(f"{url}{path} did not answer within {timeout:.0f} s\n{tail()}")
-
-
-def start_server(settings: Settings, port: int, token: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "FRAUD_HOME": str(settings.home),
-        "FRAUD_MODEL_NAME": settings.model_name,
-        "FRAUD_API_TOKEN": token,
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "fraud.app.cli", "serve", "--port", str(port), "--rate-limit", "0"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-@dataclass(frozen=True)
-class RealtimeFigures:
-    requests: int
-    seconds: float
-    p50_ms: float
-    p99_ms: float
-    errors: dict[str, int]
-    litert_p50_ms: float
-    litert_p99_ms: float
-    query_p50_ms: float
-    query_p99_ms: float
-
-
-def in_process_latencies(settings: Settings, bodies: list[dict], repeat: int = 2000) -> tuple[list[float], list[float]]:
-    """One at a time, in this process: the LiteRT call (a row and its occluded copies), and the online-feature query."""
-    from fraud.db.engine import get_engine
-    from fraud.features.online import online_features, parse_transaction
-    from fraud.model.attribution import score_and_attribute
-    from fraud.serving.batch import ModelCache
-
-    engine = get_engine(settings)
-    model = ModelCache().get(settings)
-    baseline = model.baseline(engine)
-    key = settings.token_key()
-    transactions = [parse_transaction(b, key) for b in bodies[:repeat]]
-    query, litert = [], []
-    with engine.connect() as connection:
-        for tx in transactions:
-            started = time.perf_counter()
-            features, _ = online_features(connection.connection.driver_connection, tx)
-            query.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            score_and_attribute(model.scorer.predict, features[None, :], baseline)
-            litert.append(time.perf_counter() - started)
-    return litert, query
-
-
-def bench_realtime(
-    settings: Settings, frame: pd.DataFrame, port: int, clients: int = 32, seconds: int = 30
-) -> RealtimeFigures:
-    bodies = requests_for(frame, 5_000)
-    litert, query = in_process_latencies(settings, bodies)
-    token = secrets.token_urlsafe(24)
-    url = f"http://127.0.0.1:{port}"
-    process = start_server(settings, port, token)
-    try:
-        wait_healthy(url, process)
-        load_test(url, token, bodies[:200], clients, 2)  # warm-up: connections, plans, caches
-        load = load_test(url, token, bodies, clients, seconds)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-    return RealtimeFigures(
-        load.requests + sum(load.errors.values()),
-        load.seconds,
-        load.p50_ms,
-        load.p99_ms,
-        load.errors,
-        percentile_ms(litert, 50),
-        percentile_ms(litert, 99),
-        percentile_ms(query, 50),
-        percentile_ms(query, 99),
-    )
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def run(console, settings: Settings, engine: Engine, rows: int = 100_000) -> list[tuple[str, ...]]:
-    """Rows for the benchmark table: (benchmark, rows, baseline, baseline s, measured s, ratio)."""
-    with console.status(f"scoring: loading {rows:,} processed transactions"):
-        frame = load_world(engine, settings, rows, "bench-scoring", features="computed")
-        features = np.stack(frame["features"].to_numpy()).astype(np.float32)
-        keras_model = mlp(features[:10_000])
-        publish(settings, "bench-mlp", keras_model)
-    with console.status("scoring: batch, LiteRT vs Keras, end to end"):
-        batch = bench_batch(engine, settings, keras_model, "bench-scoring", features)
-    with console.status("scoring: real-time API, 32 clients for 30 s"):
-        realtime = bench_realtime(settings, frame, free_port())
-    per_second = batch.rows / batch.litert_seconds
-    console.print(
-        f"batch scoring: the call alone (score + occlusion for {batch.rows:,} rows): "
-        f"LiteRT {batch.litert_call_seconds:.2f} s, Keras predict_on_batch {batch.keras_call_seconds:.2f} s; "
-        f"end to end {per_second:,.0f} transactions/s (goal 50,000)"
-    )
-    console.print(
-        f"real-time API: {realtime.requests:,} requests in {realtime.seconds:.0f} s "
-        f"({realtime.requests / realtime.seconds:,.0f}/s), p50 {realtime.p50_ms:.1f} ms, p99 {realtime.p99_ms:.1f} ms "
-        f"(goal 20 ms), errors {realtime.errors or 0}; in process, one at a time: LiteRT call p50 "
-        f"{realtime.litert_p50_ms:.2f} / p99 {realtime.litert_p99_ms:.2f} ms, online-feature query p50 "
-        f"{realtime.query_p50_ms:.2f} / p99 {realtime.query_p99_ms:.2f} ms"
-    )
-    return [
-        (
-            "batch scoring DB → LiteRT → fraud_score (with reasons)",
-            f"{batch.rows:,}",
-            "same path, Keras predict",
-            f"{batch.keras_seconds:.2f}",
-            f"{batch.litert_seconds:.2f}",
-            f"{batch.keras_seconds / batch.litert_seconds:.1f}x",
-        ),
-        (
-            "batch scoring end to end throughput",
-            f"{batch.rows:,}",
-            "(goal: 50,000 tx/s)",
-            "",
-            f"{batch.litert_seconds:.2f}",
-            f"{per_second:,.0f} tx/s",
-        ),
-        (
-            "scoring call alone (score + reasons), no database",
-            f"{batch.rows:,}",
-            "Keras predict_on_batch",
-            f"{batch.keras_call_seconds:.2f}",
-            f"{batch.litert_call_seconds:.2f}",
-            f"{batch.keras_call_seconds / batch.litert_call_seconds:.1f}x",
-        ),
-        (
-            "real-time API p50 / p99, 32 clients, 30 s",
-            f"{realtime.requests:,}",
-            "LiteRT call alone p50 / p99",
-            f"{realtime.litert_p50_ms:.2f} / {realtime.litert_p99_ms:.2f} ms",
-            f"{realtime.p50_ms:.1f} / {realtime.p99_ms:.1f} ms",
-            f"errors: {sum(realtime.errors.values())}",
-        ),
-    ]

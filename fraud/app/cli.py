@@ -265,6 +265,130 @@ def report() -> None:
     print(f"report: {published.latest}")
 
 
+def _moment(value: str | None, option: str, end_of_day: bool = False):
+    """An ISO date or datetime option as an aware UTC datetime (naive means UTC). A bare date is its midnight,
+    or with `end_of_day` the next midnight, so `--until 2026-12-05` includes that day."""
+    from datetime import UTC, date, datetime, time, timedelta
+
+    if value is None:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        pass
+    else:
+        return datetime.combine(day + timedelta(days=1 if end_of_day else 0), time(), tzinfo=UTC)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"not an ISO date or datetime (2026-12-05, 2026-12-05T14:30, 2026-12-05T14:30:00+01:00): {value!r}",
+            param_hint=option,
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@app.command()
+def decisions(
+    card: str = typer.Option(
+        None, "--card", metavar="TOKEN", help="A card token, or its first characters as the table shows them."
+    ),
+    last4: str = typer.Option(None, "--last4", metavar="NNNN", help="The card's last 4 digits."),
+    flagged: bool = typer.Option(
+        None, "--flagged/--not-flagged", show_default=False, help="Only flagged, or only not flagged, answers."
+    ),
+    model: str = typer.Option(None, "--model", metavar="VERSION", help="Only answers of this model version."),
+    since: str = typer.Option(
+        None, "--since", metavar="WHEN", help="Received at or after: ISO date or datetime, UTC unless it has an offset."
+    ),
+    until: str = typer.Option(
+        None, "--until", metavar="WHEN", help="Received before this datetime, or up to the end of this date (UTC)."
+    ),
+    limit: int = typer.Option(50, "--limit", min=1, metavar="N", help="At most N answers, the newest."),
+    as_json: bool = typer.Option(
+        False, "--json", help="One JSON object per line (full card token, reasons, channel), no table."
+    ),
+) -> None:
+    """List the real-time path's recorded answers (`fraud serve`, the scorer Lambda), newest first.
+
+    Every answer of POST /v1/score and of the Lambda's real-time event is recorded before it is sent (table
+    realtime_decision): the transaction, score, flag, reasons, model and feature versions, latency. The table
+    shows a card by its token's first 8 characters and last 4 digits; --json is for scripts.
+
+    Examples: fraud decisions --flagged --since 2026-12-05; fraud decisions --card 3fa85f64 --json."""
+    import json
+    from datetime import UTC
+
+    from rich.table import Table
+    from rich.text import Text
+
+    from fraud.core.privacy import card_numbers_in
+    from fraud.db.decisions import DecisionFilter, recent_decisions
+    from fraud.db.engine import get_engine
+    from fraud.db.migrate import upgrade
+
+    if card is not None and card_numbers_in(card):  # refused, not searched: a card number is never a token
+        raise typer.BadParameter(
+            "that is a card number: give its token, or its last 4 digits with --last4", param_hint="--card"
+        )
+    if last4 is not None and not (len(last4) == 4 and last4.isdigit()):
+        raise typer.BadParameter(f"not 4 digits: {last4!r}", param_hint="--last4")
+    where = DecisionFilter(
+        card_token=card,
+        last4=last4,
+        flagged=flagged,
+        model_version=model,
+        since=_moment(since, "--since"),
+        until=_moment(until, "--until", end_of_day=True),
+        limit=limit,
+    )
+    if where.since and where.until and where.since >= where.until:
+        raise typer.BadParameter(f"--since {since} is not before --until {until}", param_hint="--since/--until")
+    engine = get_engine(Settings())
+    upgrade(engine)  # a fresh home: no decisions, rather than "relation does not exist"
+    found = recent_decisions(engine, where)
+    if as_json:
+        for d in found:
+            times = {name: getattr(d, name).astimezone(UTC).isoformat() for name in ("received_at", "event_time")}
+            print(json.dumps({**d.__dict__, **times}, separators=(",", ":")))
+        return
+    if not found:
+        typer.echo("no real-time decisions match", err=True)
+        return
+    table = Table()
+    for title, justify in (
+        ("received_at (UTC)", "left"),
+        ("trans_num", "left"),
+        ("card", "left"),
+        ("last4", "left"),
+        ("merchant", "left"),
+        ("amount", "right"),
+        ("score", "right"),
+        ("flagged", "left"),
+        ("model", "left"),
+        ("latency ms", "right"),
+        ("new card", "left"),
+    ):
+        table.add_column(title, justify=justify, no_wrap=title != "merchant")
+    for d in found:
+        table.add_row(
+            d.received_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            Text(d.trans_num),  # Text: data, never rich markup
+            d.card_token[:8] + "…",  # never the whole token on a screen
+            d.last4,
+            Text(d.merchant),
+            f"{d.amount:,.2f}",
+            f"{d.score:.3f}",
+            "yes" if d.flagged else "",
+            Text(d.model_version),
+            f"{d.latency_ms:.1f}",
+            "yes" if d.new_card else "",
+        )
+    output().print(table)
+    if len(found) == limit:
+        typer.echo(f"the newest {limit}; more may match (--limit)", err=True)
+
+
 @app.command()
 def serve(
     port: int = typer.Option(8000, min=1, max=65535, help="Port on 127.0.0.1."),

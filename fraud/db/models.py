@@ -114,6 +114,41 @@ class FraudScore(Base):
     scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class RealtimeDecision(Base):
+    """One answer of the real-time path, recorded before it is sent (migration 0005): the transaction as scored,
+    the score, flag and reasons, the model and feature versions, the feature vector and the time it took. No
+    foreign keys: a decision may be the first the platform sees of a card or a merchant."""
+
+    __tablename__ = "realtime_decision"
+    trans_num: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_digest: Mapped[str] = mapped_column(String(64), comment="SHA-256 of the validated transaction")
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    event_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    card_token: Mapped[str] = mapped_column(String(64))
+    last4: Mapped[str] = mapped_column(String(4))
+    merchant: Mapped[str] = mapped_column(Text)
+    category: Mapped[str | None] = mapped_column(String(50))
+    amount: Mapped[float] = mapped_column(Numeric(12, 2))
+    merch_lat: Mapped[float | None] = mapped_column(Float)
+    merch_long: Mapped[float | None] = mapped_column(Float)
+    new_card: Mapped[bool] = mapped_column(Boolean)
+    new_merchant: Mapped[bool] = mapped_column(Boolean)
+    score: Mapped[float] = mapped_column(Float)
+    flagged: Mapped[bool] = mapped_column(Boolean)
+    threshold: Mapped[float] = mapped_column(Float)
+    reasons: Mapped[list] = mapped_column(JSONB)
+    model_version: Mapped[str] = mapped_column(String(64))
+    feature_version: Mapped[str] = mapped_column(String(16))
+    features: Mapped[list[float]] = mapped_column(ARRAY(Float))
+    latency_ms: Mapped[float] = mapped_column(Float, comment="request received to decision made")
+    channel: Mapped[str] = mapped_column(String(16), comment="api or lambda")
+
+    __table_args__ = (
+        Index("ix_realtime_decision_card_token_event_time", "card_token", "event_time"),
+        Index("ix_realtime_decision_merchant_event_time", "merchant", "event_time"),
+    )
+
+
 class CustomerAlert(Base):
     """One alert per group of flagged transactions (a card's flagged transactions of one day) and channel; the
     unique (group_key, channel) makes a rerun send nothing twice. Status: pending, sent or capped."""

@@ -45,7 +45,7 @@ from fraud.features.rows import RowInputs, row_features
 from fraud.ingest import raw_values
 from fraud.ingest.raw_values import parse_int32
 from fraud.ingest.raw_values import text_of as _text
-from fraud.ingest.validation import RawRow, failed_check, refusal
+from fraud.ingest.validation import ONLINE_CHECKS, RawRow, failed_check, refusal
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -102,7 +102,7 @@ class Transaction:
 def parse_transaction(raw: Mapping[str, object], token_key: bytes) -> Transaction:
     """Validate one raw Sparkov transaction (string or JSON values) and tokenize its card."""
     row = RawRow.read(raw)
-    check = failed_check(row)
+    check = failed_check(row, ONLINE_CHECKS)
     if check is not None:
         raise InvalidTransaction(check.reason, *refusal(check, raw))
     return Transaction(
@@ -149,6 +149,21 @@ class History:
     city_pop: int | None = None
     merch_lat: float | None = None
     merch_long: float | None = None
+    card_seen_before: bool = False  # a stored holder record, or an earlier real-time decision
+    merchant_seen_before: bool = False
+
+
+def _seen(key: str, parameter: str) -> str:
+    """The transactions of a card (key card_token) or merchant in [label_since, t): the settled ones
+    (fact_transaction) and those only the real-time path has seen so far (realtime_decision, until the batch path
+    loads the same trans_num: then the fact row counts, never both). Each side walks its (key, event_time) index."""
+    return f"""
+        SELECT trans_num, event_time, amount, merchant, category FROM fact_transaction
+        WHERE {key} = %({parameter})s AND event_time >= %(label_since)s AND event_time < %(t)s
+        UNION ALL
+        SELECT d.trans_num, d.event_time, d.amount, d.merchant, d.category FROM realtime_decision d
+        WHERE d.{key} = %({parameter})s AND d.event_time >= %(label_since)s AND d.event_time < %(t)s
+          AND NOT EXISTS (SELECT 1 FROM fact_transaction f WHERE f.trans_num = d.trans_num)"""
 
 
 def _history_sql() -> str:
@@ -167,9 +182,12 @@ def _history_sql() -> str:
         f"AS merchant_frauds_{w}"
         for w in LABEL_WINDOWS
     )
-    # One round trip; each side walks its own index (fact_transaction.card_token, .merchant).
+    # One round trip. "Seen before" (the answer's new_card / new_merchant): a stored record, or an earlier
+    # real-time decision at any time.
     return f"""
-    WITH card AS (
+    WITH card_seen AS ({_seen("card_token", "card")}
+    ), merchant_seen AS ({_seen("merchant", "merchant")}
+    ), card AS (
         SELECT {card},
                stddev_pop(amount)::float8 AS card_std_30d,
                floor(extract(epoch FROM max(event_time)))::bigint AS previous_unix,
@@ -177,21 +195,23 @@ def _history_sql() -> str:
                count(DISTINCT merchant) FILTER (WHERE event_time >= %(card_1d)s) AS distinct_merchants_1d,
                count(*) FILTER (WHERE merchant = %(merchant)s) AS card_at_merchant_30d,
                count(*) FILTER (WHERE coalesce(category, '') = %(category)s) AS card_in_category_30d
-        FROM fact_transaction
-        WHERE card_token = %(card)s AND event_time >= %(card_since)s AND event_time < %(t)s
+        FROM card_seen
+        WHERE event_time >= %(card_since)s
     ), card_frauds AS (
         SELECT count(*) AS card_known_frauds
-        FROM fact_transaction t JOIN transaction_label l ON l.trans_num = t.trans_num
-        WHERE t.card_token = %(card)s AND t.event_time >= %(label_since)s AND t.event_time < %(t)s
-          AND l.is_fraud AND l.labelled_at < %(t)s
+        FROM card_seen t JOIN transaction_label l ON l.trans_num = t.trans_num
+        WHERE l.is_fraud AND l.labelled_at < %(t)s
     ), merchant AS (
         SELECT {merchant_volume},
                {merchant_labels}
-        FROM fact_transaction t LEFT JOIN transaction_label l ON l.trans_num = t.trans_num
-        WHERE t.merchant = %(merchant)s AND t.event_time >= %(label_since)s AND t.event_time < %(t)s
+        FROM merchant_seen t LEFT JOIN transaction_label l ON l.trans_num = t.trans_num
     )
     SELECT card.*, card_frauds.*, merchant.*, c.card_token IS NOT NULL AS known_card, c.dob, c.home_lat, c.home_long,
-           c.city_pop, m.merch_lat, m.merch_long
+           c.city_pop, m.merch_lat, m.merch_long,
+           c.card_token IS NOT NULL OR EXISTS (SELECT 1 FROM realtime_decision d
+               WHERE d.card_token = %(card)s AND d.event_time < %(t)s) AS card_seen_before,
+           m.merchant IS NOT NULL OR EXISTS (SELECT 1 FROM realtime_decision d
+               WHERE d.merchant = %(merchant)s AND d.event_time < %(t)s) AS merchant_seen_before
     FROM card CROSS JOIN card_frauds CROSS JOIN merchant
     LEFT JOIN dim_card c ON c.card_token = %(card)s
     LEFT JOIN dim_merchant m ON m.merchant = %(merchant)s"""
@@ -258,6 +278,8 @@ def history_from_row(row: Mapping[str, object]) -> History:
         city_pop=row["city_pop"],
         merch_lat=row["merch_lat"],
         merch_long=row["merch_long"],
+        card_seen_before=bool(row["card_seen_before"]),
+        merchant_seen_before=bool(row["merchant_seen_before"]),
     )
 
 

@@ -1,7 +1,7 @@
 """The stakeholder report: one self-contained HTML file (plots embedded as data URIs, CSS inline, no script,
 no external fonts) answering "how much fraud, where, how well does the live model do, how does it compare with
-the baselines, has the data drifted since training, how many alerts did we raise", plus a CSV of the flagged
-transactions. Jinja2 autoescapes every value from the data."""
+the baselines, has the data drifted since training, how many alerts did we raise, how did the real-time path
+answer", plus a CSV of the flagged transactions. Jinja2 autoescapes every value from the data."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,7 @@ from fraud.core.privacy import mask_card
 from fraud.core.settings import Settings
 from fraud.core.storage import object_store
 from fraud.db import queries
+from fraud.db.decisions import DecisionStats, channel_decisions, daily_decisions, day_window
 from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
 from fraud.model import drift, metrics, plots, registry
 from fraud.model.network import NAME as NETWORK
@@ -33,6 +34,19 @@ _env = Environment(
 )
 
 
+REALTIME_DAYS = 14  # days of the real-time decision log the report shows, today included
+
+
+@dataclass(frozen=True)
+class RealtimeDecisions:
+    """The decision log's figures (fraud/db/decisions.py) over [start, end): per UTC day, per channel."""
+
+    start: datetime
+    end: datetime
+    daily: tuple[DecisionStats, ...] = ()
+    channels: tuple[DecisionStats, ...] = ()
+
+
 @dataclass(frozen=True)
 class ReportData:
     scored: pd.DataFrame  # queries.scored_transactions: every transaction the model scored
@@ -42,6 +56,7 @@ class ReportData:
     metadata: dict  # the model version's metadata.json
     budget: int  # alerts the fraud team reviews per day
     drift: drift.DriftResult | None = None  # load_drift: PSI per day since the training window
+    realtime: RealtimeDecisions | None = None  # load_realtime: the real-time path's answers per day and channel
 
 
 @dataclass(frozen=True)
@@ -329,6 +344,51 @@ def drift_view(result: drift.DriftResult, top: int = DRIFT_TOP) -> dict:
     return view
 
 
+# --- the real-time path's answers (the decision log, fraud/db/decisions.py) ---
+
+
+def load_realtime(engine: Engine, days: int = REALTIME_DAYS, now: datetime | None = None) -> RealtimeDecisions:
+    start, end = day_window(days, now)
+    return RealtimeDecisions(
+        start, end, tuple(daily_decisions(engine, days, now)), tuple(channel_decisions(engine, days, now))
+    )
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.1f}"
+
+
+def realtime_view(realtime: RealtimeDecisions | None) -> dict:
+    """What the report's real-time section shows: its period, one row per day with decisions (count, flagged,
+    flag rate, new cards, latency p50/p99), one sentence per channel; `rows` empty when there were none."""
+    if realtime is None:
+        return {"period": "", "rows": [], "channels": [], "total": 0}
+    last_day, days = realtime.end - timedelta(days=1), (realtime.end - realtime.start).days
+    rows = [
+        {
+            "day": f"{d.key:%Y-%m-%d}" if hasattr(d.key, "strftime") else str(d.key),
+            "decisions": f"{d.decisions:,}",
+            "flagged": f"{d.flagged:,}",
+            "flag_rate": f"{d.flag_rate:.1%}",
+            "new_cards": f"{d.new_cards:,}",
+            "p50": _ms(d.latency_p50),
+            "p99": _ms(d.latency_p99),
+        }
+        for d in realtime.daily
+    ]
+    channels = [
+        f"{c.key}: {c.decisions:,} decision{'' if c.decisions == 1 else 's'}, {c.flag_rate:.1%} flagged, "
+        f"latency p50 {_ms(c.latency_p50)} ms, p99 {_ms(c.latency_p99)} ms"
+        for c in realtime.channels
+    ]
+    return {
+        "period": f"the last {days} days, {realtime.start:%Y-%m-%d} to {last_day:%Y-%m-%d} UTC",
+        "rows": rows,
+        "channels": channels,
+        "total": sum(d.decisions for d in realtime.daily),
+    }
+
+
 def _csv_safe(value: object) -> object:
     # a cell starting with = + - @ is a formula to a spreadsheet: merchant names are data, not formulas
     return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@") else value
@@ -436,6 +496,7 @@ def build_report(data: ReportData, top_n: int = 25, now: datetime | None = None)
     freshness = [(name.replace("_", " "), _when(value)) for name, value in data.freshness.items()]
     comparison_columns, comparison = model_comparison(data.metadata)
     drifted = drift_view(data.drift or drift.DriftResult.nothing("drift was not computed for this report"))
+    realtime = realtime_view(data.realtime)
     html = _env.get_template("report.html.j2").render(
         generated_at=(now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
         model_version=version,
@@ -467,6 +528,7 @@ def build_report(data: ReportData, top_n: int = 25, now: datetime | None = None)
         psi_stable=f"{drift.STABLE_BELOW:.2f}",
         psi_significant=f"{drift.SIGNIFICANT_ABOVE:.2f}",
         psi_min_rows=drift.MIN_ROWS,
+        realtime=realtime,
     )
     return Report(
         html=html,
@@ -485,7 +547,7 @@ class PublishedReport:
     csv: str
 
 
-def load_report_data(engine: Engine, settings: Settings) -> ReportData:
+def load_report_data(engine: Engine, settings: Settings, now: datetime | None = None) -> ReportData:
     store = object_store(settings, settings.models_bucket)
     version = registry.latest_version(store, settings.model_name)
     if version is None:
@@ -499,13 +561,14 @@ def load_report_data(engine: Engine, settings: Settings) -> ReportData:
         metadata=metadata,
         budget=settings.alert_budget_per_day,
         drift=load_drift(engine, metadata),
+        realtime=load_realtime(engine, REALTIME_DAYS, now),
     )
 
 
 def publish_report(engine: Engine, settings: Settings, now: datetime | None = None) -> PublishedReport:
     """Build the report of the promoted model and write it to the reports bucket: reports/<timestamp>/ and latest."""
     now = now or datetime.now(UTC)
-    report = build_report(load_report_data(engine, settings), now=now)
+    report = build_report(load_report_data(engine, settings, now), now=now)
     store = object_store(settings, settings.reports_bucket)
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     html, csv = report.html.encode(), report.flagged_csv.encode()

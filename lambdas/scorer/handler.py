@@ -13,12 +13,15 @@ model's threshold and the top 3 reasons (`fraud.model.attribution`):
 Invoked by Dagster (aws mode: `fraud_flags` through Pipes) a batch event also reports that result as the
 asset's materialization; locally the asset calls the same handler in-process.
 
-Real-time events score one raw Sparkov transaction from its online features and write nothing:
+Real-time events go through the API's path (fraud/serving/realtime.py, one implementation: the same request
+schema, rules, features, model, decision log and answer), recorded with channel "lambda":
   {"transaction": {"trans_num": …, "cc_num": …, "merchant": …, "amt": …, "trans_date_trans_time": …, …}}
-  → {"trans_num", "score", "flagged", "threshold", "model_version", "feature_version", "reasons"}
-  → {"error": {"code", "field", "message"}, "status": 422} when the transaction is invalid or its card unknown
+  → {"trans_num", "score", "flagged", "threshold", "model_version", "feature_version", "reasons", "new_card",
+     "new_merchant"}
+  → {"error": {"code", "field", "message"}, "status": 422 | 409 | 503} when the transaction is invalid, its
+     trans_num was decided for another transaction, or the database is unreachable (nothing recorded)
 A Lambda function URL request (IAM auth; POST, body = the transaction as JSON) gets the same as an HTTP
-response: 200, 400 (body not a JSON object), 405 (not a POST), 413 (body over 16 KiB) or 422.
+response: 200, 400 (body not a JSON object), 405 (not a POST), 409, 413 (body over 16 KiB), 422 or 503.
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ import base64
 import json
 from datetime import UTC, datetime
 
+import psycopg
+
 from fraud.core.settings import Settings
 from fraud.db.engine import get_engine
 from fraud.db.scores import Selection
 from fraud.features.online import InvalidTransaction
 from fraud.serving.batch import ModelCache, score_selection
-from fraud.serving.realtime import RealtimeScorer
+from fraud.serving.realtime import DecisionConflict, RealtimeScorer
+from fraud.serving.request import validate_request
 from lambdas import dagster_pipes, report_figures, without_pipes
 
 MAX_BODY_BYTES = 16 * 1024
@@ -85,12 +91,15 @@ def _scorer(settings: Settings) -> RealtimeScorer:
 
 
 def score_transaction(transaction: object, settings: Settings) -> dict:
-    if not isinstance(transaction, dict):
-        return _error(InvalidTransaction("malformed_request", "transaction", "transaction must be a JSON object"))
     try:
-        return _scorer(settings).score(transaction)
+        return _scorer(settings).score(validate_request(transaction), channel="lambda")
     except InvalidTransaction as problem:
         return _error(problem)
+    except DecisionConflict as problem:
+        return _error(InvalidTransaction("trans_num_conflict", "trans_num", str(problem)), 409)
+    except psycopg.OperationalError:
+        message = "the database did not answer; nothing was recorded, retry later"
+        return _error(InvalidTransaction("database_unavailable", "database", message), 503)
 
 
 def _error(problem: InvalidTransaction, status: int = 422) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench.scoring import wait_healthy
+from bench.api import wait_healthy
 from fraud.app.ui import STOP_SECONDS, dev_command, stop_group
 from fraud.core.settings import REPO_ROOT
 from tests.helpers.homes import free_port, make_home

@@ -57,7 +57,7 @@ def test_only_names_phases_in_run_order_and_rejects_unknown_ones(capsys):
             parse_args(["--only", bad])
         error = capsys.readouterr().err
         assert exit_.value.code == 2 and says in error
-        assert "valid phases: load, simulator, etl, scoring, training, robustness" in error
+        assert "valid phases: load, simulator, etl, scoring, api, training, robustness" in error
 
 
 def test_json_holds_every_phase_row_and_figure(tmp_path, monkeypatch, capsys):

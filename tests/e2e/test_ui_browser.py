@@ -17,7 +17,7 @@ import psutil
 import pytest
 from sqlalchemy import text
 
-from bench.scoring import wait_healthy
+from bench.api import wait_healthy
 from fraud.app.ui import STOP_SECONDS
 from fraud.core.schema import batch_id_of
 from fraud.core.settings import REPO_ROOT, Settings

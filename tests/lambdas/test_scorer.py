@@ -22,6 +22,7 @@ from fraud.serving.batch import attribution_baseline
 from lambdas.scorer.handler import handler
 from tests.helpers.lambda_standin import pipes_event, pipes_messages
 from tests.helpers.litert_models import logistic, publish_logistic, weights_for
+from tests.helpers.realtime import fresh
 
 REPO = Path(__file__).resolve().parents[2]
 WEIGHTS = weights_for(amt_log=0.0, card_count_1h=3.0, merchant_fraud_rate_7d=2.0, distance_km=1.0, hour=-1.0)
@@ -112,36 +113,48 @@ def test_time_range_scores_exactly_that_range(world):
     assert scored == expected and result["scored"] == len(expected) > 0
 
 
-def test_real_time_event_scores_one_transaction_and_writes_nothing(world):
+def test_real_time_event_scores_one_transaction_and_records_the_decision(world):
     settings, engine, first, _ = world
     body = requests_for(first, 1)[0]
-    result = handler({"transaction": body}, settings=settings)
-    assert set(result) == {"trans_num", "score", "flagged", "threshold", "model_version", "feature_version", "reasons"}
-    latest = registry.latest_version(object_store(settings, settings.models_bucket), settings.model_name)
-    assert result["model_version"] == latest and result["flagged"] == (result["score"] >= THRESHOLD)
-    with engine.connect() as connection:
+    with engine.connect() as connection:  # the features before the decision is recorded
         features, _ = online_features(
             connection.connection.driver_connection, parse_transaction(body, settings.token_key())
         )
+    result = handler({"transaction": body}, settings=settings)
+    assert set(result) == {
+        *("trans_num", "score", "flagged", "threshold", "model_version", "feature_version", "reasons"),
+        *("new_card", "new_merchant"),
+    }
+    latest = registry.latest_version(object_store(settings, settings.models_bucket), settings.model_name)
+    assert result["model_version"] == latest and result["flagged"] == (result["score"] >= THRESHOLD)
+    assert not result["new_card"] and not result["new_merchant"]
     assert result["score"] == pytest.approx(logistic(features[None, :], WEIGHTS, BIAS)[0], abs=1e-5)
     assert all(r["feature"] in FEATURE_NAMES and r["contribution"] > 0 for r in result["reasons"])
     json.dumps(result)
     with engine.connect() as connection:
-        assert (
-            connection.execute(
-                text("SELECT count(*) FROM fact_transaction WHERE trans_num = :t"), {"t": body["trans_num"]}
-            ).scalar_one()
-            == 0
-        )
+        facts = connection.execute(
+            text("SELECT count(*) FROM fact_transaction WHERE trans_num = :t"), {"t": body["trans_num"]}
+        ).scalar_one()
+        logged = connection.execute(
+            text("SELECT channel, score, features FROM realtime_decision WHERE trans_num = :t"),
+            {"t": body["trans_num"]},
+        ).all()
+    assert facts == 0  # the settled transaction reaches fact_transaction through the batch path
+    assert [(channel, score) for channel, score, _ in logged] == [("lambda", result["score"])]
+    np.testing.assert_allclose(logged[0][2], features)
+    assert handler({"transaction": body}, settings=settings) == result  # a retry: the recorded answer
 
     invalid = handler({"transaction": {**body, "amt": "-5"}}, settings=settings)
     assert invalid == {
         "error": {"code": "negative_amount", "field": "amt", "message": "amt must not be negative"},
         "status": 422,
     }
-    unknown = handler({"transaction": {**body, "cc_num": "4024007103939509"}}, settings=settings)
-    assert unknown["error"]["code"] == "unknown_card" and "9509" in unknown["error"]["message"]
-    assert "4024007103939509" not in json.dumps(unknown)
+    checksum = handler({"transaction": {**body, "cc_num": "4024007103939508"}}, settings=settings)
+    assert checksum["error"]["code"] == "invalid_card_checksum" and "4024007103939508" not in json.dumps(checksum)
+    new = handler({"transaction": fresh(body, cc_num="4024007103939509")}, settings=settings)
+    assert new["new_card"] and 0 <= new["score"] <= 1
+    reused = handler({"transaction": {**body, "amt": float(body["amt"]) + 1}}, settings=settings)
+    assert reused["status"] == 409 and reused["error"]["code"] == "trans_num_conflict"
     assert handler({"transaction": "not an object"}, settings=settings)["status"] == 422
 
 

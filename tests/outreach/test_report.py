@@ -1,6 +1,7 @@
 """The stakeholder report on a hand-built scored world in real PostgreSQL: self-contained HTML, figures that
 match the data, breakdowns, reasons, escaping, the CSV, the CLI command and the Dagster asset's metadata; the model
-comparison (every baseline of the metadata, whatever its name) and the drift section on hand-built data."""
+comparison (every baseline of the metadata, whatever its name) and the drift section on hand-built data; the
+real-time decisions section, with and without recorded decisions."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import base64
 import io
 import json
 import re
-from datetime import UTC, date, datetime
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -22,19 +24,25 @@ from assets.reporting import fraud_report
 from assets.resources import FraudPlatform
 from fraud.app.cli import app
 from fraud.core.privacy import card_numbers_in
+from fraud.db.decisions import DecisionStats
 from fraud.features.catalog import FEATURE_NAMES
 from fraud.model import drift, metrics
 from fraud.outreach.report import (
     DRIFT_TOP,
+    REALTIME_DAYS,
+    RealtimeDecisions,
     ReportData,
     after_training,
     breakdown,
     build_report,
     live_metrics,
+    load_report_data,
     model_comparison,
     publish_report,
+    realtime_view,
     reasons_text,
 )
+from tests.db.test_decisions import decision, forget, record
 from tests.helpers.homes import own_migrated_home
 from tests.helpers.scored_world import HOSTILE_MERCHANT, THRESHOLD, build_world
 
@@ -365,3 +373,88 @@ def test_report_shows_the_comparison_and_the_drift_per_day():
         f"1 of {len(FEATURE_NAMES)} features above 0.25 on at least one day; largest: {first} on 2026-11-07" in section
     )
     assert "below 0.10 the day looks like training (stable)" in section
+
+
+# --- the real-time decisions section (the decision log, fraud/db/decisions.py) ---
+
+
+def _realtime_section(html: str) -> str:
+    section = html[html.index('<div class="panel" id="realtime">') :]
+    return section[: section.index("</div>")]
+
+
+def test_published_report_without_realtime_decisions_says_so(published):
+    _, result = published
+    section = _realtime_section(result.report.html)
+    assert "There were no real-time decisions in the period (the last 14 days," in section
+    assert "<table" not in section
+
+
+def test_report_shows_the_realtime_decisions_per_day_and_channel(report_db):
+    settings, engine = report_db
+    now = datetime(2026, 12, 5, 15, tzinfo=UTC)
+    today = datetime(2026, 12, 5, tzinfo=UTC)
+    rows = [
+        # today: 3 api answers (one flagged, one for a new card) and a Lambda one
+        decision(1, today + timedelta(hours=1), latency_ms=2.0, flagged=True, new_card=True),
+        decision(2, today + timedelta(hours=2), latency_ms=4.0),
+        decision(3, today + timedelta(hours=3), latency_ms=6.0),
+        decision(4, today + timedelta(hours=4), latency_ms=40.0, channel="lambda", flagged=True),
+        # 13 days earlier: still in the report's 14 days; 14 days earlier and after `now`'s day: not
+        decision(5, today - timedelta(days=REALTIME_DAYS - 1), latency_ms=8.0),
+        decision(6, today - timedelta(days=REALTIME_DAYS), latency_ms=8.0),
+        decision(7, today + timedelta(days=1), latency_ms=8.0),
+    ]
+    rows = [{**row, "trans_num": row["trans_num"].replace("tdl-", "trp-")} for row in rows]
+    record(engine, rows)
+    try:
+        html = build_report(load_report_data(engine, settings, now), now=now).html
+    finally:
+        forget(engine, "trp-")
+    section = _realtime_section(html)
+    assert "5 answers of the real-time path" in section
+    assert "the last 14 days, 2026-11-22 to 2026-12-05 UTC" in section
+    table = section[: section.index("</table>")]
+    assert re.findall(r"<tr><td>([\d-]+)</td>", table) == ["2026-11-22", "2026-12-05"]
+    today_row = table[table.index("<td>2026-12-05</td>") :]
+    today_row = today_row[: today_row.index("</tr>")]
+    # decisions, flagged, flag rate, new cards, latency p50 and p99 (interpolated: percentile_cont)
+    assert re.findall(r'<td class="num">([^<]+)</td>', today_row) == [
+        "4",
+        "2",
+        "50.0%",
+        "1",
+        "5.0",
+        f"{np.percentile([2.0, 4.0, 6.0, 40.0], 99):.1f}",
+    ]
+    channels = re.findall(r'<p class="muted channel">([^<]+)</p>', section)
+    assert channels == [
+        f"api: 4 decisions, 25.0% flagged, latency p50 5.0 ms, p99 {np.percentile([2.0, 4.0, 6.0, 8.0], 99):.1f} ms",
+        "lambda: 1 decision, 100.0% flagged, latency p50 40.0 ms, p99 40.0 ms",
+    ]
+    assert "There were no real-time decisions" not in section
+
+
+def test_realtime_view_on_hand_built_figures():
+    start, end = datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 3, tzinfo=UTC)
+    hostile = DecisionStats("<script>x</script>", 1, 0, 0, 1.0, 1.0, 1.0)
+    day = DecisionStats(date(2026, 12, 2), 1_234, 12, 3, 3.25, 9.0, 12.75)
+    view = realtime_view(RealtimeDecisions(start, end, (day,), (hostile,)))
+    assert view["period"] == "the last 2 days, 2026-12-01 to 2026-12-02 UTC" and view["total"] == 1_234
+    assert view["rows"] == [
+        {
+            "day": "2026-12-02",
+            "decisions": "1,234",
+            "flagged": "12",
+            "flag_rate": "1.0%",
+            "new_cards": "3",
+            "p50": "3.2",
+            "p99": "12.8",
+        }
+    ]
+    data = _hand_report_data(shift_day=date(2026, 11, 7))
+    html = build_report(replace(data, realtime=RealtimeDecisions(start, end, (day,), (hostile,)))).html
+    section = _realtime_section(html)
+    assert "&lt;script&gt;x&lt;/script&gt;: 1 decision," in section and "<script>" not in section
+    # no figures loaded at all (a hand-built ReportData): the section still says there were none
+    assert "There were no real-time decisions." in _realtime_section(build_report(data).html)

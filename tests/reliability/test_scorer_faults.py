@@ -19,6 +19,7 @@ from fraud.serving.realtime import RealtimeScorer
 from lambdas.scorer import handler as scorer_lambda
 from tests.helpers.figures import figure
 from tests.helpers.litert_models import logistic, logistic_tflite, publish_logistic, weights_for
+from tests.helpers.realtime import fresh
 
 WEIGHTS = weights_for(amt_log=0.7, card_count_1h=1.5, hour=-0.5)
 
@@ -99,20 +100,21 @@ def broken_models() -> dict[str, bytes]:
     }
 
 
-def test_a_corrupt_model_promoted_is_refused_and_the_previous_one_keeps_serving(world):
+def test_a_corrupt_model_promoted_is_refused_and_the_previous_one_keeps_serving(world, request):
     settings, engine, frame = world
     body = requests_for(frame, 1, seed=8)[0]
     publish_logistic(settings, "faults-v1", WEIGHTS, -3.0, 0.5)
     realtime = RealtimeScorer(settings, recheck_seconds=0)
+    request.addfinalizer(realtime.close)
     assert scorer_lambda.handler({"batch_id": "faults-score"}, settings=settings)["model_version"] == "faults-v1"
-    assert realtime.score(body)["model_version"] == "faults-v1"
+    assert realtime.score(fresh(body))["model_version"] == "faults-v1"
     with TestClient(create_app(settings, scorer=realtime)) as client:
         auth = {"Authorization": "Bearer faults-test-token"}
         for kind, tflite in broken_models().items():
             _promote_broken(settings, f"faults-{kind}", tflite)
             batch = scorer_lambda.handler({"batch_id": "faults-score"}, settings=settings)
             assert batch["model_version"] == "faults-v1", kind  # still serving the previous version
-            answer = client.post("/v1/score", json=body, headers=auth)
+            answer = client.post("/v1/score", json=fresh(body), headers=auth)  # not a replay of a recorded answer
             assert answer.status_code == 200 and answer.json()["model_version"] == "faults-v1", (kind, answer.text)
             reason = scorer_lambda._models.rejected[f"faults-{kind}"]
             assert reason.startswith(f"model faults-{kind}:") and ("TFLite" in reason or "probabilities" in reason), (
@@ -130,12 +132,12 @@ def test_a_corrupt_model_promoted_is_refused_and_the_previous_one_keeps_serving(
         )
 
     # with nothing loaded before, a corrupt promoted model is a clear error (503 from the API), not a crash
-    fresh = ModelCache()
+    cache = ModelCache()
     with pytest.raises(ModelRejected, match="faults-truncated: model.tflite is not a loadable TFLite model"):
         _promote_broken(settings, "faults-truncated", broken_models()["truncated"])
-        fresh.get(settings)
+        cache.get(settings)
     with TestClient(create_app(settings, scorer=RealtimeScorer(settings, ModelCache(), recheck_seconds=0))) as client:
-        answer = client.post("/v1/score", json=body, headers={"Authorization": "Bearer faults-test-token"})
+        answer = client.post("/v1/score", json=fresh(body), headers={"Authorization": "Bearer faults-test-token"})
         assert answer.status_code == 503 and "not a loadable TFLite model" in answer.json()["detail"][0]["msg"]
     publish_logistic(settings, "faults-v1", WEIGHTS, -3.0, 0.5)  # LATEST back to a good model
     figure(

@@ -127,6 +127,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             "pandas",
             "SQLAlchemy",
             "psycopg[binary]",
+            "psycopg-pool",
             "pydantic-settings",
             "tenacity",
             "dagster-pipes",
