@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+import pandas as pd
 import pyarrow as pa
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
@@ -37,6 +38,7 @@ from fraud.core.settings import Settings
 from fraud.core.storage import s3_client
 from fraud.db.engine import get_engine
 from fraud.db.load import PROCESSED_COLUMNS, BatchAccounting, load_processed
+from fraud.db.queries import stored_labels
 from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION, HISTORY_SECONDS
 from fraud.features.spark import RAW_SCHEMA, content, features, timestamp_of, validate
 from fraud.ingest.validation import Reason
@@ -244,6 +246,16 @@ def read_labels(spark: SparkSession, paths: list[str]) -> DataFrame | None:
     )
 
 
+def with_stored_labels(spark: SparkSession, engine, labels: DataFrame | None, since_unix: int) -> DataFrame | None:
+    """The run's labels and those earlier runs loaded (fraud.db.queries.stored_labels); the run's win for a
+    trans_num, as the load lets them (ON CONFLICT DO UPDATE)."""
+    stored = stored_labels(engine, pd.Timestamp(since_unix, unit="s", tz="UTC"))
+    if stored.empty:
+        return labels
+    known = spark.createDataFrame(stored, schema="trans_num string, is_fraud boolean, labelled_at timestamp")
+    return known if labels is None else known.join(labels, "trans_num", "left_anti").unionByName(labels)
+
+
 def load_batches(
     engine,
     accounting: list[BatchAccounting],
@@ -293,7 +305,8 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
     bounds = valid.agg(F.min(F.unix_timestamp("event_time"))).first()[0]
     lap("read_validate_tokenize")
     history = read_history(spark, args["processed_uri"], (bounds or 0) - HISTORY_SECONDS) if bounds else None
-    labels = read_labels(spark, label_paths)
+    engine = get_engine(settings)
+    labels = with_stored_labels(spark, engine, read_labels(spark, label_paths), (bounds or 0) - HISTORY_SECONDS)
     labels = labels.cache() if labels is not None else None
     processed = features(valid, history, labels)
 
@@ -337,7 +350,6 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
         for r in counts
     ]
     labels_table = labels.toArrow() if labels is not None else EMPTY_LABELS
-    engine = get_engine(settings)
 
     def batch_chunks(item: BatchAccounting) -> Iterator[pa.Table]:
         """A batch's rows as the driver receives them: a chunk at a time, so neither the driver nor Spark's

@@ -20,6 +20,18 @@ def labelled_features(engine: Engine, feature_version: str) -> pd.DataFrame:
         return pd.read_sql(query, connection, params={"version": feature_version})
 
 
+def stored_labels(engine: Engine, since: pd.Timestamp) -> pd.DataFrame:
+    """Labels already loaded that arrived from `since` on (trans_num, is_fraud, labelled_at as naive UTC): the ETL
+    counts them beside its own run's label files, as the online path does, so a batch's features do not depend on
+    which run brought a label. Earlier labels cannot count: a label arrives after its transaction, and no window
+    reaches back before the run's history."""
+    query = text("""
+        SELECT trans_num, is_fraud, (labelled_at AT TIME ZONE 'UTC') AS labelled_at
+        FROM transaction_label WHERE labelled_at >= :since""")
+    with engine.connect() as connection:
+        return pd.read_sql(query, connection, params={"since": since.to_pydatetime()})
+
+
 def features_matrix(frame: pd.DataFrame) -> np.ndarray:
     if frame.empty:
         return np.zeros((0, 0), dtype=np.float32)

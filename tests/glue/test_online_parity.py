@@ -3,6 +3,8 @@ the raw zone, featurized online from PostgreSQL (fraud.features.online) and comp
 stored for them. The database holds the whole simulation, so the online query must leave out everything from
 the transaction's second on, and every label not yet known at that time."""
 
+from datetime import timedelta
+
 import numpy as np
 from sqlalchemy import text
 
@@ -11,6 +13,10 @@ from fraud.core.storage import object_store
 from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
 from fraud.features.online import online_features, parse_transaction
 from fraud.ingest.raw_zone import transaction_keys
+from fraud.serving.realtime import RealtimeScorer
+from lambdas.generator.handler import handler as generate
+from tests.helpers.homes import own_migrated_home
+from tests.helpers.litert_models import publish_logistic, weights_for
 
 SAMPLE = 1_000
 
@@ -54,3 +60,66 @@ def test_online_features_match_the_glue_job(first_loaded_simulation, settings):
     column = {n: j for j, n in enumerate(FEATURE_NAMES)}
     assert (spark[:, column["card_count_1d"]] > 0).mean() > 0.3
     assert (spark[:, column["merchant_fraud_rate_30d"]] > 0).any()
+
+
+def test_transactions_first_seen_by_the_api_get_their_batch_features_and_count_once():
+    """Two days settled through the Glue job; the third day's transactions scored by the real-time path first, in
+    event-time order (so each sees the day's earlier ones only as recorded decisions); then the third day's
+    batch loaded by the Glue job. The features the real-time path recorded equal those the job computed for the
+    same transactions, and after the load a card's history counts each of them once."""
+    from glue.process_transactions import run
+
+    with own_migrated_home("fraud-api-first-") as (settings, engine):
+        small = settings.model_copy(update={"sim_customers": 150, "sim_fraud_rate": 0.05, "model_name": "parity"})
+        generated = generate({"start_day": "2026-06-01", "days": 3}, settings=small)
+        raw = object_store(settings, settings.raw_bucket)
+        processed = object_store(settings, settings.processed_bucket)
+        batches = [b["transactions_key"] for b in generated["batches"]]
+        label_keys = [k for b in generated["batches"] for k in b["labels_keys"]]
+
+        def etl(keys: list[str], labels: list[str]) -> None:
+            arguments = {"raw_uri": raw.uri(), "processed_uri": processed.uri(), "transactions_keys": ",".join(keys)}
+            run({**arguments, "labels_keys": ",".join(labels)}, settings, report=lambda s: None)
+
+        etl(batches[:2], label_keys)  # every label file: labels count only from their labelled_at on
+        publish_logistic(small, "parity-v1", weights_for(amt_log=0.5, card_count_1h=1.0), -3.0, 0.5)
+        day3 = sorted(decode_jsonl_gz(raw.get_bytes(batches[2])), key=lambda r: int(r["unix_time"]))
+        scorer = RealtimeScorer(small, recheck_seconds=3600)
+        try:
+            answers = [scorer.score(row, channel="api") for row in day3]
+        finally:
+            scorer.close()
+        # cards with no transaction on days 1-2 are new to the real-time path: their holder fields are the request's
+        new_cards = {a["trans_num"] for a in answers if a["new_card"]}
+        assert new_cards
+
+        etl(batches[2:], [])
+        with engine.connect() as connection:
+            recorded = dict(connection.execute(text("SELECT trans_num, features FROM realtime_decision")).all())
+            stored = dict(
+                connection.execute(
+                    text("SELECT trans_num, values FROM transaction_features WHERE feature_version = :v"),
+                    {"v": FEATURE_VERSION},
+                ).all()
+            )
+        both = sorted(set(recorded) & set(stored))
+        assert len(both) == len(day3) == len(recorded)
+        online, spark = np.array([recorded[t] for t in both]), np.array([stored[t] for t in both])
+        for j, name in enumerate(FEATURE_NAMES):
+            np.testing.assert_allclose(online[:, j], spark[:, j], rtol=1e-9, atol=1e-9, err_msg=name)
+        column = {n: j for j, n in enumerate(FEATURE_NAMES)}
+        assert (online[:, column["card_count_1h"]] > 0).any()  # decisions counted in the same day's velocity
+        assert set(both) >= new_cards
+
+        # after the load, each of those transactions counts once: as its fact row, not also as its decision
+        last = day3[-1]
+        later = {**last, "trans_num": "after-the-load", "unix_time": str(int(last["unix_time"]) + 3600)}
+        later.pop("trans_date_trans_time", None)
+        tx = parse_transaction(later, settings.token_key())
+        with engine.connect() as connection:
+            values, history = online_features(connection.connection.driver_connection, tx)
+            facts = connection.execute(
+                text("SELECT count(*) FROM fact_transaction WHERE card_token = :c AND event_time >= :since"),
+                {"c": tx.card_token, "since": tx.event_time - timedelta(days=1)},
+            ).scalar_one()
+        assert history.card_counts["1d"] == facts > 0
