@@ -56,10 +56,12 @@ PRIOR = (
     "new_merchant",
 )
 
-DECISION_SQL = f"""
-SELECT history.*, {", ".join(f"prior.{column} AS prior_{column}" for column in PRIOR)}
-FROM ({HISTORY_SQL}) history
-LEFT JOIN realtime_decision prior ON prior.trans_num = %(trans_num)s"""
+DECISION_SQL = (
+    f"SELECT h.*, {', '.join(f'p.{column} AS prior_{column}' for column in PRIOR)} FROM ({HISTORY_SQL}) h "
+    "LEFT JOIN realtime_decision p ON p.trans_num = %(trans_num)s"
+)
+# psycopg caches a query's parsing only up to 4,096 characters, and this read is on every request's path
+# (tests/serving/test_recorded_decisions.py keeps it under)
 
 RECORD_SQL = f"""
 INSERT INTO realtime_decision ({", ".join(RECORDED)})

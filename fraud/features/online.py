@@ -177,9 +177,8 @@ def _history_sql() -> str:
     )
     # labels that arrived in [t - w, t), for the merchant's transactions of the lookback (fraud/features/catalog.py)
     merchant_labels = ",\n".join(
-        f"count(*) FILTER (WHERE l.labelled_at >= %(label_{w})s AND l.labelled_at < %(t)s) AS merchant_labels_{w}, "
-        f"count(*) FILTER (WHERE l.labelled_at >= %(label_{w})s AND l.labelled_at < %(t)s AND l.is_fraud) "
-        f"AS merchant_frauds_{w}"
+        f"count(*) FILTER (WHERE l.labelled_at >= %(label_{w})s) AS merchant_labels_{w}, "
+        f"count(*) FILTER (WHERE l.labelled_at >= %(label_{w})s AND l.is_fraud) AS merchant_frauds_{w}"
         for w in LABEL_WINDOWS
     )
     # One round trip. "Seen before" (the answer's new_card / new_merchant): a stored record, or an earlier
@@ -204,7 +203,7 @@ def _history_sql() -> str:
     ), merchant AS (
         SELECT {merchant_volume},
                {merchant_labels}
-        FROM merchant_seen t LEFT JOIN transaction_label l ON l.trans_num = t.trans_num
+        FROM merchant_seen t LEFT JOIN transaction_label l ON l.trans_num = t.trans_num AND l.labelled_at < %(t)s
     )
     SELECT card.*, card_frauds.*, merchant.*, c.card_token IS NOT NULL AS known_card, c.dob, c.home_lat, c.home_long,
            c.city_pop, m.merch_lat, m.merch_long,
@@ -217,7 +216,9 @@ def _history_sql() -> str:
     LEFT JOIN dim_merchant m ON m.merchant = %(merchant)s"""
 
 
-HISTORY_SQL = _history_sql()
+# on one line: psycopg caches the parsing of a query only up to 4,096 characters (with the decision lookup around
+# it, fraud/db/decisions.py, the real-time read is just under)
+HISTORY_SQL = " ".join(_history_sql().split())
 
 
 def window_start(t: datetime, seconds: int) -> datetime:
