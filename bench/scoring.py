@@ -21,6 +21,20 @@ from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
 REQUEST_FIELDS = ("cc_num", "merchant", "category", "amt", "lat", "long", "city_pop", "dob", "merch_lat", "merch_long")
 
 
+def as_loaded(raw: pd.DataFrame, key: bytes, batch_id: str) -> pd.DataFrame:
+    """Simulated raw rows as the ETL loads them: trans_nums of the batch, UTC event times, tokenized cards."""
+    from fraud.core.privacy import card_token, normalize_card_number
+
+    digits = raw["cc_num"].map(normalize_card_number)
+    return raw.assign(
+        trans_num=batch_id + "-" + raw["trans_num"],
+        event_time=pd.to_datetime(raw["trans_date_trans_time"], utc=True),
+        card_token=digits.map(lambda d: card_token(d, key)),
+        last4=digits.str[-4:],
+        batch_id=batch_id,
+    )
+
+
 def load_world(
     engine: Engine, settings: Settings, rows: int, batch_id: str, seed: int = 1, features: str = "random"
 ) -> pd.DataFrame:
@@ -29,22 +43,13 @@ def load_world(
     the transactions' own, computed by the pandas implementation of the ETL's features (`"computed"`: the
     benchmark's, because the attribution's cost depends on how many features sit at their baseline). Returns the
     loaded rows with their raw card numbers, for real-time requests on known cards."""
-    from fraud.core.privacy import card_token, normalize_card_number
     from fraud.db.load import load_processed
     from fraud.ingest.simulate import build_world, simulate_days
 
     world = build_world(max(200, rows // 40), seed=seed)
     days = simulate_days(world, date(2026, 1, 1), 20, 0.01, 2.0)
     frame = pd.concat([d.transactions for d in days]).head(rows).reset_index(drop=True)
-    key = settings.token_key()
-    digits = frame["cc_num"].map(normalize_card_number)
-    frame = frame.assign(
-        trans_num=batch_id + "-" + frame["trans_num"],
-        event_time=pd.to_datetime(frame["trans_date_trans_time"], utc=True),
-        card_token=digits.map(lambda d: card_token(d, key)),
-        last4=digits.str[-4:],
-        batch_id=batch_id,
-    )
+    frame = as_loaded(frame, settings.token_key(), batch_id)
     if features == "computed":
         from bench.pandas_features import pandas_features
 

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from sqlalchemy import text
 
 from bench.pandas_features import pandas_features
-from fraud.core.privacy import card_token, normalize_card_number
+from bench.scoring import as_loaded
 from fraud.core.storage import object_store
 from fraud.db.load import load_processed
 from fraud.features.catalog import FEATURE_NAMES
@@ -88,14 +88,7 @@ def world(settings, engine):
     labels = pd.concat([b.labels for b in batches], ignore_index=True)
     never_labelled = set(pd.concat([b.unlabelled for b in batches])["trans_num"])
     key = mine.token_key()
-    digits = raw["cc_num"].map(normalize_card_number)
-    tx = raw.assign(
-        trans_num=BATCH + "-" + raw["trans_num"],
-        event_time=pd.to_datetime(raw["trans_date_trans_time"], utc=True),
-        card_token=digits.map(lambda d: card_token(d, key)),
-        last4=digits.str[-4:],
-        batch_id=BATCH,
-    )
+    tx = as_loaded(raw, key, BATCH)
     labels = labels.assign(
         trans_num=BATCH + "-" + labels["trans_num"],
         is_fraud=labels["is_fraud"].astype(bool),
