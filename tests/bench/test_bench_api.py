@@ -35,8 +35,11 @@ def test_api_benchmark_runs_small(settings, engine):
     assert 0 < steady.p50_ms <= steady.p99_ms
     # open loop: about the offered rate, whatever the latency (a closed loop of 40 connections would go far above)
     assert 20 * 0.7 <= steady.requests_per_s <= 20 * 1.3, steady
-    assert [step.offered_per_s for step in api.steps] == [20] and api.saturation_per_s == 20
-    assert api.steps[0].passes(SATURATION_P99_MS) and api.failing is None
+    # whether the one step passes depends on the machine's load (a timing): check that the verdict follows it
+    [step] = api.steps
+    assert step.offered_per_s == 20
+    passed = step.passes(SATURATION_P99_MS)
+    assert (api.saturation_per_s, api.failing) == ((20, None) if passed else (None, step))
     assert set(api.costs) == {*STEPS, "total"}
     assert all(0 < c["p50_ms"] <= c["p99_ms"] for c in api.costs.values())
     # every request a new decision, none a replay: 3 s of warm-up at 20/s, the steady run, the step, the costs
@@ -45,7 +48,7 @@ def test_api_benchmark_runs_small(settings, engine):
     figures = api.figures()
     for load in (figures["steady"], *figures["saturation_steps"]):
         assert {"p50_ms", "p99_ms", "requests_per_s", "offered_per_s", "sustained"} <= set(load)
-    assert figures["saturation_per_s"] == 20 and set(figures["step_costs_ms"]) == {*STEPS, "total"}
+    assert figures["saturation_per_s"] == api.saturation_per_s and set(figures["step_costs_ms"]) == {*STEPS, "total"}
 
 
 def test_saturation_stops_at_the_first_failing_step(settings, engine, monkeypatch):
