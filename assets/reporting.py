@@ -21,7 +21,7 @@ def _promoted(fraud: FraudPlatform) -> tuple[str, dict]:
 
 @asset(
     group_name="reporting",
-    deps=["fraud_flags", "customer_alerts"],  # the report counts the alerts sent: after them, never before
+    deps=["fraud_flags"],
     kinds={"html", "s3"},
     owners=["team:fraud-ops"],
     code_version=CODE_VERSIONS["fraud_report"],
