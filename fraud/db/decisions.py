@@ -68,7 +68,11 @@ INSERT INTO realtime_decision ({", ".join(RECORDED)})
 VALUES ({", ".join(f"%({column})s" for column in RECORDED)})
 ON CONFLICT (trans_num) DO NOTHING"""
 
-PRIOR_SQL = f"SELECT {', '.join(PRIOR)} FROM realtime_decision WHERE trans_num = %(trans_num)s"
+# the same columns under the same names as in DECISION_SQL, so one reader takes either row
+PRIOR_SQL = (
+    f"SELECT {', '.join(f'{column} AS prior_{column}' for column in PRIOR)} FROM realtime_decision "
+    "WHERE trans_num = %(trans_num)s"
+)
 
 
 # --- reading the log: `fraud decisions` and the report's real-time section ---

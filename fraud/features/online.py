@@ -251,13 +251,6 @@ def fetch_history(connection: psycopg.Connection, tx: Transaction) -> History:
     return history_from_row(row)
 
 
-async def fetch_history_async(connection: psycopg.AsyncConnection, tx: Transaction) -> History:
-    """fetch_history on an asyncio connection (the real-time API's event loop)."""
-    async with connection.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(HISTORY_SQL, history_parameters(tx), prepare=True)
-        return history_from_row(await cursor.fetchone())
-
-
 def history_from_row(row: Mapping[str, object]) -> History:
     return History(
         card_counts={w: int(row[f"card_count_{w}"]) for w in WINDOWS},
@@ -294,8 +287,8 @@ def _first_known(*values):
 def row_inputs(tx: Transaction, history: History) -> RowInputs:
     """The per-row features' inputs. The holder's fields (dob, city_pop, home lat/long) of a known card are its
     stored record's (`dim_card`, from the batch path): a caller cannot make a holder older, younger or elsewhere
-    by sending other values; the request's fill in only what the record lacks (and serve an unknown card, which
-    fraud.serving.realtime refuses anyway). The merchant's location: the request's first, the stored one
+    by sending other values; the request's fill in only what the record lacks (for a card not loaded yet, all of
+    them: fraud.serving.realtime scores new cards). The merchant's location: the request's first, the stored one
     otherwise (as the ETL got them from the same raw row)."""
     holder = (history.dob, history.city_pop, history.home_lat, history.home_long)
     sent = (tx.dob, tx.city_pop, tx.lat, tx.long)

@@ -241,7 +241,7 @@ class RealtimeScorer:
                 # a concurrent request for the same trans_num recorded first: its decision is the answer
                 await cursor.execute(PRIOR_SQL, {"trans_num": tx.trans_num})
                 stored = await cursor.fetchone()
-            return _prior({f"prior_{k}": v for k, v in stored.items()}, tx.trans_num, digest)
+            return _prior(stored, tx.trans_num, digest)
 
         return (await self._on_connection(write)).answer()
 
