@@ -9,6 +9,7 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     Float,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -112,6 +114,15 @@ class FraudScore(Base):
     threshold: Mapped[float] = mapped_column(Float)
     top_reasons: Mapped[list | None] = mapped_column(JSONB)
     scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    outcome: Mapped[str] = mapped_column(String(8), comment="approve, review or block")
+    decided_by: Mapped[str | None] = mapped_column(Text, comment="the deciding rule id or list entry")
+    rules_fired: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    ruleset_version: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint("outcome IN ('approve', 'review', 'block')", name="ck_fraud_score_outcome"),
+        Index("ix_fraud_score_actionable", "trans_num", postgresql_where=text("outcome <> 'approve'")),
+    )
 
 
 class RealtimeDecision(Base):
@@ -142,10 +153,15 @@ class RealtimeDecision(Base):
     features: Mapped[list[float]] = mapped_column(ARRAY(Float))
     latency_ms: Mapped[float] = mapped_column(Float, comment="request received to decision made")
     channel: Mapped[str] = mapped_column(String(16), comment="api or lambda")
+    outcome: Mapped[str] = mapped_column(String(8), comment="approve, review or block")
+    decided_by: Mapped[str | None] = mapped_column(Text, comment="the deciding rule id or list entry")
+    rules_fired: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    ruleset_version: Mapped[str] = mapped_column(Text)
 
     __table_args__ = (
         Index("ix_realtime_decision_card_token_event_time", "card_token", "event_time"),
         Index("ix_realtime_decision_merchant_event_time", "merchant", "event_time"),
+        CheckConstraint("outcome IN ('approve', 'review', 'block')", name="ck_realtime_decision_outcome"),
     )
 
 
@@ -192,3 +208,45 @@ class BatchLoad(Base):
     rows_quarantined: Mapped[int] = mapped_column(Integer)
     duplicates_dropped: Mapped[int] = mapped_column(Integer)
     loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ListEntry(Base):
+    """A block or allow list entry (migration 0006, fraud/db/lists.py): in force from `added_at` until
+    `expires_at` or its removal; never deleted."""
+
+    __tablename__ = "list_entry"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(8), comment="block or allow")
+    entity: Mapped[str] = mapped_column(String(16), comment="card, merchant or category")
+    value: Mapped[str] = mapped_column(Text, comment="card token (never a card number), merchant, category")
+    last4: Mapped[str | None] = mapped_column(
+        String(4), comment="a card's last four digits, for people reading the list"
+    )
+    reason: Mapped[str] = mapped_column(Text)
+    added_by: Mapped[str] = mapped_column(Text)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    removed_by: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('block', 'allow')", name="ck_list_entry_kind"),
+        CheckConstraint("entity IN ('card', 'merchant', 'category')", name="ck_list_entry_entity"),
+        CheckConstraint("expires_at IS NULL OR expires_at > added_at", name="ck_list_entry_expiry"),
+        CheckConstraint("(removed_at IS NULL) = (removed_by IS NULL)", name="ck_list_entry_removal"),
+        Index("ix_list_entry_in_force", "entity", "value", postgresql_where=text("removed_at IS NULL")),
+    )
+
+
+class ListAudit(Base):
+    """Every add and remove of a list entry, append-only (a trigger refuses UPDATE and DELETE)."""
+
+    __tablename__ = "list_audit"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("list_entry.id"), index=True)
+    action: Mapped[str] = mapped_column(String(8), comment="add or remove")
+    actor: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    detail: Mapped[dict] = mapped_column(JSONB)
+
+    __table_args__ = (CheckConstraint("action IN ('add', 'remove')", name="ck_list_audit_action"),)

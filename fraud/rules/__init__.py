@@ -1,5 +1,8 @@
-"""Decision rules over the features, the raw fields and the model's score (fraud/rules/ruleset.py)."""
+"""Decisions: rules over the features, the raw fields and the model's score (fraud/rules/ruleset.py), block and
+allow lists (fraud/rules/lists.py), applied together by `decide` (fraud/rules/decision.py)."""
 
+from fraud.rules.decision import decide, parse_hits
+from fraud.rules.lists import Entity, ListHit, ListKind, deciding_entry
 from fraud.rules.ruleset import (
     DEFAULT_RULES_PATH,
     FIELDS,
@@ -16,6 +19,12 @@ from fraud.rules.ruleset import (
 )
 
 __all__ = [
+    "Entity",
+    "ListHit",
+    "ListKind",
+    "decide",
+    "deciding_entry",
+    "parse_hits",
     "DEFAULT_RULES_PATH",
     "FIELDS",
     "FUNCTIONS",

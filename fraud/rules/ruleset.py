@@ -57,8 +57,9 @@ import cel
 
 from fraud.features.catalog import FEATURE_NAMES
 
-# The repository's live rule set (a checkout's rules/default.toml; packaged deployments pass their own path).
-DEFAULT_RULES_PATH = Path(__file__).resolve().parents[2] / "rules" / "default.toml"
+# The live rule set, shipped inside the package (the scorer Lambda and the Dagster image carry it); FRAUD_RULES_PATH
+# points a deployment at another file.
+DEFAULT_RULES_PATH = Path(__file__).with_name("default.toml")
 
 RAW_NUMERIC_FIELDS: tuple[str, ...] = ("amt",)
 RAW_TEXT_FIELDS: tuple[str, ...] = ("category", "merchant")
@@ -201,10 +202,11 @@ class Verdict:
     version: str
 
     def as_record(self) -> dict[str, object]:
-        """What a decision stores (JSON-ready)."""
+        """What a decision stores (JSON-ready): `decided_by` is the deciding rule, or the list entry that decided
+        before the rules (fraud/rules/decision.py)."""
         return {
             "outcome": self.outcome.value,
-            "rule": self.rule,
+            "decided_by": self.rule,
             "rules_fired": list(self.fired),
             "rule_errors": [{"rule": e.rule_id, "reason": e.reason} for e in self.errors],
             "ruleset_version": self.version,

@@ -180,7 +180,7 @@ def test_a_runtime_error_in_one_rule_does_not_break_the_others():
     assert evaluate(ruleset, transaction(category="travel", merchant="7")).fired == ("divides", "parses")
     assert verdict.as_record() == {
         "outcome": "review",
-        "rule": "big",
+        "decided_by": "big",
         "rules_fired": ["big"],
         "rule_errors": [{"rule": e.rule_id, "reason": e.reason} for e in verdict.errors],
         "ruleset_version": "test-1",

@@ -21,7 +21,7 @@ PRUNED_PREFIXES = (
 APPLICATION_LAYER = "fraud/app/"
 
 # what the project's packages consist of (pyproject's package data); editor backups and stray files stay out
-PROJECT_SUFFIXES = {".py", ".j2", ".ini", ".mako"}
+PROJECT_SUFFIXES = {".py", ".j2", ".ini", ".mako", ".toml"}
 
 GLUE_SCRIPT = "glue/process_transactions.py"
 # the installable project (pyproject's packages and metadata): what `pip wheel .` builds the project's wheel from
