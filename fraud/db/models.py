@@ -219,9 +219,7 @@ class ListEntry(Base):
     kind: Mapped[str] = mapped_column(String(8), comment="block or allow")
     entity: Mapped[str] = mapped_column(String(16), comment="card, merchant or category")
     value: Mapped[str] = mapped_column(Text, comment="card token (never a card number), merchant, category")
-    last4: Mapped[str | None] = mapped_column(
-        String(4), comment="a card's last four digits, for people reading the list"
-    )
+    last4: Mapped[str | None] = mapped_column(String(4), comment="last four digits of the card, for people reading")
     reason: Mapped[str] = mapped_column(Text)
     added_by: Mapped[str] = mapped_column(Text)
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

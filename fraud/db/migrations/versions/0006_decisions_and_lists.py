@@ -52,7 +52,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(8), nullable=False, comment="block or allow"),
         sa.Column("entity", sa.String(16), nullable=False, comment="card, merchant or category"),
         sa.Column("value", sa.Text, nullable=False, comment="card token (never a card number), merchant, category"),
-        sa.Column("last4", sa.String(4), comment="a card's last four digits, for people reading"),
+        sa.Column("last4", sa.String(4), comment="last four digits of the card, for people reading"),
         sa.Column("reason", sa.Text, nullable=False),
         sa.Column("added_by", sa.Text, nullable=False),
         sa.Column("added_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
