@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # quality gate: a model is promoted only with at least this average precision on its test window
     min_average_precision: float = 0.2
 
+    # decisions: the rule set (fraud/rules/ruleset.py documents the file); unset: the one shipped in the package
+    rules_path: Path | None = None
+
     # automation (assets/sensors.py)
     rescore_days: int = 7  # a newly promoted model rescores unreviewed transactions of this many last days
     retrain_min_new_labels: int = 2000  # labels loaded since the last retraining that trigger the next one

@@ -15,6 +15,7 @@ from fraud.rules.ruleset import (
     Verdict,
     evaluate,
     evaluate_many,
+    live_rules,
     load_rules,
 )
 
@@ -36,5 +37,6 @@ __all__ = [
     "Verdict",
     "evaluate",
     "evaluate_many",
+    "live_rules",
     "load_rules",
 ]

@@ -234,6 +234,22 @@ def load_rules(source: str | os.PathLike[str]) -> RuleSet:
     return RuleSet(version=document["version"], rules=tuple(_rule(n, entry) for n, entry in enumerate(entries, 1)))
 
 
+_live: dict[Path, tuple[int, RuleSet]] = {}
+
+
+def live_rules(path: os.PathLike[str] | None = None) -> RuleSet:
+    """The live rule set (the settings' `rules_path`, else `DEFAULT_RULES_PATH`), loaded once and again when the
+    file changes: a rule change reaches a running API, a warm Lambda and the next batch run without a restart.
+    A file that no longer loads raises RuleSetError: decisions stop rather than run on rules nobody wrote."""
+    resolved = Path(path or DEFAULT_RULES_PATH).resolve()
+    stamp = resolved.stat().st_mtime_ns
+    cached = _live.get(resolved)
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, load_rules(resolved))
+        _live[resolved] = cached
+    return cached[1]
+
+
 def _rule(position: int, entry: Mapping[str, object]) -> Rule:
     rule_id = entry.get("id")
     if not isinstance(rule_id, str):
