@@ -331,6 +331,7 @@ def step_costs(settings: Settings, bodies: list[dict], warm_up: int = 50) -> dic
     from fraud.db.decisions import DECISION_SQL, RECORD_SQL
     from fraud.db.engine import database_url, get_engine
     from fraud.features.online import feature_vector, history_from_row, history_parameters, parse_transaction
+    from fraud.rules import live_rules, parse_hits
     from fraud.serving.batch import ModelCache
     from fraud.serving.realtime import decide, decision_record, request_digest
     from fraud.serving.request import RawTransaction
@@ -338,6 +339,7 @@ def step_costs(settings: Settings, bodies: list[dict], warm_up: int = 50) -> dic
     key = settings.token_key()
     model = ModelCache().get(settings)
     baseline = model.baseline(get_engine(settings))
+    rules = live_rules(settings.rules_path)
     conninfo = make_url(database_url(settings)).set(drivername="postgresql").render_as_string(hide_password=False)
     times: dict[str, list[float]] = {name: [] for name in STEPS}
     clock = time.perf_counter
@@ -357,12 +359,12 @@ def step_costs(settings: Settings, bodies: list[dict], warm_up: int = 50) -> dic
             history = history_from_row(row)
             features = feature_vector(tx, history)
             t5 = clock()
-            decision = decide(tx, model, baseline, features, history)
+            decision = decide(tx, model, baseline, features, history, rules, parse_hits(row["listed"]))
             t6 = clock()
             record = decision_record(tx, decision, features, digest, received_at, "bench", started)
             cursor.execute(RECORD_SQL, record, prepare=True)
             t7 = clock()
-            if row["prior_request_digest"] is not None or cursor.rowcount != 1:
+            if row["prior"] is not None or cursor.rowcount != 1:
                 raise RuntimeError(f"trans_num {tx.trans_num} was already decided: the step costs need new ones")
             if n >= warm_up:
                 marks = (t0, t1, t2, t3, t4, t5, t6, t7)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
+from fraud.app.cli_lists import lists_app
 from fraud.core.settings import Settings
 
 app = typer.Typer(
@@ -16,6 +17,7 @@ db_app = typer.Typer(
     help="The PostgreSQL database (embedded locally unless FRAUD_DATABASE_URL is set).", no_args_is_help=True
 )
 app.add_typer(db_app, name="db")
+app.add_typer(lists_app, name="lists")
 console = Console()
 PIPED_WIDTH = 1_000  # piped output has no screen to fit: wide enough that no table cell wraps mid-word
 

@@ -2,7 +2,8 @@
 before the answer leaves.
 
 - `DECISION_SQL` reads, in the request's one read round trip, the transaction's online history
-  (fraud/features/online.py) and any decision already recorded for its trans_num.
+  (fraud/features/online.py), the block and allow list entries in force for it (fraud/db/lists.py) and any
+  decision already recorded for its trans_num.
 - `RECORD_SQL` records a decision: one autocommit INSERT ... ON CONFLICT DO NOTHING, so a decision is either
   wholly there or not at all, and of two concurrent requests for one trans_num exactly one records.
 - `recent_decisions` and `daily_decisions` / `channel_decisions` read the log for operators (`fraud decisions`)
@@ -17,6 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import Engine, text
 
+from fraud.db.lists import hits_sql
 from fraud.features.online import HISTORY_SQL
 
 RECORDED = (
@@ -42,6 +44,10 @@ RECORDED = (
     "features",
     "latency_ms",
     "channel",
+    "outcome",
+    "decided_by",
+    "rules_fired",
+    "ruleset_version",
 )
 # what a replay answers with: the recorded decision as it was sent
 PRIOR = (
@@ -54,11 +60,17 @@ PRIOR = (
     "feature_version",
     "new_card",
     "new_merchant",
+    "outcome",
+    "decided_by",
+    "rules_fired",
+    "ruleset_version",
 )
 
+# the recorded decision as one JSON object (`prior`, NULL when there is none): shorter than a column per value,
+# and the read has little room (below)
+_PRIOR = "(SELECT to_jsonb(p) FROM realtime_decision p WHERE p.trans_num = %(trans_num)s) AS prior"
 DECISION_SQL = (
-    f"SELECT h.*, {', '.join(f'p.{column} AS prior_{column}' for column in PRIOR)} FROM ({HISTORY_SQL}) h "
-    "LEFT JOIN realtime_decision p ON p.trans_num = %(trans_num)s"
+    f"SELECT h.*, {hits_sql('%(card)s', '%(merchant)s', '%(category)s')} AS listed, {_PRIOR} FROM ({HISTORY_SQL}) h"
 )
 # psycopg caches a query's parsing only up to 4,096 characters, and this read is on every request's path
 # (tests/serving/test_recorded_decisions.py keeps it under)
@@ -68,11 +80,8 @@ INSERT INTO realtime_decision ({", ".join(RECORDED)})
 VALUES ({", ".join(f"%({column})s" for column in RECORDED)})
 ON CONFLICT (trans_num) DO NOTHING"""
 
-# the same columns under the same names as in DECISION_SQL, so one reader takes either row
-PRIOR_SQL = (
-    f"SELECT {', '.join(f'{column} AS prior_{column}' for column in PRIOR)} FROM realtime_decision "
-    "WHERE trans_num = %(trans_num)s"
-)
+# the same `prior` as DECISION_SQL's, so one reader takes either row
+PRIOR_SQL = f"SELECT {_PRIOR}"
 
 
 # --- reading the log: `fraud decisions` and the report's real-time section ---

@@ -105,7 +105,9 @@ def accounting_problems(batches: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
 
 
 def alert_candidates(connection: Connection, model_version: str, channel: str) -> pd.DataFrame:
-    """Flagged transactions of the model that are in no alert of the channel yet, with the cardholder's contact."""
+    """The transactions the model's decisions sent to review or blocked (fraud/rules/: the model's threshold is one
+    rule among others, a block list entry another) that are in no alert of the channel yet, with the
+    cardholder's contact. The partial index ix_fraud_score_actionable (migration 0006) holds exactly those."""
     return pd.read_sql(
         text("""
         SELECT s.trans_num, s.model_version, t.event_time, t.card_token, c.email, c.alerts_opt_out
@@ -113,7 +115,7 @@ def alert_candidates(connection: Connection, model_version: str, channel: str) -
         JOIN fact_transaction t USING (trans_num)
         JOIN dim_card c USING (card_token)
         LEFT JOIN customer_alert_transaction l ON l.trans_num = s.trans_num AND l.channel = :channel
-        WHERE s.model_version = :model AND s.flagged AND l.trans_num IS NULL
+        WHERE s.model_version = :model AND s.outcome <> 'approve' AND l.trans_num IS NULL
         ORDER BY t.event_time, s.trans_num"""),
         connection,
         params={"model": model_version, "channel": channel},

@@ -1,6 +1,7 @@
-"""The scorer's database I/O: feature vectors still to be scored, the attribution baseline, and `fraud_score`
-rows (COPY; on a conflict, a staging table + `INSERT … ON CONFLICT DO NOTHING`, so a (transaction, model
-version) pair is written once and re-scoring is a no-op). No pandas: the scorer Lambda ships without it."""
+"""The scorer's database I/O: feature vectors still to be scored, what their decisions read (raw fields, list
+entries), the attribution baseline, and `fraud_score` rows with their decisions (COPY; on a conflict, a staging
+table + `INSERT … ON CONFLICT DO NOTHING`, so a (transaction, model version) pair is written once and re-scoring is
+a no-op). No pandas: the scorer Lambda ships without it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from psycopg.types.json import set_json_dumps
 from sqlalchemy import Engine
 
 from fraud.db.copy_binary import vector_pages
+from fraud.db.lists import hits_sql
+from fraud.rules import Verdict
 
 
 @dataclass(frozen=True)
@@ -95,15 +98,49 @@ def pending_pages(
 
 # binary: no float text to format in Python or parse in PostgreSQL (the writer's Python time per 100,000 rows:
 # 0.24 s against 0.37 s in text)
+_DECIDED = "outcome, decided_by, rules_fired, ruleset_version"
+_DECIDED_TYPES = ["text", "text", "text[]", "text"]
 _DIRECT = (
-    "COPY fraud_score (trans_num, model_version, score, flagged, threshold, top_reasons) FROM STDIN (FORMAT binary)"
+    f"COPY fraud_score (trans_num, model_version, score, flagged, threshold, top_reasons, {_DECIDED}) "
+    "FROM STDIN (FORMAT binary)"
 )
-_DIRECT_TYPES = ["text", "text", "float8", "bool", "float8", "jsonb"]
-_STAGING = "CREATE TEMP TABLE stg_score (trans_num text, score float8, flagged boolean, reasons jsonb) ON COMMIT DROP"
-_MERGE = """
-INSERT INTO fraud_score (trans_num, model_version, score, flagged, threshold, top_reasons)
-    SELECT trans_num, %(model)s, score, flagged, %(threshold)s, reasons FROM stg_score
+_DIRECT_TYPES = ["text", "text", "float8", "bool", "float8", "jsonb", *_DECIDED_TYPES]
+_STAGING = (
+    "CREATE TEMP TABLE stg_score (trans_num text, score float8, flagged boolean, reasons jsonb, outcome text, "
+    "decided_by text, rules_fired text[], ruleset_version text) ON COMMIT DROP"
+)
+_STAGING_TYPES = ["text", "float8", "bool", "jsonb", *_DECIDED_TYPES]
+_MERGE = f"""
+INSERT INTO fraud_score (trans_num, model_version, score, flagged, threshold, top_reasons, {_DECIDED})
+    SELECT trans_num, %(model)s, score, flagged, %(threshold)s, reasons, {_DECIDED} FROM stg_score
     ON CONFLICT (trans_num, model_version) DO NOTHING"""
+
+# Scores written without a rule set (tests that plant scores): the decision the migration gave earlier scores.
+UNDECIDED_VERSION = "none"
+
+
+@dataclass(frozen=True)
+class RuleInputs:
+    """What the decision of a scored transaction reads besides its features and score: its raw fields and the
+    block/allow list entries in force for it (`kind:entity:id` texts)."""
+
+    amount: float
+    category: str | None
+    merchant: str
+    listed: list[str]
+
+
+_RULE_INPUTS = f"""
+SELECT t.trans_num, t.amount::float8, t.category, t.merchant, {hits_sql("t.card_token", "t.merchant", "t.category")}
+FROM fact_transaction t WHERE t.trans_num = ANY(%(trans_nums)s)"""
+
+
+def rule_inputs(engine: Engine, trans_nums: Sequence[str]) -> dict[str, RuleInputs]:
+    """The raw fields and list entries of a page of transactions, in one query."""
+    with engine.connect() as connection:
+        cursor = connection.connection.driver_connection.cursor()
+        rows = cursor.execute(_RULE_INPUTS, {"trans_nums": list(trans_nums)}).fetchall()
+    return {row[0]: RuleInputs(row[1], row[2], row[3], row[4] or []) for row in rows}
 
 
 def write_scores(
@@ -114,8 +151,11 @@ def write_scores(
     scores: np.ndarray,
     flagged: np.ndarray,
     reasons: Sequence[str],
+    verdicts: Sequence[Verdict] | None = None,
 ) -> int:
-    """Insert scores with their top reasons (JSON text per row); returns how many rows were new.
+    """Insert scores with their top reasons (JSON text per row) and decisions; returns how many rows were new.
+    Without `verdicts` (a caller that scores without rules: tests planting scores) the rows get the decision the
+    migration gave scores written before rules: review when flagged, rule set `none`.
 
     The rows go straight into `fraud_score` with COPY: the scorer reads only what its model version has not
     scored, so a conflict means another run wrote some of them meanwhile. Then that attempt is undone (a
@@ -127,6 +167,10 @@ def write_scores(
     threshold = float(threshold)
     scores = np.asarray(scores, dtype=np.float64).tolist()
     flagged = np.asarray(flagged).tolist()
+    if verdicts is None:
+        decided = [("review" if f else "approve", None, [], UNDECIDED_VERSION) for f in flagged]
+    else:
+        decided = [(v.outcome.value, v.rule, list(v.fired), v.version) for v in verdicts]
     with engine.begin() as connection:
         raw = connection.connection.driver_connection
         cursor = raw.cursor()
@@ -135,16 +179,16 @@ def write_scores(
             with raw.transaction():
                 with cursor.copy(_DIRECT) as copy:
                     copy.set_types(_DIRECT_TYPES)
-                    for row in zip(trans_nums, scores, flagged, reasons, strict=False):
-                        copy.write_row((row[0], model_version, row[1], row[2], threshold, row[3]))
+                    for row in zip(trans_nums, scores, flagged, reasons, decided, strict=True):
+                        copy.write_row((row[0], model_version, row[1], row[2], threshold, row[3], *row[4]))
             return len(trans_nums)
         except psycopg.errors.UniqueViolation:
             pass
         cursor.execute(_STAGING)
         with cursor.copy("COPY stg_score FROM STDIN (FORMAT binary)") as copy:
-            copy.set_types(["text", "float8", "bool", "jsonb"])
-            for row in zip(trans_nums, scores, flagged, reasons, strict=False):
-                copy.write_row(row)
+            copy.set_types(_STAGING_TYPES)
+            for row in zip(trans_nums, scores, flagged, reasons, decided, strict=True):
+                copy.write_row((*row[:4], *row[4]))
         cursor.execute(_MERGE, {"model": model_version, "threshold": threshold})
         return cursor.rowcount
 

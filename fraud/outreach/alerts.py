@@ -1,4 +1,5 @@
-"""Customer alerts: group a card's flagged transactions of one day into one alert, queue it once per channel
+"""Customer alerts: group a card's transactions of one day that were sent to review or blocked (the decisions of
+fraud/rules/, stored with each score) into one alert, queue it once per channel
 (unique group key), cap alerts per customer and day, then deliver every pending alert with retries.
 
 Exactly once: an alert row is queued before anything is sent, claimed with a row lock while it is sent, and
@@ -235,7 +236,7 @@ def deliver_pending(
 def send_alerts(
     engine: Engine, model_version: str, mailer: Mailer, policy: AlertPolicy, sleep: Callable[[float], None] = time.sleep
 ) -> AlertResult:
-    """Queue the new card-day groups of the model's flagged transactions, then deliver every pending alert
+    """Queue the new card-day groups of the model's review and block decisions, then deliver every pending alert
     of the channel (including ones left pending by earlier runs)."""
     plan, created = queue_alerts(engine, model_version, policy)
     result = AlertResult(

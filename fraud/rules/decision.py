@@ -7,12 +7,14 @@ rules is not skewed by the lists. With no entry, the rules decide (fraud/rules/r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
+from fraud.features.catalog import FEATURE_NAMES
 from fraud.rules.lists import ListHit, ListKind, deciding_entry
 from fraud.rules.ruleset import Outcome, RuleSet, Verdict, evaluate
 
+_POSITION = {name: index for index, name in enumerate(FEATURE_NAMES)}
 _LIST_OUTCOME = {ListKind.BLOCK: Outcome.BLOCK, ListKind.ALLOW: Outcome.APPROVE}
 
 
@@ -22,6 +24,30 @@ def decide(ruleset: RuleSet, fields: Mapping[str, float | str | bool | None], hi
     if entry is None:
         return verdict
     return replace(verdict, outcome=_LIST_OUTCOME[entry.kind], rule=entry.ref)
+
+
+def rule_fields(
+    ruleset: RuleSet,
+    features: Sequence[float],
+    amt: float,
+    category: str | None,
+    merchant: str,
+    score: float,
+    threshold: float,
+) -> dict[str, float | str | None]:
+    """The values the rule set names, from one transaction's feature vector (FEATURE_NAMES order, as the model
+    takes it: float32 values, so batch and real time compare the same numbers), raw fields and score: the one
+    mapping both paths build."""
+    values: dict[str, float | str | None] = {
+        "amt": amt,
+        "category": category,
+        "merchant": merchant,
+        "score": score,
+        "threshold": threshold,
+    }
+    for name in ruleset.fields - values.keys():
+        values[name] = features[_POSITION[name]]
+    return values
 
 
 def parse_hits(texts: Iterable[str] | None) -> list[ListHit]:

@@ -44,6 +44,11 @@ class ListHit:
         return cls(ListKind(kind), int(entry_id), Entity(entity))
 
 
+def is_list_ref(decided_by: str | None) -> bool:
+    """Whether a decision's `decided_by` names a list entry (`ListHit.ref`) rather than a rule."""
+    return decided_by is not None and decided_by.startswith(("block-list#", "allow-list#"))
+
+
 def deciding_entry(hits: Iterable[ListHit]) -> ListHit | None:
     """The entry that decides: a block entry before any allow entry, the oldest (lowest id) of a kind."""
     blocks = sorted(hit for hit in hits if hit.kind is ListKind.BLOCK)

@@ -53,9 +53,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-import cel
-
 from fraud.features.catalog import FEATURE_NAMES
+from fraud.rules.cel_engine import cel
 
 # The live rule set, shipped inside the package (the scorer Lambda and the Dagster image carry it); FRAUD_RULES_PATH
 # points a deployment at another file.

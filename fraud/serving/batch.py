@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,11 +23,12 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from fraud.core.read_ahead import read_ahead
 from fraud.core.settings import Settings
 from fraud.core.storage import object_store
-from fraud.db.scores import Selection, pending_pages, recent_features, write_scores
+from fraud.db.scores import Selection, pending_pages, recent_features, rule_inputs, write_scores
 from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
 from fraud.model import registry
 from fraud.model.attribution import CHUNK_TRANSACTIONS, reasons_json, score_and_attribute
 from fraud.model.litert import TFLiteScorer
+from fraud.rules import RuleSet, decide, is_list_ref, parse_hits, rule_fields
 
 # transactions read, scored and written per round trip: small enough that reading the next page and writing the
 # last one overlap scoring this one (100,000 rows, median of 3: 14,400 tx/s with pages of 50,000, 19,300 with
@@ -167,6 +169,11 @@ class BatchResult:
     scored: int  # fraud_score rows written (rows another run wrote first are not counted)
     flagged: int  # flagged among the pending transactions
     pending: int  # transactions this model version had not scored when read
+    review: int = 0  # decisions among the pending transactions, by outcome
+    block: int = 0
+    listed: int = 0  # decided by a block or allow list entry
+    rule_errors: int = 0  # rule evaluations that failed (the rule did not fire)
+    ruleset_version: str = ""
 
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -176,24 +183,29 @@ def score_selection(
     engine: Engine,
     model: PromotedModel,
     selection: Selection,
+    ruleset: RuleSet,
     predict: Predict | None = None,
     page_rows: int = PAGE_ROWS,
     chunk: int = CHUNK_TRANSACTIONS,
 ) -> BatchResult:
     """Score every selected transaction the model has not scored yet: stream their feature vectors, and per
-    page score them with their top reasons (one interpreter pass over each row and its occluded copies) and
-    write them. Writing a page (its reasons' JSON, then PostgreSQL's work) overlaps with reading and scoring the
-    next one.
+    page score them with their top reasons (one interpreter pass over each row and its occluded copies), decide
+    on them (the lists, then `ruleset`: fraud/rules/decision.py, as the real-time path does) and write them.
+    Writing a page (its decisions, its reasons' JSON, then PostgreSQL's work) overlaps with reading and scoring
+    the next one.
     `predict` swaps in another runner of the same model (the benchmark's Keras baseline), with the `chunk` of
     transactions per call that suits it."""
     predict = predict or model.scorer.predict
-    totals = {"scored": 0, "flagged": 0, "pending": 0}  # of the pages whose scores are committed
+    totals = dict.fromkeys(("scored", "flagged", "pending", "review", "block", "listed", "rule_errors"), 0)
 
-    def settle(write: tuple[Future, int, int]) -> None:
+    def settle(write: tuple[Future, int, int]) -> None:  # totals count the pages whose scores are committed
         future, flagged, rows = write
-        totals["scored"] += future.result()  # raises what the write raised
+        written, decided = future.result()  # raises what the write raised
+        totals["scored"] += written
         totals["flagged"] += flagged
         totals["pending"] += rows
+        for name, count in decided.items():
+            totals[name] += count
 
     def score_pages() -> None:
         baseline = model.baseline(engine)
@@ -209,7 +221,9 @@ def score_selection(
                         settle(last)  # at most one page waiting: bounded memory, and errors surface early
                         last = None
                     last = (
-                        writer.submit(write_page, engine, model, page.trans_nums, scores, flags, contributions),
+                        writer.submit(
+                            write_page, engine, model, ruleset, page.trans_nums, page.features, scores, contributions
+                        ),
                         int(flags.sum()),
                         len(page.trans_nums),
                     )
@@ -233,22 +247,41 @@ def score_selection(
     ):
         with attempt:
             score_pages()
-    return BatchResult(**totals)
+    return BatchResult(**totals, ruleset_version=ruleset.version)
 
 
 def write_page(
     engine: Engine,
     model: PromotedModel,
+    ruleset: RuleSet,
     trans_nums: list[str],
+    features: np.ndarray,
     scores: np.ndarray,
-    flags: np.ndarray,
     contributions: np.ndarray,
-) -> int:
-    """The writer thread's part: the reasons' JSON (Python work that overlaps the next page's LiteRT call, which
-    runs without the GIL) and the rows' write."""
-    return write_scores(
-        engine, model.version, model.threshold, trans_nums, scores, flags, reasons_json(contributions, FEATURE_NAMES)
-    )
+) -> tuple[int, dict[str, int]]:
+    """The writer thread's part (Python work that overlaps the next page's LiteRT call, which runs without the
+    GIL): the page's decisions, its reasons' JSON and its rows' write. Returns the rows written and the
+    decisions' counts."""
+    inputs = rule_inputs(engine, trans_nums)
+    verdicts = [
+        decide(
+            ruleset,
+            rule_fields(ruleset, vector, raw.amount, raw.category, raw.merchant, score, model.threshold),
+            parse_hits(raw.listed),
+        )
+        for vector, score, raw in zip(features.tolist(), scores.tolist(), (inputs[t] for t in trans_nums), strict=True)
+    ]
+    counts = Counter(v.outcome.value for v in verdicts)
+    decided = {
+        "review": counts["review"],
+        "block": counts["block"],
+        "listed": sum(is_list_ref(v.rule) for v in verdicts),
+        "rule_errors": sum(len(v.errors) for v in verdicts),
+    }
+    reasons = reasons_json(contributions, FEATURE_NAMES)
+    flags = scores >= model.threshold
+    written = write_scores(engine, model.version, model.threshold, trans_nums, scores, flags, reasons, verdicts)
+    return written, decided
 
 
 def connection_lost(error: BaseException) -> bool:

@@ -1,7 +1,8 @@
 """The real-time path, one implementation behind both doors (`fraud serve`'s POST /v1/score and the scorer
 Lambda's real-time event): one raw Sparkov transaction → the ETL's rules (fraud/ingest/validation.py) → online
 features from the card's and merchant's history in PostgreSQL, settled and recently decided
-(fraud/features/online.py) → score, flag and top reasons from the promoted model → recorded in the decision log
+(fraud/features/online.py) → score, flag and top reasons from the promoted model → the decision: the block and
+allow lists, then the rules (fraud/rules/decision.py, the same as batch scoring's) → recorded in the decision log
 (`realtime_decision`, fraud/db/decisions.py) → answered. `score_async` is that path; `score` runs it for a
 caller without an event loop (the Lambda handler) on a loop of its own, kept across warm invocations.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -53,10 +55,14 @@ from fraud.features.online import (
     parse_transaction,
 )
 from fraud.model.attribution import score_and_attribute, top_reasons
+from fraud.rules import ListHit, RuleSet, live_rules, parse_hits, rule_fields
+from fraud.rules import decide as decide_outcome
 from fraud.serving.batch import ModelCache, PromotedModel
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
 
 APPLICATION_NAME = "fraud-realtime"  # how the real-time connections show in pg_stat_activity
 MODEL_RECHECK_SECONDS = 30.0  # how stale the real-time view of LATEST may get (a check is an object-store read)
@@ -88,6 +94,10 @@ class Decision:
     reasons: list[dict]
     new_card: bool
     new_merchant: bool
+    outcome: str  # approve, review or block: the lists', then the rules' decision (fraud/rules/decision.py)
+    decided_by: str | None  # the deciding rule id or list entry (`block-list#12`); None: approved, no rule fired
+    rules_fired: list[str]
+    ruleset_version: str
 
     def answer(self) -> dict:
         return asdict(self)
@@ -105,13 +115,13 @@ def request_digest(tx: Transaction) -> str:
 
 
 def _prior(row: Mapping[str, object], trans_num: str, digest: str) -> Decision | None:
-    """The decision already recorded for `trans_num` (from the PRIOR columns of `row`), or None."""
-    if row["prior_request_digest"] is None:
+    """The decision already recorded for `trans_num` (the `prior` JSON object of `row`), or None."""
+    prior = row["prior"]
+    if prior is None:
         return None
-    if row["prior_request_digest"] != digest:
+    if prior["request_digest"] != digest:
         raise DecisionConflict(trans_num)
-    values = {column: row[f"prior_{column}"] for column in PRIOR if column != "request_digest"}
-    return Decision(trans_num=trans_num, **values)
+    return Decision(trans_num=trans_num, **{column: prior[column] for column in PRIOR if column != "request_digest"})
 
 
 class RealtimeScorer:
@@ -145,6 +155,9 @@ class RealtimeScorer:
 
     def model(self) -> PromotedModel:
         return self.models.get(self.settings, self.recheck_seconds)
+
+    def rules(self) -> RuleSet:
+        return live_rules(self.settings.rules_path)
 
     def _model_and_baseline(self) -> tuple[PromotedModel, np.ndarray]:
         model = self.model()
@@ -230,7 +243,7 @@ class RealtimeScorer:
             return prior.answer()
         history = history_from_row(row)
         features = feature_vector(tx, history)
-        decision = decide(tx, model, baseline, features, history)
+        decision = decide(tx, model, baseline, features, history, self.rules(), parse_hits(row["listed"]))
         record = decision_record(tx, decision, features, digest, received_at, channel, started)
 
         async def write(connection: psycopg.AsyncConnection) -> Decision:
@@ -266,11 +279,29 @@ class RealtimeScorer:
 
 
 def decide(
-    tx: Transaction, model: PromotedModel, baseline: np.ndarray, features: np.ndarray, history: History
+    tx: Transaction,
+    model: PromotedModel,
+    baseline: np.ndarray,
+    features: np.ndarray,
+    history: History,
+    ruleset: RuleSet,
+    listed: list[ListHit],
 ) -> Decision:
-    """Score, flag and top reasons of one transaction's feature vector."""
+    """Score, flag and top reasons of one transaction's feature vector, and the decision the lists and the rules
+    make with them."""
     scores, contributions = score_and_attribute(model.scorer.predict, features[None, :], baseline)
     score = float(scores[0])
+    verdict = decide_outcome(
+        ruleset,
+        rule_fields(
+            ruleset, features.astype(np.float32).tolist(), tx.amt, tx.category, tx.merchant, score, model.threshold
+        ),
+        listed,
+    )
+    if verdict.errors:
+        log.warning(
+            "rules failed on %s: %s", tx.trans_num, "; ".join(f"{e.rule_id}: {e.reason}" for e in verdict.errors)
+        )
     return Decision(
         trans_num=tx.trans_num,
         score=score,
@@ -281,6 +312,10 @@ def decide(
         reasons=top_reasons(contributions, FEATURE_NAMES)[0],
         new_card=not history.card_seen_before,
         new_merchant=not history.merchant_seen_before,
+        outcome=verdict.outcome.value,
+        decided_by=verdict.rule,
+        rules_fired=list(verdict.fired),
+        ruleset_version=verdict.version,
     )
 
 

@@ -36,6 +36,7 @@ from fraud.core.settings import Settings
 from fraud.db.engine import get_engine
 from fraud.db.scores import Selection
 from fraud.features.online import InvalidTransaction
+from fraud.rules import live_rules
 from fraud.serving.batch import ModelCache, score_selection
 from fraud.serving.realtime import DecisionConflict, RealtimeScorer
 from fraud.serving.request import validate_request
@@ -52,6 +53,10 @@ def _instant(value: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+# a batch invocation's counts: scores written, model flags, transactions read, decisions by outcome and source
+COUNTS = ("scored", "flagged", "pending", "review", "block", "listed", "rule_errors")
+
+
 def score_batch(event: dict, settings: Settings) -> dict:
     model = _models.get(settings)  # re-checks LATEST on every invocation
     selection = Selection(
@@ -60,13 +65,12 @@ def score_batch(event: dict, settings: Settings) -> dict:
         until=_instant(event["until"]) if event.get("until") else None,
         unreviewed_only=bool(event.get("unreviewed_only")),
     )
-    result = score_selection(get_engine(settings), model, selection)
+    result = score_selection(get_engine(settings), model, selection, live_rules(settings.rules_path))
     return {
         "model_version": model.version,
         "threshold": model.threshold,
-        "scored": result.scored,
-        "flagged": result.flagged,
-        "pending": result.pending,
+        "ruleset_version": result.ruleset_version,
+        **{name: getattr(result, name) for name in COUNTS},
     }
 
 
@@ -79,7 +83,8 @@ def score_batches(event: dict, settings: Settings) -> dict:
         "model_version": results[-1]["model_version"],
         "threshold": results[-1]["threshold"],
         "batches": len(results),
-        **{key: sum(r[key] for r in results) for key in ("scored", "flagged", "pending")},
+        "ruleset_version": results[-1]["ruleset_version"],
+        **{key: sum(r[key] for r in results) for key in COUNTS},
     }
 
 

@@ -53,8 +53,12 @@ def decision(n: int, received_at: datetime, **overrides) -> dict:
         "features": [0.0, 1.0],
         "latency_ms": 4.0,
         "channel": "api",
+        "rules_fired": [],
+        "ruleset_version": "test-rules",
     }
-    return {**row, **overrides}
+    row = {**row, **overrides}
+    flagged = row["flagged"]
+    return {"outcome": "review" if flagged else "approve", "decided_by": "model-threshold" if flagged else None, **row}
 
 
 ROWS = [

@@ -13,7 +13,8 @@ from bench.scoring import load_world
 from fraud.db.scores import write_scores
 
 SCORE = (
-    "INSERT INTO fraud_score (trans_num, model_version, score, flagged, threshold) VALUES (:t, 'ref', 0.9, true, 0.5)"
+    "INSERT INTO fraud_score (trans_num, model_version, score, flagged, threshold, outcome, ruleset_version) "
+    "VALUES (:t, 'ref', 0.9, true, 0.5, 'review', 'none')"
 )
 
 

@@ -3,22 +3,74 @@ the raw zone, featurized online from PostgreSQL (fraud.features.online) and comp
 stored for them. The database holds the whole simulation, so the online query must leave out everything from
 the transaction's second on, and every label not yet known at that time."""
 
+from collections import Counter
 from datetime import timedelta
 
 import numpy as np
 from sqlalchemy import text
 
-from fraud.core.schema import decode_jsonl_gz
+from fraud.core.schema import batch_id_of, decode_jsonl_gz
 from fraud.core.storage import object_store
+from fraud.db.lists import add_entry
+from fraud.db.scores import Selection
 from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
 from fraud.features.online import online_features, parse_transaction
 from fraud.ingest.raw_zone import transaction_keys
+from fraud.rules import live_rules
+from fraud.serving.batch import ModelCache, score_selection
 from fraud.serving.realtime import RealtimeScorer
 from lambdas.generator.handler import handler as generate
 from tests.helpers.homes import own_migrated_home
 from tests.helpers.litert_models import publish_logistic, weights_for
 
 SAMPLE = 1_000
+# rules over raw fields, features and the score, so that every kind of field takes part in the comparison
+PARITY_RULES = """
+version = "parity-1"
+
+[[rule]]
+id = "big-amount"
+description = "A large amount"
+expression = "amt >= 150.0"
+outcome = "review"
+priority = 20
+
+[[rule]]
+id = "velocity"
+description = "A burst on the card"
+expression = "card_count_1h >= 2.0 && category != 'gas_transport'"
+outcome = "block"
+priority = 50
+
+[[rule]]
+id = "model"
+description = "The model's threshold"
+expression = "score >= threshold"
+outcome = "review"
+priority = 10
+"""
+
+
+def list_some_of(engine, transactions) -> dict[str, int]:
+    """A block entry on a merchant, an allow entry on a card, and a block entry on another merchant that expired
+    before the day was scored; returns their ids."""
+    merchants = Counter(tx.merchant for tx in transactions).most_common()
+    blocked, expired = merchants[0][0], merchants[1][0]
+    allowed = Counter(tx.card_token for tx in transactions if tx.merchant not in (blocked, expired)).most_common()[0][0]
+    ids = {
+        "block": add_entry(engine, "block", "merchant", blocked, "parity test", "tests").id,
+        "allow": add_entry(engine, "allow", "card", allowed, "parity test", "tests").id,
+        "expired": add_entry(engine, "block", "merchant", expired, "parity test", "tests").id,
+    }
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE list_entry SET added_at = now() - interval '2 days', expires_at = now() - interval '1 day' "
+                "WHERE id = :id"
+            ),
+            {"id": ids["expired"]},
+        )
+    return ids
 
 
 def test_online_features_match_the_glue_job(first_loaded_simulation, settings):
@@ -66,7 +118,8 @@ def test_transactions_first_seen_by_the_api_get_their_batch_features_and_count_o
     """Two days settled through the Glue job; the third day's transactions scored by the real-time path first, in
     event-time order (so each sees the day's earlier ones only as recorded decisions); then the third day's
     batch loaded by the Glue job. The features the real-time path recorded equal those the job computed for the
-    same transactions, and after the load a card's history counts each of them once."""
+    same transactions, and after the load a card's history counts each of them once. Then the batch scorer
+    decides on the day: every outcome, deciding rule or list entry and fired rule equals the real-time path's."""
     from glue.process_transactions import run
 
     with own_migrated_home("fraud-api-first-") as (settings, engine):
@@ -84,6 +137,10 @@ def test_transactions_first_seen_by_the_api_get_their_batch_features_and_count_o
         etl(batches[:2], label_keys)  # every label file: labels count only from their labelled_at on
         publish_logistic(small, "parity-v1", weights_for(amt_log=0.5, card_count_1h=1.0), -3.0, 0.5)
         day3 = sorted(decode_jsonl_gz(raw.get_bytes(batches[2])), key=lambda r: int(r["unix_time"]))
+        rules_file = settings.home / "parity-rules.toml"
+        rules_file.write_text(PARITY_RULES)
+        small = small.model_copy(update={"rules_path": rules_file})
+        listed = list_some_of(engine, [parse_transaction(row, settings.token_key()) for row in day3])
         scorer = RealtimeScorer(small, recheck_seconds=3600)
         try:
             answers = [scorer.score(row, channel="api") for row in day3]
@@ -123,3 +180,24 @@ def test_transactions_first_seen_by_the_api_get_their_batch_features_and_count_o
                 {"c": tx.card_token, "since": tx.event_time - timedelta(days=1)},
             ).scalar_one()
         assert history.card_counts["1d"] == facts > 0
+
+        # the batch scorer decides on the same transactions as the real-time path did: same lists, same rules
+        model = ModelCache().get(small)
+        batch = score_selection(engine, model, Selection(batch_id=batch_id_of(batches[2])), live_rules(rules_file))
+        assert batch.scored == len(day3)
+        with engine.connect() as connection:
+            pairs = connection.execute(
+                text("""
+                SELECT d.trans_num, d.outcome, d.decided_by, d.rules_fired, s.outcome, s.decided_by, s.rules_fired
+                FROM realtime_decision d JOIN fraud_score s USING (trans_num)
+                WHERE s.model_version = 'parity-v1' AND d.trans_num <> 'after-the-load'""")
+            ).all()
+        assert len(pairs) == len(day3)
+        disagree = [p for p in pairs if tuple(p[1:4]) != tuple(p[4:7])]
+        assert not disagree, disagree[:5]
+        decided_by = Counter(p[2] for p in pairs)
+        outcomes = Counter(p[1] for p in pairs)
+        assert set(outcomes) == {"approve", "review", "block"}, outcomes
+        assert decided_by[f"block-list#{listed['block']}"] > 0 and decided_by[f"allow-list#{listed['allow']}"] > 0
+        assert decided_by[f"block-list#{listed['expired']}"] == 0  # past its expiry before day 3 was scored
+        assert {"big-amount", "velocity", "model"} <= {rule for p in pairs for rule in p[3]}

@@ -18,6 +18,7 @@ from fraud.core.storage import object_store
 from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
 from fraud.features.online import online_features, parse_transaction
 from fraud.model import registry
+from fraud.rules import live_rules
 from fraud.serving.batch import attribution_baseline
 from lambdas.scorer.handler import handler
 from tests.helpers.lambda_standin import pipes_event, pipes_messages
@@ -124,9 +125,13 @@ def test_real_time_event_scores_one_transaction_and_records_the_decision(world):
     assert set(result) == {
         *("trans_num", "score", "flagged", "threshold", "model_version", "feature_version", "reasons"),
         *("new_card", "new_merchant"),
+        *("outcome", "decided_by", "rules_fired", "ruleset_version"),
     }
     latest = registry.latest_version(object_store(settings, settings.models_bucket), settings.model_name)
     assert result["model_version"] == latest and result["flagged"] == (result["score"] >= THRESHOLD)
+    # the live rule set decides: its model-threshold rule sends a flagged transaction to review
+    assert result["ruleset_version"] == live_rules().version
+    assert ("model-threshold" in result["rules_fired"]) == result["flagged"]
     assert not result["new_card"] and not result["new_merchant"]
     assert result["score"] == pytest.approx(logistic(features[None, :], WEIGHTS, BIAS)[0], abs=1e-5)
     assert all(r["feature"] in FEATURE_NAMES and r["contribution"] > 0 for r in result["reasons"])

@@ -224,7 +224,10 @@ def test_a_later_flag_on_a_card_day_already_alerted_gets_a_follow_up(engine, set
     assert send_alerts(engine, world.model_version, OutboxMailer(tmp_path), policy).sent == 1
     late = world.transactions[~world.transactions["flagged"]].iloc[0]
     with engine.begin() as connection:  # a rescoring flags another transaction of the same card-day
-        connection.execute(text("UPDATE fraud_score SET flagged = true WHERE trans_num = :t"), {"t": late["trans_num"]})
+        connection.execute(
+            text("UPDATE fraud_score SET flagged = true, outcome = 'review' WHERE trans_num = :t"),
+            {"t": late["trans_num"]},
+        )
     follow_up = send_alerts(engine, world.model_version, OutboxMailer(tmp_path), policy)
     assert follow_up.sent == 1
     keys = list(_alert_rows(engine, world)["group_key"])

@@ -13,6 +13,7 @@ from bench.scoring import load_world, requests_for
 from fraud.core.storage import object_store
 from fraud.db.scores import Selection
 from fraud.model import registry
+from fraud.rules import live_rules
 from fraud.serving.api import create_app
 from fraud.serving.batch import ModelCache, ModelRejected, score_selection
 from fraud.serving.realtime import RealtimeScorer
@@ -55,7 +56,9 @@ def test_connection_killed_mid_run_is_retried_without_duplicate_scores(world):
         return model.scorer.predict(features)
 
     predict_and_kill.calls = 0
-    result = score_selection(engine, model, Selection(batch_id="faults-score"), predict=predict_and_kill, page_rows=250)
+    result = score_selection(
+        engine, model, Selection(batch_id="faults-score"), live_rules(), predict=predict_and_kill, page_rows=250
+    )
     assert killed == [1, 1]  # each kill hit the reading connection
     with engine.connect() as connection:
         rows = connection.execute(

@@ -95,7 +95,7 @@ def build_function(name: str, dist_dir: Path = DIST_DIR, force: bool = False, ta
     """Build (or reuse) `lambda-<name>.zip` and its manifest for `target` in its folder of `dist_dir`; raise
     when it breaks a hard rule."""
     spec = FUNCTIONS[name]
-    installed = resolve_distributions(spec.requirements, target)
+    installed = resolve_distributions(spec.requirements, target, spec.omitted)
     forbidden = {canonicalize_name(f) for f in spec.forbidden}
     banned = [d.metadata["Name"] for d in installed if canonicalize_name(d.metadata["Name"]) in forbidden]
     if banned:

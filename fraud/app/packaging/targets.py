@@ -104,6 +104,8 @@ class FunctionSpec:
     name: str
     requirements: tuple[str, ...]  # what the handler imports; their dependencies are resolved from metadata
     forbidden: tuple[str, ...] = ()  # distributions that must never end up in the zip
+    # dependencies a requirement declares that the handler never imports: not shipped
+    omitted: tuple[str, ...] = ()
 
     @property
     def handler(self) -> str:
@@ -131,8 +133,11 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             "pydantic-settings",
             "tenacity",
             "dagster-pipes",
+            "common-expression-language",
         ),
         forbidden=("tensorflow", "tensorflow-cpu", "keras", "tf-keras", "tensorboard"),
+        # the CEL package's command line (cel.cli): fraud/rules/cel_engine.py loads the compiled module alone
+        omitted=("typer", "rich", "prompt-toolkit", "pygments"),
     ),
 }
 

@@ -22,8 +22,11 @@ from fraud.app.packaging.sources import pruned
 from fraud.app.packaging.targets import LAMBDA, WHEEL_CACHE_DIR, PackagingError, Target, dotted
 
 
-def resolve_distributions(requirements: tuple[str, ...], target: Target = LAMBDA) -> list[metadata.Distribution]:
-    """The requirements and their dependencies as installed, with markers evaluated for the target's Python."""
+def resolve_distributions(
+    requirements: tuple[str, ...], target: Target = LAMBDA, omitted: tuple[str, ...] = ()
+) -> list[metadata.Distribution]:
+    """The requirements and their dependencies as installed, with markers evaluated for the target's Python;
+    `omitted` distributions (and what only they need) are left out."""
     environment = {
         "python_version": dotted(target.python),
         "python_full_version": dotted(target.python) + ".0",
@@ -35,12 +38,15 @@ def resolve_distributions(requirements: tuple[str, ...], target: Target = LAMBDA
         "platform_python_implementation": "CPython",
     }
     found: dict[str, metadata.Distribution] = {}
+    skipped = {canonicalize_name(name) for name in omitted}
     pending = [(Requirement(r), "") for r in requirements]
     while pending:
         requirement, extra = pending.pop()
         if requirement.marker is not None and not requirement.marker.evaluate(environment | {"extra": extra}):
             continue
         key = canonicalize_name(requirement.name)
+        if key in skipped:
+            continue
         try:
             dist = metadata.distribution(requirement.name)
         except metadata.PackageNotFoundError:
