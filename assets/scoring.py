@@ -22,7 +22,8 @@ class ScoringScope(Config):
     kinds={"python", "postgres"},
     code_version=CODE_VERSIONS["fraud_flags"],
     owners=["team:fraud-ml"],
-    description="Fraud scores and flags in `fraud_score`, written by the scorer Lambda (LiteRT, no TensorFlow; "
+    description="Fraud scores, flags and decisions (the block/allow lists, then the rules: approve, review or "
+    "block) in `fraud_score`, written by the scorer Lambda (LiteRT, no TensorFlow; "
     "invoked through Dagster Pipes in aws mode, in-process locally) for every transaction the promoted model has "
     "not scored yet; a run config narrows it to given raw batches or to rescoring the last days' unreviewed "
     "transactions.",
@@ -55,5 +56,10 @@ def fraud_flags(context: AssetExecutionContext, config: ScoringScope, fraud: Fra
         }
     else:
         result = score({})
-    context.log.info(f"scored {result['scored']} transactions with {result['model_version']}")
+    context.log.info(
+        f"scored {result['scored']} transactions with {result['model_version']}; rules {result['ruleset_version']}: "
+        f"{result['review']} to review, {result['block']} blocked ({result['listed']} by a list entry)"
+    )
+    if result["rule_errors"]:
+        context.log.warning(f"{result['rule_errors']} rule evaluations failed (those rules did not fire)")
     return MaterializeResult(metadata={k: meta.number(v) if isinstance(v, float) else v for k, v in result.items()})

@@ -9,7 +9,7 @@ CODE_VERSIONS = {
     "raw_transactions": "simulator-2",  # label timing per fraud type; batch ids name every content parameter
     "processed_transactions": f"features-{FEATURE_VERSION}",
     "fraud_model": "mlp-3",  # label-aware features, the random forest baseline
-    "fraud_flags": "litert-reasons-1",  # top-3 reasons by occlusion
-    "fraud_report": "report-3",  # model comparison with every baseline, drift since training
-    "customer_alerts": "card-day-groups-1",
+    "fraud_flags": "decisions-1",  # top-3 reasons by occlusion; the lists' and rules' decision beside each score
+    "fraud_report": "report-4",  # model comparison with every baseline, drift since training, the rules' backtest
+    "customer_alerts": "card-day-groups-2",  # review and block decisions, not the model's flags
 }
