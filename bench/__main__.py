@@ -370,7 +370,8 @@ def phase_etl(work: Workspace) -> Outcome:
 def phase_scoring(work: Workspace) -> Outcome:
     from bench.scoring import run
 
-    return Outcome(run(console, work.settings, work.database()))  # batch DB → LiteRT → fraud_score vs Keras
+    rows, figures = run(console, work.settings, work.database())  # batch DB → LiteRT → fraud_score vs Keras
+    return Outcome(rows, figures)
 
 
 def phase_api(work: Workspace) -> Outcome:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import date
 
 import numpy as np
@@ -97,6 +97,7 @@ class BatchFigures:
     keras_seconds: float
     litert_call_seconds: float  # the scoring call alone (rows and their occluded copies), no database
     keras_call_seconds: float  # the same with the Keras model called directly (`predict_on_batch`), no database
+    undecided_seconds: float  # the LiteRT path end to end with an empty rule set: what the decisions cost
 
 
 def bench_batch(engine: Engine, settings: Settings, keras_model, batch_id: str, features: np.ndarray) -> BatchFigures:
@@ -110,16 +111,21 @@ def bench_batch(engine: Engine, settings: Settings, keras_model, batch_id: str, 
     batches of 4,096, as this benchmark ran until then, its calls took 9.7-11.2 s against 3.1-4.5 s."""
     from fraud.db.scores import Selection
     from fraud.model.attribution import CHUNK_TRANSACTIONS, score_and_attribute
-    from fraud.rules import live_rules
+    from fraud.rules import RuleSet, live_rules
     from fraud.serving.batch import PAGE_ROWS, ModelCache, score_selection
+
+    no_rules = RuleSet("none", ())  # the baseline of what the decisions cost
 
     model = ModelCache().get(settings)
     model.baseline(engine)
     selection = Selection(batch_id=batch_id)
-    started = time.perf_counter()
     rules = live_rules(settings.rules_path)
+    started = time.perf_counter()
     litert = score_selection(engine, model, selection, rules)
     litert_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    undecided = score_selection(engine, replace(model, version=model.version + "-norules"), selection, no_rules)
+    undecided_seconds = time.perf_counter() - started
 
     as_keras = replace(model, version=model.version + "-keras")
     started = time.perf_counter()
@@ -132,7 +138,7 @@ def bench_batch(engine: Engine, settings: Settings, keras_model, batch_id: str, 
         predict=lambda x: keras_model.predict(x, batch_size=len(x), verbose=0).reshape(-1),
     )
     keras_seconds = time.perf_counter() - started
-    assert litert.scored == keras.scored == litert.pending, (litert, keras)
+    assert litert.scored == keras.scored == undecided.scored == litert.pending, (litert, keras, undecided)
 
     def keras_call(x: np.ndarray) -> np.ndarray:
         return np.asarray(keras_model.predict_on_batch(x)).reshape(-1)
@@ -144,7 +150,54 @@ def bench_batch(engine: Engine, settings: Settings, keras_model, batch_id: str, 
         for start in range(0, len(features), PAGE_ROWS):  # page by page, as the scorer calls it
             score_and_attribute(predict, features[start : start + PAGE_ROWS], baseline, chunk)
         calls.append(time.perf_counter() - started)
-    return BatchFigures(litert.pending, litert_seconds, keras_seconds, *calls)
+    return BatchFigures(litert.pending, litert_seconds, keras_seconds, *calls, undecided_seconds)
+
+
+def run(console, settings: Settings, engine: Engine, rows: int = 100_000) -> tuple[list[tuple[str, ...]], dict]:
+    """Rows for the benchmark table (benchmark, rows, baseline, baseline s, measured s, ratio) and the figures."""
+    with console.status(f"scoring: loading {rows:,} processed transactions"):
+        frame = load_world(engine, settings, rows, "bench-scoring", features="computed")
+        features = np.stack(frame["features"].to_numpy()).astype(np.float32)
+        keras_model = mlp(features[:10_000])
+        publish(settings, "bench-mlp", keras_model)
+    with console.status("scoring: batch, LiteRT vs Keras vs no rules, end to end"):
+        batch = bench_batch(engine, settings, keras_model, "bench-scoring", features)
+    per_second = batch.rows / batch.litert_seconds
+    table = [
+        (
+            "batch scoring DB → LiteRT → decisions → fraud_score",
+            f"{batch.rows:,}",
+            "same path, Keras predict",
+            f"{batch.keras_seconds:.2f}",
+            f"{batch.litert_seconds:.2f}",
+            f"{batch.keras_seconds / batch.litert_seconds:.1f}x",
+        ),
+        (
+            "batch scoring end to end throughput",
+            f"{batch.rows:,}",
+            "(goal: 50,000 tx/s)",
+            "",
+            f"{batch.litert_seconds:.2f}",
+            f"{per_second:,.0f} tx/s",
+        ),
+        (
+            "decisions' cost: live rules + lists",
+            f"{batch.rows:,}",
+            "same LiteRT path, no rules",
+            f"{batch.undecided_seconds:.2f}",
+            f"{batch.litert_seconds:.2f}",
+            f"{batch.litert_seconds / batch.undecided_seconds:.2f}x time",
+        ),
+        (
+            "scoring call alone (score + reasons), no database",
+            f"{batch.rows:,}",
+            "Keras predict_on_batch",
+            f"{batch.keras_call_seconds:.2f}",
+            f"{batch.litert_call_seconds:.2f}",
+            f"{batch.keras_call_seconds / batch.litert_call_seconds:.1f}x",
+        ),
+    ]
+    return table, asdict(batch)
 
 
 def requests_for(frame: pd.DataFrame, count: int, seed: int = 2) -> list[dict]:

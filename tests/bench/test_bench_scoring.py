@@ -1,25 +1,26 @@
 """The batch scoring benchmark's building blocks on tiny sizes (bench/scoring.py), so `make bench` cannot rot."""
 
-import numpy as np
+from rich.console import Console
 
-from bench.scoring import bench_batch, load_world, mlp, publish, requests_for
+from bench.scoring import load_world, requests_for, run
 
 
 def test_batch_benchmark_runs_small(settings, engine):
+    """The phase `make bench` runs (bench.scoring.run), on 400 transactions: every row of its table filled."""
     mine = settings.model_copy(update={"model_name": "bench-test-mlp"})
-    frame = load_world(engine, mine, 400, "bench-test", seed=31, features="computed")  # as `make bench` loads it
-    features = np.stack(frame["features"].to_numpy()).astype(np.float32)
-    keras_model = mlp(features)
-    publish(mine, "bench-test-v1", keras_model)
-
-    batch = bench_batch(engine, mine, keras_model, "bench-test", features)
-    assert (
-        batch.rows == 400
-        and batch.litert_seconds > 0
-        and batch.keras_seconds > 0
-        and batch.litert_call_seconds > 0
-        and batch.keras_call_seconds > 0
+    table, batch = run(Console(quiet=True), mine, engine, rows=400)
+    assert batch["rows"] == 400 and all(
+        batch[name] > 0
+        for name in (
+            "litert_seconds",
+            "keras_seconds",
+            "undecided_seconds",
+            "litert_call_seconds",
+            "keras_call_seconds",
+        )
     )
+    assert len(table) == 4 and all(len(row) == 6 and row[1] == "400" for row in table)
+    frame = load_world(engine, mine, 400, "bench-test", seed=31, features="computed")  # as `make bench` loads it
 
     bodies = requests_for(frame, 10)
     assert len({b["trans_num"] for b in bodies}) == 10 and all(
