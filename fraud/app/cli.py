@@ -6,6 +6,7 @@ import typer
 from rich.console import Console
 
 from fraud.app.cli_lists import lists_app
+from fraud.app.cli_rules import rules_app
 from fraud.core.settings import Settings
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ db_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(lists_app, name="lists")
+app.add_typer(rules_app, name="rules")
 console = Console()
 PIPED_WIDTH = 1_000  # piped output has no screen to fit: wide enough that no table cell wraps mid-word
 

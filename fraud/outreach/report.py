@@ -1,13 +1,15 @@
 """The stakeholder report: one self-contained HTML file (plots embedded as data URIs, CSS inline, no script,
 no external fonts) answering "how much fraud, where, how well does the live model do, how does it compare with
 the baselines, has the data drifted since training, how many alerts did we raise, how did the real-time path
-answer", plus a CSV of the flagged transactions. Jinja2 autoescapes every value from the data."""
+answer, what would the live decision rules have done", plus a CSV of the flagged transactions. Jinja2 autoescapes
+every value from the data."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -21,11 +23,14 @@ from fraud.core.settings import Settings
 from fraud.core.storage import object_store
 from fraud.db import queries
 from fraud.db.decisions import DecisionStats, channel_decisions, daily_decisions, day_window
+from fraud.db.replay import count_history, recorded_outcomes, replay_history
 from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
 from fraud.model import drift, metrics, plots, registry
 from fraud.model.network import NAME as NETWORK
 from fraud.outreach.alerts import CHANNEL
 from fraud.outreach.notify import display_merchant
+from fraud.rules.backtest import BacktestResult, Catch, backtest
+from fraud.rules.ruleset import DEFAULT_RULES_PATH, Outcome, RuleSetError, live_rules
 
 _env = Environment(
     loader=PackageLoader("fraud.outreach", "templates"),
@@ -48,6 +53,19 @@ class RealtimeDecisions:
 
 
 @dataclass(frozen=True)
+class RulesBacktest:
+    """The live rule set replayed on the report's window (fraud/db/replay.py, fraud/rules/backtest.py), and the
+    decisions the promoted model's scores recorded there, per rule set version and outcome."""
+
+    rules_path: str
+    result: BacktestResult | None = None
+    recorded: dict[str, dict[str, int]] = field(default_factory=dict)
+    left_out: int = 0  # transactions of the window no model version scored
+    seconds: float = 0.0  # the replay and the backtest
+    note: str = ""  # why there are no backtest figures
+
+
+@dataclass(frozen=True)
 class ReportData:
     scored: pd.DataFrame  # queries.scored_transactions: every transaction the model scored
     flagged: pd.DataFrame  # queries.flagged_for_report
@@ -57,6 +75,7 @@ class ReportData:
     budget: int  # alerts the fraud team reviews per day
     drift: drift.DriftResult | None = None  # load_drift: PSI per day since the training window
     realtime: RealtimeDecisions | None = None  # load_realtime: the real-time path's answers per day and channel
+    rules: RulesBacktest | None = None  # load_rules_backtest: the live rules on the report's window
 
 
 @dataclass(frozen=True)
@@ -176,6 +195,10 @@ def reasons_text(value: object) -> list[str]:
         elif item is not None:
             shown.append(str(item))
     return shown
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 def _number(value: object) -> str:
@@ -389,6 +412,111 @@ def realtime_view(realtime: RealtimeDecisions | None) -> dict:
     }
 
 
+# --- the live decision rules, backtested on the report's window (docs/rules.md) ---
+
+
+def report_window(scored: pd.DataFrame) -> tuple[datetime, datetime] | None:
+    """[since, until) of the transactions the promoted model scored (the report's window); None when there are none."""
+    if not len(scored):
+        return None
+    times = _utc(scored["event_time"])
+    return times.min().to_pydatetime(), times.max().to_pydatetime() + timedelta(microseconds=1)
+
+
+def load_rules_backtest(
+    engine: Engine, settings: Settings, model_version: str, window: tuple[datetime, datetime] | None
+) -> RulesBacktest:
+    """The live rules (settings.rules_path, else the packaged default) replayed on `window`. A rule set that does not
+    load gives a note instead of figures: the report is still written."""
+    path = str(settings.rules_path or DEFAULT_RULES_PATH)
+    if window is None:
+        return RulesBacktest(path, note="no scored transactions to replay")
+    since, until = window
+    began = time.perf_counter()
+    recorded = recorded_outcomes(engine, model_version, since, until)
+    try:
+        ruleset = live_rules(settings.rules_path)
+    except (RuleSetError, OSError) as error:
+        return RulesBacktest(path, recorded=recorded, note=f"the live rule set ({path}) does not load: {error}")
+    left_out = count_history(engine, since, until).unscored
+    pages = replay_history(engine, model_version, since, until, fields=ruleset.fields)  # only the features it names
+    result = backtest(ruleset, (row for page in pages for row in page))
+    return RulesBacktest(path, result, recorded, left_out, time.perf_counter() - began)
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _catch_cells(catch: Catch) -> list[str]:
+    """hits, hits/day, labelled, frauds, precision, recall, fraud amount caught, model flagged too"""
+    return [
+        f"{catch.hits:,}",
+        "n/a" if catch.hits_per_day is None else f"{catch.hits_per_day:,.1f}",
+        f"{catch.labelled_hits:,}",
+        f"{catch.fraud_hits:,}",
+        _share(catch.precision),
+        _share(catch.recall),
+        f"{catch.fraud_amount:,.2f}",
+        f"{catch.model_overlap:,} ({_share(catch.model_overlap_share)})" if catch.hits else "0",
+    ]
+
+
+def rules_view(rules: RulesBacktest | None) -> dict:
+    """What the report's rules section shows: a sentence on the window, one row per rule (its figures, its
+    description and expression under them), the set's rows (acted on, blocked, the model's flags), the verdicts per
+    outcome, the rules that failed, and the decisions recorded per rule set version."""
+    view: dict = {"note": "", "summary": "", "rows": [], "totals": [], "outcomes": "", "errors": [], "recorded": []}
+    if rules is None:
+        view["note"] = "the rules were not backtested for this report"
+        return view
+    for version, counts in sorted(rules.recorded.items()):
+        view["recorded"].append(
+            {
+                "version": version,
+                "cells": [f"{counts.get(o.value, 0):,}" for o in Outcome] + [f"{sum(counts.values()):,}"],
+            }
+        )
+    result = rules.result
+    if result is None or not result.transactions:
+        view["note"] = rules.note or "no scored transaction in the window"
+        return view
+    days = f"{result.days} day{'' if result.days == 1 else 's'}"
+    view["version"] = result.ruleset_version
+    view["summary"] = (
+        f"{len(result.rules)} rules replayed on {result.transactions:,} transactions of {result.first_day} to "
+        f"{result.last_day} ({days}), each with its stored features and the promoted model's score (another "
+        f"version's where it did not score it): {result.labelled:,} labelled, {result.frauds:,} of them fraud "
+        f"({result.fraud_amount:,.2f})."
+    )
+    if rules.left_out:
+        view["summary"] += f" {rules.left_out:,} transactions no model scored are left out."
+    view["rows"] = [
+        {
+            "id": rule.rule_id,
+            "description": rule.description,
+            "expression": rule.expression,
+            "outcome": rule.outcome.value,
+            "priority": rule.priority,
+            "cells": _catch_cells(rule.catch) + [f"{rule.decided:,}", f"{rule.errors:,}"],
+        }
+        for rule in result.rules
+    ]
+    view["totals"] = [
+        {"name": "the set: acted on", "outcome": "review or block", "cells": _catch_cells(result.acted_on)},
+        {"name": "the set: blocked", "outcome": "block", "cells": _catch_cells(result.block)},
+        {"name": "the model's flags alone", "outcome": "", "cells": _catch_cells(result.model)},
+    ]
+    view["outcomes"] = ", ".join(f"{count:,} {outcome.value}" for outcome, count in result.outcomes.items())
+    view["errors"] = [
+        f"{rule.rule_id} failed on {rule.errors:,} transaction{'' if rule.errors == 1 else 's'} "
+        f"(it did not fire there): {rule.first_error}"
+        for rule in result.rules
+        if rule.errors
+    ]
+    return view
+
+
 def _csv_safe(value: object) -> object:
     # a cell starting with = + - @ is a formula to a spreadsheet: merchant names are data, not formulas
     return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@") else value
@@ -440,6 +568,15 @@ def build_report(data: ReportData, top_n: int = 25, now: datetime | None = None)
         "emails_pending": pending,
         "model_version": version,
     }
+    backtested = data.rules.result if data.rules else None
+    if backtested is not None:  # the live rules on the report's window (NaN: no labelled hit, no labelled fraud)
+        headline |= {
+            "ruleset_version": backtested.ruleset_version,
+            "rules_acted_on": backtested.acted_on.hits,
+            "rules_blocked": backtested.block.hits,
+            "rules_acted_on_precision": _nan(backtested.acted_on.precision),
+            "rules_acted_on_recall": _nan(backtested.acted_on.recall),
+        }
     headline = {name: value.item() if isinstance(value, np.generic) else value for name, value in headline.items()}
 
     def pct(value: float) -> str:
@@ -497,6 +634,7 @@ def build_report(data: ReportData, top_n: int = 25, now: datetime | None = None)
     comparison_columns, comparison = model_comparison(data.metadata)
     drifted = drift_view(data.drift or drift.DriftResult.nothing("drift was not computed for this report"))
     realtime = realtime_view(data.realtime)
+    rules = rules_view(data.rules)
     html = _env.get_template("report.html.j2").render(
         generated_at=(now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
         model_version=version,
@@ -529,6 +667,8 @@ def build_report(data: ReportData, top_n: int = 25, now: datetime | None = None)
         psi_significant=f"{drift.SIGNIFICANT_ABOVE:.2f}",
         psi_min_rows=drift.MIN_ROWS,
         realtime=realtime,
+        rules=rules,
+        outcomes=[o.value for o in Outcome],
     )
     return Report(
         html=html,
@@ -553,8 +693,9 @@ def load_report_data(engine: Engine, settings: Settings, now: datetime | None = 
     if version is None:
         raise LookupError("no promoted model yet: materialize fraud_model first")
     metadata = {"version": version, **registry.load_metadata(store, settings.model_name, version)}
+    scored = queries.scored_transactions(engine, version)
     return ReportData(
-        scored=queries.scored_transactions(engine, version),
+        scored=scored,
         flagged=queries.flagged_for_report(engine, version),
         alerts=queries.alerts_per_day(engine, CHANNEL),
         freshness=queries.data_freshness(engine, version),
@@ -562,6 +703,7 @@ def load_report_data(engine: Engine, settings: Settings, now: datetime | None = 
         budget=settings.alert_budget_per_day,
         drift=load_drift(engine, metadata),
         realtime=load_realtime(engine, REALTIME_DAYS, now),
+        rules=load_rules_backtest(engine, settings, version, report_window(scored)),
     )
 
 

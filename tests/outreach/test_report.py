@@ -1,7 +1,8 @@
 """The stakeholder report on a hand-built scored world in real PostgreSQL: self-contained HTML, figures that
 match the data, breakdowns, reasons, escaping, the CSV, the CLI command and the Dagster asset's metadata; the model
 comparison (every baseline of the metadata, whatever its name) and the drift section on hand-built data; the
-real-time decisions section, with and without recorded decisions."""
+real-time decisions section, with and without recorded decisions; the decision rules section (the live rules
+backtested on the report's window, escaped; a rule set that does not load)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from dagster import materialize
+from markupsafe import escape
 from sqlalchemy import text
 from typer.testing import CliRunner
 
@@ -24,6 +26,7 @@ from assets.reporting import fraud_report
 from assets.resources import FraudPlatform
 from fraud.app.cli import app
 from fraud.core.privacy import card_numbers_in
+from fraud.core.settings import Settings
 from fraud.db.decisions import DecisionStats
 from fraud.features.catalog import FEATURE_NAMES
 from fraud.model import drift, metrics
@@ -32,16 +35,22 @@ from fraud.outreach.report import (
     REALTIME_DAYS,
     RealtimeDecisions,
     ReportData,
+    RulesBacktest,
     after_training,
     breakdown,
     build_report,
     live_metrics,
     load_report_data,
+    load_rules_backtest,
     model_comparison,
     publish_report,
     realtime_view,
     reasons_text,
+    report_window,
 )
+from fraud.rules import load_rules
+from fraud.rules.backtest import HistoryRow, backtest
+from fraud.rules.ruleset import DEFAULT_RULES_PATH
 from tests.db.test_decisions import decision, forget, record
 from tests.helpers.homes import own_migrated_home
 from tests.helpers.scored_world import HOSTILE_MERCHANT, THRESHOLD, build_world
@@ -458,3 +467,114 @@ def test_realtime_view_on_hand_built_figures():
     assert "&lt;script&gt;x&lt;/script&gt;: 1 decision," in section and "<script>" not in section
     # no figures loaded at all (a hand-built ReportData): the section still says there were none
     assert "There were no real-time decisions." in _realtime_section(build_report(data).html)
+
+
+# --- the decision rules: the live rule set backtested on the report's window (fraud/rules/backtest.py) ---
+
+
+def _rules_section(html: str) -> str:
+    section = html[html.index('<div class="panel" id="rules">') :]
+    return section[: section.index("<h2>")]
+
+
+def _row_of(section: str, rule_id: str) -> list[str]:
+    row = section[section.index(f"<strong>{rule_id}</strong>") :]
+    return re.findall(r'<td class="num">([^<]*)</td>', row[: row.index("</tr>")])
+
+
+def test_published_report_backtests_the_live_rules(published):
+    world, result = published
+    section = _rules_section(result.report.html)
+    live = load_rules(DEFAULT_RULES_PATH)
+    for rule in live.rules:  # each rule with its description and expression, escaped
+        assert f"<strong>{rule.id}</strong>" in section
+        assert f'<span class="description">{escape(rule.description)}</span>' in section
+        assert f'<code class="expression">{escape(rule.expression)}</code>' in section
+    assert "&amp;&amp;" in section and "&&" not in section
+    assert f"<code>{live.version}</code>" in section
+    frame = world.transactions  # features all 0.0 and no amount over 2,000: only the model's threshold fires
+    flagged, days = int(frame["flagged"].sum()), frame["day"].nunique()
+    precision, recall = metrics.precision_recall_at(frame["is_fraud"].to_numpy(), frame["flagged"].to_numpy())
+    fraud_amount = frame.loc[frame["flagged"] & frame["is_fraud"], "amt"].sum()
+    # priority, hits, hits/day, labelled, frauds, precision, recall, fraud amount, model flagged too, decided, errors
+    assert _row_of(section, "model-threshold") == [
+        "10",
+        f"{flagged:,}",
+        f"{flagged / days:,.1f}",
+        f"{flagged:,}",
+        f"{int((frame['flagged'] & frame['is_fraud']).sum()):,}",
+        f"{precision:.1%}",
+        f"{recall:.1%}",
+        f"{fraud_amount:,.2f}",
+        f"{flagged:,} (100.0%)",
+        f"{flagged:,}",
+        "0",
+    ]
+    assert _row_of(section, "card-velocity-1h")[1] == "0"
+    assert f"{len(frame):,} transactions of 2026-11-02 to 2026-11-05 ({days} days)" in section
+    assert f"Verdicts: {len(frame) - flagged:,} approve, {flagged:,} review, 0 block." in section
+    # the decisions recorded: the world's scores were written without rules (rule set "none", review when flagged)
+    recorded = section[section.index('id="rules-recorded"') :]
+    assert re.findall(r'<td class="num">([^<]*)</td>', recorded[: recorded.index("</table>")]) == [
+        f"{len(frame) - flagged:,}",
+        f"{flagged:,}",
+        "0",
+        f"{len(frame):,}",
+    ]
+    headline = result.report.headline
+    assert (headline["ruleset_version"], headline["rules_acted_on"], headline["rules_blocked"]) == (
+        live.version,
+        flagged,
+        0,
+    )
+    assert headline["rules_acted_on_precision"] == pytest.approx(precision)
+
+
+HOSTILE_RULES = load_rules("""
+version = "<b>v</b>"
+
+[[rule]]
+id = "hostile"
+description = "<img src=x onerror=alert(1)> & \\"quotes\\""
+expression = "merchant == '<script>alert(1)</script>'"
+outcome = "block"
+priority = 5
+""")
+
+
+def test_rules_section_escapes_the_rules_and_says_when_they_do_not_load(report_db, tmp_path):
+    rows = [
+        HistoryRow(
+            f"h{n}",
+            date(2026, 11, 3 + n),
+            dict.fromkeys(FEATURE_NAMES, 0.0)
+            | {"amt": 10.0, "category": "", "merchant": merchant, "score": 0.1, "threshold": 0.5},
+            n == 0,
+            10.0,
+            False,
+        )
+        for n, merchant in enumerate(["<script>alert(1)</script>", "fraud_Shop"])
+    ]
+    rules = RulesBacktest("hand.toml", backtest(HOSTILE_RULES, rows), {"<i>r</i>": {"block": 1}})
+    html = build_report(replace(_hand_report_data(shift_day=date(2026, 11, 7)), rules=rules)).html
+    section = _rules_section(html)
+    assert "<script" not in section and "<img" not in section and "<b>" not in section and "<i>" not in section
+    assert "&lt;img src=x onerror=alert(1)&gt; &amp; &#34;quotes&#34;" in section
+    assert "merchant == &#39;&lt;script&gt;alert(1)&lt;/script&gt;&#39;" in section
+    assert _row_of(section, "hostile")[:5] == ["5", "1", "0.5", "1", "1"]  # 1 hit on 2 days, labelled fraud
+    assert "<code>&lt;i&gt;r&lt;/i&gt;</code>" in section
+
+    # a live rule set that does not load: a note, not a failed report
+    settings, engine = report_db
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'version = "x"\n[[rule]]\nid = "broken"\ndescription = "d"\nexpression = "amt >= "\n'
+        'outcome = "block"\npriority = 1\n'
+    )
+    window = (datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 6, tzinfo=UTC))
+    refused = load_rules_backtest(engine, Settings(rules_path=bad), "report-model", window)
+    assert refused.result is None
+    assert f"the live rule set ({bad}) does not load: rule 'broken': the expression does not parse" in refused.note
+    section = _rules_section(build_report(replace(_hand_report_data(date(2026, 11, 7)), rules=refused)).html)
+    assert "No backtest of the rules: the live rule set" in section and 'id="rules-table"' not in section
+    assert report_window(pd.DataFrame({"event_time": []})) is None
