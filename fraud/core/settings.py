@@ -5,6 +5,8 @@ No other module reads os.environ; everything asks for a `Settings`.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from datetime import date
 from pathlib import Path
@@ -39,6 +41,7 @@ class Settings(BaseSettings):
     db_port: int = 5432
     db_name: str = "fraud"
     card_token_key_secret_arn: str | None = None  # a SecretString holding the HMAC key
+    review_key_secret_arn: str | None = None  # a SecretString: the review app's signing key (sessions, answer links)
     # the deployed Lambdas (infra/ stack outputs): aws mode's raw_transactions and fraud_flags invoke them
     generator_function_name: str | None = None
     scorer_function_name: str | None = None
@@ -53,6 +56,12 @@ class Settings(BaseSettings):
 
     # card tokenization key; empty locally means "generate once into FRAUD_HOME/secrets"
     card_token_key: SecretStr | None = None
+
+    # the review app's signing key (sessions, CSRF, customers' answer links); empty locally means "generate once"
+    review_key: SecretStr | None = None
+    # the review app's address as customers' answer links name it (in AWS: the private way in, docs/operations.md)
+    review_base_url: str = "http://127.0.0.1:8100"
+    answer_link_days: int = 14  # how long a customer's "was this you?" link stays valid
 
     # bearer token of the real-time API (`fraud serve`); empty locally means "generate once into FRAUD_HOME/secrets"
     api_token: SecretStr | None = None
@@ -122,15 +131,27 @@ class Settings(BaseSettings):
 
     def token_key(self) -> bytes:
         """The HMAC key for card tokens: from settings, else a local key generated once (mode 0600)."""
-        if self.card_token_key is not None:
-            return self.card_token_key.get_secret_value().encode()
+        return self._key("card_token_key", self.card_token_key, self.card_token_key_secret_arn)
+
+    def review_signing_key(self, purpose: str) -> bytes:
+        """A key of the review app's for one `purpose` ("session", "answer-link"), derived from FRAUD_REVIEW_KEY (or
+        its secret in aws mode, or a local key generated once): one secret to rotate, a different key per use."""
+        root = self._key("review_key", self.review_key, self.review_key_secret_arn)
+        return hmac.new(root, purpose.encode(), hashlib.sha256).digest()
+
+    def _key(self, name: str, configured: SecretStr | None, secret_arn: str | None) -> bytes:
+        """A secret key: from settings, else from Secrets Manager in aws mode, else generated once into
+        FRAUD_HOME/secrets/<name> (mode 0600)."""
+        if configured is not None:
+            return configured.get_secret_value().encode()
         if self.mode == "aws":
-            if self.card_token_key_secret_arn is None:
-                raise RuntimeError("aws mode needs FRAUD_CARD_TOKEN_KEY_SECRET_ARN (or FRAUD_CARD_TOKEN_KEY)")
+            if secret_arn is None:
+                variable = f"FRAUD_{name.upper()}"
+                raise RuntimeError(f"aws mode needs {variable}_SECRET_ARN (or {variable})")
             from fraud.core.aws import secret_string
 
-            return secret_string(self, self.card_token_key_secret_arn).strip().encode()
-        path = self.home / "secrets" / "card_token_key"
+            return secret_string(self, secret_arn).strip().encode()
+        path = self.home / "secrets" / name
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch(mode=0o600)

@@ -16,6 +16,7 @@ import pyarrow.csv as pacsv
 from sqlalchemy import Engine
 
 from fraud.core.schema import LABEL_COLUMNS
+from fraud.db.labels import REPLACES
 from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
 
 # Columns of the processed frame handed over by the Glue job (one row per valid transaction).
@@ -130,11 +131,13 @@ _MERGE: tuple[tuple[str, str], ...] = (
     ),
     (
         "transaction_label",
-        """
-    INSERT INTO transaction_label (trans_num, is_fraud, labelled_at)
-        SELECT DISTINCT ON (trans_num) trans_num, is_fraud, labelled_at
+        f"""
+    INSERT INTO transaction_label (trans_num, is_fraud, labelled_at, source)
+        SELECT DISTINCT ON (trans_num) trans_num, is_fraud, labelled_at, 'file'
         FROM stg_label ORDER BY trans_num, labelled_at DESC
-        ON CONFLICT (trans_num) DO UPDATE SET is_fraud = EXCLUDED.is_fraud, labelled_at = EXCLUDED.labelled_at""",
+        ON CONFLICT (trans_num) DO UPDATE SET is_fraud = EXCLUDED.is_fraud, labelled_at = EXCLUDED.labelled_at,
+            source = EXCLUDED.source, actor = NULL
+        WHERE {REPLACES}""",
     ),
     (
         "batch_load",

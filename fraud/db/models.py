@@ -93,12 +93,18 @@ class TransactionFeatures(Base):
 
 
 class TransactionLabel(Base):
-    """Chargeback labels; they may arrive before the transaction is processed, hence no foreign key."""
+    """The label that counts for a transaction (fraud/db/labels.py says which): from a label file (chargebacks), an
+    analyst's verdict or a customer's answer. A label may arrive before the transaction is processed, hence no
+    foreign key."""
 
     __tablename__ = "transaction_label"
     trans_num: Mapped[str] = mapped_column(String(64), primary_key=True)
     is_fraud: Mapped[bool] = mapped_column(Boolean)
     labelled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str] = mapped_column(String(16), server_default="file", comment="file, analyst or customer")
+    actor: Mapped[str | None] = mapped_column(Text, comment="the analyst, or the alert answered")
+
+    __table_args__ = (CheckConstraint("source IN ('file', 'analyst', 'customer')", name="ck_transaction_label_source"),)
 
 
 class FraudScore(Base):
@@ -248,3 +254,46 @@ class ListAudit(Base):
     detail: Mapped[dict] = mapped_column(JSONB)
 
     __table_args__ = (CheckConstraint("action IN ('add', 'remove')", name="ck_list_audit_action"),)
+
+
+class LabelEvent(Base):
+    """Every verdict people gave (analysts, customers), kept whether it counts or not; append-only (migration 0007)."""
+
+    __tablename__ = "label_event"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    trans_num: Mapped[str] = mapped_column(String(64), index=True)
+    verdict: Mapped[str] = mapped_column(String(8), comment="fraud, genuine or unsure")
+    source: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), comment="when the platform learnt it")
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("verdict IN ('fraud', 'genuine', 'unsure')", name="ck_label_event_verdict"),
+        CheckConstraint("source IN ('file', 'analyst', 'customer')", name="ck_label_event_source"),
+    )
+
+
+class AppUser(Base):
+    """A user of the review app (`fraud users add`)."""
+
+    __tablename__ = "app_user"
+    username: Mapped[str] = mapped_column(Text, primary_key=True)
+    password_hash: Mapped[str] = mapped_column(Text, comment="argon2id")
+    role: Mapped[str] = mapped_column(String(8), comment="analyst or admin")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (CheckConstraint("role IN ('analyst', 'admin')", name="ck_app_user_role"),)
+
+
+class CustomerAnswer(Base):
+    """The one answer an alert's signed link may give (its primary key makes a link usable once)."""
+
+    __tablename__ = "customer_answer"
+    alert_id: Mapped[int] = mapped_column(ForeignKey("customer_alert.id"), primary_key=True)
+    answer: Mapped[str] = mapped_column(String(8), comment="me or not_me")
+    answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (CheckConstraint("answer IN ('me', 'not_me')", name="ck_customer_answer_answer"),)
