@@ -6,7 +6,10 @@ the ETL, fraud/db/load.py), analysts' verdicts in the review app (`analyst`) and
 says fraud or genuine, by the time the platform learnt it (`labelled_at`), whatever its source. A chargeback file
 that arrives after an analyst's verdict replaces it; a customer's answer after a file label replaces that. At the
 same time a person's verdict wins over a file's (the ETL reloads stored labels with their own time: that never
-turns a verdict into a file label). `unsure` never becomes a label: it is kept in `label_event` and leaves the label
+turns a verdict into a file label). A verdict also replaces a stored label that is not known yet when it is given:
+a label file loaded ahead of its `labelled_at`, which only replayed or simulated histories have (the simulator
+writes each label with the day it becomes known); the two cannot both count, one row holds the label, and the
+verdict is what the platform knows now. `unsure` never becomes a label: it is kept in `label_event` and leaves the label
 as it was. Every verdict people give stays in `label_event` (append-only), the ones that no longer count included.
 
 **Point in time**, as for every label: a verdict counts from the platform's clock when it was given (`PLATFORM_NOW`,
@@ -49,12 +52,14 @@ REPLACES = (
 _EVENT = """
 INSERT INTO label_event (trans_num, verdict, source, actor, note, at)
 VALUES (:trans_num, :verdict, :source, :actor, :note, :at)"""
+# a verdict also replaces a stored label that is not known yet at its time (one from a label file loaded ahead of
+# its `labelled_at`: replayed or simulated histories only, live traffic has no labels from the future)
 _LABEL = f"""
 INSERT INTO transaction_label (trans_num, is_fraud, labelled_at, source, actor)
 VALUES (:trans_num, :is_fraud, :at, :source, :actor)
 ON CONFLICT (trans_num) DO UPDATE SET is_fraud = EXCLUDED.is_fraud, labelled_at = EXCLUDED.labelled_at,
     source = EXCLUDED.source, actor = EXCLUDED.actor
-WHERE {REPLACES}"""
+WHERE {REPLACES} OR transaction_label.labelled_at > EXCLUDED.labelled_at"""
 
 
 def record_verdicts(
