@@ -1,4 +1,4 @@
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AutomationCondition, MaterializeResult, MetadataValue, asset
 
 from assets import metadata as meta
 from assets.resources import FraudPlatform
@@ -21,7 +21,11 @@ def _promoted(fraud: FraudPlatform) -> tuple[str, dict]:
 
 @asset(
     group_name="reporting",
-    deps=["fraud_flags"],
+    # after the alerts: the report counts the emails sent
+    deps=["fraud_flags", "customer_alerts"],
+    # eager: a new fraud_flags materialization (a batch, a rescoring, a manual one) leads to the alerts, then this
+    # report, in one run; updates made in that same run do not count again (assets/sensors.py, automation)
+    automation_condition=AutomationCondition.eager(),
     kinds={"html", "s3"},
     owners=["team:fraud-ops"],
     code_version=CODE_VERSIONS["fraud_report"],
@@ -45,6 +49,7 @@ def fraud_report(context: AssetExecutionContext, fraud: FraudPlatform) -> Materi
 @asset(
     group_name="reporting",
     deps=["fraud_flags"],
+    automation_condition=AutomationCondition.eager(),
     kinds={"email"},
     owners=["team:fraud-ops"],
     code_version=CODE_VERSIONS["customer_alerts"],

@@ -1,4 +1,5 @@
-"""Automation: sensors and schedules that keep the graph current with nobody pressing a button.
+"""Automation: sensors, a schedule and declarative automation that keep the graph current with nobody pressing a
+button.
 
 - `raw_batch_sensor`: each new raw transaction batch → one run of `process_and_score_batch` (ETL + scoring of
   that batch only), run key = batch id, so a batch is never scheduled twice.
@@ -6,17 +7,25 @@
 - `weekly_retrain`: `retrain_model` every Monday 03:00 UTC, labels or not.
 - `model_promotion_sensor`: a new version in the models bucket's LATEST → `rescore_recent` (the unreviewed
   transactions of the last FRAUD_RESCORE_DAYS days).
-All are on by default (DefaultSensorStatus / DefaultScheduleStatus RUNNING); the Dagster daemon (`dagster dev`)
-evaluates them.
+- `alerts_and_report_automation`: the automation conditions of `customer_alerts` and `fraud_report`
+  (`AutomationCondition.eager()`, assets/reporting.py): any new `fraud_flags` materialization (a batch run, a
+  rescoring, a manual one) → one run of the alerts, then the report. Many batch runs in a row give one such run:
+  eager waits while a run that will update `fraud_flags` is queued or has not reached it yet.
+All are on by default (DefaultSensorStatus / DefaultScheduleStatus RUNNING); the Dagster daemon (`dg dev`) evaluates
+them. Each starts from the platform as it is: a first tick (empty cursor) after `fraud demo` requests nothing, and
+says why; so does every tick with nothing to do.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC
 
 from dagster import (
     AssetKey,
+    AssetRecordsFilter,
     AssetSelection,
+    AutomationConditionSensorDefinition,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     RunRequest,
@@ -30,7 +39,7 @@ from dagster import (
 
 from assets.resources import FraudPlatform
 from fraud.core.schema import batch_id_of
-from fraud.db.queries import loaded_batch_ids
+from fraud.db.queries import data_freshness, loaded_batch_ids
 from fraud.ingest.arrivals import ArrivalCursor, next_arrivals
 from fraud.ingest.raw_zone import transaction_objects
 from fraud.model import registry
@@ -92,28 +101,70 @@ def raw_batch_sensor(context: SensorEvaluationContext, fraud: FraudPlatform) -> 
     return SensorResult(run_requests=requests, cursor=cursor.to_json())
 
 
+def _promoted_version(fraud: FraudPlatform) -> str | None:
+    settings = fraud.settings()
+    return registry.latest_version(fraud.store(settings.models_bucket), settings.model_name)
+
+
+LABELS = "transaction_label"  # processed_transactions' metadata: the labels in the database after its run
+
+
+def _labels_reported(record) -> int | None:
+    value = record.asset_materialization.metadata.get(LABELS) if record and record.asset_materialization else None
+    return None if value is None else int(value.value)
+
+
+def labels_at_last_training(instance) -> int | None:
+    """The label count when `fraud_model` was last materialized (by any run: this sensor's, the weekly schedule's,
+    Materialize all, `fraud demo`): the one `processed_transactions` reported last before it. None: no
+    retraining recorded in this instance."""
+    models = instance.fetch_materializations(AssetKey("fraud_model"), limit=1).records
+    if not models:
+        return None
+    before = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey("processed_transactions"), before_storage_id=models[0].storage_id),
+        limit=1,
+    ).records
+    return _labels_reported(before[0]) if before else None
+
+
 @sensor(
     job=retrain_model,
     minimum_interval_seconds=300,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Retrains once FRAUD_RETRAIN_MIN_NEW_LABELS labels were loaded since the last retraining.",
+    description="Retrains once FRAUD_RETRAIN_MIN_NEW_LABELS labels were loaded since the last retraining "
+    "(whatever started it).",
 )
-def labels_sensor(context: SensorEvaluationContext, fraud: FraudPlatform) -> SensorResult | SkipReason:
+def labels_sensor(context: SensorEvaluationContext, fraud: FraudPlatform) -> SensorResult:
     # Labels reach the database through the ETL (processed_transactions), so the sensor watches that asset's
     # label count rather than the raw labels/ prefix: a retrain never starts before its labels are loaded.
-    record = context.instance.get_latest_materialization_event(AssetKey("processed_transactions"))
-    labels_loaded = (
-        record.asset_materialization.metadata.get("transaction_label")
-        if record and record.asset_materialization
-        else None
-    )
-    if labels_loaded is None:
-        return SkipReason("processed_transactions has not reported a label count yet")
-    labels_now = int(labels_loaded.value)
-    last = json.loads(context.cursor)["labels_at_last_retrain"] if context.cursor else 0
-    new_labels = labels_now - last if labels_now >= last else labels_now  # fewer than before: a fresh database
-    if new_labels < fraud.settings().retrain_min_new_labels:
-        return SkipReason(f"{new_labels} new labels since the last retraining")
+    labels_now = _labels_reported(context.instance.get_latest_materialization_event(AssetKey("processed_transactions")))
+    if labels_now is None:
+        return SensorResult(skip_reason=SkipReason("processed_transactions has not reported a label count yet"))
+    # Since when: the later of this sensor's own last request (the cursor) and the latest retraining of any origin.
+    # With no cursor (the sensor's first tick, e.g. `make ui` after `make demo`) and no retraining recorded, a model
+    # already promoted counts as trained on every label loaded so far; with no model at all, from 0.
+    trained_at = labels_at_last_training(context.instance)
+    if context.cursor:
+        since = json.loads(context.cursor)["labels_at_last_retrain"]
+        baseline = max(since, trained_at or 0)
+        origin = "the last retraining"
+    elif trained_at is not None:
+        baseline, origin = trained_at, "the latest fraud_model materialization"
+    elif _promoted_version(fraud) is not None:
+        baseline, origin = labels_now, "the promoted model (no retraining recorded in this instance)"
+    else:
+        baseline, origin = 0, "the start (no model yet)"
+    new_labels = labels_now - baseline if labels_now >= baseline else labels_now  # fewer than before: a fresh database
+    needed = fraud.settings().retrain_min_new_labels
+    if new_labels < needed:
+        return SensorResult(
+            skip_reason=SkipReason(
+                f"{new_labels:,} new labels since {origin} ({labels_now:,} loaded, {baseline:,} then); "
+                f"retraining at {needed:,}"
+            ),
+            cursor=json.dumps({"labels_at_last_retrain": baseline}),
+        )
     return SensorResult(
         run_requests=[RunRequest(run_key=f"labels-{labels_now}", tags={"fraud/labels": str(labels_now)})],
         cursor=json.dumps({"labels_at_last_retrain": labels_now}),
@@ -137,16 +188,29 @@ weekly_retrain = ScheduleDefinition(
     description="A newly promoted model (LATEST in the models bucket) rescores the unreviewed transactions "
     "of the last FRAUD_RESCORE_DAYS days.",
 )
-def model_promotion_sensor(context: SensorEvaluationContext, fraud: FraudPlatform) -> SensorResult | SkipReason:
+def model_promotion_sensor(context: SensorEvaluationContext, fraud: FraudPlatform) -> SensorResult:
     # Watching LATEST itself (not fraud_model's materializations) also catches a promotion or a rollback
     # made outside Dagster.
     settings = fraud.settings()
     store = fraud.store(settings.models_bucket)
     version = registry.latest_version(store, settings.model_name)
     if version is None:
-        return SkipReason("no promoted model yet")
+        return SensorResult(skip_reason=SkipReason("no promoted model yet"), cursor=context.cursor)
     if version == context.cursor:
-        return SkipReason(f"{version} is still the promoted model")
+        return SensorResult(skip_reason=SkipReason(f"{version} is still the promoted model"), cursor=version)
+    if context.cursor is None:
+        # the first tick (e.g. `make ui` after `make demo`): a promoted model that has already scored transactions
+        # had its scoring (the demo's, a batch's, an earlier rescoring); only one that has scored nothing yet is
+        # rescored now
+        latest_score = data_freshness(fraud.engine(), version)["latest_score"]
+        if latest_score is not None:
+            return SensorResult(
+                skip_reason=SkipReason(
+                    f"{version} is the promoted model and has already scored (latest score "
+                    f"{latest_score.astimezone(UTC):%Y-%m-%d %H:%M} UTC): nothing to rescore until a new promotion"
+                ),
+                cursor=version,
+            )
     # the promotion's time in the run key: promoting a version again after a rollback rescores again
     latest_key = f"{settings.model_name}/LATEST"
     promoted = next((o.last_modified for o in store.list_objects(latest_key) if o.key == latest_key), 0.0)
@@ -155,7 +219,25 @@ def model_promotion_sensor(context: SensorEvaluationContext, fraud: FraudPlatfor
         tags={"fraud/model_version": version},
         run_config={"ops": {"fraud_flags": {"config": {"rescore_days": settings.rescore_days}}}},
     )
+    context.log.info(f"{version} promoted (was {context.cursor or 'not seen by this sensor'}): rescoring")
     return SensorResult(run_requests=[request], cursor=version)
+
+
+# The alerts and the report follow fraud_flags by their automation conditions (eager, assets/reporting.py), evaluated
+# by this sensor in the daemon. Not a step of the batch job: 200 batches in a tick would be 200 reports; eager waits
+# while a run that will update fraud_flags is queued or has not reached it, so a backlog of batches ends in one
+# alerts and report run. Its first evaluation only records the state (nothing counts as "updated" yet), so opening
+# the UI after `fraud demo` starts nothing. A tick with nothing to request shows, per asset, which part of the
+# condition is false.
+alerts_and_report_automation = AutomationConditionSensorDefinition(
+    "alerts_and_report_automation",
+    target=AssetSelection.assets("customer_alerts", "fraud_report"),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    run_tags={"fraud/trigger": "automation"},
+    description="Customer alerts, then the report, after every new fraud_flags materialization (a batch run, a "
+    "rescoring, a manual one); many in a row give one run.",
+)
 
 
 # `fraud demo` (fraud/app/demo.py) runs each asset as its own run of this job, so the UI shows and opens them
@@ -164,5 +246,5 @@ demo = define_asset_job(
 )
 
 JOBS = [process_and_score_batch, retrain_model, rescore_recent, demo]
-SENSORS = [raw_batch_sensor, labels_sensor, model_promotion_sensor]
+SENSORS = [raw_batch_sensor, labels_sensor, model_promotion_sensor, alerts_and_report_automation]
 SCHEDULES = [weekly_retrain]

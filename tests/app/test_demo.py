@@ -8,7 +8,15 @@ import sys
 import textwrap
 
 import pytest
-from dagster import AssetExecutionContext, DagsterInstance, Definitions, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    DagsterInstance,
+    Definitions,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -114,3 +122,14 @@ def test_cli_demo_failure_prints_the_error_and_the_log_tail(monkeypatch, tmp_pat
     assert result.exit_code == 1
     assert "error: processed_transactions failed: Spark ran out of memory" in result.stderr
     assert str(log) in result.stderr and "line 99" in result.stderr and "line 79" not in result.stderr
+
+
+def test_the_demo_runs_every_asset_after_its_dependencies():
+    """The real graph's order: the alerts before the report, which counts the emails sent."""
+    from assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    assert sorted(demo.ORDER) == sorted(key.to_user_string() for key in graph.get_all_asset_keys())
+    for done, name in enumerate(demo.ORDER):
+        assert {p.to_user_string() for p in graph.get(AssetKey(name)).parent_keys} <= set(demo.ORDER[:done]), name
+    assert demo.ORDER[-2:] == ["customer_alerts", "fraud_report"]

@@ -1,4 +1,5 @@
-"""Sensors and schedules with Dagster's test utilities, on the local folder store and on a moto S3 server."""
+"""Sensors, schedules and the alerts-and-report automation with Dagster's test utilities, on the local folder store
+and on a moto S3 server; their first ticks after a demo-like state start nothing and say why."""
 
 from __future__ import annotations
 
@@ -9,13 +10,23 @@ import boto3
 import pandas as pd
 import pytest
 from dagster import (
+    AssetKey,
     AssetMaterialization,
+    AssetSelection,
     DagsterInstance,
+    DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
+    Definitions,
+    MaterializeResult,
     RunRequest,
+    asset,
     build_schedule_context,
     build_sensor_context,
+    define_asset_job,
+    evaluate_automation_conditions,
+    instance_for_test,
+    materialize,
     validate_run_config,
 )
 
@@ -25,6 +36,7 @@ from assets.sensors import (
     MAX_RUNS_PER_TICK,
     SCHEDULES,
     SENSORS,
+    alerts_and_report_automation,
     labels_sensor,
     model_promotion_sensor,
     raw_batch_sensor,
@@ -32,9 +44,11 @@ from assets.sensors import (
 )
 from fraud.core.settings import Settings
 from fraud.core.storage import object_store
-from fraud.db.engine import stop_embedded
+from fraud.db.engine import get_engine, stop_embedded
+from fraud.db.migrate import upgrade
 from fraud.ingest.raw_zone import write_transactions
 from fraud.model import registry
+from tests.helpers.scored_world import build_world
 
 RESOURCES = {"fraud": FraudPlatform()}
 ROW = pd.DataFrame(
@@ -84,12 +98,24 @@ def s3_raw(fraud_env, moto_endpoint, aws_credentials, tmp_path, monkeypatch):
 
 
 def test_sensors_and_schedules_are_on_by_default():
-    assert {s.name for s in SENSORS} == {"raw_batch_sensor", "labels_sensor", "model_promotion_sensor"}
+    assert {s.name for s in SENSORS} == {
+        "raw_batch_sensor",
+        "labels_sensor",
+        "model_promotion_sensor",
+        "alerts_and_report_automation",
+    }
     assert all(s.default_status == DefaultSensorStatus.RUNNING for s in SENSORS)
     assert all(s.default_status == DefaultScheduleStatus.RUNNING for s in SCHEDULES)
     repository = defs.get_repository_def()
-    assert {s.name for s in repository.sensor_defs} >= {s.name for s in SENSORS}
+    # every asset with an automation condition is ours: no default_automation_condition_sensor (off by default)
+    assert {s.name for s in repository.sensor_defs} == {s.name for s in SENSORS}
     assert {s.name for s in repository.schedule_defs} >= {"weekly_retrain"}
+    graph = defs.resolve_asset_graph()
+    conditioned = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).automation_condition}
+    assert conditioned == {"customer_alerts", "fraud_report"}
+    targeted = alerts_and_report_automation.asset_selection.resolve(graph)
+    assert {k.to_user_string() for k in targeted} == conditioned
+    assert alerts_and_report_automation.minimum_interval_seconds == 30
 
 
 def test_one_run_per_new_batch_limited_to_that_batch(local_raw):
@@ -187,9 +213,156 @@ def test_labels_sensor_retrains_after_enough_new_labels_are_loaded(local_raw, tm
         second = tick(labels_sensor, first.cursor, instance)
         assert [r.run_key for r in second.run_requests] == ["labels-2600"]
         assert tick(labels_sensor, second.cursor, instance).run_requests == []
+        # a retraining started elsewhere (the weekly schedule, Materialize all) counts as well
+        loaded(3000)
+        instance.report_runless_asset_event(AssetMaterialization("fraud_model"))
+        loaded(3700)  # 1,100 since this sensor's last request, 700 since that retraining
+        third = tick(labels_sensor, second.cursor, instance)
+        assert third.run_requests == [] and third.skip_message.startswith("700 new labels since the last retraining")
 
 
 def test_weekly_retrain_schedule():
     assert weekly_retrain.cron_schedule == "0 3 * * 1" and weekly_retrain.job_name == "retrain_model"
     context = build_schedule_context(scheduled_execution_time=datetime(2026, 11, 30, 3, tzinfo=UTC))
     assert isinstance(next(iter(weekly_retrain.evaluate_tick(context).run_requests)), RunRequest)
+
+
+# --- starting from the platform as it is (issue 22 item 6) and the alerts-and-report automation (item 5) ---
+
+GRAPH = defs.resolve_asset_graph()
+DEMO_ORDER = [
+    "raw_transactions",
+    "processed_transactions",
+    "fraud_model",
+    "fraud_flags",
+    "customer_alerts",
+    "fraud_report",
+]
+REPORTING = ("customer_alerts", "fraud_report")
+
+
+def _stub(key: AssetKey, labels: int):
+    """An asset with the key, dependencies and automation condition of the real one, and a body that only reports
+    what the sensors read (processed_transactions' label count): runs of these are the runs the sensors see."""
+    node = GRAPH.get(key)
+
+    @asset(key=key, deps=list(node.parent_keys), automation_condition=node.automation_condition)
+    def stub() -> MaterializeResult:
+        return MaterializeResult(
+            metadata={"transaction_label": labels} if key.path == ["processed_transactions"] else {}
+        )
+
+    return stub
+
+
+class StubRuns:
+    """Runs of the real graph's shape in `instance`: `run("a", "b")` is one run materializing both."""
+
+    def __init__(self, instance: DagsterInstance, labels: int = 0):
+        self.instance = instance
+        self.assets = [_stub(key, labels) for key in GRAPH.get_all_asset_keys()]
+
+    def run(self, *names: str) -> None:
+        assert materialize(self.assets, instance=self.instance, selection=list(names)).success
+
+    def demo(self) -> None:
+        for name in DEMO_ORDER:  # fraud demo: one run per asset
+            self.run(name)
+
+
+# Dagster's own evaluate_automation_conditions selects with a beta parameter and warns about it
+quiet_beta = pytest.mark.filterwarnings("ignore::dagster.BetaWarning")
+
+
+def _requested(instance, cursor=None):
+    """One evaluation of the real code location's automation conditions (what alerts_and_report_automation does in
+    the daemon): the reporting assets requested, and the cursor for the next."""
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    return {name for name in REPORTING if result.get_num_requested(AssetKey(name))}, result.cursor
+
+
+@quiet_beta
+def test_first_ticks_after_the_demo_start_nothing_and_say_why(local_raw, tmp_path, monkeypatch):
+    """`make ui` right after `make demo`: every sensor's cursor is empty, and none of them starts a run."""
+    monkeypatch.setenv("FRAUD_RETRAIN_MIN_NEW_LABELS", "50")
+    settings = Settings()
+    engine = get_engine(settings)
+    upgrade(engine)
+    world = build_world(engine, settings, "demo")  # loaded, labelled, scored by its model, which is promoted
+    drop_batch(local_raw, "demo-batch")  # the raw batch that world was loaded from
+    labels = len(world.transactions)
+    with instance_for_test() as instance:
+        StubRuns(instance, labels).demo()
+
+        raw = tick(raw_batch_sensor, None, instance)
+        assert raw.run_requests == [] and raw.skip_message == "1 new raw batches, all already loaded"
+        retrain = tick(labels_sensor, None, instance)
+        assert retrain.run_requests == []
+        assert retrain.skip_message == (
+            f"0 new labels since the latest fraud_model materialization ({labels} loaded, {labels} then); "
+            "retraining at 50"
+        )
+        rescore = tick(model_promotion_sensor, None, instance)
+        assert rescore.run_requests == [] and rescore.cursor == world.model_version
+        assert rescore.skip_message.startswith(f"{world.model_version} is the promoted model and has already scored")
+        assert "nothing to rescore until a new promotion" in rescore.skip_message
+        # the next ticks, from the cursors the first ones stored, agree
+        assert tick(labels_sensor, retrain.cursor, instance).run_requests == []
+        assert tick(model_promotion_sensor, rescore.cursor, instance).skip_message == (
+            f"{world.model_version} is still the promoted model"
+        )
+        requested, cursor = _requested(instance)
+        assert requested == set()  # the first evaluation only records the state
+        assert _requested(instance, cursor)[0] == set()
+
+    # no retraining recorded in the instance (a fresh Dagster home) but a model promoted: labels count from now
+    with instance_for_test() as instance:
+        StubRuns(instance, labels).run("processed_transactions")
+        first = tick(labels_sensor, None, instance)
+        assert first.run_requests == [] and first.skip_message.startswith("0 new labels since the promoted model")
+        StubRuns(instance, labels + 60).run("processed_transactions")
+        assert [r.run_key for r in tick(labels_sensor, first.cursor, instance).run_requests] == [
+            f"labels-{labels + 60}"
+        ]
+
+
+@quiet_beta
+def test_alerts_then_report_follow_each_new_fraud_flags_once():
+    """eager() on customer_alerts and fraud_report: a batch run, a rescoring or a manual Materialize of fraud_flags
+    requests both (one run: Dagster groups one tick's unpartitioned requests); their own run, and an update made in
+    it, trigger nothing more; nothing while a run that will update fraud_flags is still going."""
+    with instance_for_test() as instance:
+        runs = StubRuns(instance)
+        runs.demo()
+        requested, cursor = _requested(instance)
+        assert requested == set()
+
+        runs.run("processed_transactions", "fraud_flags")  # a raw-batch sensor run
+        requested, cursor = _requested(instance, cursor)
+        assert requested == {"customer_alerts", "fraud_report"}
+        runs.run(*REPORTING)  # the run the sensor launches
+        for _ in range(2):  # the report's dependency on the alerts, updated in its own run, does not count again
+            requested, cursor = _requested(instance, cursor)
+            assert requested == set()
+
+        runs.run("fraud_flags")  # a rescoring, or a batch whose successor is still running:
+        job = Definitions(
+            assets=runs.assets,
+            jobs=[define_asset_job("batch", AssetSelection.assets("processed_transactions", "fraud_flags"))],
+        ).resolve_job_def("batch")
+        going = instance.create_run_for_job(job, status=DagsterRunStatus.STARTED)
+        for _ in range(2):  # ...nothing until that one ends, so a backlog of batches ends in one run
+            requested, cursor = _requested(instance, cursor)
+            assert requested == set()
+        instance.report_run_canceled(going)
+        requested, cursor = _requested(instance, cursor)
+        assert requested == {"customer_alerts", "fraud_report"}
+        runs.run(*REPORTING)
+        requested, cursor = _requested(instance, cursor)
+        assert requested == set()
+
+        runs.run("customer_alerts")  # alerts materialized by hand: the report follows, the alerts do not rerun
+        requested, cursor = _requested(instance, cursor)
+        assert requested == {"fraud_report"}
+        runs.run("fraud_report")
+        assert _requested(instance, cursor)[0] == set()

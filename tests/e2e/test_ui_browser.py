@@ -1,7 +1,8 @@
 """The Dagster UI as an operator uses it: `fraud ui` (`dg dev`: webserver + daemon over the PostgreSQL-backed
 instance), driven in headless Chromium. The asset graph shows the six assets and their edges; "Materialize all" from
-the UI runs the whole graph; a new raw batch makes the sensor start a run that scores exactly that batch;
-two runs launched at once both succeed. Screenshots land in test-artifacts/."""
+the UI runs the whole graph; a new raw batch makes the sensor start a run that scores exactly that batch, and the
+automation sensor then a run of the alerts and the report; two runs launched at once both succeed. Screenshots land
+in test-artifacts/."""
 
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 ASSETS = ("raw_transactions", "processed_transactions", "fraud_model", "fraud_flags", "fraud_report", "customer_alerts")
+EDGE_COUNT = (
+    7  # tests/e2e/test_graph.py's EDGES: raw→processed→model, processed+model→flags→alerts→report, flags→report
+)
 
 pytestmark = [
     pytest.mark.e2e,
@@ -47,6 +51,9 @@ pytestmark = [
 
 RUNS_QUERY = """query { runsOrError(limit: 50) { ... on Runs {
     results { runId status tags { key value } assetSelection { path } } } } }"""
+FAILURES_QUERY = """query($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection { events {
+    ... on ExecutionStepFailureEvent { stepKey error { message causes { message } } } } } } }"""
+AUTOMATION_TAG = {"key": "fraud/trigger", "value": "automation"}  # the runs of alerts_and_report_automation
 
 
 class Ui:
@@ -72,6 +79,16 @@ class Ui:
     def runs(self) -> list[dict]:
         return self.graphql(RUNS_QUERY)["runsOrError"]["results"]
 
+    def failure(self, run_id: str) -> str:
+        """The failed steps of a run and their innermost errors, for the assertion's message."""
+        events = self.graphql(FAILURES_QUERY, {"runId": run_id})["logsForRun"].get("events", [])
+        failed = []
+        for event in (e for e in events if "stepKey" in e):  # the other events come back empty
+            error = event["error"] or {}
+            innermost = (error.get("causes") or [error])[-1]
+            failed.append(f"{event['stepKey']}: {innermost.get('message', '').strip()}")
+        return "; ".join(failed) or "no step failed"
+
     def wait_for_run(self, predicate, timeout: float, what: str) -> dict:
         """The first run matching `predicate`, once it has finished; fails on a failed run or a timeout."""
         deadline = time.monotonic() + timeout
@@ -79,7 +96,8 @@ class Ui:
             matching = [run for run in self.runs() if predicate(run)]
             if matching and matching[0]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
                 assert matching[0]["status"] == "SUCCESS", (
-                    f"{what}: run {matching[0]['runId']} ended {matching[0]['status']}"
+                    f"{what}: run {matching[0]['runId']} ended {matching[0]['status']}: "
+                    f"{self.failure(matching[0]['runId'])}"
                 )
                 return matching[0]
             time.sleep(3)
@@ -141,6 +159,14 @@ def _open_lineage(browser, ui: Ui):
     return page
 
 
+def _drawn_edges(page) -> set[str]:
+    return set(
+        page.locator("svg[class*=AssetGraphExplorer_svgContainer] path[marker-end]").evaluate_all(
+            "paths => paths.map(p => p.getAttribute('d'))"
+        )
+    )
+
+
 def test_asset_graph_materialize_all_and_sensor(browser, ui):
     page = _open_lineage(browser, ui)
     page.keyboard.press("Alt+e")  # "Expand all groups": the graph starts with one box per group
@@ -149,13 +175,14 @@ def test_asset_graph_materialize_all_and_sensor(browser, ui):
     shown = nodes.all_inner_texts()
     # zoomed out to fit, the UI shortens long names in the middle ("proc…_transactions")
     assert all(any(_names_match(label, name) for label in shown) for name in ASSETS), shown
+    # The UI draws only the edges inside its viewport, chosen in a web worker after each change of the viewport
+    # (AssetEdges.tsx, getEdgesToShow), so right after the expand and zoom to fit it can still show the edges of an
+    # earlier viewport: a few of them, not yet all. Wait for the drawing to catch up rather than read it once.
+    deadline = time.monotonic() + 30
+    while len(edges := _drawn_edges(page)) < EDGE_COUNT and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
     page.screenshot(path=str(ARTIFACTS / "ui-asset-graph.png"))
-    edges = set(
-        page.locator("svg[class*=AssetGraphExplorer_svgContainer] path[marker-end]").evaluate_all(
-            "paths => paths.map(p => p.getAttribute('d'))"
-        )
-    )
-    assert len(edges) >= 6, f"expected the graph's 6 edges to be drawn, found {len(edges)}"
+    assert len(edges) >= EDGE_COUNT, f"expected the graph's {EDGE_COUNT} edges to be drawn, found {len(edges)}"
 
     # while the whole graph runs, the raw-batch sensor is off (it would only queue no-op runs for the batches
     # Materialize all is loading); it is turned back on for the new batch below
@@ -202,9 +229,18 @@ def test_asset_graph_materialize_all_and_sensor(browser, ui):
     assert scored[1] > 0 and scored[0] == scored[1], (
         f"batch {new_batch}: {scored[0]} of {scored[1]} transactions scored"
     )
+    # then, still with nobody pressing anything, one run of the alerts and the report (the automation sensor,
+    # every 30 s); Materialize all above built both in its own run, so this is the first such run
+    reporting = ui.wait_for_run(lambda run: AUTOMATION_TAG in run["tags"], 600, "alerts_and_report_automation")
+    assert sorted(key["path"][0] for key in reporting["assetSelection"]) == ["customer_alerts", "fraud_report"]
 
 
 def test_two_materializations_at_once_both_succeed(ui):
+    # on a platform with no promoted model both would fail ("no promoted model yet"): this runs after the test above
+    # materialized the graph, and says so if it did not
+    assert any(run["status"] == "SUCCESS" and len(run["assetSelection"] or []) == len(ASSETS) for run in ui.runs()), (
+        "the graph was never materialized: test_asset_graph_materialize_all_and_sensor failed before Materialize all"
+    )
     launch = """mutation($selection: [AssetKeyInput!]) { launchRun(executionParams: {
         selector: {repositoryLocationName: "fraud", repositoryName: "__repository__", jobName: "__ASSET_JOB",
                    assetSelection: $selection}}) { __typename ... on LaunchRunSuccess { run { runId } }
