@@ -22,11 +22,13 @@ from dagster import (
 from assets import metadata as meta
 from assets.resources import FraudPlatform
 from assets.versions import CODE_VERSIONS
+from fraud.db.labels import people_verdicts
 from fraud.model import promotion
 from fraud.model.evaluation import GateDecision, metrics_table
 from fraud.model.network import NAME
 
 NO_MODEL = "none"
+PEOPLE_VERDICTS = "people_verdicts"  # metadata: the verdicts people had given when it trained (the labels sensor)
 
 
 def _gate_table(decision: GateDecision) -> MetadataValue:
@@ -74,6 +76,7 @@ def _windows_table(metadata: dict) -> MetadataValue:
     "gate passes. Unchanged data re-uses the version.",
 )
 def fraud_model(context: AssetExecutionContext, fraud: FraudPlatform) -> MaterializeResult:
+    verdicts = people_verdicts(fraud.engine())  # before reading the labels: the labels sensor counts from here
     outcome = promotion.retrain(
         fraud.settings(), fraud.engine(), on_epoch=lambda epoch, logs: context.log.debug(f"epoch {epoch}: {logs}")
     )
@@ -88,6 +91,7 @@ def fraud_model(context: AssetExecutionContext, fraud: FraudPlatform) -> Materia
     return MaterializeResult(
         metadata={
             "version": outcome.version,
+            PEOPLE_VERDICTS: verdicts,
             "reused": outcome.reused,
             "promoted": outcome.promoted,
             "latest_version": outcome.latest or NO_MODEL,

@@ -3,7 +3,8 @@ button.
 
 - `raw_batch_sensor`: each new raw transaction batch → one run of `process_and_score_batch` (ETL + scoring of
   that batch only), run key = batch id, so a batch is never scheduled twice.
-- `labels_sensor`: enough new labels loaded since the last retraining → a run of `retrain_model`.
+- `labels_sensor`: enough new labels loaded (label files) or given (analysts', customers' verdicts) since the last
+  retraining → a run of `retrain_model`.
 - `weekly_retrain`: `retrain_model` every Monday 03:00 UTC, labels or not.
 - `model_promotion_sensor`: a new version in the models bucket's LATEST → `rescore_recent` (the unreviewed
   transactions of the last FRAUD_RESCORE_DAYS days).
@@ -37,8 +38,10 @@ from dagster import (
     sensor,
 )
 
+from assets.modelling import PEOPLE_VERDICTS
 from assets.resources import FraudPlatform
 from fraud.core.schema import batch_id_of
+from fraud.db.labels import people_verdicts
 from fraud.db.queries import data_freshness, loaded_batch_ids
 from fraud.ingest.arrivals import ArrivalCursor, next_arrivals
 from fraud.ingest.raw_zone import transaction_objects
@@ -114,60 +117,68 @@ def _labels_reported(record) -> int | None:
     return None if value is None else int(value.value)
 
 
-def labels_at_last_training(instance) -> int | None:
-    """The label count when `fraud_model` was last materialized (by any run: this sensor's, the weekly schedule's,
-    Materialize all, `fraud demo`): the one `processed_transactions` reported last before it. None: no
-    retraining recorded in this instance."""
+def labels_at_last_training(instance) -> tuple[int | None, int | None]:
+    """When `fraud_model` was last materialized (by any run: this sensor's, the weekly schedule's, Materialize all,
+    `fraud demo`): the label count `processed_transactions` reported last before it, and the people's verdicts it
+    recorded. (None, None): no retraining recorded in this instance."""
     models = instance.fetch_materializations(AssetKey("fraud_model"), limit=1).records
     if not models:
-        return None
+        return None, None
     before = instance.fetch_materializations(
         AssetRecordsFilter(asset_key=AssetKey("processed_transactions"), before_storage_id=models[0].storage_id),
         limit=1,
     ).records
-    return _labels_reported(before[0]) if before else None
+    verdicts = models[0].asset_materialization.metadata.get(PEOPLE_VERDICTS)
+    return (_labels_reported(before[0]) if before else None), (None if verdicts is None else int(verdicts.value))
 
 
 @sensor(
     job=retrain_model,
     minimum_interval_seconds=300,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Retrains once FRAUD_RETRAIN_MIN_NEW_LABELS labels were loaded since the last retraining "
-    "(whatever started it).",
+    description="Retrains once FRAUD_RETRAIN_MIN_NEW_LABELS labels were loaded or given (analysts' and customers' "
+    "verdicts) since the last retraining (whatever started it).",
 )
 def labels_sensor(context: SensorEvaluationContext, fraud: FraudPlatform) -> SensorResult:
-    # Labels reach the database through the ETL (processed_transactions), so the sensor watches that asset's
-    # label count rather than the raw labels/ prefix: a retrain never starts before its labels are loaded.
+    # Label files reach the database through the ETL (processed_transactions), so the sensor watches that asset's
+    # label count rather than the raw labels/ prefix: a retrain never starts before its labels are loaded. People's
+    # verdicts (the review app, customers' answers) are written straight to the database: counted there.
     labels_now = _labels_reported(context.instance.get_latest_materialization_event(AssetKey("processed_transactions")))
     if labels_now is None:
         return SensorResult(skip_reason=SkipReason("processed_transactions has not reported a label count yet"))
+    verdicts_now = people_verdicts(fraud.engine())
     # Since when: the later of this sensor's own last request (the cursor) and the latest retraining of any origin.
     # With no cursor (the sensor's first tick, e.g. `make ui` after `make demo`) and no retraining recorded, a model
-    # already promoted counts as trained on every label loaded so far; with no model at all, from 0.
-    trained_at = labels_at_last_training(context.instance)
+    # already promoted counts as trained on every label loaded or given so far; with no model at all, from 0.
+    trained_at, verdicts_trained = labels_at_last_training(context.instance)
     if context.cursor:
-        since = json.loads(context.cursor)["labels_at_last_retrain"]
-        baseline = max(since, trained_at or 0)
+        since = json.loads(context.cursor)
+        baseline = max(since["labels_at_last_retrain"], trained_at or 0)
+        verdicts_then = max(since.get("verdicts_at_last_retrain", 0), verdicts_trained or 0)
         origin = "the last retraining"
     elif trained_at is not None:
         baseline, origin = trained_at, "the latest fraud_model materialization"
+        verdicts_then = verdicts_now if verdicts_trained is None else verdicts_trained
     elif _promoted_version(fraud) is not None:
         baseline, origin = labels_now, "the promoted model (no retraining recorded in this instance)"
+        verdicts_then = verdicts_now
     else:
-        baseline, origin = 0, "the start (no model yet)"
+        baseline, origin, verdicts_then = 0, "the start (no model yet)", 0
     new_labels = labels_now - baseline if labels_now >= baseline else labels_now  # fewer than before: a fresh database
+    new_verdicts = max(0, verdicts_now - verdicts_then)
     needed = fraud.settings().retrain_min_new_labels
-    if new_labels < needed:
+    if new_labels + new_verdicts < needed:
         return SensorResult(
             skip_reason=SkipReason(
-                f"{new_labels:,} new labels since {origin} ({labels_now:,} loaded, {baseline:,} then); "
-                f"retraining at {needed:,}"
+                f"{new_labels:,} new labels since {origin} ({labels_now:,} loaded, {baseline:,} then) and "
+                f"{new_verdicts:,} new verdicts; retraining at {needed:,}"
             ),
-            cursor=json.dumps({"labels_at_last_retrain": baseline}),
+            cursor=json.dumps({"labels_at_last_retrain": baseline, "verdicts_at_last_retrain": verdicts_then}),
         )
+    run_key = f"labels-{labels_now}" + (f"-verdicts-{verdicts_now}" if verdicts_now else "")
     return SensorResult(
-        run_requests=[RunRequest(run_key=f"labels-{labels_now}", tags={"fraud/labels": str(labels_now)})],
-        cursor=json.dumps({"labels_at_last_retrain": labels_now}),
+        run_requests=[RunRequest(run_key=run_key, tags={"fraud/labels": str(labels_now)})],
+        cursor=json.dumps({"labels_at_last_retrain": labels_now, "verdicts_at_last_retrain": verdicts_now}),
     )
 
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 
 class Verdict(StrEnum):
@@ -90,3 +90,11 @@ def record_verdicts(
         labels = [{**row, "is_fraud": verdict is Verdict.FRAUD} for row in rows]
         connection.execute(text(_LABEL), labels)
     return at
+
+
+def people_verdicts(engine: Engine) -> int:
+    """How many fraud/genuine verdicts people have given (label_event, which only grows): what the labels sensor
+    adds to the label files' count, so an analyst's or a customer's verdict counts toward the next retraining even
+    when it replaces a label the files already brought."""
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT count(*) FROM label_event WHERE verdict <> 'unsure'")).scalar_one()

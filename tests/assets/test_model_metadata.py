@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from dagster import DagsterInstance, JsonMetadataValue, materialize
 
-from assets import resources
+from assets import modelling, resources
 from assets.modelling import fraud_model, model_quality_gate
 from assets.resources import FraudPlatform
 from fraud.model import promotion
@@ -21,6 +21,7 @@ def no_database(monkeypatch, tmp_path):
     monkeypatch.setattr(resources, "upgrade", lambda engine: None)
     monkeypatch.setattr(promotion, "labelled_data", lambda engine: labelled_world())
     monkeypatch.setattr(promotion, "train", fake_trainer(first_feature_weights()))
+    monkeypatch.setattr(modelling, "people_verdicts", lambda engine: 0)
 
 
 def _decimals(value: float) -> int:

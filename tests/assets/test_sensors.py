@@ -193,8 +193,10 @@ def test_model_promotion_requests_one_rescore_per_promotion(local_raw, monkeypat
     assert [r.run_key.rsplit("-", 1)[0] for r in second.run_requests] == ["rescore-v2"] and second.cursor == "v2"
 
 
-def test_labels_sensor_retrains_after_enough_new_labels_are_loaded(local_raw, tmp_path, monkeypatch):
+def test_labels_sensor_retrains_after_enough_new_labels_are_loaded_or_given(local_raw, tmp_path, monkeypatch):
     monkeypatch.setenv("FRAUD_RETRAIN_MIN_NEW_LABELS", "1000")
+    verdicts = {"given": 0}  # people's verdicts in the database (fraud.db.labels.people_verdicts)
+    monkeypatch.setattr("assets.sensors.people_verdicts", lambda engine: verdicts["given"])
     (tmp_path / "dagster").mkdir()
     with DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
 
@@ -219,6 +221,11 @@ def test_labels_sensor_retrains_after_enough_new_labels_are_loaded(local_raw, tm
         loaded(3700)  # 1,100 since this sensor's last request, 700 since that retraining
         third = tick(labels_sensor, second.cursor, instance)
         assert third.run_requests == [] and third.skip_message.startswith("700 new labels since the last retraining")
+        # analysts' and customers' verdicts count beside the label files
+        verdicts["given"] = 300
+        fourth = tick(labels_sensor, third.cursor, instance)
+        assert [r.run_key for r in fourth.run_requests] == ["labels-3700-verdicts-300"]
+        assert tick(labels_sensor, fourth.cursor, instance).run_requests == []
 
 
 def test_weekly_retrain_schedule():
@@ -299,8 +306,8 @@ def test_first_ticks_after_the_demo_start_nothing_and_say_why(local_raw, tmp_pat
         retrain = tick(labels_sensor, None, instance)
         assert retrain.run_requests == []
         assert retrain.skip_message == (
-            f"0 new labels since the latest fraud_model materialization ({labels} loaded, {labels} then); "
-            "retraining at 50"
+            f"0 new labels since the latest fraud_model materialization ({labels} loaded, {labels} then) and "
+            "0 new verdicts; retraining at 50"
         )
         rescore = tick(model_promotion_sensor, None, instance)
         assert rescore.run_requests == [] and rescore.cursor == world.model_version
