@@ -54,7 +54,10 @@ FIGURES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         ("AP {average_precision:.3f}", ("average_precision",)),
         ("ROC AUC {roc_auc:.3f}", ("roc_auc",)),
     ],
-    "fraud_flags": [("{flagged:,} of {scored:,} flagged", ("flagged", "scored"))],
+    "fraud_flags": [
+        ("{flagged:,} of {scored:,} flagged", ("flagged", "scored")),
+        ("decisions: {review:,} review, {block:,} block", ("review", "block")),
+    ],
     "fraud_report": [("{flagged:,} flagged", ("flagged",)), ("{emails_sent:,} emails sent", ("emails_sent",))],
     "customer_alerts": [("{sent:,} of {queued:,} alerts sent", ("sent", "queued"))],
 }
