@@ -176,21 +176,25 @@ def link_alert_transactions(connection: Connection, alert_id: int, channel: str,
     return result.rowcount
 
 
-def pending_alert_lines(engine: Engine, channel: str) -> pd.DataFrame:
-    """Every pending alert of the channel, one row per transaction, with what its email shows."""
+def pending_alert_lines(engine: Engine, channel: str, feature_version: str) -> pd.DataFrame:
+    """Every pending alert of the channel, one row per transaction, with what its email shows: top_reasons (the
+    alert's model's score, NULL when it has none) and features (the vector of `feature_version`, NULL when none)
+    say why the payment was flagged."""
     with engine.connect() as connection:
         return pd.read_sql(
             text("""
             SELECT a.id, a.group_key, a.alert_day, c.email, c.first_name, c.last_name, c.last4, c.alerts_opt_out,
-                   t.trans_num, t.event_time, t.amount, t.merchant
+                   t.trans_num, t.event_time, t.amount, t.merchant, s.top_reasons, f.values AS features
             FROM customer_alert a
             JOIN customer_alert_transaction l ON l.alert_id = a.id
             JOIN fact_transaction t ON t.trans_num = l.trans_num
             JOIN dim_card c ON c.card_token = a.card_token
+            LEFT JOIN fraud_score s ON s.trans_num = t.trans_num AND s.model_version = a.model_version
+            LEFT JOIN transaction_features f ON f.trans_num = t.trans_num AND f.feature_version = :version
             WHERE a.channel = :channel AND a.status = 'pending'
             ORDER BY a.id, t.event_time, t.trans_num"""),
             connection,
-            params={"channel": channel},
+            params={"channel": channel, "version": feature_version},
         )
 
 
@@ -232,19 +236,21 @@ def alert_status_counts(engine: Engine, channel: str) -> dict[str, int]:
 # --- the stakeholder report (fraud/outreach/report.py) ---
 
 
-def flagged_for_report(engine: Engine, model_version: str) -> pd.DataFrame:
-    """The model's flagged transactions with what the report and its CSV show (never the card token)."""
+def flagged_for_report(engine: Engine, model_version: str, feature_version: str) -> pd.DataFrame:
+    """The model's flagged transactions with what the report and its CSV show (never the card token); features is
+    the vector of `feature_version` (NULL when none), for the reasons in words."""
     query = text("""
         SELECT s.trans_num, s.score, s.threshold, s.model_version, s.top_reasons, t.event_time, t.amount, t.merchant,
-               t.category, c.last4, c.state, l.is_fraud
+               t.category, c.last4, c.state, l.is_fraud, f.values AS features
         FROM fraud_score s
         JOIN fact_transaction t USING (trans_num)
         JOIN dim_card c USING (card_token)
         LEFT JOIN transaction_label l USING (trans_num)
+        LEFT JOIN transaction_features f ON f.trans_num = s.trans_num AND f.feature_version = :version
         WHERE s.model_version = :model AND s.flagged
         ORDER BY s.score DESC, s.trans_num""")
     with engine.connect() as connection:
-        return pd.read_sql(query, connection, params={"model": model_version})
+        return pd.read_sql(query, connection, params={"model": model_version, "version": feature_version})
 
 
 def alerts_per_day(engine: Engine, channel: str) -> pd.DataFrame:

@@ -4,27 +4,58 @@ fraud/rules/, stored with each score) into one alert, queue it once per channel
 
 Exactly once: an alert row is queued before anything is sent, claimed with a row lock while it is sent, and
 marked sent in the same database transaction; a failed delivery leaves it pending for the next run. A flagged
-transaction of a card-day whose alert already went out gets a follow-up alert (`<key>#2`)."""
+transaction of a card-day whose alert already went out gets a follow-up alert (`<key>#2`).
+
+Each email says per payment why we are asking (its stored top reasons in words, fraud/features/phrases.py) and
+carries the alert's signed "Yes, it was me" / "No, it wasn't" links (fraud/outreach/answers.py), valid
+`answer_link_days` from the moment it is sent."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, text
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from fraud.core.settings import Settings
 from fraud.db import queries
+from fraud.features.catalog import FEATURE_VERSION
+from fraud.features.phrases import for_cardholder
+from fraud.outreach.answers import Answer, answer_link
 from fraud.outreach.mailers import DeliveryError, Mailer, TransientDeliveryError
-from fraud.outreach.notify import AlertEmail, AlertLine, render
+from fraud.outreach.notify import AlertEmail, AlertLine, AnswerLinks, render
 
 CHANNEL = "email"  # every mail transport (outbox, SMTP, SES) is one channel: a customer gets one email
 _QUEUE_LOCK = 0x5A1E47  # pg advisory lock: one run at a time plans groups (delivery is locked per alert)
+
+
+@dataclass(frozen=True)
+class AnswerLinkSigner:
+    """Makes an alert's "Yes, it was me" / "No, it wasn't" links (fraud/outreach/answers.py), valid `days` from the
+    moment the email is sent."""
+
+    base_url: str  # the review app's address (Settings.review_base_url)
+    key: bytes = field(repr=False)  # Settings.review_signing_key("answer-link")
+    days: int = 14
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AnswerLinkSigner:
+        return cls(settings.review_base_url, settings.review_signing_key("answer-link"), settings.answer_link_days)
+
+    def links(self, alert_id: int, sent_at: datetime) -> AnswerLinks:
+        expires_at = sent_at + timedelta(days=self.days)
+        return AnswerLinks(
+            me=answer_link(self.base_url, self.key, alert_id, Answer.ME, expires_at),
+            not_me=answer_link(self.base_url, self.key, alert_id, Answer.NOT_ME, expires_at),
+            expires_at=expires_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -36,6 +67,8 @@ class AlertPolicy:
     # after this many alerts in a row fail transiently the server is taken to be down: the rest wait for next run
     stop_after_consecutive_failures: int = 3
     channel: str = CHANNEL
+    # the answer links every email carries (from_settings always sets them); None: emails without them
+    answer_links: AnswerLinkSigner | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AlertPolicy:
@@ -44,6 +77,7 @@ class AlertPolicy:
             daily_cap=settings.alert_daily_cap_per_customer,
             retry_attempts=max(1, settings.smtp_retry_attempts),
             retry_backoff_seconds=settings.smtp_retry_backoff_seconds,
+            answer_links=AnswerLinkSigner.from_settings(settings),
         )
 
 
@@ -167,7 +201,24 @@ def queue_alerts(engine: Engine, model_version: str, policy: AlertPolicy) -> tup
     return plan, created
 
 
-def _alert_email(lines: pd.DataFrame, channel: str) -> AlertEmail:
+def _reasons(value: object) -> list:
+    """fraud_score.top_reasons as read (a list, JSON text, or NULL)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return []
+    return list(value) if isinstance(value, (list, tuple)) else []
+
+
+def _why(top_reasons: object, features: object) -> tuple[str, ...]:
+    """Why we are asking, for the cardholder: the first two of the payment's reasons they may read."""
+    vector = list(features) if isinstance(features, (list, tuple, np.ndarray)) else None
+    return tuple(for_cardholder(_reasons(top_reasons), vector, limit=2))
+
+
+def _alert_email(lines: pd.DataFrame, channel: str, links: AnswerLinks | None = None) -> AlertEmail:
+    """The email of one alert from its rows of queries.pending_alert_lines."""
     first = lines.iloc[0]
     holder = " ".join(str(v) for v in (first["first_name"], first["last_name"]) if isinstance(v, str) and v) or None
     return AlertEmail(
@@ -177,7 +228,11 @@ def _alert_email(lines: pd.DataFrame, channel: str) -> AlertEmail:
         email=first["email"],
         holder=holder,
         last4=first["last4"],
-        lines=tuple(AlertLine(r.merchant, float(r.amount), r.event_time) for r in lines.itertuples()),
+        lines=tuple(
+            AlertLine(r.merchant, float(r.amount), r.event_time, _why(r.top_reasons, r.features))
+            for r in lines.itertuples()
+        ),
+        links=links,
     )
 
 
@@ -189,7 +244,7 @@ def deliver_pending(
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     consecutive_failures = 0
-    pending = queries.pending_alert_lines(engine, policy.channel)
+    pending = queries.pending_alert_lines(engine, policy.channel, FEATURE_VERSION)
     for alert_id, lines in pending.groupby("id", sort=True):
         if consecutive_failures >= policy.stop_after_consecutive_failures:
             result.deferred += 1
@@ -201,7 +256,9 @@ def deliver_pending(
                 queries.record_alert_delivery(connection, int(alert_id), "opted_out", 0, None)
                 result.skipped_opted_out += 1
                 continue
-            message = render(_alert_email(lines, policy.channel), policy.sender)
+            # the links name this alert (customer_alert.id) and expire answer_link_days after the send
+            links = policy.answer_links.links(int(alert_id), datetime.now(UTC)) if policy.answer_links else None
+            message = render(_alert_email(lines, policy.channel, links), policy.sender)
             attempts, last_error = 0, None
 
             def send_once(message=message) -> str:  # bound now: the loop moves on only after the retries

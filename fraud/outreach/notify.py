@@ -1,6 +1,8 @@
 """The customer alert email: one message per alert (a card's flagged transactions of one day), rendered from
-templates with a plain-text and an HTML part. The HTML template is autoescaped: merchant and holder names
-come from transaction data and must never become markup."""
+templates with a plain-text and an HTML part. Each payment says why we are asking, in the cardholder's words
+(fraud/features/phrases.py `for_cardholder`), and the email carries the signed "Yes, it was me" / "No, it wasn't"
+links of the alert (fraud/outreach/answers.py). The HTML template is autoescaped: merchant and holder names come
+from transaction data and must never become markup."""
 
 from __future__ import annotations
 
@@ -25,11 +27,25 @@ _env = Environment(
 )
 
 
+# what a payment says when none of its reasons is one a cardholder is told (or it has none on record)
+UNUSUAL = "It did not look like this card's usual payments"
+
+
 @dataclass(frozen=True)
 class AlertLine:
     merchant: str
     amount: float
     event_time: datetime
+    why: tuple[str, ...] = ()  # phrases for the cardholder (fraud.features.phrases.for_cardholder), plain text
+
+
+@dataclass(frozen=True)
+class AnswerLinks:
+    """The alert's two signed answer links (fraud.outreach.answers.answer_link) and when they stop working."""
+
+    me: str  # "Yes, it was me"
+    not_me: str  # "No, it wasn't"
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -41,6 +57,7 @@ class AlertEmail:
     holder: str | None
     last4: str
     lines: tuple[AlertLine, ...]
+    links: AnswerLinks | None = None  # None: an email without answer links (only the advice to call the bank)
 
     @property
     def ref(self) -> str:
@@ -68,7 +85,13 @@ def subject(alert: AlertEmail) -> str:
     return f"Did you make these {len(alert.lines)} payments on {alert.alert_day:%d %b %Y}? (card {card})"
 
 
+def why(line: AlertLine) -> str:
+    """The payment's "why we are asking" sentence: its phrases, or UNUSUAL."""
+    return ". ".join(line.why or (UNUSUAL,)) + "."
+
+
 def context(alert: AlertEmail) -> dict:
+    links = alert.links
     return {
         "name": alert.holder or "customer",
         "card": mask_card(alert.last4),
@@ -78,10 +101,18 @@ def context(alert: AlertEmail) -> dict:
                 "merchant": display_merchant(line.merchant),
                 "amount": f"${line.amount:,.2f}",
                 "when": pd.Timestamp(line.event_time).tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC"),
+                "why": why(line),
             }
             for line in alert.lines
         ],
         "total": f"${sum(line.amount for line in alert.lines):,.2f}",
+        "links": None
+        if links is None
+        else {
+            "me": links.me,
+            "not_me": links.not_me,
+            "expires": pd.Timestamp(links.expires_at).tz_convert("UTC").strftime("%d %B %Y, %H:%M UTC"),
+        },
     }
 
 

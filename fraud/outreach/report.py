@@ -1,7 +1,8 @@
 """The stakeholder report: one self-contained HTML file (plots embedded as data URIs, CSS inline, no script,
 no external fonts) answering "how much fraud, where, how well does the live model do, how does it compare with
 the baselines, has the data drifted since training, how many alerts did we raise, how did the real-time path
-answer, what would the live decision rules have done", plus a CSV of the flagged transactions. Jinja2 autoescapes
+answer, what would the live decision rules have done, how is the review keeping up", plus a CSV of the flagged
+transactions. The flagged transactions' reasons are shown in words (fraud/features/phrases.py). Jinja2 autoescapes
 every value from the data."""
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from fraud.core.storage import object_store
 from fraud.db import queries
 from fraud.db.decisions import DecisionStats, channel_decisions, daily_decisions, day_window
 from fraud.db.replay import count_history, recorded_outcomes, replay_history
+from fraud.db.review_stats import ReviewStats, review_stats
 from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
+from fraud.features.phrases import describe
 from fraud.model import drift, metrics, plots, registry
 from fraud.model.network import NAME as NETWORK
 from fraud.outreach.alerts import CHANNEL
@@ -76,6 +79,7 @@ class ReportData:
     drift: drift.DriftResult | None = None  # load_drift: PSI per day since the training window
     realtime: RealtimeDecisions | None = None  # load_realtime: the real-time path's answers per day and channel
     rules: RulesBacktest | None = None  # load_rules_backtest: the live rules on the report's window
+    review: ReviewStats | None = None  # fraud.db.review_stats: open cases, verdicts, time to decision, label sources
 
 
 @dataclass(frozen=True)
@@ -177,24 +181,45 @@ def live_metrics(scored: pd.DataFrame, threshold: float) -> dict[str, float | in
     }
 
 
-def reasons_text(value: object) -> list[str]:
-    """fraud_score.top_reasons as short strings: a list of {feature, contribution} or of strings (JSON or not)."""
+def _reason_items(value: object) -> list:
+    """fraud_score.top_reasons as read: a list of {feature, contribution} or of strings, JSON text or not."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except ValueError:
             return [value]
-    if not isinstance(value, (list, tuple)):
-        return []
-    shown = []
-    for item in value:
-        if isinstance(item, dict):
-            name = item.get("feature") or item.get("name") or "?"
-            weight = item.get("contribution", item.get("value"))
-            shown.append(f"{name} ({weight:+.3f})" if isinstance(weight, (int, float)) else str(name))
-        elif item is not None:
-            shown.append(str(item))
-    return shown
+    return [item for item in value if item is not None] if isinstance(value, (list, tuple)) else []
+
+
+def _reason_text(item: object) -> str:
+    if isinstance(item, dict):
+        name = item.get("feature") or item.get("name") or "?"
+        weight = item.get("contribution", item.get("value"))
+        return f"{name} ({weight:+.3f})" if isinstance(weight, (int, float)) else str(name)
+    return str(item)
+
+
+def reasons_text(value: object) -> list[str]:
+    """fraud_score.top_reasons as short strings (feature and contribution): the CSV's machine-readable column."""
+    return [_reason_text(item) for item in _reason_items(value)]
+
+
+def reasons_in_words(value: object, features: object) -> list[dict[str, str]]:
+    """fraud_score.top_reasons in words from the transaction's feature vector (fraud.features.phrases), each phrase
+    once: [{"text": the phrase, "detail": feature and contribution}]. A reason the phrases cannot describe (a
+    feature of another catalogue version, no stored vector, a plain string) is shown as it is stored."""
+    vector = list(features) if isinstance(features, (list, tuple, np.ndarray)) else None
+    shown: dict[str, str] = {}
+    for item in _reason_items(value):
+        detail = _reason_text(item)
+        text = detail
+        if isinstance(item, dict) and vector is not None:
+            try:
+                text = describe(str(item.get("feature")), vector)
+            except (KeyError, ValueError):
+                pass
+        shown.setdefault(text, detail if text != detail else "")
+    return [{"text": text, "detail": detail} for text, detail in shown.items()]
 
 
 def _nan(value: float | None) -> float:
@@ -517,9 +542,65 @@ def rules_view(rules: RulesBacktest | None) -> dict:
     return view
 
 
+# --- the review: open cases, verdicts, time to decision, labels by source (fraud/db/review_stats.py) ---
+
+
+def _hours(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f}"
+
+
+def _of(part: int, whole: int) -> str:
+    return f"{part:,} ({part / whole:.1%})" if whole else f"{part:,}"
+
+
+def review_view(stats: ReviewStats | None) -> dict:
+    """What the report's review section shows: open cases per age bucket, the verdicts per source (rows) and verdict
+    (columns), the time to decision as a sentence, the labels per source; `note` when there are no figures."""
+    view: dict = {"note": "", "clock": "", "ages": [], "open_total": "0", "verdicts": [], "verdict_columns": []}
+    if stats is None:
+        view["note"] = "the review figures were not computed for this report"
+        return view
+    view["clock"] = _when(stats.now)
+    view["open_total"] = f"{stats.open_total:,}"
+    view["ages"] = [(bucket.label, f"{bucket.cases:,}") for bucket in stats.open_cases]
+    columns = list(dict.fromkeys(v.verdict for v in stats.verdicts))
+    view["verdict_columns"] = columns
+    for source in dict.fromkeys(v.source for v in stats.verdicts):
+        counts = {v.verdict: v.count for v in stats.verdicts if v.source == source}
+        view["verdicts"].append(
+            {"source": source, "cells": [f"{counts[c]:,}" for c in columns] + [f"{sum(counts.values()):,}"]}
+        )
+    view["verdicts_total"] = f"{sum(v.count for v in stats.verdicts):,}"
+    times = stats.decision_times
+    if stats.window is None:
+        view["timing"] = "No scored transactions in the report's window: no case to time."
+    elif times.decided:
+        view["timing"] = (
+            f"{times.decided:,} of the {times.cases:,} cases that began in the report's window have been decided by "
+            f"an analyst or the cardholder: median {_hours(times.median_hours)} hours, 90th percentile "
+            f"{_hours(times.p90_hours)} hours."
+        )
+    else:
+        view["timing"] = (
+            f"None of the {times.cases:,} cases that began in the report's window has been decided by an analyst or "
+            f"the cardholder yet."
+        )
+    labels = stats.labels
+    view["labels"] = [(source, _of(count, labels.transactions)) for source, count in labels.by_source] + [
+        ("no label known yet", _of(labels.unlabelled, labels.transactions))
+    ]
+    view["labelled_total"] = f"{labels.transactions:,}"
+    return view
+
+
 def _csv_safe(value: object) -> object:
     # a cell starting with = + - @ is a formula to a spreadsheet: merchant names are data, not formulas
     return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@") else value
+
+
+def _features_column(flagged: pd.DataFrame) -> pd.Series:
+    """The flagged rows' feature vectors (None where there is none, or a hand-built frame has no column)."""
+    return flagged["features"] if "features" in flagged else pd.Series([None] * len(flagged), index=flagged.index)
 
 
 def flagged_csv(flagged: pd.DataFrame) -> str:
@@ -537,6 +618,10 @@ def flagged_csv(flagged: pd.DataFrame) -> str:
             "model_version": flagged["model_version"],
             "labelled_fraud": flagged["is_fraud"],
             "reasons": flagged["top_reasons"].map(lambda r: "; ".join(reasons_text(r))).map(_csv_safe),
+            "reasons_in_words": [
+                _csv_safe("; ".join(r["text"] for r in reasons_in_words(reasons, features)))
+                for reasons, features in zip(flagged["top_reasons"], _features_column(flagged), strict=True)
+            ],
         }
     )
     return frame.to_csv(index=False)
@@ -577,6 +662,8 @@ def build_report(data: ReportData, top_n: int = 25, now: datetime | None = None)
             "rules_acted_on_precision": _nan(backtested.acted_on.precision),
             "rules_acted_on_recall": _nan(backtested.acted_on.recall),
         }
+    if data.review is not None:
+        headline["open_cases"] = data.review.open_total
     headline = {name: value.item() if isinstance(value, np.generic) else value for name, value in headline.items()}
 
     def pct(value: float) -> str:
@@ -621,9 +708,9 @@ def build_report(data: ReportData, top_n: int = 25, now: datetime | None = None)
             "amount": f"{float(r.amount):,.2f}",
             "score": f"{float(r.score):.3f}",
             "label": "" if pd.isna(r.is_fraud) else ("fraud" if r.is_fraud else "genuine"),
-            "reasons": reasons_text(r.top_reasons),
+            "reasons": reasons_in_words(r.top_reasons, features),
         }
-        for r in top.itertuples()
+        for r, features in zip(top.itertuples(), _features_column(top), strict=True)
     ]
     trained = [
         (name, _number(value))
@@ -669,6 +756,7 @@ def build_report(data: ReportData, top_n: int = 25, now: datetime | None = None)
         realtime=realtime,
         rules=rules,
         outcomes=[o.value for o in Outcome],
+        review=review_view(data.review),
     )
     return Report(
         html=html,
@@ -696,7 +784,7 @@ def load_report_data(engine: Engine, settings: Settings, now: datetime | None = 
     scored = queries.scored_transactions(engine, version)
     return ReportData(
         scored=scored,
-        flagged=queries.flagged_for_report(engine, version),
+        flagged=queries.flagged_for_report(engine, version, FEATURE_VERSION),
         alerts=queries.alerts_per_day(engine, CHANNEL),
         freshness=queries.data_freshness(engine, version),
         metadata=metadata,
@@ -704,6 +792,7 @@ def load_report_data(engine: Engine, settings: Settings, now: datetime | None = 
         drift=load_drift(engine, metadata),
         realtime=load_realtime(engine, REALTIME_DAYS, now),
         rules=load_rules_backtest(engine, settings, version, report_window(scored)),
+        review=review_stats(engine, version, report_window(scored)),
     )
 
 

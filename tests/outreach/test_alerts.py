@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import email
 import email.policy
-from datetime import UTC, date, datetime
+import html as html_lib
+import json
+import math
+import re
+from datetime import UTC, date, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pandas as pd
@@ -17,7 +22,9 @@ from sqlalchemy import text
 from assets.reporting import customer_alerts
 from assets.resources import FraudPlatform
 from fraud.core.settings import Settings
-from fraud.outreach.alerts import AlertPolicy, plan_alerts, send_alerts
+from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
+from fraud.outreach.alerts import AlertPolicy, AnswerLinkSigner, plan_alerts, send_alerts
+from fraud.outreach.answers import Answer, LinkRefused, verify
 from fraud.outreach.mailers import OutboxMailer
 from tests.helpers.homes import free_port
 from tests.helpers.scored_world import HOSTILE_FIRST, HOSTILE_MERCHANT, build_world
@@ -96,8 +103,32 @@ def _text_parts(message) -> dict[str, str]:
     }
 
 
+def _links(message) -> dict[str, dict[str, dict[str, str]]]:
+    """The answer links of both parts: {part: {answer: query parameters}} (the HTML's hrefs unescaped)."""
+    parts = _text_parts(message)
+    found = {
+        "text/plain": re.findall(r"(https?://\S+/answer\?\S+)", parts["text/plain"]),
+        "text/html": [html_lib.unescape(h) for h in re.findall(r'<a href="([^"]+/answer\?[^"]+)"', parts["text/html"])],
+    }
+    links = {}
+    for part, urls in found.items():
+        queries = [{k: v[0] for k, v in parse_qs(urlsplit(url).query).items()} for url in urls]
+        links[part] = {q["answer"]: q for q in queries}
+        assert len(urls) == 2 == len(links[part]), (part, urls)  # one link per answer
+    return links
+
+
+def _verifies(key: bytes, link: dict[str, str], now: datetime | None = None) -> bool:
+    try:
+        verify(key, link["alert"], link["answer"], link["expires"], link["sig"], now or datetime.now(UTC))
+    except LinkRefused:
+        return False
+    return True
+
+
 def _check_message(message, world, cards: dict[str, tuple[str, str]]) -> tuple[str, object]:
-    """Headers and both parts of one alert; returns its (card token, day)."""
+    """Headers and both parts of one alert, its answer links signed with the settings' key; returns its (card
+    token, day)."""
     assert message["From"] == SENDER
     assert message["Message-ID"].startswith("<alert-") and message["Message-ID"].endswith("@fraud-platform.example>")
     to = message["To"].addresses[0].addr_spec
@@ -114,6 +145,12 @@ def _check_message(message, world, cards: dict[str, tuple[str, str]]) -> tuple[s
         assert row.event_time.strftime("%Y-%m-%d %H:%M UTC") in parts["text/plain"]
     assert "call the number on the back of your card" in parts["text/plain"]
     assert last4 in parts["text/html"] and "What to do" in parts["text/html"]
+    assert parts["text/plain"].count("Why we are asking: ") == len(rows[rows["day"] == day])
+    links = _links(message)
+    assert links["text/plain"] == links["text/html"]
+    key = Settings().review_signing_key("answer-link")
+    assert all(_verifies(key, link) for link in links["text/plain"].values())
+    assert "Yes, it was me" in parts["text/html"] and "No, it wasn&#39;t" in parts["text/html"]
     return token, day
 
 
@@ -276,6 +313,98 @@ def test_ses_delivery_through_moto(engine, settings, moto_endpoint, aws_credenti
     assert sorted(_check_message(m, world, cards) for m in messages) == sorted(expected)
     alerts = _alert_rows(engine, world)
     assert set(alerts["status"]) == {"sent"} and set(alerts["message_id"]) == {m.id for m in sent[before:]}
+
+
+# a card that pays at night, far above its average, at a merchant it never used (see tests/features/test_phrases.py)
+NIGHT_VECTOR = {
+    "amt_log": math.log1p(912.50),
+    "hour": 23,
+    "is_night": 1,
+    "card_count_1h": 6,
+    "card_count_30d": 144,
+    "card_mean_amt_30d": 110,
+    "amt_over_card_mean_30d": 912.50 / 110,
+    "amt_z_card_30d": 5.2,
+    "card_new_merchant_30d": 1,
+    "merchant_labels_7d": 40,
+    "merchant_fraud_rate_7d": 0.125,
+}
+NIGHT_REASONS = [
+    {"feature": "merchant_fraud_rate_7d", "contribution": 0.5},  # never told to a cardholder
+    {"feature": "amt_z_card_30d", "contribution": 0.4},
+    {"feature": "card_new_merchant_30d", "contribution": 0.2},
+    {"feature": "card_count_1h", "contribution": 0.1},  # a third one: the email says two
+]
+KEY = b"answer-link-key-of-the-test-0123"
+
+
+def test_email_says_why_in_words_and_carries_the_alerts_answer_links(engine, settings, tmp_path):
+    world = build_world(engine, settings, "words", cards=3, days=1, seed=6)
+    flagged = world.transactions[world.transactions["flagged"]].sort_values("event_time")
+    explained = flagged.iloc[0]
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE fraud_score SET top_reasons = CAST(:r AS jsonb) WHERE trans_num = :t"),
+            {"t": explained["trans_num"], "r": json.dumps(NIGHT_REASONS)},
+        )
+        connection.execute(
+            text("UPDATE transaction_features SET values = :v WHERE trans_num = :t AND feature_version = :version"),
+            {
+                "t": explained["trans_num"],
+                "v": [float(NIGHT_VECTOR.get(name, 0.0)) for name in FEATURE_NAMES],
+                "version": FEATURE_VERSION,
+            },
+        )
+    policy = AlertPolicy(sender=SENDER, answer_links=AnswerLinkSigner("https://review.example/app/", KEY, 14))
+    before = datetime.now(UTC).replace(microsecond=0)
+    result = send_alerts(engine, world.model_version, OutboxMailer(tmp_path), policy)
+    after = datetime.now(UTC)
+    assert result.sent == len(world.flagged_card_days()) >= 2
+    messages = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in tmp_path.glob("*.eml")]
+    ids = {row.group_key: int(row.id) for row in _alert_rows(engine, world).itertuples()}
+
+    by_alert = {}
+    for message in messages:
+        parts, links = _text_parts(message), _links(message)
+        assert links["text/plain"] == links["text/html"]
+        me, not_me = links["text/plain"]["me"], links["text/plain"]["not_me"]
+        assert me["alert"] == not_me["alert"] and me["expires"] == not_me["expires"]
+        by_alert[int(me["alert"])] = (message, links["text/plain"])
+        sent_at = datetime.fromtimestamp(int(me["expires"]), UTC) - timedelta(days=14)
+        assert before <= sent_at <= after  # valid answer_link_days from the send
+        assert f"https://review.example/app/answer?alert={me['alert']}&answer=me&" in parts["text/plain"]
+        assert (
+            "Yes, it was me" in parts["text/html"] and "call the number on the back of your card" in parts["text/plain"]
+        )
+        assert "We will never ask for your PIN" in parts["text/plain"]  # the security advice stays
+        assert "merchant_" not in message.as_string() and "contribution" not in message.as_string()
+    assert set(by_alert) == set(ids.values())  # each email names its own alert (customer_alert.id)
+
+    for alert_id, (_, links) in by_alert.items():
+        for answer in (Answer.ME, Answer.NOT_ME):
+            link = links[answer.value]
+            assert verify(KEY, link["alert"], link["answer"], link["expires"], link["sig"], after).alert_id == alert_id
+            assert (
+                verify(KEY, **{k: link[k] for k in ("alert", "answer", "expires", "sig")}, now=after).answer is answer
+            )
+            for other in set(ids.values()) - {alert_id}:  # no link works for another alert
+                assert not _verifies(KEY, {**link, "alert": str(other)}, after)
+        assert not _verifies(KEY, {**links["me"], "answer": "not_me"}, after)  # nor for the other answer
+        assert not _verifies(KEY, links["me"], after + timedelta(days=14, seconds=1))  # nor after it expires
+        assert not _verifies(b"another key", links["me"], after)
+
+    # the explained payment: its first two reasons a cardholder may read, in words; the others: a plain sentence
+    group = f"{explained['card_token']}:{explained['day']}"
+    message = by_alert[ids[group]][0]
+    text_part, html_part = _text_parts(message)["text/plain"], _text_parts(message)["text/html"]
+    assert (
+        "Why we are asking: Amount 912.50, 8.3 times this card's 30-day average of 110.00. "
+        "First purchase at this merchant in 30 days.\n" in text_part
+    )
+    assert "Amount 912.50, 8.3 times this card&#39;s 30-day average of 110.00. First purchase at this" in html_part
+    assert "fraud rate" not in text_part and "standard deviation" not in text_part and "6 purchases" not in text_part
+    others = len(flagged[(flagged["card_token"] == explained["card_token"])]) - 1
+    assert text_part.count("Why we are asking: It did not look like this card's usual payments.") == others
 
 
 def test_plan_groups_per_card_and_utc_day():

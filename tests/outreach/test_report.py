@@ -2,15 +2,18 @@
 match the data, breakdowns, reasons, escaping, the CSV, the CLI command and the Dagster asset's metadata; the model
 comparison (every baseline of the metadata, whatever its name) and the drift section on hand-built data; the
 real-time decisions section, with and without recorded decisions; the decision rules section (the live rules
-backtested on the report's window, escaped; a rule set that does not load)."""
+backtested on the report's window, escaped; a rule set that does not load); the top flagged transactions' reasons in
+words; the review section (open cases by age, verdicts, time to decision, labels by source) against the world's
+verdicts computed by hand."""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
+import math
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -28,7 +31,9 @@ from fraud.app.cli import app
 from fraud.core.privacy import card_numbers_in
 from fraud.core.settings import Settings
 from fraud.db.decisions import DecisionStats
-from fraud.features.catalog import FEATURE_NAMES
+from fraud.db.labels import record_verdicts
+from fraud.db.review_stats import DecisionTimes, LabelCounts, ReviewStats, VerdictCount, age_buckets
+from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
 from fraud.model import drift, metrics
 from fraud.outreach.report import (
     DRIFT_TOP,
@@ -45,8 +50,10 @@ from fraud.outreach.report import (
     model_comparison,
     publish_report,
     realtime_view,
+    reasons_in_words,
     reasons_text,
     report_window,
+    review_view,
 )
 from fraud.rules import load_rules
 from fraud.rules.backtest import HistoryRow, backtest
@@ -55,7 +62,51 @@ from tests.db.test_decisions import decision, forget, record
 from tests.helpers.homes import own_migrated_home
 from tests.helpers.scored_world import HOSTILE_MERCHANT, THRESHOLD, build_world
 
-REASONS = [{"feature": "amt_over_card_mean_30d", "contribution": 0.4213}, {"feature": "night", "contribution": -0.05}]
+REASONS = [
+    {"feature": "card_count_1h", "contribution": 0.4213},
+    {"feature": "card_new_merchant_30d", "contribution": 0.2},
+    {"feature": "night", "contribution": -0.05},  # no feature of the catalogue: shown as stored
+]
+# the explained transaction's features: a card that paid 6 times in the last hour, 144 times in 30 days
+EXPLAINED = {"card_count_1h": 6, "card_count_30d": 144, "card_new_merchant_30d": 1}
+IN_WORDS = [
+    "6 purchases on this card in the last hour; usually 0.2 an hour",
+    "First purchase at this merchant in 30 days",
+]
+LABEL_DELAY = timedelta(days=2)  # build_world's label files arrive two days after each transaction
+
+
+@dataclass(frozen=True)
+class Reviewed:
+    """The verdicts the published world was given: case key (card token, day) per verdict."""
+
+    groups: dict  # case key -> its decided transactions (rows of the world)
+    clock: pd.Timestamp
+    recent: list  # the cases open before any verdict (a label still to arrive)
+    fraud: tuple  # analyst: fraud
+    genuine: tuple  # customer: genuine
+    unsure: tuple  # analyst: unsure (decides nothing)
+
+
+def _review(engine, world) -> Reviewed:
+    """Verdicts on three of the world's open cases; the world's labels follow them (the report reads them)."""
+    frame = world.transactions
+    decided = frame[frame["score"] >= THRESHOLD]
+    groups = {key: rows for key, rows in decided.groupby(["card_token", "day"])}
+    clock = frame["event_time"].max()
+    recent = sorted(key for key, rows in groups.items() if (rows["event_time"] + LABEL_DELAY > clock).any())
+    assert len(recent) >= 3
+    reviewed = Reviewed(groups, clock, recent, *recent[:3])
+    with engine.begin() as connection:
+        for key, verdict, source in (
+            (reviewed.fraud, "fraud", "analyst"),
+            (reviewed.genuine, "genuine", "customer"),
+            (reviewed.unsure, "unsure", "analyst"),
+        ):
+            record_verdicts(connection, list(groups[key]["trans_num"]), verdict, source, "tester")
+            if verdict != "unsure":
+                frame.loc[frame["trans_num"].isin(groups[key]["trans_num"]), "is_fraud"] = verdict == "fraud"
+    return reviewed
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +118,7 @@ def report_db():
 
 
 @pytest.fixture(scope="module")
-def published(report_db):
+def reviewed_world(report_db):
     settings, engine = report_db
     world = build_world(engine, settings, "report", cards=8, days=4, seed=11)
     flagged = world.transactions[world.transactions["flagged"]].sort_values("score", ascending=False)
@@ -79,6 +130,21 @@ def published(report_db):
                 {"t": flagged.iloc[1]["trans_num"], "r": json.dumps(["card testing pattern"])},
             ],
         )
+        connection.execute(
+            text("UPDATE transaction_features SET values = :v WHERE trans_num = :t AND feature_version = :version"),
+            {
+                "t": flagged.iloc[0]["trans_num"],
+                "v": [float(EXPLAINED.get(name, 0.0)) for name in FEATURE_NAMES],
+                "version": FEATURE_VERSION,
+            },
+        )
+    return world, _review(engine, world)
+
+
+@pytest.fixture(scope="module")
+def published(report_db, reviewed_world):
+    settings, engine = report_db
+    world, _ = reviewed_world
     return world, publish_report(engine, settings)
 
 
@@ -129,7 +195,12 @@ def test_breakdowns_and_top_flagged_table(published):
     assert top.count('<tr><td class="nowrap">2026-11-') == min(25, int(frame["flagged"].sum()))
     best = frame[frame["flagged"]].sort_values("score", ascending=False).iloc[0]
     assert f"•••• {best['last4']}" in top and f"{best['score']:.3f}" in top
-    assert "amt_over_card_mean_30d (+0.421)" in top and "night (-0.050)" in top and "card testing pattern" in top
+    # the reasons in words (the feature and its contribution as the title); what is not a feature, as stored
+    assert (
+        f'<ul class="reasons"><li title="card_count_1h (+0.421)">{escape(IN_WORDS[0])}</li>'
+        f'<li title="card_new_merchant_30d (+0.200)">{escape(IN_WORDS[1])}</li><li>night (-0.050)</li></ul>'
+    ) in top
+    assert "<li>card testing pattern</li>" in top and "card_count_1h</li>" not in top
     assert "fraud_" not in top  # the data set's merchant prefix is not shown
 
 
@@ -147,7 +218,9 @@ def test_flagged_csv_beside_the_report(published):
     assert sorted(csv["trans_num"]) == sorted(flagged["trans_num"])
     assert csv["card"].str.fullmatch(r"•••• \d{4}").all()
     assert HOSTILE_MERCHANT.removeprefix("fraud_") in set(csv["merchant"])
-    assert csv["reasons"].fillna("").str.contains("amt_over_card_mean_30d").sum() == 1
+    assert csv["reasons"].fillna("").str.contains("card_count_1h").sum() == 1
+    explained = csv.set_index("trans_num").loc[flagged.sort_values("score").iloc[-1]["trans_num"]]
+    assert explained["reasons_in_words"] == "; ".join([*IN_WORDS, "night (-0.050)"])
     text_csv = Path(result.csv).read_text()
     assert not any(token in text_csv for token in flagged["card_token"]) and card_numbers_in(text_csv) == []
     assert (csv["score"] >= THRESHOLD).all()
@@ -155,9 +228,31 @@ def test_flagged_csv_beside_the_report(published):
 
 def test_reasons_in_any_shape():
     assert reasons_text(None) == [] and reasons_text([]) == []
-    assert reasons_text(REASONS) == ["amt_over_card_mean_30d (+0.421)", "night (-0.050)"]
+    assert reasons_text(REASONS) == ["card_count_1h (+0.421)", "card_new_merchant_30d (+0.200)", "night (-0.050)"]
     assert reasons_text(json.dumps(["a", {"feature": "b"}])) == ["a", "b"]
     assert reasons_text("velocity") == ["velocity"]
+
+
+def test_reasons_in_words_in_any_shape():
+    vector = [float(EXPLAINED.get(name, 0.0)) for name in FEATURE_NAMES]
+    assert reasons_in_words(json.dumps(REASONS), vector) == [
+        {"text": IN_WORDS[0], "detail": "card_count_1h (+0.421)"},
+        {"text": IN_WORDS[1], "detail": "card_new_merchant_30d (+0.200)"},
+        {"text": "night (-0.050)", "detail": ""},
+    ]
+    # no vector stored, or one of another length: as stored; two features saying the same thing: once
+    assert [r["text"] for r in reasons_in_words(REASONS, None)] == reasons_text(REASONS)
+    assert [r["text"] for r in reasons_in_words(REASONS, vector[:-1])] == reasons_text(REASONS)
+    amount = vector.copy()
+    amount[FEATURE_NAMES.index("amt_log")] = math.log1p(50.0)
+    same = [{"feature": "amt_log", "contribution": 0.3}, {"feature": "amt_over_card_mean_30d", "contribution": 0.1}]
+    assert reasons_in_words(same, amount) == [
+        {
+            "text": "Amount 50.00; no earlier purchase on this card in 30 days to compare with",
+            "detail": "amt_log (+0.300)",
+        }
+    ]
+    assert reasons_in_words(None, vector) == [] and reasons_in_words("velocity", vector)[0]["text"] == "velocity"
 
 
 def test_breakdown_on_a_hand_computed_case():
@@ -578,3 +673,113 @@ def test_rules_section_escapes_the_rules_and_says_when_they_do_not_load(report_d
     section = _rules_section(build_report(replace(_hand_report_data(date(2026, 11, 7)), rules=refused)).html)
     assert "No backtest of the rules: the live rule set" in section and 'id="rules-table"' not in section
     assert report_window(pd.DataFrame({"event_time": []})) is None
+
+
+# --- the review section: open cases by age, verdicts, time to decision, labels by source ---
+
+
+def _review_section(html: str) -> str:
+    section = html[html.index('<div class="panel" id="review">') :]
+    return section[: section.index("<h2>")]
+
+
+def _table(section: str, table_id: str) -> str:
+    table = section[section.index(f'id="{table_id}"') :]
+    return table[: table.index("</table>")]
+
+
+def test_review_section_against_the_verdicts_given(published, reviewed_world):
+    world, result = published
+    _, reviewed = reviewed_world
+    frame, groups, clock = world.transactions, reviewed.groups, reviewed.clock
+    section = _review_section(result.report.html)
+    assert f"platform&#39;s clock ({clock:%Y-%m-%d %H:%M} UTC, the newest transaction)" in section
+    first_seen = {key: rows["event_time"].min() for key, rows in groups.items()}
+
+    # open cases: the recent ones, but for the two decided (the unsure one stays open)
+    still_open = [key for key in reviewed.recent if key not in (reviewed.fraud, reviewed.genuine)]
+    buckets = age_buckets((clock - first_seen[key]).total_seconds() / 3600 for key in still_open)
+    ages = _table(section, "review-ages")
+    assert re.findall(r'<tr><td>([^<]+)</td><td class="num">([\d,]+)</td></tr>', ages) == [
+        (str(escape(bucket.label)), f"{bucket.cases:,}") for bucket in buckets
+    ]
+    assert f'<td class="num"><strong>{len(still_open)}</strong></td>' in ages
+    assert result.report.headline["open_cases"] == len(still_open)
+
+    # the verdicts: one per transaction, per source (rows) and verdict (fraud, genuine, unsure, total)
+    fraud, genuine, unsure = (len(groups[key]) for key in (reviewed.fraud, reviewed.genuine, reviewed.unsure))
+    rows = re.findall(r"<tr><td>(analyst|customer)</td>(.*?)</tr>", _table(section, "review-verdicts"))
+    assert {source: re.findall(r'<td class="num">([\d,]+)</td>', cells) for source, cells in rows} == {
+        "analyst": [str(fraud), "0", str(unsure), str(fraud + unsure)],
+        "customer": ["0", str(genuine), "0", str(genuine)],
+    }
+
+    # time to decision: from each decided case's first transaction to its verdict (the clock when it was given)
+    hours = [(clock - first_seen[key]).total_seconds() / 3600 for key in (reviewed.fraud, reviewed.genuine)]
+    assert (
+        f"2 of the {len(groups)} cases that began in the report&#39;s window have been decided by an analyst or the "
+        f"cardholder: median {np.percentile(hours, 50):,.1f} hours, 90th percentile {np.percentile(hours, 90):,.1f} "
+        "hours." in section
+    )
+
+    # labels by source, known at the clock: the label files' that arrived, but for those a verdict replaced
+    replaced = set(groups[reviewed.fraud]["trans_num"]) | set(groups[reviewed.genuine]["trans_num"])
+    files = int(((frame["event_time"] + LABEL_DELAY <= clock) & ~frame["trans_num"].isin(replaced)).sum())
+    n = len(frame)
+
+    def of(count: int) -> str:
+        return f"{count:,} ({count / n:.1%})"
+
+    assert re.findall(r'<tr><td>([^<]+)</td><td class="num">([^<]+)</td></tr>', _table(section, "review-labels")) == [
+        ("file", of(files)),
+        ("analyst", of(fraud)),
+        ("customer", of(genuine)),
+        ("no label known yet", of(n - files - fraud - genuine)),
+    ]
+
+
+def test_review_view_on_hand_built_figures():
+    window = (datetime(2047, 1, 1, tzinfo=UTC), datetime(2047, 1, 4, tzinfo=UTC))
+    counts = {("analyst", "fraud"): 3, ("analyst", "unsure"): 1, ("customer", "fraud"): 1, ("customer", "genuine"): 2}
+    stats = ReviewStats(
+        now=datetime(2047, 1, 3, 12, tzinfo=UTC),
+        window=window,
+        open_cases=age_buckets([1, 30, 200]),
+        verdicts=tuple(
+            VerdictCount(source, verdict, counts.get((source, verdict), 0))
+            for source in ("analyst", "customer")
+            for verdict in ("fraud", "genuine", "unsure")
+        ),
+        decision_times=DecisionTimes(10, 0, None, None),
+        labels=LabelCounts(200, (("file", 150), ("analyst", 4), ("customer", 3))),
+    )
+    view = review_view(stats)
+    assert view["clock"] == "2047-01-03 12:00 UTC" and view["open_total"] == "3"
+    assert view["ages"] == [("< 1 day", "1"), ("1–3 days", "1"), ("3–7 days", "0"), ("> 7 days", "1")]
+    assert view["verdict_columns"] == ["fraud", "genuine", "unsure"]
+    assert view["verdicts"] == [
+        {"source": "analyst", "cells": ["3", "0", "1", "4"]},
+        {"source": "customer", "cells": ["1", "2", "0", "3"]},
+    ]
+    assert view["timing"] == (
+        "None of the 10 cases that began in the report's window has been decided by an analyst or the cardholder yet."
+    )
+    assert view["labels"] == [
+        ("file", "150 (75.0%)"),
+        ("analyst", "4 (2.0%)"),
+        ("customer", "3 (1.5%)"),
+        ("no label known yet", "43 (21.5%)"),
+    ]
+    decided = replace(stats, decision_times=DecisionTimes(10, 4, 5.25, 30.0))
+    assert review_view(decided)["timing"] == (
+        "4 of the 10 cases that began in the report's window have been decided by an analyst or the cardholder: "
+        "median 5.2 hours, 90th percentile 30.0 hours."
+    )
+
+    data = _hand_report_data(shift_day=date(2026, 11, 7))
+    report = build_report(replace(data, review=stats))
+    assert "None of the 10 cases" in _review_section(report.html) and report.headline["open_cases"] == 3
+    # no figures loaded (a hand-built ReportData): the section says so, the headline has no open cases
+    bare = build_report(data)
+    assert "No review figures: the review figures were not computed" in _review_section(bare.html)
+    assert "open_cases" not in bare.headline
