@@ -81,6 +81,17 @@ aws.secretsmanager.SecretVersion(
     f"{prefix}-card-token-key", secret_id=card_token_key.id, secret_string=config.require_secret("cardTokenKey")
 )
 
+# the review app's signing key (sessions, CSRF, customers' answer links in alert emails: fraud/outreach/answers.py):
+# `pulumi config set --secret reviewKey "$(openssl rand -hex 32)"`
+review_key = aws.secretsmanager.Secret(
+    f"{prefix}-review-key",
+    kms_key_id=lake.key.arn,
+    description="Signing key of the review app and of customers' answer links (fraud/core/settings.py)",
+)
+aws.secretsmanager.SecretVersion(
+    f"{prefix}-review-key", secret_id=review_key.id, secret_string=config.require_secret("reviewKey")
+)
+
 notifications = Notifications(prefix, NotificationsArgs(sender_email=config.require("senderEmail")))
 
 settings_env: dict[str, pulumi.Input[str]] = {  # fraud/core/settings.py names; ARNs and names only, never secret values
@@ -155,6 +166,7 @@ access = OrchestrationAccess(
         function_arns=[functions.generator.arn, functions.scorer.arn],
         scorer_arn=functions.scorer.arn,
         db_secret_arn=database.secret_arn,
+        review_key_secret_arn=review_key.arn,  # the alert emails' answer links
         sender_identity_arn=notifications.identity.arn,
         region=region,
         account=account,
@@ -184,6 +196,7 @@ dagster = DagsterService(
             "FRAUD_SCORER_FUNCTION_NAME": functions.scorer.name,
             "FRAUD_SCORER_FUNCTION_URL": functions.scorer_url.function_url,
             "FRAUD_CARD_TOKEN_KEY_SECRET_ARN": card_token_key.arn,
+            "FRAUD_REVIEW_KEY_SECRET_ARN": review_key.arn,
             "FRAUD_MAIL_FROM": notifications.sender,
         },
         region=region,
@@ -215,6 +228,7 @@ outputs: dict[str, pulumi.Input] = {
     "db_name": DB_NAME,
     "db_secret_arn": database.secret_arn,
     "card_token_key_secret_arn": card_token_key.arn,
+    "review_key_secret_arn": review_key.arn,
     "sender_email": notifications.sender,
     "dagster_role_arn": access.role.arn,
     "dagster_security_group_id": network.dagster_sg.id,

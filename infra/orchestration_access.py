@@ -26,6 +26,7 @@ class OrchestrationAccessArgs:
     function_arns: list[pulumi.Input[str]]
     scorer_arn: pulumi.Input[str]
     db_secret_arn: pulumi.Input[str]
+    review_key_secret_arn: pulumi.Input[str]
     sender_identity_arn: pulumi.Input[str]
     region: str
     account: str
@@ -90,6 +91,7 @@ class OrchestrationAccess(pulumi.ComponentResource):
                         {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
                     ),
                     statement(["secretsmanager:GetSecretValue"], [args.db_secret_arn], "DatabaseSecret"),
+                    statement(["secretsmanager:GetSecretValue"], [args.review_key_secret_arn], "AnswerLinkKey"),
                     statement(["ses:SendRawEmail", "ses:SendEmail"], [args.sender_identity_arn], "AlertEmails"),
                 ]
             ),

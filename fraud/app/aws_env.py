@@ -31,6 +31,7 @@ OUTPUT_SETTINGS: dict[str, str] = {
     "db_name": "db_name",
     "db_secret_arn": "db_secret_arn",
     "card_token_key_secret_arn": "card_token_key_secret_arn",
+    "review_key_secret_arn": "review_key_secret_arn",
     "sender_email": "mail_from",
 }
 

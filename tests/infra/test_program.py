@@ -133,7 +133,8 @@ class Program:
 
 def run_program(config: dict[str, str], mocks: RecordingMocks | None = None) -> Program:
     mocks = mocks or RecordingMocks()
-    pulumi.runtime.set_all_config({"aws:region": REGION, **config}, ["fraud-platform:cardTokenKey"])
+    secret = ["fraud-platform:cardTokenKey", "fraud-platform:reviewKey"]
+    pulumi.runtime.set_all_config({"aws:region": REGION, **config}, secret)
     pulumi.runtime.set_mocks(mocks, project="fraud-platform", stack="dev", preview=False)
     resolved: dict = {}
 
@@ -155,6 +156,7 @@ def run_program(config: dict[str, str], mocks: RecordingMocks | None = None) -> 
 BASE_CONFIG = {
     "fraud-platform:senderEmail": "alerts@fraud.example",
     "fraud-platform:cardTokenKey": "0" * 64,  # a test value; real stacks set it with `pulumi config set --secret`
+    "fraud-platform:reviewKey": "1" * 64,  # likewise
     "fraud-platform:generatorIntervalMinutes": str(INTERVAL),
     # lambdaRuntimeCheck is left at its default, error: the program only builds if the zips load on their runtime
 }
@@ -345,11 +347,16 @@ def test_each_role_has_its_own_policy_and_dagster_reaches_its_pieces(program):
         for name, inputs, _ in program.of_type("aws:iam/rolePolicy:RolePolicy")
         if name.endswith("dagster-policy")
     )
-    granted = {a: s["Resource"] for s in _policy(dagster)["Statement"] for a in _listed(s["Action"])}
+    granted: dict[str, list] = {}
+    for statement in _policy(dagster)["Statement"]:
+        for action in _listed(statement["Action"]):
+            granted.setdefault(action, []).extend(_listed(statement["Resource"]))
     job = program.one("aws:glue/job:Job", "process-transactions")[2]["arn"]
     functions = {state["arn"] for _, _, state in program.of_type("aws:lambda/function:Function")}
     assert granted["glue:StartJobRun"] == [job] and set(granted["lambda:InvokeFunction"]) == functions
-    assert granted["secretsmanager:GetSecretValue"] == [program.outputs["db_secret_arn"]]
+    # the database's secret, and the review key that signs the alert emails' answer links
+    outputs = program.outputs
+    assert granted["secretsmanager:GetSecretValue"] == [outputs["db_secret_arn"], outputs["review_key_secret_arn"]]
 
 
 def test_scorer_runs_in_the_private_subnets_behind_an_iam_function_url(program):
