@@ -68,10 +68,6 @@ def check(
     out.print(table)
 
 
-def _share(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
-
-
 @rules_app.command("backtest")
 def backtest_command(
     rules: Path = typer.Option(
@@ -202,31 +198,19 @@ def backtest_command(
     ):
         table.add_column(title, justify="right", no_wrap=True)
 
-    def cells(catch) -> list[str]:
-        return [
-            f"{catch.hits:,}",
-            "n/a" if catch.hits_per_day is None else f"{catch.hits_per_day:,.1f}",
-            f"{catch.labelled_hits:,}",
-            f"{catch.fraud_hits:,}",
-            _share(catch.precision),
-            _share(catch.recall),
-            f"{catch.fraud_amount:,.2f}",
-            f"{catch.model_overlap:,} ({_share(catch.model_overlap_share)})" if catch.hits else "0",
-        ]
-
     for rule in result.rules:
         table.add_row(
             Text(rule.rule_id),
             rule.outcome.value,
             str(rule.priority),
-            *cells(rule.catch),
+            *rule.catch.cells(),
             f"{rule.decided:,}",
             f"{rule.errors:,}",
         )
     table.add_section()
-    table.add_row("the set: acted on", "review+block", "", *cells(result.acted_on), "", "")
-    table.add_row("the set: blocked", "block", "", *cells(result.block), "", "")
-    table.add_row("model flags alone", "", "", *cells(result.model), "", "")
+    table.add_row("the set: acted on", "review+block", "", *result.acted_on.cells(), "", "")
+    table.add_row("the set: blocked", "block", "", *result.block.cells(), "", "")
+    table.add_row("model flags alone", "", "", *result.model.cells(), "", "")
     out.print(table)
     outcomes = ", ".join(f"{outcome.value} {count:,}" for outcome, count in result.outcomes.items())
     out.print(

@@ -32,7 +32,7 @@ from fraud.model import drift, metrics, plots, registry
 from fraud.model.network import NAME as NETWORK
 from fraud.outreach.alerts import CHANNEL
 from fraud.outreach.notify import display_merchant
-from fraud.rules.backtest import BacktestResult, Catch, backtest
+from fraud.rules.backtest import BacktestResult, backtest
 from fraud.rules.ruleset import DEFAULT_RULES_PATH, Outcome, RuleSetError, live_rules
 
 _env = Environment(
@@ -469,24 +469,6 @@ def load_rules_backtest(
     return RulesBacktest(path, result, recorded, left_out, time.perf_counter() - began)
 
 
-def _share(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
-
-
-def _catch_cells(catch: Catch) -> list[str]:
-    """hits, hits/day, labelled, frauds, precision, recall, fraud amount caught, model flagged too"""
-    return [
-        f"{catch.hits:,}",
-        "n/a" if catch.hits_per_day is None else f"{catch.hits_per_day:,.1f}",
-        f"{catch.labelled_hits:,}",
-        f"{catch.fraud_hits:,}",
-        _share(catch.precision),
-        _share(catch.recall),
-        f"{catch.fraud_amount:,.2f}",
-        f"{catch.model_overlap:,} ({_share(catch.model_overlap_share)})" if catch.hits else "0",
-    ]
-
-
 def rules_view(rules: RulesBacktest | None) -> dict:
     """What the report's rules section shows: a sentence on the window, one row per rule (its figures, its
     description and expression under them), the set's rows (acted on, blocked, the model's flags), the verdicts per
@@ -523,14 +505,14 @@ def rules_view(rules: RulesBacktest | None) -> dict:
             "expression": rule.expression,
             "outcome": rule.outcome.value,
             "priority": rule.priority,
-            "cells": _catch_cells(rule.catch) + [f"{rule.decided:,}", f"{rule.errors:,}"],
+            "cells": rule.catch.cells() + [f"{rule.decided:,}", f"{rule.errors:,}"],
         }
         for rule in result.rules
     ]
     view["totals"] = [
-        {"name": "the set: acted on", "outcome": "review or block", "cells": _catch_cells(result.acted_on)},
-        {"name": "the set: blocked", "outcome": "block", "cells": _catch_cells(result.block)},
-        {"name": "the model's flags alone", "outcome": "", "cells": _catch_cells(result.model)},
+        {"name": "the set: acted on", "outcome": "review or block", "cells": result.acted_on.cells()},
+        {"name": "the set: blocked", "outcome": "block", "cells": result.block.cells()},
+        {"name": "the model's flags alone", "outcome": "", "cells": result.model.cells()},
     ]
     view["outcomes"] = ", ".join(f"{count:,} {outcome.value}" for outcome, count in result.outcomes.items())
     view["errors"] = [

@@ -40,6 +40,11 @@ class HistoryRow:
     model_flagged: bool
 
 
+def share(value: float | None) -> str:
+    """A ratio as a percentage, or n/a."""
+    return "n/a" if value is None else f"{value:.1%}"
+
+
 @dataclass(frozen=True)
 class Catch:
     """What a rule, an outcome or the model's flags caught in the window."""
@@ -54,6 +59,20 @@ class Catch:
     fraud_amount: float  # the amount of the fraud hits
     model_overlap: int  # hits the model flagged too
     model_overlap_share: float | None  # of the hits
+
+    def cells(self) -> list[str]:
+        """As the CLI's table and the report show it: hits, hits/day, labelled, frauds, precision, recall, fraud
+        amount caught, model flagged too."""
+        return [
+            f"{self.hits:,}",
+            "n/a" if self.hits_per_day is None else f"{self.hits_per_day:,.1f}",
+            f"{self.labelled_hits:,}",
+            f"{self.fraud_hits:,}",
+            share(self.precision),
+            share(self.recall),
+            f"{self.fraud_amount:,.2f}",
+            f"{self.model_overlap:,} ({share(self.model_overlap_share)})" if self.hits else "0",
+        ]
 
     def as_json(self) -> dict[str, object]:
         return {
