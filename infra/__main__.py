@@ -71,25 +71,23 @@ database = Database(
     ),
 )
 
-# the HMAC key for card tokens: set with `pulumi config set --secret cardTokenKey ...`; encrypted in state
-card_token_key = aws.secretsmanager.Secret(
-    f"{prefix}-card-token-key",
-    kms_key_id=lake.key.arn,
-    description="HMAC-SHA256 key for card tokens (fraud/core/privacy.py)",
-)
-aws.secretsmanager.SecretVersion(
-    f"{prefix}-card-token-key", secret_id=card_token_key.id, secret_string=config.require_secret("cardTokenKey")
-)
 
-# the review app's signing key (sessions, CSRF, customers' answer links in alert emails: fraud/outreach/answers.py):
-# `pulumi config set --secret reviewKey "$(openssl rand -hex 32)"`
-review_key = aws.secretsmanager.Secret(
-    f"{prefix}-review-key",
-    kms_key_id=lake.key.arn,
-    description="Signing key of the review app and of customers' answer links (fraud/core/settings.py)",
+def stack_secret(name: str, config_key: str, description: str) -> aws.secretsmanager.Secret:
+    """A Secrets Manager secret under the lake's KMS key, holding a secret of the stack's config (set with
+    `pulumi config set --secret <config_key> "$(openssl rand -hex 32)"`; encrypted in state)."""
+    secret = aws.secretsmanager.Secret(f"{prefix}-{name}", kms_key_id=lake.key.arn, description=description)
+    aws.secretsmanager.SecretVersion(
+        f"{prefix}-{name}", secret_id=secret.id, secret_string=config.require_secret(config_key)
+    )
+    return secret
+
+
+card_token_key = stack_secret(
+    "card-token-key", "cardTokenKey", "HMAC-SHA256 key for card tokens (fraud/core/privacy.py)"
 )
-aws.secretsmanager.SecretVersion(
-    f"{prefix}-review-key", secret_id=review_key.id, secret_string=config.require_secret("reviewKey")
+# sessions, CSRF and customers' answer links in alert emails (fraud/outreach/answers.py)
+review_key = stack_secret(
+    "review-key", "reviewKey", "Signing key of the review app and of customers' answer links (fraud/core/settings.py)"
 )
 
 notifications = Notifications(prefix, NotificationsArgs(sender_email=config.require("senderEmail")))
