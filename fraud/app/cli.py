@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
+from fraud.app import cli_review
 from fraud.app.cli_lists import lists_app
 from fraud.app.cli_rules import rules_app
 from fraud.core.settings import Settings
@@ -19,6 +20,7 @@ db_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(lists_app, name="lists")
+cli_review.register(app)  # fraud review, fraud users
 app.add_typer(rules_app, name="rules")
 console = Console()
 PIPED_WIDTH = 1_000  # piped output has no screen to fit: wide enough that no table cell wraps mid-word

@@ -1,0 +1,1 @@
+"""The analyst review app (`fraud review`, docs/review.md): the queue of open cases, verdicts, customers' answers."""
