@@ -59,7 +59,8 @@ class Settings(BaseSettings):
 
     # the review app's signing key (sessions, CSRF, customers' answer links); empty locally means "generate once"
     review_key: SecretStr | None = None
-    # the review app's address as customers' answer links name it (in AWS: the private way in, docs/operations.md)
+    # the review app's address as customers' answer links name it: customers must reach its /answer path (in AWS an
+    # HTTPS endpoint the Pulumi program does not provision yet: docs/review.md)
     review_base_url: str = "http://127.0.0.1:8100"
     answer_link_days: int = 14  # how long a customer's "was this you?" link stays valid
 
