@@ -187,6 +187,7 @@ dagster = DagsterService(
         db_endpoint=database.endpoint,
         db_port=database.port,
         db_secret_arn=database.secret_arn,
+        review_key_secret_arn=review_key.arn,
         settings_env=settings_env
         | {
             "FRAUD_GLUE_JOB_NAME": etl.job.name,
@@ -204,6 +205,7 @@ dagster = DagsterService(
         ),
         daemon=TaskSize(config.get_int("dagsterDaemonCpu") or 512, config.get_int("dagsterDaemonMemoryMb") or 2048),
         run_worker=TaskSize(config.get_int("dagsterRunCpu") or 2048, config.get_int("dagsterRunMemoryMb") or 8192),
+        review=TaskSize(config.get_int("reviewCpu") or 256, config.get_int("reviewMemoryMb") or 1024),
         log_retention_days=config.get_int("logRetentionDays") or 30,
         force_delete_images=config.get_bool("forceDestroyBuckets") or False,
     ),
@@ -238,6 +240,9 @@ outputs: dict[str, pulumi.Input] = {
     "dagster_daemon_service": dagster.daemon.name,
     "dagster_image_uri": dagster.image_uri,
     "dagster_port_forward_command": dagster.port_forward_command,
+    # the review app: open it with review_port_forward_command, then http://127.0.0.1:8100
+    "review_service": dagster.review.name,
+    "review_port_forward_command": dagster.review_port_forward_command,
 }
 for key, value in outputs.items():
     pulumi.export(key, value)

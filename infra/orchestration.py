@@ -19,6 +19,7 @@ import pulumi_docker_build as docker_build
 from iam import assume_role_policy, kms_statement, objects, policy_document, statement
 
 WEB_PORT = 3000
+REVIEW_PORT = 8100  # `fraud review` (fraud/app/review/), on the task's loopback: reached like the UI, by port forward
 DAGSTER_DB = "dagster"
 RUN_CONTAINER = "run"  # deploy/dagster.yaml: the EcsRunLauncher's container_name
 # What the image is built from: a change to any file under these (relative to the build context) is a new tag.
@@ -87,12 +88,14 @@ class DagsterServiceArgs:
     db_endpoint: pulumi.Input[str]
     db_port: pulumi.Input[int]
     db_secret_arn: pulumi.Input[str]
+    review_key_secret_arn: pulumi.Input[str]  # the review app's sessions and CSRF tokens
     settings_env: dict[str, pulumi.Input[str]]  # FRAUD_* of aws mode for the code location
     region: str
     account: str
     webserver: TaskSize
     daemon: TaskSize
     run_worker: TaskSize
+    review: TaskSize
     log_retention_days: int
     force_delete_images: bool = False
 
@@ -160,7 +163,7 @@ class DagsterService(pulumi.ComponentResource):
                 retention_in_days=args.log_retention_days,
                 opts=child,
             )
-            for role in ("webserver", "daemon", "run")
+            for role in ("webserver", "daemon", "run", "review")
         }
 
         # --- roles ------------------------------------------------------------------------------------------------
@@ -309,6 +312,24 @@ class DagsterService(pulumi.ComponentResource):
             ],
         )
 
+        # the analyst review app: reads cases, writes verdicts (the fraud database, as its own settings say), finds the
+        # promoted model's version, signs its sessions; reached only through ECS Exec's port forward, like the UI
+        self.review_role = task_role(
+            "review",
+            [
+                statement(EXEC_ACTIONS, ["*"], "EcsExecSession"),
+                statement(
+                    ["s3:GetObject"],
+                    [pulumi.Output.concat(args.models_bucket.arn, f"/{args.model_name}/LATEST")],
+                    "PromotedModel",
+                ),
+                statement(
+                    ["secretsmanager:GetSecretValue"], [args.db_secret_arn, args.review_key_secret_arn], "Secrets"
+                ),
+                kms_statement(args.kms_key_arn),
+            ],
+        )
+
         workspace = ["-w", "workspace.yaml"]  # the image's working directory is the repository root
         self.webserver_task_definition = task_definition(
             "webserver",
@@ -319,6 +340,9 @@ class DagsterService(pulumi.ComponentResource):
         )
         self.daemon_task_definition = task_definition(
             "daemon", "daemon", args.daemon, self.daemon_role.arn, ["dagster-daemon", "run", *workspace]
+        )
+        self.review_task_definition = task_definition(
+            "review", "review", args.review, self.review_role.arn, ["fraud", "review", "--port", str(REVIEW_PORT)]
         )
 
         # --- services ------------------------------------------------------------------------------------------
@@ -351,9 +375,14 @@ class DagsterService(pulumi.ComponentResource):
             "webserver", self.webserver_task_definition, args.webserver_security_group_id, True, 100, 200
         )
         self.daemon = service("daemon", self.daemon_task_definition, args.daemon_security_group_id, False, 0, 100)
+        # review: admits nothing either (the webserver's group); the port forward is its only way in
+        self.review = service("review", self.review_task_definition, args.webserver_security_group_id, True, 100, 200)
 
         self.port_forward_command = pulumi.Output.all(self.cluster.name, self.webserver.name).apply(
             lambda names: port_forward_command(names[0], names[1])
+        )
+        self.review_port_forward_command = pulumi.Output.all(self.cluster.name, self.review.name).apply(
+            lambda names: port_forward_command(names[0], names[1], "review", REVIEW_PORT)
         )
         self.register_outputs(
             {
@@ -361,17 +390,19 @@ class DagsterService(pulumi.ComponentResource):
                 "image_uri": self.image_uri,
                 "webserver_service": self.webserver.name,
                 "daemon_service": self.daemon.name,
+                "review_service": self.review.name,
             }
         )
 
 
-def port_forward_command(cluster: str, service: str) -> str:
-    """The shell lines that open the UI on http://127.0.0.1:3000 through ECS Exec's SSM channel."""
+def port_forward_command(cluster: str, service: str, container: str = "webserver", port: int = WEB_PORT) -> str:
+    """The shell lines that open a service's page (the UI on http://127.0.0.1:3000, the review app on :8100)
+    through ECS Exec's SSM channel."""
     return (
         f"TASK=$(aws ecs list-tasks --cluster {cluster} --service-name {service} --query 'taskArns[0]' "
         "--output text | awk -F/ '{print $NF}') && "
         f"RUNTIME=$(aws ecs describe-tasks --cluster {cluster} --tasks $TASK "
-        "--query \"tasks[0].containers[?name=='webserver'].runtimeId | [0]\" --output text) && "
+        f"--query \"tasks[0].containers[?name=='{container}'].runtimeId | [0]\" --output text) && "
         f"aws ssm start-session --target ecs:{cluster}_${{TASK}}_${{RUNTIME}} "
-        f"--document-name AWS-StartPortForwardingSession --parameters portNumber={WEB_PORT},localPortNumber={WEB_PORT}"
+        f"--document-name AWS-StartPortForwardingSession --parameters portNumber={port},localPortNumber={port}"
     )

@@ -50,7 +50,7 @@ def _group_id(program: Program, suffix: str) -> str:
 def test_no_service_or_task_gets_a_public_ip_and_all_run_in_the_private_subnets(program):
     private = {state["id"] for _, _, state in program.of_type("aws:ec2/subnet:Subnet")}
     services = {name: inputs for name, inputs, _ in program.of_type("aws:ecs/service:Service")}
-    assert sorted(services) == ["fraud-dev-dagster-daemon", "fraud-dev-dagster-webserver"]
+    assert sorted(services) == ["fraud-dev-dagster-daemon", "fraud-dev-dagster-review", "fraud-dev-dagster-webserver"]
     for name, service in services.items():
         network = service["networkConfiguration"]
         assert network["assignPublicIp"] is False, name
@@ -62,6 +62,11 @@ def test_no_service_or_task_gets_a_public_ip_and_all_run_in_the_private_subnets(
     assert services["fraud-dev-dagster-daemon"]["networkConfiguration"]["securityGroups"] == [
         _group_id(program, "dagster")
     ]
+    # the review app admits nothing either: the port forward is its only way in
+    assert services["fraud-dev-dagster-review"]["networkConfiguration"]["securityGroups"] == [
+        _group_id(program, "webserver")
+    ]
+    assert services["fraud-dev-dagster-review"]["enableExecuteCommand"] is True
     # the daemon is a singleton: a deployment stops the old task before the new one starts
     assert services["fraud-dev-dagster-daemon"]["deploymentMaximumPercent"] == 100
     assert services["fraud-dev-dagster-daemon"]["deploymentMinimumHealthyPercent"] == 0
@@ -144,7 +149,7 @@ def test_each_dagster_role_lists_its_actions_and_arns_exactly(program):
         "secretsmanager:GetSecretValue": ([secret], None),
         "kms:Decrypt": ([key], None),
     }  # exactly: nothing more
-    assert len(logs) == 3
+    assert len(logs) == 4
 
     exec_actions = ["CreateControlChannel", "CreateDataChannel", "OpenControlChannel", "OpenDataChannel"]
     assert _grants(program, "webserver") == {f"ssmmessages:{a}": (["*"], None) for a in exec_actions} | {
@@ -176,10 +181,19 @@ def test_each_dagster_role_lists_its_actions_and_arns_exactly(program):
         "kms:GenerateDataKey": ([key], None),
     }
 
+    # the review app: its port forward, the promoted model's version, the database's and its own signing secret
+    assert _grants(program, "review") == {f"ssmmessages:{a}": (["*"], None) for a in exec_actions} | {
+        "s3:GetObject": ([f"{buckets['models']}/fraud-mlp/LATEST"], None),
+        "secretsmanager:GetSecretValue": (sorted([secret, program.outputs["review_key_secret_arn"]]), None),
+        "kms:Decrypt": ([key], None),
+        "kms:DescribeKey": ([key], None),
+        "kms:GenerateDataKey": ([key], None),
+    }
+
 
 def test_tasks_run_as_their_roles_and_every_dagster_role_trusts_ecs_tasks_of_this_account_only(program):
     roles = {name: (inputs, state) for name, inputs, state in program.of_type("aws:iam/role:Role")}
-    for name in ("dagster", "dagster-execution", "dagster-webserver", "dagster-daemon"):
+    for name in ("dagster", "dagster-execution", "dagster-webserver", "dagster-daemon", "dagster-review"):
         inputs, _ = roles[f"fraud-dev-{name}"]
         assert json.loads(inputs["assumeRolePolicy"])["Statement"] == [
             {
@@ -190,7 +204,12 @@ def test_tasks_run_as_their_roles_and_every_dagster_role_trusts_ecs_tasks_of_thi
             }
         ], name
     execution = roles["fraud-dev-dagster-execution"][1]["arn"]
-    expected = {"webserver": "dagster-webserver", "daemon": "dagster-daemon", "run": "dagster"}
+    expected = {
+        "webserver": "dagster-webserver",
+        "daemon": "dagster-daemon",
+        "run": "dagster",
+        "review": "dagster-review",
+    }
     for role, task_role in expected.items():
         definition, _ = _containers(program, role)
         assert definition["executionRoleArn"] == execution

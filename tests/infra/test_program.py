@@ -319,7 +319,7 @@ def test_iam_policies_name_actions_and_stay_on_project_arns(program):
     named = {template.format(region=REGION, account=ACCOUNT) for template in AWS_NAMED_RESOURCES}
     statements = list(_allow_statements(program))
     # glue, generator, scorer, dagster (the run workers), Dagster's execution, webserver and daemon roles
-    assert len({name for name, _ in statements}) == 7  # one policy per role
+    assert len({name for name, _ in statements}) == 8  # one policy per role
     for name, statement in statements:
         actions = _listed(statement["Action"])
         assert "NotAction" not in statement and "NotResource" not in statement, name
@@ -340,7 +340,7 @@ def test_iam_policies_name_actions_and_stay_on_project_arns(program):
 def test_each_role_has_its_own_policy_and_dagster_reaches_its_pieces(program):
     roles = {state["id"]: name for name, _, state in program.of_type("aws:iam/role:Role")}
     policy_roles = [inputs["role"] for _, inputs, _ in program.of_type("aws:iam/rolePolicy:RolePolicy")]
-    assert sorted(policy_roles) == sorted(roles) and len(roles) == 7
+    assert sorted(policy_roles) == sorted(roles) and len(roles) == 8
     assert not program.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")  # no broad managed policies
     dagster = next(
         inputs
