@@ -28,14 +28,16 @@ class CopyFormatError(ValueError):
     """The COPY data is not binary rows of (float8[] without NULLs, all of one length; text)."""
 
 
-def vector_pages(blocks: Iterable[bytes], page_rows: int) -> Iterator[tuple[list[str], np.ndarray]]:
+def vector_pages(blocks: Iterable[bytes], page_rows: int, texts: int = 0) -> Iterator[tuple[list, np.ndarray]]:
     """Pages of `page_rows` rows (more when a block completes several; the last page may be short): (keys,
-    (n, d) float32 vectors), from the blocks of a binary COPY of (vector float8[], key text). Blocks may split
-    rows anywhere."""
+    (n, d) float32 vectors), from the blocks of a binary COPY of (vector float8[], key text[, text ...]). Blocks may
+    split rows anywhere. With `texts` more text columns after the key (NULL allowed there, as None), each key is the
+    tuple (key, text, ...)."""
+    fields_per_row = 2 + texts
     data = bytearray()
     position: int | None = None  # of the next row in `data`; None until the header is read
     starts: list[int] = []
-    keys: list[str] = []
+    keys: list = []
     ended = False
     for block in blocks:
         if ended:
@@ -53,25 +55,34 @@ def vector_pages(blocks: Iterable[bytes], page_rows: int) -> Iterator[tuple[list
             if fields == -1:
                 ended = True
                 break
-            if fields != 2:
-                raise CopyFormatError(f"expected rows of 2 fields (vector, key), got {fields}")
+            if fields != fields_per_row:
+                raise CopyFormatError(f"expected rows of {fields_per_row} fields (vector, key, ...), got {fields}")
             if size - position < 6:
                 break
             (vector_bytes,) = _int(data, position + 2)
             if vector_bytes < 0:
                 raise CopyFormatError("a vector is NULL")
-            key_at = position + 6 + vector_bytes
-            if size - key_at < 4:
-                break
-            (key_bytes,) = _int(data, key_at)
-            if key_bytes < 0:
-                raise CopyFormatError("a key is NULL")
-            end = key_at + 4 + key_bytes
-            if end > size:
+            at = position + 6 + vector_bytes
+            values: list[str | None] = []
+            for n in range(1 + texts):
+                if size - at < 4:
+                    break
+                (length,) = _int(data, at)
+                if length < 0:
+                    if n == 0:
+                        raise CopyFormatError("a key is NULL")
+                    values.append(None)
+                    at += 4
+                    continue
+                if at + 4 + length > size:
+                    break
+                values.append(data[at + 4 : at + 4 + length].decode())
+                at += 4 + length
+            if len(values) < 1 + texts:  # the row is not all here yet
                 break
             starts.append(position)
-            keys.append(data[key_at + 4 : end].decode())
-            position = end
+            keys.append(values[0] if not texts else tuple(values))
+            position = at
         if len(starts) >= page_rows or (ended and starts):
             yield keys, _vectors(data, starts)
             del data[:position]

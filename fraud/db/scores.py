@@ -1,5 +1,5 @@
-"""The scorer's database I/O: feature vectors still to be scored, what their decisions read (raw fields, list
-entries), the attribution baseline, and `fraud_score` rows with their decisions (COPY; on a conflict, a staging
+"""The scorer's database I/O: feature vectors still to be scored with what their decisions read (raw fields, in
+the same COPY), the attribution baseline, and `fraud_score` rows with their decisions (COPY; on a conflict, a staging
 table + `INSERT … ON CONFLICT DO NOTHING`, so a (transaction, model version) pair is written once and re-scoring is
 a no-op). No pandas: the scorer Lambda ships without it."""
 
@@ -15,7 +15,6 @@ from psycopg.types.json import set_json_dumps
 from sqlalchemy import Engine
 
 from fraud.db.copy_binary import vector_pages
-from fraud.db.lists import hits_sql
 from fraud.rules import Verdict
 
 
@@ -34,12 +33,21 @@ class Selection:
 class Page:
     trans_nums: list[str]
     features: np.ndarray  # (n, d) float32
+    raw: list[RawFields]  # what the decisions read besides the features and the score
+
+
+@dataclass(frozen=True)
+class RawFields:
+    amount: float
+    category: str | None
+    merchant: str
+    card_token: str
 
 
 # No ORDER BY: sorting wide rows spills to disk; the scorer takes the rows in whatever order they come.
 # The comment names the reader in pg_stat_activity (operators, and the fault test that kills it, find it by it).
 _PENDING = """
-SELECT /* pending_scores */ f.values::float8[], f.trans_num
+SELECT /* pending_scores */ f.values::float8[], f.trans_num, t.amount::text, t.category, t.merchant, t.card_token
 FROM transaction_features f JOIN fact_transaction t ON t.trans_num = f.trans_num
 WHERE f.feature_version = %(version)s
   AND NOT EXISTS (SELECT 1 FROM fraud_score s WHERE s.trans_num = f.trans_num AND s.model_version = %(model)s)
@@ -92,8 +100,12 @@ def pending_pages(
         cursor = connection.connection.driver_connection.cursor()
         guard_read_plan(cursor)
         with cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT binary)", params) as copy:
-            for trans_nums, features in vector_pages(copy, page_rows):
-                yield Page(trans_nums, features)
+            for rows, features in vector_pages(copy, page_rows, texts=4):
+                yield Page(
+                    [row[0] for row in rows],
+                    features,
+                    [RawFields(float(amt), category, merchant, card) for _, amt, category, merchant, card in rows],
+                )
 
 
 # binary: no float text to format in Python or parse in PostgreSQL (the writer's Python time per 100,000 rows:
@@ -117,30 +129,6 @@ INSERT INTO fraud_score (trans_num, model_version, score, flagged, threshold, to
 
 # Scores written without a rule set (tests that plant scores): the decision the migration gave earlier scores.
 UNDECIDED_VERSION = "none"
-
-
-@dataclass(frozen=True)
-class RuleInputs:
-    """What the decision of a scored transaction reads besides its features and score: its raw fields and the
-    block/allow list entries in force for it (`kind:entity:id` texts)."""
-
-    amount: float
-    category: str | None
-    merchant: str
-    listed: list[str]
-
-
-_RULE_INPUTS = f"""
-SELECT t.trans_num, t.amount::float8, t.category, t.merchant, {hits_sql("t.card_token", "t.merchant", "t.category")}
-FROM fact_transaction t WHERE t.trans_num = ANY(%(trans_nums)s)"""
-
-
-def rule_inputs(engine: Engine, trans_nums: Sequence[str]) -> dict[str, RuleInputs]:
-    """The raw fields and list entries of a page of transactions, in one query."""
-    with engine.connect() as connection:
-        cursor = connection.connection.driver_connection.cursor()
-        rows = cursor.execute(_RULE_INPUTS, {"trans_nums": list(trans_nums)}).fetchall()
-    return {row[0]: RuleInputs(row[1], row[2], row[3], row[4] or []) for row in rows}
 
 
 def write_scores(
@@ -170,7 +158,7 @@ def write_scores(
     if verdicts is None:
         decided = [("review" if f else "approve", None, [], UNDECIDED_VERSION) for f in flagged]
     else:
-        decided = [(v.outcome.value, v.rule, list(v.fired), v.version) for v in verdicts]
+        decided = [v.stored for v in verdicts]
     with engine.begin() as connection:
         raw = connection.connection.driver_connection
         cursor = raw.cursor()

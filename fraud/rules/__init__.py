@@ -2,7 +2,7 @@
 allow lists (fraud/rules/lists.py), applied together by `decide` (fraud/rules/decision.py)."""
 
 from fraud.rules.decision import decide, parse_hits, rule_fields
-from fraud.rules.lists import Entity, ListHit, ListKind, deciding_entry, is_list_ref
+from fraud.rules.lists import Entity, ListHit, ListKind, deciding_entry, hits_for, is_list_ref
 from fraud.rules.ruleset import (
     DEFAULT_RULES_PATH,
     FIELDS,
@@ -25,6 +25,7 @@ __all__ = [
     "ListKind",
     "decide",
     "deciding_entry",
+    "hits_for",
     "is_list_ref",
     "parse_hits",
     "rule_fields",

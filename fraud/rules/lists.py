@@ -5,7 +5,7 @@ transaction on both lists is blocked (a block is the safer mistake)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -42,6 +42,19 @@ class ListHit:
         """From the database's `kind:entity:id` (fraud/db/lists.py HITS)."""
         kind, entity, entry_id = text.split(":")
         return cls(ListKind(kind), int(entry_id), Entity(entity))
+
+
+def hits_for(
+    index: Mapping[tuple[str, str], list[ListHit]], card_token: str, merchant: str, category: str | None
+) -> list[ListHit]:
+    """The entries of `index` (entity, value → entries in force) naming a transaction's card, merchant or category."""
+    if not index:
+        return []
+    return [
+        *index.get((Entity.CARD.value, card_token), ()),
+        *index.get((Entity.MERCHANT.value, merchant), ()),
+        *index.get((Entity.CATEGORY.value, category or ""), ()),
+    ]
 
 
 def is_list_ref(decided_by: str | None) -> bool:

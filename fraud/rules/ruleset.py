@@ -51,6 +51,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 
 from fraud.features.catalog import FEATURE_NAMES
@@ -174,6 +175,7 @@ class RuleSet:
     _text: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _rank: tuple[tuple[int, int, int], ...] = field(init=False, repr=False, compare=False)
     _all: cel.Program | None = field(init=False, repr=False, compare=False)
+    _approved: Verdict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.version, str) or not self.version.strip():
@@ -192,6 +194,8 @@ class RuleSet:
         object.__setattr__(self, "_rank", ranks)
         combined = "[" + ", ".join(f"({rule.expression})" for rule in self.rules) + "]"
         object.__setattr__(self, "_all", cel.compile(combined) if self.rules else None)
+        # most transactions fire no rule: they all share one verdict
+        object.__setattr__(self, "_approved", Verdict(Outcome.APPROVE, None, (), (), self.version))
 
     def __reduce__(self):
         # compiled programs do not pickle: a copy compiles again
@@ -216,6 +220,12 @@ class Verdict:
     fired: tuple[str, ...]
     errors: tuple[RuleFailure, ...]
     version: str
+
+    @cached_property
+    def stored(self) -> tuple[str, str | None, list[str], str]:
+        """(outcome, decided_by, rules_fired, ruleset_version) as the score tables store them; computed once per
+        verdict (the verdict most transactions share included)."""
+        return self.outcome.value, self.rule, list(self.fired), self.version
 
     def as_record(self) -> dict[str, object]:
         """What a decision stores (JSON-ready): `decided_by` is the deciding rule, or the list entry that decided
@@ -331,6 +341,8 @@ def evaluate(ruleset: RuleSet, fields: Mapping[str, float | str | bool | None]) 
             fired.append(index)
         elif result is not False:
             errors.append(RuleFailure(rule.id, f"gave {result!r}, not a bool"))
+    if not fired and not errors:
+        return ruleset._approved
     fired.sort(key=ruleset._rank.__getitem__)
     deciding = ruleset.rules[fired[0]] if fired else None
     return Verdict(

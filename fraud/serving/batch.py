@@ -23,12 +23,13 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from fraud.core.read_ahead import read_ahead
 from fraud.core.settings import Settings
 from fraud.core.storage import object_store
-from fraud.db.scores import Selection, pending_pages, recent_features, rule_inputs, write_scores
+from fraud.db.lists import entries_in_force
+from fraud.db.scores import Page, Selection, pending_pages, recent_features, write_scores
 from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
 from fraud.model import registry
 from fraud.model.attribution import CHUNK_TRANSACTIONS, reasons_json, score_and_attribute
 from fraud.model.litert import TFLiteScorer
-from fraud.rules import RuleSet, decide, is_list_ref, parse_hits, rule_fields
+from fraud.rules import RuleSet, decide, hits_for, is_list_ref, rule_fields
 
 # transactions read, scored and written per round trip: small enough that reading the next page and writing the
 # last one overlap scoring this one (100,000 rows, median of 3: 14,400 tx/s with pages of 50,000, 19,300 with
@@ -221,9 +222,7 @@ def score_selection(
                         settle(last)  # at most one page waiting: bounded memory, and errors surface early
                         last = None
                     last = (
-                        writer.submit(
-                            write_page, engine, model, ruleset, page.trans_nums, page.features, scores, contributions
-                        ),
+                        writer.submit(write_page, engine, model, ruleset, page, scores, contributions),
                         int(flags.sum()),
                         len(page.trans_nums),
                     )
@@ -254,22 +253,21 @@ def write_page(
     engine: Engine,
     model: PromotedModel,
     ruleset: RuleSet,
-    trans_nums: list[str],
-    features: np.ndarray,
+    page: Page,
     scores: np.ndarray,
     contributions: np.ndarray,
 ) -> tuple[int, dict[str, int]]:
     """The writer thread's part (Python work that overlaps the next page's LiteRT call, which runs without the
     GIL): the page's decisions, its reasons' JSON and its rows' write. Returns the rows written and the
     decisions' counts."""
-    inputs = rule_inputs(engine, trans_nums)
+    listed = entries_in_force(engine)
     verdicts = [
         decide(
             ruleset,
             rule_fields(ruleset, vector, raw.amount, raw.category, raw.merchant, score, model.threshold),
-            parse_hits(raw.listed),
+            hits_for(listed, raw.card_token, raw.merchant, raw.category),
         )
-        for vector, score, raw in zip(features.tolist(), scores.tolist(), (inputs[t] for t in trans_nums), strict=True)
+        for vector, score, raw in zip(page.features.tolist(), scores.tolist(), page.raw, strict=True)
     ]
     counts = Counter(v.outcome.value for v in verdicts)
     decided = {
@@ -280,7 +278,7 @@ def write_page(
     }
     reasons = reasons_json(contributions, FEATURE_NAMES)
     flags = scores >= model.threshold
-    written = write_scores(engine, model.version, model.threshold, trans_nums, scores, flags, reasons, verdicts)
+    written = write_scores(engine, model.version, model.threshold, page.trans_nums, scores, flags, reasons, verdicts)
     return written, decided
 
 
