@@ -3,8 +3,9 @@ fraud/rules/lists.py).
 
 `IN_FORCE` is the one definition of an entry that applies: not removed, not past its expiry at the moment of the
 decision (the database's clock, `now()`: the same for the API, the Lambda and batch scoring). `hits_sql` gives the SQL
-expression both paths select with each transaction: the entries in force naming its card token, merchant or
-category, as `kind:entity:id` texts (fraud.rules.lists.ListHit.parse), or NULL.
+expression the real-time read selects with its transaction: the entries in force naming its card token, merchant or
+category, as `kind:entity:id` texts (fraud.rules.lists.ListHit.parse), or NULL; the batch scorer reads every entry
+in force once per page instead (`entries_in_force`) and matches in memory.
 
 Managing the lists (`fraud lists`, docs/lists.md): `add_entry` and `remove_entry` change an entry and write its
 audit row in one transaction; `list_entries` and `audit_trail` read them back as frozen dataclasses (no pandas).
