@@ -9,18 +9,8 @@ from pathlib import Path
 import pytest
 
 from fraud.outreach.report import publish_report
+from tests.helpers.chromium import ARTIFACTS, CHROMIUM, launched
 from tests.helpers.scored_world import build_world
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 pytestmark = [
     pytest.mark.e2e,
@@ -39,7 +29,7 @@ def test_report_renders_in_headless_chromium(engine, settings, tmp_path):
     report = Path(publish_report(engine, settings).latest)
     requests, errors = [], []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = launched(playwright)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("request", lambda request: requests.append(request.url))

@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -27,21 +27,12 @@ from fraud.db.users import Role, add_user
 from fraud.features.catalog import FEATURE_NAMES
 from fraud.outreach.alerts import AlertPolicy, queue_alerts
 from fraud.outreach.answers import Answer, answer_link
+from tests.helpers.chromium import ARTIFACTS, CHROMIUM
 from tests.helpers.homes import free_port, own_migrated_home
 from tests.helpers.scored_world import HOSTILE_MERCHANT, build_world
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = REPO_ROOT / "test-artifacts"
 DOCS = REPO_ROOT / "docs"
-PASSWORD = "correct horse battery"
+PASSWORD = secrets.token_urlsafe(16)  # made per run: no password-looking literal in the repository
 VIEWPORT = {"width": 1440, "height": 1000}
 
 pytestmark = [
@@ -156,17 +147,6 @@ def server(world):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 class Watched:

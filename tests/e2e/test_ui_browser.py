@@ -26,19 +26,9 @@ from fraud.core.storage import object_store
 from fraud.db.engine import get_engine, stop_embedded
 from fraud.db.queries import loaded_batch_ids
 from fraud.ingest.raw_zone import transaction_keys
+from tests.helpers.chromium import ARTIFACTS, CHROMIUM
 from tests.helpers.homes import SMALL_WORLD, free_port, make_home
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = REPO_ROOT / "test-artifacts"
 ASSETS = ("raw_transactions", "processed_transactions", "fraud_model", "fraud_flags", "fraud_report", "customer_alerts")
 EDGE_COUNT = (
     7  # tests/e2e/test_graph.py's EDGES: raw→processed→model, processed+model→flags→alerts→report, flags→report
@@ -131,17 +121,6 @@ def ui(fraud_env):
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
         stop_embedded(home / "pg")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def _names_match(label: str, name: str) -> bool:
