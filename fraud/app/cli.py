@@ -20,7 +20,6 @@ db_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(lists_app, name="lists")
-cli_review.register(app)  # fraud review, fraud users
 app.add_typer(rules_app, name="rules")
 console = Console()
 PIPED_WIDTH = 1_000  # piped output has no screen to fit: wide enough that no table cell wraps mid-word
@@ -545,3 +544,6 @@ def db_counts() -> None:
 
 if __name__ == "__main__":
     app()
+
+
+cli_review.register(app)  # fraud review, fraud users: after the commands above, so `fraud --help` lists them first
