@@ -197,7 +197,12 @@ def run(console, settings: Settings, engine: Engine, rows: int = 100_000) -> tup
             f"{batch.keras_call_seconds / batch.litert_call_seconds:.1f}x",
         ),
     ]
-    return table, asdict(batch)
+    figures = asdict(batch) | {
+        "transactions_per_s": per_second,
+        "ratio_vs_keras": batch.keras_seconds / batch.litert_seconds,
+        "decisions_time_ratio": batch.litert_seconds / batch.undecided_seconds,
+    }
+    return table, figures
 
 
 def requests_for(frame: pd.DataFrame, count: int, seed: int = 2) -> list[dict]:

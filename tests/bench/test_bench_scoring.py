@@ -20,6 +20,9 @@ def test_batch_benchmark_runs_small(settings, engine):
         )
     )
     assert len(table) == 4 and all(len(row) == 6 and row[1] == "400" for row in table)
+    # what --json gives a script (issue 24 item 5): the throughput and the ratio against Keras, as numbers
+    assert batch["transactions_per_s"] == 400 / batch["litert_seconds"]
+    assert batch["ratio_vs_keras"] == batch["keras_seconds"] / batch["litert_seconds"]
     frame = load_world(engine, mine, 400, "bench-test", seed=31, features="computed")  # as `make bench` loads it
 
     bodies = requests_for(frame, 10)
