@@ -61,35 +61,15 @@ def cases(engine: Engine, model_version: str, *, open_only: bool = True, limit: 
 
 
 def case_of(engine: Engine, model_version: str, case_id: str) -> CaseSummary | None:
-    card_token, _, day = case_id.rpartition(":")
-    try:
-        day_value = date.fromisoformat(day)
-    except ValueError:
-        return None
-    query = f"SELECT * FROM ({_CASES}) c WHERE c.card_token = :card AND c.day = :day"
+    """A case's summary (None: no such case, or not a case id)."""
     with engine.connect() as connection:
-        row = (
-            connection.execute(text(query), {"model": model_version, "card": card_token, "day": day_value})
-            .mappings()
-            .one_or_none()
-        )
-    return CaseSummary(**row) if row is not None else None
+        return case_in(connection, model_version, case_id)
 
 
 def case_transactions(engine: Engine, model_version: str, case_id: str) -> list[str]:
     """The trans_nums of a case (the ones a verdict on the case labels)."""
-    card_token, _, day = case_id.rpartition(":")
     with engine.connect() as connection:
-        return list(
-            connection.execute(
-                text("""
-                SELECT s.trans_num FROM fraud_score s JOIN fact_transaction t USING (trans_num)
-                WHERE s.model_version = :model AND s.outcome <> 'approve' AND t.card_token = :card
-                  AND (t.event_time AT TIME ZONE 'UTC')::date = :day
-                ORDER BY t.event_time, s.trans_num"""),
-                {"model": model_version, "card": card_token, "day": date.fromisoformat(day)},
-            ).scalars()
-        )
+        return case_transactions_in(connection, model_version, case_id)
 
 
 # --- the review app's reads (fraud/app/review/) ---------------------------------------------------------------
@@ -161,7 +141,7 @@ def _open_count(connection: Connection, model_version: str) -> int:
 
 
 def case_in(connection: Connection, model_version: str, case_id: str) -> CaseSummary | None:
-    """`case_of` inside the caller's database transaction (a verdict checks the case is still open in the
+    """A case's summary inside the caller's database transaction (a verdict checks the case is still open in the
     transaction that records it)."""
     key = _case_key(case_id)
     if key is None:
@@ -176,7 +156,7 @@ def case_in(connection: Connection, model_version: str, case_id: str) -> CaseSum
 
 
 def case_transactions_in(connection: Connection, model_version: str, case_id: str) -> list[str]:
-    """`case_transactions` inside the caller's database transaction."""
+    """A case's trans_nums inside the caller's database transaction."""
     key = _case_key(case_id)
     if key is None:
         return []
