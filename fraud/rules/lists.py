@@ -24,6 +24,13 @@ class Entity(StrEnum):
     CATEGORY = "category"
 
 
+def _ref_prefix(kind: ListKind) -> str:
+    return f"{kind.value}-list#"
+
+
+_REF_PREFIXES = tuple(_ref_prefix(kind) for kind in ListKind)
+
+
 @dataclass(frozen=True, order=True)
 class ListHit:
     """An entry in force that names one of a transaction's entities."""
@@ -35,7 +42,7 @@ class ListHit:
     @property
     def ref(self) -> str:
         """How a decision names the entry that decided it, e.g. `block-list#12`."""
-        return f"{self.kind.value}-list#{self.entry_id}"
+        return f"{_ref_prefix(self.kind)}{self.entry_id}"
 
     @classmethod
     def parse(cls, text: str) -> ListHit:
@@ -59,7 +66,7 @@ def hits_for(
 
 def is_list_ref(decided_by: str | None) -> bool:
     """Whether a decision's `decided_by` names a list entry (`ListHit.ref`) rather than a rule."""
-    return decided_by is not None and decided_by.startswith(("block-list#", "allow-list#"))
+    return decided_by is not None and decided_by.startswith(_REF_PREFIXES)
 
 
 def deciding_entry(hits: Iterable[ListHit]) -> ListHit | None:
