@@ -32,7 +32,7 @@ def fraud_flags(context: AssetExecutionContext, config: ScoringScope, fraud: Fra
     settings = fraud.settings()
     engine = fraud.engine()  # make sure the schema is migrated before the handler writes
     if config.batch_ids or config.rescore_days:
-        if registry.latest_version(fraud.store(settings.models_bucket), settings.model_name) is None:
+        if registry.promoted_version(settings) is None:
             # a batch that lands before the first model is scored by the first materialization of fraud_flags
             context.log.warning("no promoted model yet: nothing scored")
             return MaterializeResult(metadata={"scored": 0, "flagged": 0, "model_version": "none"})

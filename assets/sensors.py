@@ -104,11 +104,6 @@ def raw_batch_sensor(context: SensorEvaluationContext, fraud: FraudPlatform) -> 
     return SensorResult(run_requests=requests, cursor=cursor.to_json())
 
 
-def _promoted_version(fraud: FraudPlatform) -> str | None:
-    settings = fraud.settings()
-    return registry.latest_version(fraud.store(settings.models_bucket), settings.model_name)
-
-
 LABELS = "transaction_label"  # processed_transactions' metadata: the labels in the database after its run
 
 
@@ -159,7 +154,7 @@ def labels_sensor(context: SensorEvaluationContext, fraud: FraudPlatform) -> Sen
     elif trained_at is not None:
         baseline, origin = trained_at, "the latest fraud_model materialization"
         verdicts_then = verdicts_now if verdicts_trained is None else verdicts_trained
-    elif _promoted_version(fraud) is not None:
+    elif registry.promoted_version(fraud.settings()) is not None:
         baseline, origin = labels_now, "the promoted model (no retraining recorded in this instance)"
         verdicts_then = verdicts_now
     else:

@@ -102,7 +102,6 @@ def backtest_command(
     from rich.text import Text
 
     from fraud.app.cli import output
-    from fraud.core.storage import object_store
     from fraud.db.engine import get_engine
     from fraud.db.migrate import upgrade
     from fraud.db.replay import count_history, replay_history
@@ -119,7 +118,7 @@ def backtest_command(
     settings = Settings()
     engine = get_engine(settings)
     upgrade(engine)  # a fresh home: an empty history rather than "relation does not exist"
-    model_version = registry.latest_version(object_store(settings, settings.models_bucket), settings.model_name)
+    model_version = registry.promoted_version(settings)
     counted = count_history(engine, start, end)
     errors = Console(stderr=True)
     began = time.perf_counter()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from fraud.core.storage import ObjectStore
+from fraud.core.settings import Settings
+from fraud.core.storage import ObjectStore, object_store
 
 ARTIFACTS = ("model.keras", "model.tflite", "metadata.json")
 
@@ -38,3 +39,8 @@ def load_metadata(store: ObjectStore, name: str, version: str) -> dict:
 
 def load_tflite(store: ObjectStore, name: str, version: str) -> bytes:
     return store.get_bytes(f"{name}/{version}/model.tflite")
+
+
+def promoted_version(settings: Settings) -> str | None:
+    """The version the settings' models bucket has promoted (its `LATEST`), or None."""
+    return latest_version(object_store(settings, settings.models_bucket), settings.model_name)

@@ -61,7 +61,7 @@ from fraud.db.labels import Verdict
 from fraud.db.users import Role, User, authenticate, get_user, list_users
 from fraud.features.catalog import CATEGORY_FEATURES, FEATURE_NAMES, FEATURE_VERSION
 from fraud.features.phrases import CATEGORY_WORDS, describe_reasons
-from fraud.model.registry import latest_version
+from fraud.model.registry import latest_version, promoted_version
 from fraud.outreach.answers import LinkRefused, verify
 from fraud.outreach.notify import display_merchant
 
@@ -452,7 +452,7 @@ def serve(settings: Settings, port: int, *, trusted_header: str | None = None, v
     upgrade(engine)
     application = create_app(settings, engine, trusted_header=trusted_header)
     users = [u for u in list_users(engine) if u.active]
-    version = latest_version(object_store(settings, settings.models_bucket), settings.model_name)
+    version = promoted_version(settings)
     say(f"model: {version or 'none promoted yet (the queue stays empty until one is)'}")
     if trusted_header:
         say(f"identity: the {trusted_header} header of the proxy in front (no password sign-in)")
