@@ -15,9 +15,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, text
 
+from fraud.db.labels import PLATFORM_NOW
+
 # a SQL condition on `fact_transaction t`
-UNREVIEWED = """NOT EXISTS (SELECT 1 FROM transaction_label l WHERE l.trans_num = t.trans_num
-                    AND l.labelled_at <= (SELECT max(event_time) FROM fact_transaction))
+UNREVIEWED = f"""NOT EXISTS (SELECT 1 FROM transaction_label l WHERE l.trans_num = t.trans_num
+                    AND l.labelled_at <= {PLATFORM_NOW})
     AND NOT EXISTS (SELECT 1 FROM customer_alert_transaction x JOIN customer_alert a ON a.id = x.alert_id
                     WHERE x.trans_num = t.trans_num AND a.status = 'sent')"""
 
