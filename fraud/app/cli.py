@@ -542,8 +542,7 @@ def db_counts() -> None:
         console.print(f"{table:28} {count:>10,}")
 
 
+cli_review.register(app)  # fraud review, fraud users: after the commands above, so `fraud --help` lists them first
+
 if __name__ == "__main__":
     app()
-
-
-cli_review.register(app)  # fraud review, fraud users: after the commands above, so `fraud --help` lists them first
