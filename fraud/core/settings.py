@@ -94,6 +94,8 @@ class Settings(BaseSettings):
 
     # decisions: the rule set (fraud/rules/ruleset.py documents the file); unset: the one shipped in the package
     rules_path: Path | None = None
+    # batch scoring: top reasons for the flagged, the reviewed and blocked, and this top share of each page by score
+    reasons_top_share: float = Field(default=0.0, ge=0.0, le=1.0)
 
     # automation (assets/sensors.py)
     rescore_days: int = 7  # a newly promoted model rescores unreviewed transactions of this many last days

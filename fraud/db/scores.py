@@ -33,15 +33,11 @@ class Selection:
 class Page:
     trans_nums: list[str]
     features: np.ndarray  # (n, d) float32
-    raw: list[RawFields]  # what the decisions read besides the features and the score
-
-
-@dataclass(frozen=True)
-class RawFields:
-    amount: float
-    category: str | None
-    merchant: str
-    card_token: str
+    # what the decisions read besides the features and the score, column by column (no object per transaction)
+    amounts: list[float]
+    categories: list[str | None]
+    merchants: list[str]
+    card_tokens: list[str]
 
 
 # No ORDER BY: sorting wide rows spills to disk; the scorer takes the rows in whatever order they come.
@@ -101,11 +97,8 @@ def pending_pages(
         guard_read_plan(cursor)
         with cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT binary)", params) as copy:
             for rows, features in vector_pages(copy, page_rows, texts=4):
-                yield Page(
-                    [row[0] for row in rows],
-                    features,
-                    [RawFields(float(amt), category, merchant, card) for _, amt, category, merchant, card in rows],
-                )
+                trans_nums, amounts, categories, merchants, cards = (list(c) for c in zip(*rows, strict=True))
+                yield Page(trans_nums, features, list(map(float, amounts)), categories, merchants, cards)
 
 
 # binary: no float text to format in Python or parse in PostgreSQL (the writer's Python time per 100,000 rows:
@@ -138,10 +131,11 @@ def write_scores(
     trans_nums: Sequence[str],
     scores: np.ndarray,
     flagged: np.ndarray,
-    reasons: Sequence[str],
+    reasons: Sequence[str | None],
     verdicts: Sequence[Verdict] | None = None,
 ) -> int:
-    """Insert scores with their top reasons (JSON text per row) and decisions; returns how many rows were new.
+    """Insert scores with their top reasons (JSON text per row; None for a row given none: NULL) and decisions;
+    returns how many rows were new.
     Without `verdicts` (a caller that scores without rules: tests planting scores) the rows get the decision the
     migration gave scores written before rules: review when flagged, rule set `none`.
 

@@ -10,15 +10,21 @@ score up. The top reasons are the (at most) three features with the largest posi
 first; a feature equal to its baseline contributes exactly 0 and is never a reason.
 
 Why occlusion: it explains the deployed model itself (the `.tflite` run by LiteRT, no TensorFlow, no
-surrogate), needs only forward passes, and is cheap: a transaction and its occluded copies (one per feature
-away from its baseline) go through the interpreter in the same batched call that scores it. Its limit: features
-are occluded one at a time, so the effect of features that only matter together (say amount and hour) is
-split between them arbitrarily, and contributions need not add up to f(x) - f(b).
+surrogate), needs only forward passes, and is cheap: one occluded copy per feature away from its baseline. The
+real-time path runs a transaction and its copies through the interpreter in the call that scores it
+(`score_and_attribute`); the batch scorer computes reasons only for the transactions whose reasons are read
+(fraud.serving.batch.needs_reasons) and computes their copies with `attribute`: the model's graph read as NumPy
+(fraud.model.litert.Network), where a copy's first dense layer is its transaction's pre-activation plus one
+weight column times the occluded feature's change, and only the layers after it run on the copies (the same
+contributions to float32 rounding: tests/model/test_attribution_linear.py). Its limit: features are occluded one
+at a time, so the effect of features that only matter together (say amount and hour) is split between them
+arbitrarily, and contributions need not add up to f(x) - f(b).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -41,16 +47,60 @@ def occluded_rows(x: np.ndarray, baseline: np.ndarray) -> tuple[np.ndarray, np.n
     return copies, transactions, features
 
 
+def scores_of(predict: Predict, x: np.ndarray, chunk: int) -> np.ndarray:
+    """Scores (n,) of the rows of `x`, `chunk` rows per call."""
+    x = np.asarray(x, dtype=np.float32)
+    scores = np.empty(len(x), dtype=np.float32)
+    for start in range(0, len(x), chunk):
+        scores[start : start + chunk] = np.asarray(predict(x[start : start + chunk]), dtype=np.float32).reshape(-1)
+    return scores
+
+
+class Occluder(Protocol):
+    """A model's own arithmetic for a row and its occluded copies (fraud.model.litert.Network)."""
+
+    def occluded(
+        self, x: np.ndarray, baseline: np.ndarray, transactions: np.ndarray, features: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def attribute(
+    predict: Predict,
+    x: np.ndarray,
+    baseline: np.ndarray,
+    network: Occluder | None = None,
+    chunk: int = CHUNK_TRANSACTIONS,
+) -> np.ndarray:
+    """Contributions (n, d) of the rows of `x` (the same as score_and_attribute's): by `network` when given, which
+    computes each copy from its transaction's first-layer pre-activation (one weight column times the occluded
+    feature's change) instead of a whole forward pass; else each row and its copies through `predict`."""
+    if network is None:
+        return score_and_attribute(predict, x, baseline, chunk)[1]
+    x, baseline = _checked(x, baseline)
+    contributions = np.zeros(x.shape, dtype=np.float32)
+    for start in range(0, len(x), chunk):
+        part = x[start : start + chunk]
+        transactions, features = np.nonzero(part != baseline)  # the copies occluded_rows would make
+        own, copies = network.occluded(part, baseline, transactions, features)
+        contributions[start + transactions, features] = own[transactions] - copies
+    return contributions
+
+
+def _checked(x: np.ndarray, baseline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x, dtype=np.float32)
+    baseline = np.asarray(baseline, dtype=np.float32)
+    if baseline.shape != (x.shape[1],):
+        raise ValueError(f"baseline has shape {baseline.shape}, the features have {x.shape[1]} columns")
+    return x, baseline
+
+
 def score_and_attribute(
     predict: Predict, x: np.ndarray, baseline: np.ndarray, chunk: int = CHUNK_TRANSACTIONS
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scores (n,) and contributions (n, d) of every transaction, in chunks of `chunk` transactions: one
     interpreter call per chunk runs its transactions and their occluded copies."""
-    x = np.asarray(x, dtype=np.float32)
-    baseline = np.asarray(baseline, dtype=np.float32)
+    x, baseline = _checked(x, baseline)
     n, d = x.shape
-    if baseline.shape != (d,):
-        raise ValueError(f"baseline has shape {baseline.shape}, the features have {d} columns")
     scores = np.empty(n, dtype=np.float32)
     contributions = np.zeros((n, d), dtype=np.float32)
     for start in range(0, n, chunk):

@@ -319,6 +319,13 @@ def evaluate(ruleset: RuleSet, fields: Mapping[str, float | str | bool | None]) 
     for name in ruleset._text:
         value = fields[name]
         values[name] = value if type(value) is str else _value(name, value)
+    return evaluate_values(ruleset, values)
+
+
+def evaluate_values(ruleset: RuleSet, values: dict[str, float | str]) -> Verdict:
+    """`evaluate` on values already typed as CEL takes them (every field of the rule set: a float for a numeric
+    field, a str for a text field): the batch scorer converts a page column by column
+    (fraud.rules.decision.decide_many)."""
     context = cel.Context(values)
     results: list | None = None
     if ruleset._all is not None:

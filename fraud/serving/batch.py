@@ -1,15 +1,17 @@
 """Scoring with LiteRT: the promoted model (`LATEST` in the models bucket) run from its `.tflite` file, and
-batch scoring of processed transactions into `fraud_score` with flags and top reasons (`fraud.model.attribution`).
+batch scoring of processed transactions into `fraud_score` with flags, decisions and, for the transactions whose
+reasons are read (`needs_reasons`), top reasons (`fraud.model.attribution`).
 
 Never imports TensorFlow (nor pandas): the scorer Lambda ships with LiteRT and NumPy only."""
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,14 +29,17 @@ from fraud.db.lists import entries_in_force
 from fraud.db.scores import Page, Selection, pending_pages, recent_features, write_scores
 from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
 from fraud.model import registry
-from fraud.model.attribution import CHUNK_TRANSACTIONS, reasons_json, score_and_attribute
+from fraud.model.attribution import CHUNK_TRANSACTIONS, attribute, reasons_json, scores_of
 from fraud.model.litert import TFLiteScorer
-from fraud.rules import RuleSet, decide, hits_for, is_list_ref, rule_fields
+from fraud.rules import Outcome, RuleSet, Verdict, is_list_ref
+from fraud.rules.decision import decide_many
 
 # transactions read, scored and written per round trip: small enough that reading the next page and writing the
 # last one overlap scoring this one (100,000 rows, median of 3: 14,400 tx/s with pages of 50,000, 19,300 with
 # 10,000, 20,700 with 5,000)
 PAGE_ROWS = 5_000
+# rows per interpreter call when it scores the rows alone (no occluded copies)
+SCORE_ROWS = 2_048
 DB_ATTEMPTS = 5  # a dropped database connection: the run resumes with what is still unscored, this many times
 
 log = logging.getLogger(__name__)
@@ -170,6 +175,7 @@ class BatchResult:
     scored: int  # fraud_score rows written (rows another run wrote first are not counted)
     flagged: int  # flagged among the pending transactions
     pending: int  # transactions this model version had not scored when read
+    reasons: int = 0  # rows written with top reasons (needs_reasons); the others have none (NULL)
     review: int = 0  # decisions among the pending transactions, by outcome
     block: int = 0
     listed: int = 0  # decided by a block or allow list entry
@@ -188,20 +194,25 @@ def score_selection(
     predict: Predict | None = None,
     page_rows: int = PAGE_ROWS,
     chunk: int = CHUNK_TRANSACTIONS,
+    reasons_top_share: float = 0.0,
 ) -> BatchResult:
     """Score every selected transaction the model has not scored yet: stream their feature vectors, and per
-    page score them with their top reasons (one interpreter pass over each row and its occluded copies), decide
-    on them (the lists, then `ruleset`: fraud/rules/decision.py, as the real-time path does) and write them.
-    Writing a page (its decisions, its reasons' JSON, then PostgreSQL's work) overlaps with reading and scoring
-    the next one.
+    page score them, decide on them (the lists, then `ruleset`: fraud/rules/decision.py, as the real-time path
+    does), compute the top reasons of those whose reasons are read (`needs_reasons`) and write them all (the
+    others with no reasons: NULL). A thread reads the next page meanwhile, and another writes the previous one
+    while this one is scored and decided (PostgreSQL's side of a write is most of its time).
     `predict` swaps in another runner of the same model (the benchmark's Keras baseline), with the `chunk` of
-    transactions per call that suits it."""
+    transactions per call that suits it; its reasons then run every occluded copy through it. With the model's
+    own runner, the copies are computed by `model.scorer.network` (the linear first layer) when it reads the
+    graph."""
+    network = model.scorer.network if predict is None else None
+    score_rows = SCORE_ROWS if predict is None else chunk
     predict = predict or model.scorer.predict
-    totals = dict.fromkeys(("scored", "flagged", "pending", "review", "block", "listed", "rule_errors"), 0)
+    totals = dict.fromkeys(("scored", "flagged", "pending", "reasons", "review", "block", "listed", "rule_errors"), 0)
 
-    def settle(write: tuple[Future, int, int]) -> None:  # totals count the pages whose scores are committed
-        future, flagged, rows = write
-        written, decided = future.result()  # raises what the write raised
+    def settle(write: tuple[Future, int, int, dict[str, int]]) -> None:  # totals: pages whose scores are committed
+        future, flagged, rows, decided = write
+        written = future.result()  # raises what the write raised
         totals["scored"] += written
         totals["flagged"] += flagged
         totals["pending"] += rows
@@ -210,21 +221,40 @@ def score_selection(
 
     def score_pages() -> None:
         baseline = model.baseline(engine)
+
+        def reasons_for(features: np.ndarray) -> np.ndarray:
+            return attribute(predict, features, baseline, network, chunk)
+
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fraud-score-writer") as writer:
             last = None
             try:
                 for page in read_ahead(
                     pending_pages(engine, model.feature_version, model.version, selection, page_rows)
                 ):
-                    scores, contributions = score_and_attribute(predict, page.features, baseline, chunk)
+                    scores = scores_of(predict, page.features, score_rows)
                     flags = scores >= model.threshold
+                    # decided while PostgreSQL takes the previous page's rows (the writer waits on it, GIL released)
+                    verdicts, reasons, decided = decide_page(
+                        engine, model, ruleset, page, scores, reasons_top_share, reasons_for
+                    )
                     if last is not None:
                         settle(last)  # at most one page waiting: bounded memory, and errors surface early
                         last = None
                     last = (
-                        writer.submit(write_page, engine, model, ruleset, page, scores, contributions),
+                        writer.submit(
+                            write_scores,
+                            engine,
+                            model.version,
+                            model.threshold,
+                            page.trans_nums,
+                            scores,
+                            flags,
+                            reasons,
+                            verdicts,
+                        ),
                         int(flags.sum()),
                         len(page.trans_nums),
+                        decided,
                     )
             except BaseException:
                 if last is not None and last[0].exception() is None:  # committed before the read failed
@@ -249,26 +279,28 @@ def score_selection(
     return BatchResult(**totals, ruleset_version=ruleset.version)
 
 
-def write_page(
+def decide_page(
     engine: Engine,
     model: PromotedModel,
     ruleset: RuleSet,
     page: Page,
     scores: np.ndarray,
-    contributions: np.ndarray,
-) -> tuple[int, dict[str, int]]:
-    """The writer thread's part (Python work that overlaps the next page's LiteRT call, which runs without the
-    GIL): the page's decisions, its reasons' JSON and its rows' write. Returns the rows written and the
-    decisions' counts."""
-    listed = entries_in_force(engine)
-    verdicts = [
-        decide(
-            ruleset,
-            rule_fields(ruleset, vector, raw.amount, raw.category, raw.merchant, score, model.threshold),
-            hits_for(listed, raw.card_token, raw.merchant, raw.category),
-        )
-        for vector, score, raw in zip(page.features.tolist(), scores.tolist(), page.raw, strict=True)
-    ]
+    top_share: float,
+    reasons_for: Callable[[np.ndarray], np.ndarray],
+) -> tuple[list[Verdict], list[str | None], dict[str, int]]:
+    """A scored page's decisions and the reasons' JSON of the transactions that need them (None for the others),
+    with the counts (decisions, transactions given reasons)."""
+    verdicts = decide_many(
+        ruleset,
+        page.features,
+        page.amounts,
+        page.categories,
+        page.merchants,
+        page.card_tokens,
+        scores,
+        model.threshold,
+        entries_in_force(engine),
+    )
     counts = Counter(v.outcome.value for v in verdicts)
     decided = {
         "review": counts["review"],
@@ -276,10 +308,30 @@ def write_page(
         "listed": sum(is_list_ref(v.rule) for v in verdicts),
         "rule_errors": sum(len(v.errors) for v in verdicts),
     }
-    reasons = reasons_json(contributions, FEATURE_NAMES)
     flags = scores >= model.threshold
-    written = write_scores(engine, model.version, model.threshold, page.trans_nums, scores, flags, reasons, verdicts)
-    return written, decided
+    chosen = np.flatnonzero(needs_reasons(scores, flags, verdicts, top_share))
+    reasons: list[str | None] = [None] * len(scores)
+    if len(chosen):
+        texts = reasons_json(reasons_for(page.features[chosen]), FEATURE_NAMES)
+        for row, text in zip(chosen.tolist(), texts, strict=True):
+            reasons[row] = text
+    decided["reasons"] = len(chosen)
+    return verdicts, reasons, decided
+
+
+_READ = frozenset({Outcome.REVIEW, Outcome.BLOCK})  # the outcomes an analyst or a report reads the reasons of
+
+
+def needs_reasons(scores: np.ndarray, flags: np.ndarray, verdicts: Sequence[Verdict], top_share: float) -> np.ndarray:
+    """Which transactions get top reasons: the ones their readers show (the flagged: the report, customer alerts;
+    a review or block decision: review cases), and the `top_share` of the page with the highest scores (at least
+    one transaction when the share is above 0; ties at the cut are all in)."""
+    chosen = flags | np.fromiter((v.outcome in _READ for v in verdicts), dtype=bool, count=len(verdicts))
+    if top_share > 0 and len(scores):
+        keep = min(len(scores), math.ceil(top_share * len(scores)))
+        cut = np.partition(scores, len(scores) - keep)[len(scores) - keep]
+        chosen |= scores >= cut
+    return chosen
 
 
 def connection_lost(error: BaseException) -> bool:

@@ -65,7 +65,13 @@ def score_batch(event: dict, settings: Settings) -> dict:
         until=_instant(event["until"]) if event.get("until") else None,
         unreviewed_only=bool(event.get("unreviewed_only")),
     )
-    result = score_selection(get_engine(settings), model, selection, live_rules(settings.rules_path))
+    result = score_selection(
+        get_engine(settings),
+        model,
+        selection,
+        live_rules(settings.rules_path),
+        reasons_top_share=settings.reasons_top_share,
+    )
     return {
         "model_version": model.version,
         "threshold": model.threshold,

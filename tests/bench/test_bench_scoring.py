@@ -23,6 +23,8 @@ def test_batch_benchmark_runs_small(settings, engine):
     # what --json gives a script (issue 24 item 5): the throughput and the ratio against Keras, as numbers
     assert batch["transactions_per_s"] == 400 / batch["litert_seconds"]
     assert batch["ratio_vs_keras"] == batch["keras_seconds"] / batch["litert_seconds"]
+    # the share of transactions given reasons (issue 24 item 3: only where read) and the scorer's own CPU time
+    assert 0 <= batch["reasons_share"] <= 1 and batch["litert_cpu_seconds"] > 0
     frame = load_world(engine, mine, 400, "bench-test", seed=31, features="computed")  # as `make bench` loads it
 
     bodies = requests_for(frame, 10)
