@@ -25,6 +25,7 @@ from fraud.core.settings import Settings
 from fraud.core.storage import ObjectStore, object_store
 from fraud.db.engine import get_engine
 from fraud.db.migrate import upgrade
+from fraud.db.roles import DbRole
 
 
 def _setting(name: str, what: str) -> Any:
@@ -156,7 +157,7 @@ class FraudPlatform(ConfigurableResource):
         settings = self.settings()
         with self._lock:
             if self._engine is None:
-                engine = get_engine(settings)
+                engine = get_engine(settings, role=DbRole.WRITER)
                 upgrade(engine)
                 self._engine = engine
             return self._engine

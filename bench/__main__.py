@@ -122,7 +122,14 @@ def bench_load(engine, rows: int) -> tuple[float, float]:
                         batch_id="bench",
                     )
                 )
-                session.merge(TransactionFeatures(trans_num=r["trans_num"], feature_version="v2", values=r["features"]))
+                session.merge(
+                    TransactionFeatures(
+                        trans_num=r["trans_num"],
+                        feature_version="v2",
+                        values=r["features"],
+                        event_day=r["event_time"].date(),  # UTC: the partition key (migration 0009)
+                    )
+                )
                 session.flush()
             session.commit()
 

@@ -39,6 +39,7 @@ from fraud.core.storage import s3_client
 from fraud.db.engine import get_engine
 from fraud.db.load import PROCESSED_COLUMNS, BatchAccounting, load_processed
 from fraud.db.queries import stored_labels
+from fraud.db.roles import DbRole
 from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION, HISTORY_SECONDS
 from fraud.features.spark import RAW_SCHEMA, content, features, timestamp_of, validate
 from fraud.ingest.validation import Reason
@@ -305,7 +306,7 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
     bounds = valid.agg(F.min(F.unix_timestamp("event_time"))).first()[0]
     lap("read_validate_tokenize")
     history = read_history(spark, args["processed_uri"], (bounds or 0) - HISTORY_SECONDS) if bounds else None
-    engine = get_engine(settings)
+    engine = get_engine(settings, role=DbRole.WRITER)
     labels = with_stored_labels(spark, engine, read_labels(spark, label_paths), (bounds or 0) - HISTORY_SECONDS)
     labels = labels.cache() if labels is not None else None
     processed = features(valid, history, labels)

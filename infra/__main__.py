@@ -1,11 +1,17 @@
 """The fraud platform on AWS: `pulumi up` in this folder (see README.md).
 
 Buckets and key (DataLake), a private VPC (Network), RDS PostgreSQL (Database), the Glue ETL job (EtlJob), the
-generator and scorer Lambdas (Functions), the SES sender (Notifications), the role Dagster's runs work as
-(OrchestrationAccess) and Dagster itself on ECS Fargate (DagsterService: image, webserver, daemon, run workers).
+generator, batch scorer and real-time scorer Lambdas (Functions), the SES sender (Notifications), the role
+Dagster's runs work as (OrchestrationAccess) and Dagster itself on ECS Fargate (DagsterService: image, webserver,
+daemon, run workers, review app). Last, what needs every role and resource: the bucket policies and the raw zone's
+audit trail (DataLake.protect) and the VPC endpoints' policies (Network.limit_endpoints).
 The stack outputs are what `fraud aws-env` turns into the Dagster code location's FRAUD_* settings. The code it
-uploads comes from `make package` (dist/, see artifacts.py); the Dagster image is built from the repository's
-Dockerfile by the program itself."""
+uploads comes from `make package` (dist/, see artifacts.py), the RDS CA bundle from deploy/rds-ca/; the Dagster
+image is built from the repository's Dockerfile by the program itself.
+
+Each component logs in to PostgreSQL as its own role (fraud/db/roles.py) with IAM database authentication and
+verifies the server against the RDS CA bundle its artifact carries (`db_login`); only the daemon's migration step
+reads the master secret."""
 
 from __future__ import annotations
 
@@ -13,15 +19,24 @@ from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
-from artifacts import dist_dir, read_artifacts
+from artifacts import dist_dir, read_artifacts, read_ca_bundle
 from data_lake import DataLake, DataLakeArgs
-from database import DB_NAME, Database, DatabaseArgs
+from database import (
+    CA_BUNDLE_IN_GLUE,
+    CA_BUNDLE_IN_LAMBDA,
+    DB_NAME,
+    Database,
+    DatabaseArgs,
+    db_login,
+)
 from etl_job import EtlJob, EtlJobArgs
 from functions import Functions, FunctionsArgs, check_runtime
 from network import Network, NetworkArgs
 from notifications import Notifications, NotificationsArgs
 from orchestration import DagsterService, DagsterServiceArgs, TaskSize
 from orchestration_access import OrchestrationAccess, OrchestrationAccessArgs
+
+from fraud.db.roles import DbRole
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,10 +45,12 @@ config = pulumi.Config()
 # is registered: the program reads the manifests in dist/ and never runs the packager
 artifacts = read_artifacts(dist_dir(config.get("distDir"), REPO_ROOT), REPO_ROOT)
 check_runtime([artifacts.generator, artifacts.scorer], on_incompatible=config.get("lambdaRuntimeCheck") or "error")
+ca_bundle = read_ca_bundle(config.get("rdsCaBundle"), REPO_ROOT)  # the scorers' layer and the Glue job ship it
 
 region = pulumi.Config("aws").require("region")
 account = aws.get_caller_identity().account_id
 prefix = f"fraud-{pulumi.get_stack()}"
+log_retention_days = config.get_int("logRetentionDays") or 30
 
 lake = DataLake(
     prefix,
@@ -42,6 +59,8 @@ lake = DataLake(
         quarantine_retention_days=config.get_int("quarantineRetentionDays") or 90,
         noncurrent_version_days=config.get_int("noncurrentVersionDays") or 30,
         force_destroy=config.get_bool("forceDestroyBuckets") or False,
+        region=region,
+        account=account,
     ),
 )
 buckets = lake.buckets
@@ -68,6 +87,9 @@ database = Database(
         backup_retention_days=config.get_int("dbBackupRetentionDays") or 7,
         deletion_protection=config.get_bool("dbDeletionProtection") is not False,  # on unless explicitly false
         multi_az=config.get_bool("dbMultiAz") or False,
+        region=region,
+        account=account,
+        log_retention_days=log_retention_days,
     ),
 )
 
@@ -92,7 +114,9 @@ review_key = stack_secret(
 
 notifications = Notifications(prefix, NotificationsArgs(sender_email=config.require("senderEmail")))
 
-settings_env: dict[str, pulumi.Input[str]] = {  # fraud/core/settings.py names; ARNs and names only, never secret values
+# fraud/core/settings.py names; ARNs and names only, never secret values. No FRAUD_DB_SECRET_ARN: components log in
+# as their own role (db_login); only the daemon's migration step gets the master secret (orchestration.py)
+settings_env: dict[str, pulumi.Input[str]] = {
     "FRAUD_MODE": "aws",
     "FRAUD_AWS_REGION": region,
     "FRAUD_RAW_BUCKET": buckets["raw"].bucket,
@@ -102,9 +126,9 @@ settings_env: dict[str, pulumi.Input[str]] = {  # fraud/core/settings.py names; 
     "FRAUD_DB_HOST": database.endpoint,
     "FRAUD_DB_PORT": database.port.apply(str),
     "FRAUD_DB_NAME": DB_NAME,
-    "FRAUD_DB_SECRET_ARN": database.secret_arn,
     "FRAUD_HOME": "/tmp/fraud",  # the only writable path in Lambda and Glue containers
 }
+
 
 etl = EtlJob(
     f"{prefix}-etl",
@@ -117,16 +141,17 @@ etl = EtlJob(
         kms_key_arn=lake.key.arn,
         subnet=network.private_subnets[0],
         security_group_id=network.glue_sg.id,
-        db_endpoint=database.endpoint,
-        db_port=database.port,
-        db_name=DB_NAME,
-        db_secret_arn=database.secret_arn,
+        db_user_arn=database.user_arn(DbRole.WRITER),
+        ca_bundle=ca_bundle,
         card_token_secret_arn=card_token_key.arn,
-        settings_env=settings_env | {"FRAUD_CARD_TOKEN_KEY_SECRET_ARN": card_token_key.arn},
+        settings_env=settings_env
+        | {"FRAUD_CARD_TOKEN_KEY_SECRET_ARN": card_token_key.arn}
+        | db_login(DbRole.WRITER, CA_BUNDLE_IN_GLUE),
         wheels=artifacts.glue_wheels,  # installed from the artifacts bucket with --no-index: no internet needed
         worker_type=config.get("glueWorkerType") or "G.1X",
         workers=config.get_int("glueWorkers") or 2,
         timeout_minutes=config.get_int("glueTimeoutMinutes") or 60,
+        log_retention_days=log_retention_days,
         region=region,
         account=account,
     ),
@@ -137,18 +162,25 @@ functions = Functions(
     FunctionsArgs(
         generator=artifacts.generator,
         scorer=artifacts.scorer,
+        ca_bundle=ca_bundle,
         artifacts_bucket=buckets["artifacts"],
         raw_bucket=buckets["raw"],
         models_bucket=buckets["models"],
         kms_key_arn=lake.key.arn,
         private_subnet_ids=network.private_subnet_ids,
         scorer_security_group_id=network.scorer_sg.id,
-        db_secret_arn=database.secret_arn,
+        card_token_secret_arn=card_token_key.arn,
+        scorer_db_user_arn=database.user_arn(DbRole.WRITER),  # batch scoring writes fraud_score
+        realtime_db_user_arn=database.user_arn(DbRole.REALTIME),
         settings_env=settings_env,
+        scorer_env=db_login(DbRole.WRITER, CA_BUNDLE_IN_LAMBDA),
+        realtime_env=db_login(DbRole.REALTIME, CA_BUNDLE_IN_LAMBDA)
+        | {"FRAUD_CARD_TOKEN_KEY_SECRET_ARN": card_token_key.arn},  # it tokenises the card numbers it is sent
         generator_interval_minutes=config.get_int("generatorIntervalMinutes") or 60,
         generator_memory_mb=config.get_int("generatorMemoryMb") or 1024,
         scorer_memory_mb=config.get_int("scorerMemoryMb") or 2048,
-        log_retention_days=config.get_int("logRetentionDays") or 30,
+        log_retention_days=log_retention_days,
+        region=region,
     ),
 )
 
@@ -162,12 +194,13 @@ access = OrchestrationAccess(
         kms_key_arn=lake.key.arn,
         glue_job_name=etl.job.name,
         function_arns=[functions.generator.arn, functions.scorer.arn],
-        scorer_arn=functions.scorer.arn,
-        db_secret_arn=database.secret_arn,
+        function_url_arn=functions.realtime.arn,
+        db_user_arn=database.user_arn(DbRole.WRITER),
         review_key_secret_arn=review_key.arn,  # the alert emails' answer links
         sender_identity_arn=notifications.identity.arn,
         region=region,
         account=account,
+        trusted_principal_arn=config.get("dagsterPrincipalArn"),
     ),
 )
 
@@ -187,6 +220,10 @@ dagster = DagsterService(
         db_endpoint=database.endpoint,
         db_port=database.port,
         db_secret_arn=database.secret_arn,
+        writer_db_user_arn=database.user_arn(DbRole.WRITER),
+        review_db_user_arn=database.user_arn(DbRole.REVIEW),
+        writer_db_role=DbRole.WRITER.value,
+        review_db_role=DbRole.REVIEW.value,
         review_key_secret_arn=review_key.arn,
         settings_env=settings_env
         | {
@@ -206,9 +243,29 @@ dagster = DagsterService(
         daemon=TaskSize(config.get_int("dagsterDaemonCpu") or 512, config.get_int("dagsterDaemonMemoryMb") or 2048),
         run_worker=TaskSize(config.get_int("dagsterRunCpu") or 2048, config.get_int("dagsterRunMemoryMb") or 8192),
         review=TaskSize(config.get_int("reviewCpu") or 256, config.get_int("reviewMemoryMb") or 1024),
-        log_retention_days=config.get_int("logRetentionDays") or 30,
+        log_retention_days=log_retention_days,
         force_delete_images=config.get_bool("forceDestroyBuckets") or False,
     ),
+)
+
+# Last, what names every role and resource. The bucket policies refuse the roles of the components in the VPC
+# anything not through the S3 endpoint: the scorers and the Dagster tasks (not the generator, outside the VPC, nor
+# Glue, whose service fetches the job's code itself; see README.md, "Security").
+lake.protect(
+    network.s3_endpoint.id,
+    in_vpc_roles=[
+        functions.roles["scorer"].arn,
+        functions.roles["realtime"].arn,
+        access.role.arn,
+        dagster.daemon_role.arn,
+        dagster.webserver_role.arn,
+        dagster.review_role.arn,
+    ],
+)
+network.limit_endpoints(
+    bucket_arns=[bucket.arn for bucket in buckets.values()],
+    secret_arns=[database.secret_arn, card_token_key.arn, review_key.arn],
+    function_arns=[functions.generator.arn, functions.scorer.arn, functions.realtime.arn],
 )
 
 # What the Dagster code location needs in aws mode; `fraud aws-env --stack <stack>` maps these to FRAUD_* lines.
@@ -222,7 +279,8 @@ outputs: dict[str, pulumi.Input] = {
     "glue_job_name": etl.job.name,
     "generator_function_name": functions.generator.name,
     "scorer_function_name": functions.scorer.name,
-    "scorer_function_url": functions.scorer_url.function_url,
+    "scorer_function_url": functions.scorer_url.function_url,  # the real-time scorer's
+    "realtime_function_name": functions.realtime.name,
     "db_endpoint": database.endpoint,
     "db_port": database.port,
     "db_name": DB_NAME,
@@ -234,6 +292,7 @@ outputs: dict[str, pulumi.Input] = {
     "dagster_security_group_id": network.dagster_sg.id,
     "private_subnet_ids": network.private_subnet_ids,
     "kms_key_arn": lake.key.arn,
+    "audit_bucket": lake.audit_bucket.bucket,  # CloudTrail: every object-level call on the raw zone
     # Dagster in AWS: open the UI with dagster_port_forward_command, then http://127.0.0.1:3000
     "dagster_cluster_name": dagster.cluster.name,
     "dagster_webserver_service": dagster.webserver.name,

@@ -182,3 +182,19 @@ def read_artifacts(dist: Path, repo_root: Path) -> Artifacts:
     if problems:
         raise ArtifactsError(f"run `make package` first ({'; '.join(problems)})")
     return Artifacts(**found)
+
+
+RDS_CA_BUNDLE = "deploy/rds-ca/global-bundle.pem"  # where the operator puts it (deploy/README.md), for the image too
+
+
+def read_ca_bundle(configured: str | None, repo_root: Path) -> Artifact:
+    """The RDS CA bundle the Lambda layer and the Glue job ship (the image copies the same file): the stack's
+    `rdsCaBundle`, else deploy/rds-ca/global-bundle.pem. Without it no component could verify the database's
+    certificate, so the program stops before registering anything."""
+    path = repo_root / (configured or RDS_CA_BUNDLE)
+    if not path.is_file() or b"BEGIN CERTIFICATE" not in path.read_bytes():
+        raise ArtifactsError(
+            f"{_shown(path, repo_root)} is missing or holds no certificate: download the RDS CA bundle first "
+            "(deploy/README.md)"
+        )
+    return Artifact(name="rds-ca-bundle", path=path, sha256=_sha256(path))

@@ -1,7 +1,14 @@
 """EtlJob: the Glue job that runs `glue/process_transactions.py`. The script, a zip of the `fraud/` package and
 the wheels of its third-party distributions, as `make package` left them in dist/ (artifacts.py), are uploaded
-to the artifacts bucket; a JDBC Glue connection puts the job's workers in the private subnets next to RDS; the
-job's role reaches only its own prefixes, secrets and log groups.
+to the artifacts bucket, with the RDS CA bundle (`--extra-files`: the job verifies the database's certificate); a
+NETWORK Glue connection (no credentials) puts the job's workers in the private subnets next to RDS, where the job
+logs in as `fraud_writer` with IAM database authentication; the job's role reaches only its own prefixes, the
+card-token key's secret and Glue's log groups.
+
+A Glue security configuration encrypts with the project key what Glue writes: S3 (SSE-KMS), CloudWatch Logs and job
+bookmarks (CSE-KMS). Glue's log groups are created here (encrypted, with retention) under the names Glue uses with
+a security configuration (`/aws-glue/jobs/<configuration>-role/<role>/output` and `/error`) and the continuous log
+group is named explicitly; the role may not create log groups, so none appears implicitly.
 
 No internet at run time: the private subnets have no NAT, so nothing may come from a package index when the job
 starts. `--additional-python-modules` lists the S3 URIs of the wheels (the dependencies' whole closure for
@@ -16,7 +23,17 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 from artifacts import Artifact, Wheel
-from iam import assume_role_policy, aws_named, kms_statement, objects, policy_document, statement, vpc_eni_statement
+from iam import (
+    assume_role_policy,
+    aws_named,
+    db_connect_statement,
+    kms_statement,
+    objects,
+    policy_document,
+    secret_read_statements,
+    statement,
+    vpc_eni_statement,
+)
 
 GLUE_VERSION = "5.0"  # Spark 3.5, Python 3.11: the interpreter this project targets
 PIP_OFFLINE = "--no-index"  # Glue's pip installs the listed wheels and resolves among them only
@@ -33,15 +50,14 @@ class EtlJobArgs:
     kms_key_arn: pulumi.Input[str]
     subnet: aws.ec2.Subnet
     security_group_id: pulumi.Input[str]
-    db_endpoint: pulumi.Input[str]
-    db_port: pulumi.Input[int]
-    db_name: str
-    db_secret_arn: pulumi.Input[str]
+    db_user_arn: pulumi.Input[str]  # rds-db:connect as fraud_writer (Database.user_arn)
+    ca_bundle: Artifact  # the RDS CA bundle (artifacts.read_ca_bundle), shipped with --extra-files
     card_token_secret_arn: pulumi.Input[str]
     settings_env: dict[str, pulumi.Input[str]]  # FRAUD_* settings, passed as --fraud_* arguments (no secrets)
     worker_type: str
     workers: int
     timeout_minutes: int
+    log_retention_days: int
     region: str
     account: str
 
@@ -67,6 +83,7 @@ class EtlJob(pulumi.ComponentResource):
 
         self.script = upload(f"{name}-script", "glue/scripts", args.script, "text/x-python")
         self.library = upload(f"{name}-library", "glue/lib", args.library, "application/zip")
+        self.ca_bundle = upload(f"{name}-rds-ca", "glue/ca", args.ca_bundle, "application/x-pem-file")
         self.wheels = [
             upload(
                 f"{name}-wheel-{re.sub(r'[-_.]+', '-', wheel.name).lower()}", "glue/wheels", wheel, "application/zip"
@@ -77,15 +94,10 @@ class EtlJob(pulumi.ComponentResource):
             *(pulumi.Output.format("s3://{0}/{1}", artifacts.bucket, wheel.key) for wheel in self.wheels)
         ).apply(",".join)
 
-        jdbc_url = pulumi.Output.format("jdbc:postgresql://{0}:{1}/{2}", args.db_endpoint, args.db_port, args.db_name)
+        # NETWORK: only where the workers run (subnet, security group); no credentials (the job logs in with IAM)
         self.connection = aws.glue.Connection(
-            f"{name}-postgres",
-            connection_type="JDBC",
-            connection_properties={
-                "JDBC_CONNECTION_URL": jdbc_url,
-                "SECRET_ID": args.db_secret_arn,
-                "JDBC_ENFORCE_SSL": "true",
-            },
+            f"{name}-network",
+            connection_type="NETWORK",
             physical_connection_requirements={
                 "availability_zone": args.subnet.availability_zone,
                 "subnet_id": args.subnet.id,
@@ -93,9 +105,34 @@ class EtlJob(pulumi.ComponentResource):
             },
             opts=child,
         )
+        self.security_configuration = aws.glue.SecurityConfiguration(
+            f"{name}-security",
+            name=f"{name}-security",
+            encryption_configuration={
+                "s3_encryption": {"s3_encryption_mode": "SSE-KMS", "kms_key_arn": args.kms_key_arn},
+                "cloudwatch_encryption": {"cloudwatch_encryption_mode": "SSE-KMS", "kms_key_arn": args.kms_key_arn},
+                "job_bookmarks_encryption": {
+                    "job_bookmarks_encryption_mode": "CSE-KMS",
+                    "kms_key_arn": args.kms_key_arn,
+                },
+            },
+            opts=child,
+        )
+        role_name = f"{name}-role"  # fixed: Glue names its log groups after the role and the security configuration
+        logs_base = f"/aws-glue/jobs/{name}-security-role/{role_name}"
+        self.log_groups = {
+            stream: aws.cloudwatch.LogGroup(
+                f"{name}-{stream}-logs",
+                name=f"{logs_base}/{stream}",
+                kms_key_id=args.kms_key_arn,
+                retention_in_days=args.log_retention_days,
+                opts=child,
+            )
+            for stream in ("output", "error", "logs-v2")  # driver stdout (Dagster Pipes reads it), stderr, continuous
+        }
 
         self.role = aws.iam.Role(
-            f"{name}-role", assume_role_policy=assume_role_policy("glue.amazonaws.com"), opts=child
+            f"{name}-role", name=role_name, assume_role_policy=assume_role_policy("glue.amazonaws.com"), opts=child
         )
         connection_arn = pulumi.Output.format(
             "arn:aws:glue:{0}:{1}:connection/{2}", args.region, args.account, self.connection.name
@@ -107,7 +144,7 @@ class EtlJob(pulumi.ComponentResource):
                 [
                     statement(
                         ["s3:GetObject"],
-                        objects(artifacts.arn, "glue/scripts/", "glue/lib/", "glue/wheels/"),
+                        objects(artifacts.arn, "glue/scripts/", "glue/lib/", "glue/wheels/", "glue/ca/"),
                         "ReadCode",
                     ),
                     statement(
@@ -134,12 +171,11 @@ class EtlJob(pulumi.ComponentResource):
                         [artifacts.arn, args.raw_bucket.arn, args.processed_bucket.arn],
                         "ListOwnBuckets",
                     ),
-                    statement(
-                        ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                        [args.db_secret_arn, args.card_token_secret_arn],
-                        "DatabaseAndTokenKey",
-                    ),
+                    *secret_read_statements(args.card_token_secret_arn, args.kms_key_arn, args.region, "CardTokenKey"),
+                    db_connect_statement(args.db_user_arn),
                     kms_statement(args.kms_key_arn),
+                    # job bookmarks are encrypted client side (CSE-KMS) by the job itself
+                    statement(["kms:Encrypt"], [args.kms_key_arn], "EncryptBookmarks"),
                     statement(
                         ["glue:GetConnection"],
                         [
@@ -148,8 +184,9 @@ class EtlJob(pulumi.ComponentResource):
                         ],
                         "OwnConnection",
                     ),
+                    # the groups exist (above): no logs:CreateLogGroup, so Glue cannot make an unencrypted one
                     statement(
-                        ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                        ["logs:AssociateKmsKey", "logs:CreateLogStream", "logs:PutLogEvents"],
                         [
                             aws_named(
                                 "arn:aws:logs:{region}:{account}:log-group:/aws-glue/jobs/*", args.region, args.account
@@ -199,6 +236,7 @@ class EtlJob(pulumi.ComponentResource):
             max_retries=0,  # Dagster decides about reruns; the load is idempotent per batch anyway
             execution_property={"max_concurrent_runs": 4},
             connections=[self.connection.name],
+            security_configuration=self.security_configuration.name,
             command={
                 "name": "glueetl",
                 "python_version": "3",
@@ -212,6 +250,9 @@ class EtlJob(pulumi.ComponentResource):
                 "--TempDir": pulumi.Output.format("s3://{0}/glue/temp/", artifacts.bucket),
                 "--enable-metrics": "true",
                 "--enable-continuous-cloudwatch-log": "true",
+                "--continuous-log-logGroup": self.log_groups["logs-v2"].name,
+                # the RDS CA bundle, copied into the script's working directory (CA_BUNDLE_IN_GLUE)
+                "--extra-files": pulumi.Output.format("s3://{0}/{1}", artifacts.bucket, self.ca_bundle.key),
                 "--raw_uri": pulumi.Output.format("s3://{0}", args.raw_bucket.bucket),
                 "--processed_uri": pulumi.Output.format("s3://{0}", args.processed_bucket.bucket),
                 **settings_arguments,

@@ -3,6 +3,8 @@ list of places where an AWS API cannot be limited to this project's own ARNs."""
 
 from __future__ import annotations
 
+import re
+
 import pulumi
 
 # Actions that AWS only authorizes on Resource "*" (or whose resource is created by AWS on the fly), with why.
@@ -85,6 +87,30 @@ def assume_role_policy(
     return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [trust]})
 
 
+# a principal a trust policy may name besides a service: one role or user, never an account (root) or "*"
+NAMED_PRINCIPAL = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+")
+
+
+def ecs_task_trust(account: str, principal_arn: str | None = None) -> pulumi.Output[str]:
+    """Trust of ECS tasks of this account (the task definitions the stack creates name the role) and, when set,
+    of one more named role or user; an account root, a bare account id or "*" is refused."""
+    trust = [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+        }
+    ]
+    if principal_arn is not None:
+        if not NAMED_PRINCIPAL.fullmatch(principal_arn):
+            raise ValueError(
+                f"dagsterPrincipalArn {principal_arn!r} must be one IAM role or user ARN (never an account root)"
+            )
+        trust.append({"Effect": "Allow", "Principal": {"AWS": principal_arn}, "Action": "sts:AssumeRole"})
+    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": trust})
+
+
 def vpc_eni_statement(sid: str) -> dict:
     return statement(
         [
@@ -104,6 +130,30 @@ def kms_statement(key_arn: pulumi.Input[str], sid: str = "ProjectKey") -> dict:
     return statement(["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], [key_arn], sid)
 
 
+def decrypt_via(key_arn: pulumi.Input[str], service: str, region: str, sid: str) -> dict:
+    """kms:Decrypt on the project key only when `service` (e.g. "secretsmanager", "s3") asks on the role's behalf:
+    the role cannot decrypt anything else with the key directly."""
+    return statement(
+        ["kms:Decrypt"], [key_arn], sid, {"StringEquals": {"kms:ViaService": f"{service}.{region}.amazonaws.com"}}
+    )
+
+
+def secret_read_statements(
+    secret_arn: pulumi.Input[str], key_arn: pulumi.Input[str], region: str, sid: str
+) -> list[dict]:
+    """Read one Secrets Manager secret (encrypted with the project key): the secret itself, and the key's Decrypt
+    through Secrets Manager only."""
+    return [
+        statement(["secretsmanager:GetSecretValue"], [secret_arn], sid),
+        decrypt_via(key_arn, "secretsmanager", region, f"{sid}Key"),
+    ]
+
+
+def db_connect_statement(db_user_arn: pulumi.Input[str], sid: str = "DatabaseLogin") -> dict:
+    """IAM database authentication as exactly one PostgreSQL role (Database.user_arn)."""
+    return statement(["rds-db:connect"], [db_user_arn], sid)
+
+
 def objects(bucket_arn: pulumi.Input[str], *prefixes: str) -> list[pulumi.Output[str]]:
     """Object ARNs under the given key prefixes of one bucket."""
     return [pulumi.Output.concat(bucket_arn, "/", prefix, "*") for prefix in prefixes]
@@ -114,9 +164,13 @@ __all__ = [
     "AWS_NAMED_RESOURCES",
     "assume_role_policy",
     "aws_named",
+    "db_connect_statement",
+    "ecs_task_trust",
+    "decrypt_via",
     "kms_statement",
     "objects",
     "policy_document",
+    "secret_read_statements",
     "statement",
     "vpc_eni_statement",
 ]

@@ -2,7 +2,11 @@
 a gateway endpoint, every other AWS API the platform calls through an interface endpoint (Secrets Manager and
 CloudWatch Logs for all; ECR, STS, ECS, SSM messages, Glue, Lambda and SES for Dagster's tasks); PostgreSQL
 admits only the scorer, the Glue connection, the Dagster daemon (and its run workers) and the Dagster webserver,
-each by its own security group. No group admits anything from an address range."""
+each by its own security group. No group admits anything from an address range.
+
+Once the buckets, secrets and functions exist, `limit_endpoints` narrows what the endpoints carry to this project's
+resources: the S3 gateway endpoint to the project's buckets (and ECR's layer bucket, which image pulls read), the
+Secrets Manager endpoint to the project's secrets, the Lambda endpoint to the project's functions."""
 
 from __future__ import annotations
 
@@ -14,6 +18,12 @@ import pulumi_aws as aws
 
 POSTGRES_PORT = 5432
 HTTPS_PORT = 443
+# The interface endpoints of services whose policies can name resources, and the actions the project calls on them.
+# The others (logs, ecr.*, sts, ssmmessages, ecs, glue, email) keep the default policy: see README.md, "Security".
+SCOPED_INTERFACE_ACTIONS = {
+    "secretsmanager": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+    "lambda": ["lambda:InvokeFunction"],
+}
 # what the Dagster tasks call (orchestration.py): image pulls (ecr.api, ecr.dkr, layers from S3), ECS Exec
 # (ssmmessages), the EcsRunLauncher (ecs), the assets' Glue job, Lambdas and alert emails (glue, lambda, email), sts
 DAGSTER_INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "sts", "ssmmessages", "ecs", "glue", "lambda", "email")
@@ -35,6 +45,7 @@ class Network(pulumi.ComponentResource):
         if len(args.availability_zones) < 2:
             raise ValueError("the network needs two availability zones")
         child = pulumi.ResourceOptions(parent=self)
+        self._name = name
         self.vpc = aws.ec2.Vpc(
             f"{name}-vpc",
             cidr_block=args.cidr,
@@ -174,6 +185,7 @@ class Network(pulumi.ComponentResource):
             to_port=65535,
             opts=in_vpc,
         )
+        self._region = args.region
         self.register_outputs(
             {
                 "vpc_id": self.vpc.id,
@@ -182,3 +194,70 @@ class Network(pulumi.ComponentResource):
                 "webserver_security_group_id": self.webserver_sg.id,
             }
         )
+
+    def limit_endpoints(
+        self,
+        bucket_arns: list[pulumi.Input[str]],
+        secret_arns: list[pulumi.Input[str]],
+        function_arns: list[pulumi.Input[str]],
+    ) -> None:
+        """Endpoint policies: what passes through each endpoint is limited to the project's own resources (on top of
+        each role's own policy), so a component cannot copy data to another account's bucket or secret through them.
+        """
+        in_vpc = pulumi.ResourceOptions(parent=self.vpc)
+        layers = f"arn:aws:s3:::prod-{self._region}-starport-layer-bucket/*"  # ECR keeps image layers there
+        objects = [pulumi.Output.concat(arn, "/*") for arn in bucket_arns]
+        s3 = [
+            # any S3 action, but only on the project's buckets: the roles' own policies list the actions
+            {
+                "Sid": "ProjectBuckets",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [*bucket_arns, *objects],
+            },
+            {
+                "Sid": "EcrImageLayers",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": [layers],
+            },
+        ]
+        policies = {
+            "s3": (self.s3_endpoint, s3),
+            "secretsmanager": (
+                self.interface_endpoints["secretsmanager"],
+                [
+                    {
+                        "Sid": "ProjectSecrets",
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": SCOPED_INTERFACE_ACTIONS["secretsmanager"],
+                        "Resource": secret_arns,
+                    }
+                ],
+            ),
+            "lambda": (
+                self.interface_endpoints["lambda"],
+                [
+                    {
+                        "Sid": "ProjectFunctions",
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": SCOPED_INTERFACE_ACTIONS["lambda"],
+                        # an invocation names the function, or the function with a qualifier (version, alias)
+                        "Resource": [*function_arns, *(pulumi.Output.concat(arn, ":*") for arn in function_arns)],
+                    }
+                ],
+            ),
+        }
+        self.endpoint_policies = {
+            service: aws.ec2.VpcEndpointPolicy(
+                f"{self._name}-{service}-endpoint-policy",
+                vpc_endpoint_id=endpoint.id,
+                policy=pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": statements}),
+                opts=in_vpc,
+            )
+            for service, (endpoint, statements) in policies.items()
+        }

@@ -5,7 +5,12 @@ subnets (no public IP), and the run-worker task definition the daemon's EcsRunLa
 
 The way in to the UI is ECS Exec + SSM port forwarding to the webserver task: no load balancer, no bastion, and
 the webserver's security group admits nothing. The instance storage is the `dagster` database on the project's
-RDS instance, credentials injected from the RDS-managed secret as ECS secrets, TLS verify-full."""
+RDS instance, credentials injected from the RDS-managed secret as ECS secrets, TLS verify-full.
+
+The platform database: the daemon and the run workers log in as `fraud_writer`, the review app as `fraud_review`,
+with IAM database authentication (`FRAUD_DB_ROLE`, `rds-db:connect` on that one role) and verify-full against the
+bundle in the image (`FRAUD_DB_SSL_ROOT_CERT`). The daemon's task alone is the migration step: it alone gets
+`FRAUD_DB_SECRET_ARN` and may read the master secret. The webserver runs no asset or sensor: no database login."""
 
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 import pulumi_docker_build as docker_build
-from iam import assume_role_policy, kms_statement, objects, policy_document, statement
+from database import CA_BUNDLE_IN_IMAGE, db_login
+from iam import db_connect_statement, ecs_task_trust, kms_statement, objects, policy_document, statement
 
 WEB_PORT = 3000
 REVIEW_PORT = 8100  # `fraud review` (fraud/app/review/), on the task's loopback: reached like the UI, by port forward
@@ -87,7 +93,11 @@ class DagsterServiceArgs:
     model_name: str
     db_endpoint: pulumi.Input[str]
     db_port: pulumi.Input[int]
-    db_secret_arn: pulumi.Input[str]
+    db_secret_arn: pulumi.Input[str]  # the master secret: Dagster's own storage, and the daemon's migration step
+    writer_db_user_arn: pulumi.Input[str]  # rds-db:connect as fraud_writer (Database.user_arn)
+    review_db_user_arn: pulumi.Input[str]  # rds-db:connect as fraud_review
+    writer_db_role: str  # fraud_writer
+    review_db_role: str  # fraud_review
     review_key_secret_arn: pulumi.Input[str]  # the review app's sessions and CSRF tokens
     settings_env: dict[str, pulumi.Input[str]]  # FRAUD_* of aws mode for the code location
     region: str
@@ -160,6 +170,7 @@ class DagsterService(pulumi.ComponentResource):
             role: aws.cloudwatch.LogGroup(
                 f"{name}-dagster-{role}-logs",
                 name=f"/ecs/{name}/dagster-{role}",
+                kms_key_id=args.kms_key_arn,
                 retention_in_days=args.log_retention_days,
                 opts=child,
             )
@@ -171,7 +182,7 @@ class DagsterService(pulumi.ComponentResource):
             """A role ECS tasks of this account assume, with its one inline policy."""
             role = aws.iam.Role(
                 f"{name}-dagster-{suffix}",
-                assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", source_account=args.account),
+                assume_role_policy=ecs_task_trust(args.account),
                 opts=child,
             )
             aws.iam.RolePolicy(
@@ -226,18 +237,26 @@ class DagsterService(pulumi.ComponentResource):
             "AWS_REGION": args.region,
             "AWS_DEFAULT_REGION": args.region,
         }
-        environment = dagster_env | dict(args.settings_env)
+        # the platform database: IAM login as the task's role, the server verified against the image's CA bundle
+        environment = dagster_env | dict(args.settings_env) | db_login(args.writer_db_role, CA_BUNDLE_IN_IMAGE)
         secrets = [
             {"name": "DAGSTER_PG_USERNAME", "valueFrom": pulumi.Output.concat(args.db_secret_arn, ":username::")},
             {"name": "DAGSTER_PG_PASSWORD", "valueFrom": pulumi.Output.concat(args.db_secret_arn, ":password::")},
         ]
 
-        def task_definition(role: str, container: str, size: TaskSize, task_role_arn, command: list[str] | None):
+        def task_definition(
+            role: str,
+            container: str,
+            size: TaskSize,
+            task_role_arn,
+            command: list[str] | None,
+            env: dict[str, pulumi.Input[str]] | None = None,
+        ):
             spec: dict = {
                 "name": container,
                 "image": self.image_uri,
                 "essential": True,
-                "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
+                "environment": [{"name": k, "value": v} for k, v in sorted((environment | (env or {})).items())],
                 "secrets": secrets,
                 "linuxParameters": {"initProcessEnabled": True},  # ECS Exec's agent; reaps zombie processes
                 "logConfiguration": {
@@ -307,7 +326,9 @@ class DagsterService(pulumi.ComponentResource):
                     + [pulumi.Output.concat(args.models_bucket.arn, f"/{args.model_name}/LATEST")],
                     "ReadForSensors",
                 ),
-                statement(["secretsmanager:GetSecretValue"], [args.db_secret_arn], "DatabaseSecret"),
+                db_connect_statement(args.writer_db_user_arn),
+                # the migration step (FRAUD_DB_SECRET_ARN, daemon only): the schema's owner is the master user
+                statement(["secretsmanager:GetSecretValue"], [args.db_secret_arn], "MigrationSecret"),
                 kms_statement(args.kms_key_arn),
             ],
         )
@@ -323,9 +344,8 @@ class DagsterService(pulumi.ComponentResource):
                     [pulumi.Output.concat(args.models_bucket.arn, f"/{args.model_name}/LATEST")],
                     "PromotedModel",
                 ),
-                statement(
-                    ["secretsmanager:GetSecretValue"], [args.db_secret_arn, args.review_key_secret_arn], "Secrets"
-                ),
+                db_connect_statement(args.review_db_user_arn),
+                statement(["secretsmanager:GetSecretValue"], [args.review_key_secret_arn], "SigningKey"),
                 kms_statement(args.kms_key_arn),
             ],
         )
@@ -339,10 +359,20 @@ class DagsterService(pulumi.ComponentResource):
             ["dagster-webserver", "-h", "0.0.0.0", "-p", str(WEB_PORT), *workspace],
         )
         self.daemon_task_definition = task_definition(
-            "daemon", "daemon", args.daemon, self.daemon_role.arn, ["dagster-daemon", "run", *workspace]
+            "daemon",
+            "daemon",
+            args.daemon,
+            self.daemon_role.arn,
+            ["dagster-daemon", "run", *workspace],
+            {"FRAUD_DB_SECRET_ARN": args.db_secret_arn},  # the migration step
         )
         self.review_task_definition = task_definition(
-            "review", "review", args.review, self.review_role.arn, ["fraud", "review", "--port", str(REVIEW_PORT)]
+            "review",
+            "review",
+            args.review,
+            self.review_role.arn,
+            ["fraud", "review", "--port", str(REVIEW_PORT)],
+            db_login(args.review_db_role, CA_BUNDLE_IN_IMAGE),
         )
 
         # --- services ------------------------------------------------------------------------------------------

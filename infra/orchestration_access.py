@@ -1,7 +1,9 @@
 """OrchestrationAccess: the IAM role Dagster's runs work as: the task role of the run workers the daemon starts
-on ECS (orchestration.py), trusted by ECS tasks of this account only. It reads and writes the bucket prefixes the
-assets use, starts and watches the Glue job, invokes the Lambdas, reads the database secret and sends alert
-emails: nothing more."""
+on ECS (orchestration.py), trusted by ECS tasks of this account only (plus, when the stack's `dagsterPrincipalArn`
+names one, that role or user; never an account root). It reads and writes the bucket prefixes the assets use,
+starts and watches the Glue job, invokes the Lambdas, logs in to the database as `fraud_writer` (IAM database
+authentication), reads the answer links' signing key and sends alert emails: nothing more. It cannot read the
+database's master secret."""
 
 from __future__ import annotations
 
@@ -9,7 +11,15 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
-from iam import assume_role_policy, aws_named, kms_statement, objects, policy_document, statement
+from iam import (
+    aws_named,
+    db_connect_statement,
+    ecs_task_trust,
+    kms_statement,
+    objects,
+    policy_document,
+    statement,
+)
 
 READ = ["s3:GetObject"]
 READ_WRITE = ["s3:GetObject", "s3:PutObject"]
@@ -23,13 +33,14 @@ class OrchestrationAccessArgs:
     reports_bucket: aws.s3.Bucket
     kms_key_arn: pulumi.Input[str]
     glue_job_name: pulumi.Input[str]
-    function_arns: list[pulumi.Input[str]]
-    scorer_arn: pulumi.Input[str]
-    db_secret_arn: pulumi.Input[str]
+    function_arns: list[pulumi.Input[str]]  # invoked by the assets: the generator and the batch scorer
+    function_url_arn: pulumi.Input[str]  # the real-time scorer, whose function URL the role may call
+    db_user_arn: pulumi.Input[str]  # rds-db:connect as fraud_writer (Database.user_arn)
     review_key_secret_arn: pulumi.Input[str]
     sender_identity_arn: pulumi.Input[str]
     region: str
     account: str
+    trusted_principal_arn: str | None = None  # config dagsterPrincipalArn: one more role or user that may assume it
 
 
 class OrchestrationAccess(pulumi.ComponentResource):
@@ -38,8 +49,8 @@ class OrchestrationAccess(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.role = aws.iam.Role(
             f"{name}-dagster",
-            # ECS tasks only (the run workers); no account-root or user trust
-            assume_role_policy=assume_role_policy("ecs-tasks.amazonaws.com", source_account=args.account),
+            # ECS tasks of this account (the run workers' task definition names it), one named principal if configured
+            assume_role_policy=ecs_task_trust(args.account, args.trusted_principal_arn),
             max_session_duration=3600,
             opts=child,
         )
@@ -86,11 +97,11 @@ class OrchestrationAccess(pulumi.ComponentResource):
                     statement(["lambda:InvokeFunction"], args.function_arns, "InvokeFunctions"),
                     statement(
                         ["lambda:InvokeFunctionUrl"],
-                        [args.scorer_arn],
+                        [args.function_url_arn],
                         "InvokeScorerUrl",
                         {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
                     ),
-                    statement(["secretsmanager:GetSecretValue"], [args.db_secret_arn], "DatabaseSecret"),
+                    db_connect_statement(args.db_user_arn),
                     statement(["secretsmanager:GetSecretValue"], [args.review_key_secret_arn], "AnswerLinkKey"),
                     statement(["ses:SendRawEmail", "ses:SendEmail"], [args.sender_identity_arn], "AlertEmails"),
                 ]

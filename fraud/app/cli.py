@@ -251,10 +251,11 @@ def report() -> None:
     bucket and print the path of latest.html."""
     from fraud.db.engine import get_engine
     from fraud.db.migrate import upgrade
+    from fraud.db.roles import DbRole
     from fraud.outreach.report import publish_report
 
     settings = Settings()
-    engine = get_engine(settings)
+    engine = get_engine(settings, role=DbRole.REPORTING)
     upgrade(engine)
     try:
         published = publish_report(engine, settings)
@@ -331,6 +332,7 @@ def decisions(
     from fraud.db.decisions import DecisionFilter, recent_decisions
     from fraud.db.engine import get_engine
     from fraud.db.migrate import upgrade
+    from fraud.db.roles import DbRole
 
     if card is not None and card_numbers_in(card):  # refused, not searched: a card number is never a token
         raise typer.BadParameter(
@@ -349,7 +351,7 @@ def decisions(
     )
     if where.since and where.until and where.since >= where.until:
         raise typer.BadParameter(f"--since {since} is not before --until {until}", param_hint="--since/--until")
-    engine = get_engine(Settings())
+    engine = get_engine(Settings(), role=DbRole.REPORTING)
     upgrade(engine)  # a fresh home: no decisions, rather than "relation does not exist"
     found = recent_decisions(engine, where)
     if as_json:
@@ -398,7 +400,7 @@ def decisions(
 def serve(
     port: int = typer.Option(8000, min=1, max=65535, help="Port on 127.0.0.1."),
     rate_limit: float = typer.Option(
-        200.0, "--rate-limit", min=0, help="Requests per second per client (0: no limit)."
+        200.0, "--rate-limit", min=0, help="Authenticated requests per second (0: no limit)."
     ),
 ) -> None:
     """Serve the real-time scoring API on http://127.0.0.1:PORT: POST /v1/score (bearer token), GET /health,
@@ -484,8 +486,9 @@ def db_upgrade() -> None:
     """Apply the Alembic migrations up to head."""
     from fraud.db.engine import get_engine
     from fraud.db.migrate import current_revision, upgrade
+    from fraud.db.roles import DbRole
 
-    engine = get_engine(Settings())
+    engine = get_engine(Settings(), role=DbRole.OWNER)
     upgrade(engine)
     console.print(f"database at revision {current_revision(engine)}")
 
@@ -535,8 +538,9 @@ def db_counts() -> None:
     from fraud.db.migrate import upgrade
     from fraud.db.models import Base
     from fraud.db.queries import table_counts
+    from fraud.db.roles import DbRole
 
-    engine = get_engine(Settings())
+    engine = get_engine(Settings(), role=DbRole.OWNER)  # an operator's tool: counts app_user too
     upgrade(engine)  # a fresh home: the empty schema, all zeros, rather than "relation does not exist"
     for table, count in table_counts(engine, tuple(Base.metadata.tables)).items():
         console.print(f"{table:28} {count:>10,}")

@@ -55,8 +55,9 @@ def fail(message: str) -> typer.Exit:
 def _engine() -> Engine:
     from fraud.db.engine import get_engine
     from fraud.db.migrate import upgrade
+    from fraud.db.roles import DbRole
 
-    engine = get_engine(Settings())
+    engine = get_engine(Settings(), role=DbRole.WRITER)
     upgrade(engine)  # a fresh home: empty lists, rather than "relation does not exist"
     return engine
 

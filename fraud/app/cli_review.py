@@ -67,8 +67,9 @@ def review(
 def _engine() -> Engine:
     from fraud.db.engine import get_engine
     from fraud.db.migrate import upgrade
+    from fraud.db.roles import DbRole
 
-    engine = get_engine(Settings())
+    engine = get_engine(Settings(), role=DbRole.REVIEW)
     upgrade(engine)  # a fresh home: no users, rather than "relation does not exist"
     return engine
 

@@ -105,6 +105,7 @@ def backtest_command(
     from fraud.db.engine import get_engine
     from fraud.db.migrate import upgrade
     from fraud.db.replay import count_history, replay_history
+    from fraud.db.roles import DbRole
     from fraud.model import registry
     from fraud.rules.backtest import backtest
 
@@ -116,7 +117,7 @@ def backtest_command(
     end = datetime.combine(last + timedelta(days=1), midnight(), tzinfo=UTC) if last else None
 
     settings = Settings()
-    engine = get_engine(settings)
+    engine = get_engine(settings, role=DbRole.REPORTING)
     upgrade(engine)  # a fresh home: an empty history rather than "relation does not exist"
     model_version = registry.promoted_version(settings)
     counted = count_history(engine, start, end)

@@ -36,6 +36,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from assets.instance import local_instance
 from fraud.core.settings import Settings
+from fraud.core.storage import PRIVATE_FILE, private_dir
 
 JOB_NAME = "demo"
 TRIGGER_TAG = "fraud/trigger"
@@ -138,12 +139,12 @@ def log_tail(log: Path, lines: int = TAIL_LINES) -> list[str]:
 def output_to(log: Path) -> Iterator[TextIO]:
     """Point file descriptors 1 and 2 at `log` for the block (every library and subprocess writes there) and yield
     a stream on the original stdout for the demo's own lines."""
-    log.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(log.parent)
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
     terminal = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
-    with open(log, "ab") as file:
+    with open(log, "ab", opener=lambda name, flags: os.open(name, flags, PRIVATE_FILE)) as file:
         os.dup2(file.fileno(), 1)
         os.dup2(file.fileno(), 2)
     try:

@@ -24,6 +24,7 @@ from fraud.model import evaluation
 from fraud.model.baselines import BASELINES
 from fraud.model.evaluation import DAY, LabelledData, Protocol, Split
 from fraud.model.network import NAME, TrainingConfig, check_trainable, train
+from fraud.outreach.report import csv_for_people
 
 # a suggested window holds at least this many frauds in the train and in the test window when the file allows:
 # with fewer, the test metrics are too noisy to tell models apart
@@ -258,6 +259,12 @@ def scores_frame(test: LabelledData, results: dict) -> pd.DataFrame:
     return frame
 
 
+def evaluation_home() -> Path:
+    """A fresh throwaway FRAUD_HOME, 0700 as mkdtemp makes it: it holds the file's card numbers. (Run as root, the
+    embedded server widens it to o+rx to reach its data folder; what is inside stays 0600/0700.)"""
+    return Path(tempfile.mkdtemp(prefix="fraud-evaluate-"))
+
+
 def evaluate_csv(
     path: Path,
     protocol: Protocol,
@@ -273,11 +280,11 @@ def evaluate_csv(
     from fraud.db.engine import get_engine, stop_embedded
     from fraud.db.migrate import upgrade
     from fraud.db.queries import labelled_features
+    from fraud.db.roles import DbRole
     from fraud.ingest.csv_files import ingest_csv
     from glue.process_transactions import run as run_glue_job
 
-    home = Path(tempfile.mkdtemp(prefix="fraud-evaluate-"))
-    home.chmod(0o755)  # the embedded server may run as an unprivileged user that must reach its data folder
+    home = evaluation_home()
     settings = throwaway_settings(home, base, label_delay_days)
     try:
         delay = settings.label_delay_days
@@ -287,7 +294,7 @@ def evaluate_csv(
             raise EvaluationError(f"no row accepted ({ingested.quarantined:,} quarantined: {ingested.reasons})")
         if not ingested.frauds:
             raise EvaluationError("no labelled fraud: the file needs an is_fraud column with some 1s")
-        engine = get_engine(settings)
+        engine = get_engine(settings, role=DbRole.REPORTING)
         upgrade(engine)
         log(f"processing {ingested.accepted:,} rows with the Glue job (local Spark)")
         raw = object_store(settings, settings.raw_bucket)
@@ -319,7 +326,7 @@ def evaluate_csv(
         metadata = trained.metadata
         models = {name: {**result.metrics, "threshold": result.threshold} for name, result in trained.results.items()}
         if scores_out is not None:
-            scores_frame(trained.test, trained.results).to_csv(scores_out, index=False)
+            Path(scores_out).write_text(csv_for_people(scores_frame(trained.test, trained.results)))
             log(f"test-window scores of every model: {scores_out}")
         return {
             "csv": str(path),

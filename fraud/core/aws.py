@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 
 import boto3
 
@@ -30,16 +29,33 @@ def client(settings: Settings, service: str):
     )
 
 
-@lru_cache(maxsize=16)
-def _secret(region: str, endpoint: str | None, arn: str) -> str:
-    response = boto3.client("secretsmanager", region_name=region, endpoint_url=endpoint).get_secret_value(SecretId=arn)
-    return response["SecretString"]
+# (region, endpoint, arn) → SecretString: read once per process, again after `invalidate_secret`
+_cached_secrets: dict[tuple[str, str | None, str], str] = {}
 
 
 def secret_string(settings: Settings, arn: str) -> str:
     """The secret's value, cached per process (Lambda warm starts, one ETL run); never logged."""
-    return _secret(settings.aws_region, settings.aws_endpoint_url, arn)
+    key = (settings.aws_region, settings.aws_endpoint_url, arn)
+    if key not in _cached_secrets:
+        manager = boto3.client(
+            "secretsmanager", region_name=settings.aws_region, endpoint_url=endpoint_url(settings, "secretsmanager")
+        )
+        _cached_secrets[key] = manager.get_secret_value(SecretId=arn)["SecretString"]
+    return _cached_secrets[key]
 
 
 def secret_json(settings: Settings, arn: str) -> dict:
     return json.loads(secret_string(settings, arn))
+
+
+def invalidate_secret(settings: Settings, arn: str) -> None:
+    """Forget the cached value (it was rotated: the next read asks Secrets Manager again)."""
+    _cached_secrets.pop((settings.aws_region, settings.aws_endpoint_url, arn), None)
+
+
+def db_auth_token(settings: Settings, host: str, port: int, user: str) -> str:
+    """An IAM database authentication token for `user` on RDS (valid 15 minutes for opening a connection; made
+    locally by botocore from the caller's credentials, no request sent)."""
+    return client(settings, "rds").generate_db_auth_token(
+        DBHostname=host, Port=port, DBUsername=user, Region=settings.aws_region
+    )

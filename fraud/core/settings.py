@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     db_host: str | None = None
     db_port: int = 5432
     db_name: str = "fraud"
+    # the PostgreSQL role to connect as instead of the component's own (fraud/db/roles.py); migrations ignore it
+    db_role: str | None = None
+    # the CA bundle RDS's certificate is verified against (verify-full); unset: the packaged bundle (deploy/rds-ca)
+    db_ssl_root_cert: Path | None = None
     card_token_key_secret_arn: str | None = None  # a SecretString holding the HMAC key
     review_key_secret_arn: str | None = None  # a SecretString: the review app's signing key (sessions, answer links)
     # the deployed Lambdas (infra/ stack outputs): aws mode's raw_transactions and fraud_flags invoke them
@@ -66,6 +70,9 @@ class Settings(BaseSettings):
 
     # bearer token of the real-time API (`fraud serve`); empty locally means "generate once into FRAUD_HOME/secrets"
     api_token: SecretStr | None = None
+    # proxies (CIDRs) whose X-Forwarded-For names the client, for the API's and the review app's rate limits;
+    # empty: the socket peer is the client, whatever the headers say (fraud/serving/clients.py). Env as JSON
+    trusted_proxies: list[str] = Field(default_factory=list)
 
     # simulator
     sim_seed: int = 7
@@ -108,6 +115,7 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
+    smtp_ca_file: Path | None = None  # PEM CA bundle STARTTLS trusts instead of the system's (a private mail relay)
     smtp_timeout_seconds: float = 10.0
     smtp_retry_attempts: int = 3  # per alert and run, for transient errors (4xx, connection refused/dropped)
     smtp_retry_backoff_seconds: float = 1.0  # first wait; doubles per attempt
@@ -144,7 +152,7 @@ class Settings(BaseSettings):
 
     def _key(self, name: str, configured: SecretStr | None, secret_arn: str | None) -> bytes:
         """A secret key: from settings, else from Secrets Manager in aws mode, else generated once into
-        FRAUD_HOME/secrets/<name> (mode 0600)."""
+        FRAUD_HOME/secrets/<name> (mode 0600, created atomically; refused if others may read it)."""
         if configured is not None:
             return configured.get_secret_value().encode()
         if self.mode == "aws":
@@ -154,9 +162,6 @@ class Settings(BaseSettings):
             from fraud.core.aws import secret_string
 
             return secret_string(self, secret_arn).strip().encode()
-        path = self.home / "secrets" / name
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_hex(32))
-        return path.read_text().strip().encode()
+        from fraud.core.storage import private_secret  # storage imports this module
+
+        return private_secret(self.home / "secrets" / name, lambda: secrets.token_hex(32)).encode()

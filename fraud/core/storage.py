@@ -1,8 +1,13 @@
-"""Object store: one small interface, a local-folder implementation laid out like S3, and S3 itself."""
+"""Object store: one small interface, a local-folder implementation laid out like S3, and S3 itself.
+
+Also the one rule for what the platform writes under FRAUD_HOME: files 0600 and folders 0700, whatever the umask
+(`private_dir`, `write_private`), since buckets, mail, logs and secrets may hold card numbers or keys; a secret
+file is created once, atomically (`private_secret`)."""
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,13 +37,88 @@ class ObjectStore(Protocol):
         ...
 
 
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
+def private_dir(path: Path) -> Path:
+    """`path` as a folder only its owner can enter (0700), with any missing parent created 0700 too (a parent that
+    exists keeps its mode). Returns `path`."""
+    path = Path(path)
+    missing = []
+    folder = path
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=PRIVATE_DIR)
+        except FileExistsError:  # made by a concurrent writer meanwhile
+            pass
+        os.chmod(folder, PRIVATE_DIR)  # mkdir's mode passes through the umask; chmod's does not
+    if stat.S_IMODE(path.stat().st_mode) != PRIVATE_DIR:
+        os.chmod(path, PRIVATE_DIR)
+    return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write `path` atomically (temp file in the same folder, then rename) with mode 0600, its folder 0700."""
+    path = Path(path)
+    private_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")  # mkstemp creates the file 0600
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class UnsafeSecretFile(PermissionError):
+    """A secret file that others than its owner may read or write."""
+
+
+def check_private(path: Path) -> None:
+    """Refuse a secret file that its group or others may read or write, saying how to fix it."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise UnsafeSecretFile(
+            f"{path} is readable or writable by others than its owner (mode {mode:04o}): "
+            f"run `chmod 600 {path}` if the key is still secret, else delete the file to make a new one"
+        )
+
+
+def private_secret(path: Path, make) -> str:
+    """The secret in `path`, created once with `make()` if the file is missing: written 0600 to a temporary file
+    beside it and hard-linked into place, which fails if the file exists, so two first starts racing keep one
+    secret (the loser reads the winner's). The folder is 0700; an existing file open to others is refused."""
+    path = Path(path)
+    private_dir(path.parent)
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(make())
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:  # another process won the race: use its secret
+                pass
+        finally:
+            os.unlink(tmp)
+    check_private(path)
+    return path.read_text().strip()
+
+
 class LocalObjectStore:
-    """A bucket as a folder: `<root>/<bucket>/<key>`. Writes are atomic (temp file + rename)."""
+    """A bucket as a folder: `<root>/<bucket>/<key>`. Writes are atomic (temp file + rename); files 0600, folders
+    0700 (`write_private`)."""
 
     def __init__(self, root: Path, bucket: str):
         self.bucket = bucket
-        self.root = Path(root) / bucket
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = private_dir(Path(root) / bucket)
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -47,12 +127,7 @@ class LocalObjectStore:
         return path
 
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
+        write_private(self._path(key), data)
 
     def get_bytes(self, key: str) -> bytes:
         path = self._path(key)

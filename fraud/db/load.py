@@ -1,7 +1,11 @@
-"""Bulk load of processed batches: COPY into a staging table, then `INSERT … ON CONFLICT` into the star
-schema: the new dimension rows in one short transaction, then the batch's facts, features, labels and
-accounting in one more. Re-loading a batch changes nothing; a crash loads no part of a batch (at most
-dimension rows, which the rerun finds in place)."""
+"""Bulk load of processed batches: COPY into a staging table, then set-based statements into the star schema (the
+fact and feature tables are partitioned by day, migration 0009): the new dimension rows and the batch's day
+partitions in one short transaction, then, in one more, the batch is checked once and written: its accounting
+against its rows, the rows whose trans_num is another transaction's (another time) dropped as duplicates, its facts,
+features, labels and accounting. The references (a fact's card, merchant and category; a feature row's
+transaction) are checked once per statement by 0009's triggers, and each new trans_num enters transaction_key,
+whose key refuses a duplicate. Re-loading a batch changes nothing; a crash loads no part of a batch (at most
+dimension rows and empty partitions, which the rerun finds in place)."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from sqlalchemy import Engine
 
 from fraud.core.schema import LABEL_COLUMNS
 from fraud.db.labels import REPLACES
+from fraud.db.models import utc_day
 from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
 
 # Columns of the processed frame handed over by the Glue job (one row per valid transaction).
@@ -118,15 +123,15 @@ _MERGE: tuple[tuple[str, str], ...] = (
         (trans_num, event_time, card_token, merchant, category, amount, merch_lat, merch_long, batch_id)
         SELECT trans_num, event_time, card_token, merchant, category, amt, merch_lat, merch_long, batch_id
         FROM stg_transaction
-        ON CONFLICT (trans_num) DO NOTHING""",
+        ON CONFLICT (trans_num, event_time) DO NOTHING""",
     ),
     (
         "transaction_features",
         """
-    INSERT INTO transaction_features (trans_num, feature_version, values)
-        SELECT trans_num, %(feature_version)s, ARRAY[{features}] FROM stg_transaction
-        ON CONFLICT (trans_num, feature_version) DO UPDATE SET values = EXCLUDED.values""".format(
-            features=", ".join(_FEATURE_COLUMNS)
+    INSERT INTO transaction_features (trans_num, feature_version, values, event_day)
+        SELECT trans_num, %(feature_version)s, ARRAY[{features}], {day} FROM stg_transaction
+        ON CONFLICT (trans_num, feature_version, event_day) DO UPDATE SET values = EXCLUDED.values""".format(
+            features=", ".join(_FEATURE_COLUMNS), day=utc_day("event_time")
         ),
     ),
     (
@@ -149,6 +154,21 @@ _MERGE: tuple[tuple[str, str], ...] = (
             duplicates_dropped = EXCLUDED.duplicates_dropped, loaded_at = now()""",
     ),
 )
+
+
+# Run once per load, before the batch's rows are written, in the same transaction as them.
+# A batch whose staged rows are not the rows its accounting says it loaded is refused.
+_UNACCOUNTED = """
+SELECT b.batch_id, b.rows_loaded, count(s.batch_id) AS staged
+FROM stg_batch b LEFT JOIN stg_transaction s USING (batch_id)
+GROUP BY b.batch_id, b.rows_loaded HAVING b.rows_loaded <> count(s.batch_id)"""
+# A trans_num held by another transaction (another time, so maybe another day's partition) is a duplicate: the row
+# is not loaded, as the key it would break says (the earlier one stays). The same trans_num and time is the same
+# transaction: a rerun, skipped by the INSERTs' ON CONFLICT.
+_DUPLICATES = """
+DELETE FROM stg_transaction s USING transaction_key k
+WHERE k.trans_num = s.trans_num AND k.event_time <> s.event_time"""
+_DAYS = f"SELECT fraud_ensure_day_partitions(ARRAY(SELECT DISTINCT {utc_day('event_time')} FROM stg_transaction))"
 
 
 Frame = pd.DataFrame | pa.Table
@@ -226,7 +246,14 @@ def load_processed(
                 # new dimension rows (cards, merchants, categories) commit first, on their own: a batch loading at
                 # the same time that meets one of them waits for this short transaction, not for the whole batch
                 merge(cursor, dimensions=True)
+                cursor.execute(_DAYS)  # the partitions of the batch's days, before the batch needs them
                 raw.commit()
+                cursor.execute(_UNACCOUNTED)
+                if unaccounted := cursor.fetchall():
+                    raise ValueError(
+                        f"batches whose rows are not what they account for (id, rows loaded, rows given): {unaccounted}"
+                    )
+                cursor.execute(_DUPLICATES)
                 merge(cursor, dimensions=False)
                 cursor.execute(_DROP_STAGING)
                 raw.commit()  # the batch's facts, features, labels and accounting: all of them or none

@@ -31,6 +31,11 @@ class Base(DeclarativeBase):
     pass
 
 
+def utc_day(column: str) -> str:
+    """SQL for a timestamptz column's UTC day: the day partition a transaction and its features belong to."""
+    return f"({column} AT TIME ZONE 'UTC')::date"
+
+
 class DimCard(Base):
     __tablename__ = "dim_card"
     card_token: Mapped[str] = mapped_column(String(64), primary_key=True, comment="HMAC-SHA256 of the card number")
@@ -65,12 +70,16 @@ class DimCategory(Base):
 
 
 class FactTransaction(Base):
+    """One transaction, in its UTC day's partition (migration 0009). The primary key must hold the partition key;
+    trans_num's uniqueness on every day is transaction_key's. The card, merchant and category references are
+    checked once per statement by 0009's triggers (for the load: once per batch), not per row."""
+
     __tablename__ = "fact_transaction"
     trans_num: Mapped[str] = mapped_column(String(64), primary_key=True)
-    event_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    card_token: Mapped[str] = mapped_column(ForeignKey("dim_card.card_token"))
-    merchant: Mapped[str] = mapped_column(ForeignKey("dim_merchant.merchant"))
-    category: Mapped[str | None] = mapped_column(ForeignKey("dim_category.category"))
+    event_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True, index=True)
+    card_token: Mapped[str] = mapped_column(String(64))
+    merchant: Mapped[str] = mapped_column(Text)
+    category: Mapped[str | None] = mapped_column(String(50))
     amount: Mapped[float] = mapped_column(Numeric(12, 2))
     merch_lat: Mapped[float | None] = mapped_column(Float)
     merch_long: Mapped[float | None] = mapped_column(Float)
@@ -80,16 +89,34 @@ class FactTransaction(Base):
     __table_args__ = (
         Index("ix_fact_transaction_card_token_event_time", "card_token", "event_time"),
         Index("ix_fact_transaction_merchant_event_time", "merchant", "event_time"),
+        {"postgresql_partition_by": "RANGE (event_time)"},
     )
 
 
+class TransactionKey(Base):
+    """One row per transaction: keeps trans_num unique across fact_transaction's day partitions, and is what the
+    reference checks of features, scores and alerts probe (one index instead of one per partition)."""
+
+    __tablename__ = "transaction_key"
+    trans_num: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class TransactionFeatures(Base):
+    """A transaction's feature vector, in the transaction's day's partition (event_day); its reference to the
+    transaction is checked per statement (migration 0009)."""
+
     __tablename__ = "transaction_features"
-    trans_num: Mapped[str] = mapped_column(ForeignKey("fact_transaction.trans_num"), primary_key=True)
+    trans_num: Mapped[str] = mapped_column(String(64), primary_key=True)
     feature_version: Mapped[str] = mapped_column(String(16), primary_key=True)
     values: Mapped[list[float]] = mapped_column(
         ARRAY(Float), comment="in the order of fraud.features.catalog for the version"
     )
+    event_day: Mapped[date] = mapped_column(
+        Date, primary_key=True, comment="the transaction's UTC day: the partition key"
+    )
+
+    __table_args__ = ({"postgresql_partition_by": "RANGE (event_day)"},)
 
 
 class TransactionLabel(Base):
@@ -116,7 +143,7 @@ class FraudScore(Base):
     trans_num: Mapped[str] = mapped_column(String(64), primary_key=True)
     model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
     score: Mapped[float] = mapped_column(Float)
-    flagged: Mapped[bool] = mapped_column(Boolean, index=True)
+    flagged: Mapped[bool] = mapped_column(Boolean)
     threshold: Mapped[float] = mapped_column(Float)
     top_reasons: Mapped[list | None] = mapped_column(JSONB)
     scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -128,6 +155,8 @@ class FraudScore(Base):
     __table_args__ = (
         CheckConstraint("outcome IN ('approve', 'review', 'block')", name="ck_fraud_score_outcome"),
         Index("ix_fraud_score_actionable", "trans_num", postgresql_where=text("outcome <> 'approve'")),
+        # one model's flagged rows, what the report reads (0010)
+        Index("ix_fraud_score_flagged_by_model", "model_version", postgresql_where=text("flagged")),
     )
 
 
@@ -199,7 +228,8 @@ class CustomerAlertTransaction(Base):
     __tablename__ = "customer_alert_transaction"
     __table_args__ = (UniqueConstraint("trans_num", "channel", name="uq_customer_alert_transaction_trans_channel"),)
     alert_id: Mapped[int] = mapped_column(ForeignKey("customer_alert.id", ondelete="CASCADE"), primary_key=True)
-    trans_num: Mapped[str] = mapped_column(ForeignKey("fact_transaction.trans_num"), primary_key=True)
+    # its transaction: checked per statement (migration 0009), fact_transaction being partitioned
+    trans_num: Mapped[str] = mapped_column(String(64), primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
 
 

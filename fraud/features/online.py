@@ -156,14 +156,16 @@ class History:
 def _seen(key: str, parameter: str) -> str:
     """The transactions of a card (key card_token) or merchant in [label_since, t): the settled ones
     (fact_transaction) and those only the real-time path has seen so far (realtime_decision, until the batch path
-    loads the same trans_num: then the fact row counts, never both). Each side walks its (key, event_time) index."""
+    loads the same trans_num: then the fact row counts, never both). Each side walks its (key, event_time) index;
+    whether the batch path has loaded a trans_num is one probe of transaction_key's primary key, not one per day
+    partition of fact_transaction."""
     return f"""
         SELECT trans_num, event_time, amount, merchant, category FROM fact_transaction
         WHERE {key} = %({parameter})s AND event_time >= %(label_since)s AND event_time < %(t)s
         UNION ALL
         SELECT d.trans_num, d.event_time, d.amount, d.merchant, d.category FROM realtime_decision d
         WHERE d.{key} = %({parameter})s AND d.event_time >= %(label_since)s AND d.event_time < %(t)s
-          AND NOT EXISTS (SELECT 1 FROM fact_transaction f WHERE f.trans_num = d.trans_num)"""
+          AND NOT EXISTS (SELECT 1 FROM transaction_key k WHERE k.trans_num = d.trans_num)"""
 
 
 def _history_sql() -> str:

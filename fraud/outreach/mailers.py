@@ -5,11 +5,13 @@ dropped connection, throttling) or `PermanentDeliveryError` (a 5xx reply, a reje
 from __future__ import annotations
 
 import smtplib
+import ssl
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
 from fraud.core.settings import Settings
+from fraud.core.storage import write_private
 
 
 class DeliveryError(Exception):
@@ -33,7 +35,8 @@ class Mailer(Protocol):
 
 
 class OutboxMailer:
-    """Writes each message as `<alert ref>.eml` (atomic rename), so a rerun overwrites instead of duplicating."""
+    """Writes each message as `<alert ref>.eml` (atomic rename, mode 0600), so a rerun overwrites instead of
+    duplicating."""
 
     name = "outbox"
 
@@ -42,11 +45,7 @@ class OutboxMailer:
 
     def send(self, message: EmailMessage) -> str:
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            name = message["X-Fraud-Alert"]
-            tmp = self.folder / f".{name}.tmp"
-            tmp.write_bytes(bytes(message))
-            tmp.replace(self.folder / f"{name}.eml")
+            write_private(self.folder / f"{message['X-Fraud-Alert']}.eml", bytes(message))  # 0600: names and cards
         except OSError as error:  # a full or read-only disk may well recover by the next run
             raise TransientDeliveryError(f"outbox: {error}") from error
         return message["Message-ID"]
@@ -68,6 +67,9 @@ def _smtp_error(error: Exception) -> DeliveryError:
 
 
 class SmtpMailer:
+    """An SMTP server. STARTTLS verifies the server's certificate and host name (the system's CAs, or `ca_file`);
+    a login is refused without STARTTLS, before connecting, so the password never crosses in clear text."""
+
     name = "smtp"
 
     def __init__(
@@ -78,18 +80,28 @@ class SmtpMailer:
         starttls: bool = False,
         username: str | None = None,
         password: str | None = None,
+        ca_file: Path | None = None,
     ):
         self.host, self.port, self.timeout = host, port, timeout
-        self.starttls, self.username, self.password = starttls, username, password
+        self.starttls, self.username, self.password, self.ca_file = starttls, username, password, ca_file
 
     def send(self, message: EmailMessage) -> str:
+        if self.username and not self.starttls:
+            raise PermanentDeliveryError(
+                "SMTP login without TLS refused: set FRAUD_SMTP_STARTTLS=true (or unset FRAUD_SMTP_USERNAME)"
+            )
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
                 if self.starttls:
-                    smtp.starttls()
+                    smtp.starttls(context=ssl.create_default_context(cafile=self.ca_file))
                 if self.username:
                     smtp.login(self.username, self.password or "")
                 smtp.send_message(message)
+        except ssl.SSLCertVerificationError as error:  # a configuration problem: retrying will not help
+            raise PermanentDeliveryError(
+                f"SMTP server {self.host}:{self.port}: certificate not verified ({error.verify_message}); "
+                "trust its CA with FRAUD_SMTP_CA_FILE"
+            ) from error
         except (TimeoutError, smtplib.SMTPException, OSError) as error:
             raise _smtp_error(error) from error
         return message["Message-ID"]
@@ -154,5 +166,6 @@ def mailer_for(settings: Settings) -> Mailer:
             settings.smtp_starttls,
             settings.smtp_username,
             password,
+            settings.smtp_ca_file,
         )
     return OutboxMailer(settings.outbox_dir)

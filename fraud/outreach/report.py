@@ -575,9 +575,24 @@ def review_view(stats: ReviewStats | None) -> dict:
     return view
 
 
-def _csv_safe(value: object) -> object:
-    # a cell starting with = + - @ is a formula to a spreadsheet: merchant names are data, not formulas
-    return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@") else value
+# a cell starting with one of these is a formula (or, tab and CR, a way to hide one) to a spreadsheet
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: object) -> object:
+    """A text cell a spreadsheet will show as text: a leading `'` before a formula prefix; other values as they are."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) else value
+
+
+def csv_for_people(frame: pd.DataFrame) -> str:
+    """`frame` as CSV with every text cell through `csv_safe`: the one way the platform writes a CSV for people
+    (merchant names, ids and reasons come from data, never formulas)."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
+            frame[column] = frame[column].map(csv_safe)
+    # RFC 4180's CRLF: the csv module then quotes a cell holding a lone CR too, which would otherwise end the row
+    return frame.to_csv(index=False, lineterminator="\r\n")
 
 
 def _features_column(flagged: pd.DataFrame) -> pd.Series:
@@ -591,7 +606,7 @@ def flagged_csv(flagged: pd.DataFrame) -> str:
             "trans_num": flagged["trans_num"],
             "event_time": _utc(flagged["event_time"]).dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "card": flagged["last4"].map(mask_card),
-            "merchant": flagged["merchant"].map(display_merchant).map(_csv_safe),
+            "merchant": flagged["merchant"].map(display_merchant),
             "category": flagged["category"],
             "state": flagged["state"],
             "amount": flagged["amount"].astype(float).round(2),
@@ -599,14 +614,14 @@ def flagged_csv(flagged: pd.DataFrame) -> str:
             "threshold": flagged["threshold"],
             "model_version": flagged["model_version"],
             "labelled_fraud": flagged["is_fraud"],
-            "reasons": flagged["top_reasons"].map(lambda r: "; ".join(reasons_text(r))).map(_csv_safe),
+            "reasons": flagged["top_reasons"].map(lambda r: "; ".join(reasons_text(r))),
             "reasons_in_words": [
-                _csv_safe("; ".join(r["text"] for r in reasons_in_words(reasons, features)))
+                "; ".join(r["text"] for r in reasons_in_words(reasons, features))
                 for reasons, features in zip(flagged["top_reasons"], _features_column(flagged), strict=True)
             ],
         }
     )
-    return frame.to_csv(index=False)
+    return csv_for_people(frame)
 
 
 def build_report(data: ReportData, top_n: int = 25, now: datetime | None = None) -> Report:

@@ -3,14 +3,20 @@ model version out, recorded in the decision log before it is answered; the same 
 real-time event (`fraud.serving.realtime`, request schema `fraud.serving.request`).
 
     POST /v1/score   bearer token; body = the transaction as JSON (at most 16 KiB)
-    GET  /health     no token: 200 when the database answers and a model is promoted, else 503
+    GET  /health     200 {"status": "ok"} when the database answers and a model is promoted, else 503; with the
+                     bearer token also the model version (or the failure's kind)
     GET  /openapi.json, /docs (Swagger UI, its assets served from the installed swagger-ui-bundle: works offline)
 
 Every bad request gets a 4xx with a message, never a 500: 400 body is not JSON, 401 token missing or wrong,
 409 trans_num already decided for another transaction, 413 body too large, 422 missing field / wrong type /
 a value the ETL would quarantine, with its reason (`detail[].type`: pydantic's, or fraud/ingest/validation.py's),
-429 over the per-client rate limit (with Retry-After), 503 no promoted model yet or the database unreachable
+429 over a rate limit (with Retry-After), 503 no promoted model yet or the database unreachable
 (nothing recorded). Error bodies never echo the submitted values.
+
+Rate limits: the token is checked first; an authenticated request counts against the token's limit
+(`rate_limit`), anything else (a missing or wrong token, an anonymous /health) against a stricter limit per client
+address (`ANONYMOUS_RATE_LIMIT`), so a flood of guesses or health checks never slows the token's holder. The client
+address is the socket peer unless FRAUD_TRUSTED_PROXIES names it (fraud/serving/clients.py).
 
 The token is the setting `FRAUD_API_TOKEN`; locally, when it is unset, one is generated once into
 `FRAUD_HOME/secrets/api_token` (mode 0600). In AWS the same handler sits behind a Lambda function URL with
@@ -38,14 +44,21 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from fraud.core.settings import Settings
+from fraud.core.storage import private_secret
 from fraud.features.online import InvalidTransaction
 from fraud.serving.batch import NoPromotedModel
+from fraud.serving.clients import client_address, trusted_networks
 from fraud.serving.realtime import DecisionConflict, RealtimeScorer
 from fraud.serving.request import RawTransaction
 
 MAX_BODY_BYTES = 16 * 1024
-DEFAULT_RATE_LIMIT = 200.0  # requests per second per client address, sustained
+DEFAULT_RATE_LIMIT = 200.0  # authenticated requests per second per token, sustained
 DEFAULT_BURST = 400
+# unauthenticated requests (failed auth, anonymous /health) per second per client address: a load balancer's
+# health check every few seconds fits, a token-guessing loop does not
+ANONYMOUS_RATE_LIMIT = 2.0
+ANONYMOUS_BURST = 20
+TOKEN_PRINCIPAL = "api-token"  # the one principal: FRAUD_API_TOKEN's holder
 DOCS_ASSETS = "/docs-assets"  # Swagger UI's scripts and styles, from the installed swagger-ui-bundle (no CDN)
 SCORE_DESCRIPTION = """
 Scores the transaction with the promoted model and **records the decision** (the decision log,
@@ -105,15 +118,12 @@ def api_token(settings: Settings) -> tuple[str, Path | None]:
     if settings.mode == "aws":
         raise RuntimeError("FRAUD_API_TOKEN must be set in aws mode")
     path = settings.home / "secrets" / "api_token"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(32))
-    return path.read_text().strip(), path
+    return private_secret(path, lambda: secrets.token_urlsafe(32)), path
 
 
 class RateLimiter:
-    """A token bucket per client address: `rate` requests per second sustained, `burst` at once; rate 0 is off."""
+    """A token bucket per key (a principal, a client address): `rate` requests per second sustained, `burst` at
+    once; rate 0 is off."""
 
     def __init__(self, rate: float, burst: int):
         self.rate, self.burst = rate, max(1, burst)
@@ -150,11 +160,15 @@ def create_app(
     rate_limit: float = DEFAULT_RATE_LIMIT,
     burst: int = DEFAULT_BURST,
     scorer: RealtimeScorer | None = None,
+    anonymous_rate_limit: float = ANONYMOUS_RATE_LIMIT,
+    anonymous_burst: int = ANONYMOUS_BURST,
 ) -> FastAPI:
     settings = settings or Settings()
     token, _ = api_token(settings)
+    proxies = trusted_networks(settings.trusted_proxies)
     scorer = scorer or RealtimeScorer(settings)
-    limiter = RateLimiter(rate_limit, burst)
+    limiter = RateLimiter(rate_limit, burst)  # per principal
+    anonymous = RateLimiter(anonymous_rate_limit, anonymous_burst)  # per client address
     bearer = HTTPBearer(auto_error=False, description="FRAUD_API_TOKEN (locally: FRAUD_HOME/secrets/api_token)")
 
     @asynccontextmanager
@@ -182,28 +196,39 @@ def create_app(
             swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
         )
 
-    async def rate_limited(request: Request) -> None:
-        wait = limiter.retry_after(request.client.host if request.client else "unknown")
+    def principal(credentials: HTTPAuthorizationCredentials | None) -> str | None:
+        """Who a valid bearer token names, else None."""
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            return None
+        return TOKEN_PRINCIPAL if hmac.compare_digest(credentials.credentials.encode(), token.encode()) else None
+
+    def count(request: Request, who: str | None) -> None:
+        """Take one request from its bucket: the principal's, else (unauthenticated) the client address's."""
+        bucket, key = (limiter, who) if who else (anonymous, client_address(request, proxies))
+        wait = bucket.retry_after(key)
         if wait:
             raise _problem(
                 429,
                 "rate_limited",
-                f"over {limiter.rate:g} requests per second; retry later",
+                f"over {bucket.rate:g} requests per second; retry later",
                 headers={"Retry-After": str(math.ceil(wait))},
             )
 
-    async def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    async def authorized(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        who = principal(credentials)
+        count(request, who)  # a refused token counts against the address: 429 stops a guessing loop before 401
+        if who is not None:
+            return
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise _problem(
                 401, "missing_token", "send Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"}
             )
-        if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
-            raise _problem(
-                401,
-                "invalid_token",
-                "the token is not valid",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
+        raise _problem(
+            401,
+            "invalid_token",
+            "the token is not valid",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_problem(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -234,7 +259,7 @@ def create_app(
     @app.post(
         "/v1/score",
         response_model=Score,
-        dependencies=[Depends(rate_limited), Depends(authorized)],
+        dependencies=[Depends(authorized)],
         responses={
             400: {"model": Problem},
             401: {"model": Problem},
@@ -263,13 +288,23 @@ def create_app(
                 503, "database_unavailable", "the database did not answer; nothing was recorded, retry later"
             ) from None
 
-    @app.get("/health", summary="Database reachable and a model promoted")
-    async def health() -> JSONResponse:
+    @app.get(
+        "/health",
+        summary="Database reachable and a model promoted",
+        description="Up or down to anyone; the model version (or the failure's kind) only with the bearer token.",
+        responses={429: {"model": Problem}, 503: {"description": "unavailable"}},
+    )
+    async def health(
+        request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+    ) -> JSONResponse:
+        who = principal(credentials)
+        count(request, who)
         try:
             version = await scorer.check_async()
         except Exception as problem:  # health reports any failure as unavailable, with its kind only
-            return JSONResponse({"status": "unavailable", "reason": type(problem).__name__}, status_code=503)
-        return JSONResponse({"status": "ok", "model_version": version})
+            reason = {"reason": type(problem).__name__} if who else {}
+            return JSONResponse({"status": "unavailable", **reason}, status_code=503)
+        return JSONResponse({"status": "ok", **({"model_version": version} if who else {})})
 
     return BodySizeLimit(app, MAX_BODY_BYTES)
 
@@ -336,4 +371,13 @@ def serve(settings: Settings, port: int, rate_limit: float = DEFAULT_RATE_LIMIT,
     say(f"listening on http://127.0.0.1:{port} (OpenAPI: /docs)")
     # keep-alive longer than a load balancer's idle timeout (60 s on ALB), so the server never closes a connection
     # the client is about to reuse
-    uvicorn.run(application, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_keep_alive=75)
+    # proxy_headers off: the client address is the socket peer, or what fraud/serving/clients.py allows
+    uvicorn.run(
+        application,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=75,
+        proxy_headers=False,
+    )

@@ -29,7 +29,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -40,11 +40,11 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 
 from fraud.core.settings import Settings
 from fraud.db.decisions import DECISION_SQL, PRIOR, PRIOR_SQL, RECORD_SQL
-from fraud.db.engine import database_url, get_engine
+from fraud.db.engine import conninfo, get_engine
+from fraud.db.roles import DbRole
 from fraud.features.catalog import FEATURE_NAMES
 from fraud.features.online import (
     History,
@@ -137,7 +137,7 @@ class RealtimeScorer:
         self.recheck_seconds = recheck_seconds
         self._lock = threading.Lock()
         self._own_lock = threading.Lock()  # one `score` at a time on the scorer's own loop
-        self._conninfo: str | None = None
+        self._conninfo: str | Callable[[], str] | None = None
         self._engine: Engine | None = None
         self._token_key: bytes | None = None
         self._pool: AsyncConnectionPool | None = None
@@ -147,9 +147,8 @@ class RealtimeScorer:
     def _resources(self) -> bytes:
         with self._lock:  # resolved once: the database URL (and in aws mode its secret) and the key
             if self._conninfo is None:
-                url = database_url(self.settings)
-                self._engine = get_engine(self.settings)  # for the attribution baseline, computed once per model
-                self._conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+                self._engine = get_engine(self.settings, role=DbRole.REALTIME)  # for the attribution baseline
+                self._conninfo = conninfo(self.settings, DbRole.REALTIME)  # aws mode: a fresh IAM token per connection
                 self._token_key = self.settings.token_key()
             return self._token_key
 

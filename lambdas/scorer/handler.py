@@ -34,6 +34,7 @@ import psycopg
 
 from fraud.core.settings import Settings
 from fraud.db.engine import get_engine
+from fraud.db.roles import DbRole
 from fraud.db.scores import Selection
 from fraud.features.online import InvalidTransaction
 from fraud.rules import live_rules
@@ -65,12 +66,9 @@ def score_batch(event: dict, settings: Settings) -> dict:
         until=_instant(event["until"]) if event.get("until") else None,
         unreviewed_only=bool(event.get("unreviewed_only")),
     )
+    engine = get_engine(settings, role=DbRole.WRITER)  # batch scoring writes fraud_score; real-time: RealtimeScorer
     result = score_selection(
-        get_engine(settings),
-        model,
-        selection,
-        live_rules(settings.rules_path),
-        reasons_top_share=settings.reasons_top_share,
+        engine, model, selection, live_rules(settings.rules_path), reasons_top_share=settings.reasons_top_share
     )
     return {
         "model_version": model.version,

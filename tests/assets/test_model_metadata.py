@@ -17,7 +17,7 @@ from tests.helpers.fake_training import fake_trainer, first_feature_weights, lab
 @pytest.fixture()
 def no_database(monkeypatch, tmp_path):
     monkeypatch.setenv("FRAUD_HOME", str(tmp_path))
-    monkeypatch.setattr(resources, "get_engine", lambda settings: None)
+    monkeypatch.setattr(resources, "get_engine", lambda settings, role: None)
     monkeypatch.setattr(resources, "upgrade", lambda engine: None)
     monkeypatch.setattr(promotion, "labelled_data", lambda engine: labelled_world())
     monkeypatch.setattr(promotion, "train", fake_trainer(first_feature_weights()))

@@ -78,7 +78,7 @@ def counted(monkeypatch, tmp_path):
         calls["upgrade"] += 1
 
     monkeypatch.setattr(resources, "Settings", CountedSettings)
-    monkeypatch.setattr(resources, "get_engine", lambda settings: object())
+    monkeypatch.setattr(resources, "get_engine", lambda settings, role: object())
     monkeypatch.setattr(resources, "upgrade", upgrade)
     return calls
 

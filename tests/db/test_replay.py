@@ -76,8 +76,14 @@ def insert_history(engine: Engine, rows: list[Past], prefix: str) -> None:
                     ),
                 )
                 cursor.execute(
-                    "INSERT INTO transaction_features (trans_num, feature_version, values) VALUES (%s, %s, %s)",
-                    (row.trans_num, FEATURE_VERSION if row.features else "v0", list(row.features or vector(0.0))),
+                    "INSERT INTO transaction_features (trans_num, feature_version, values, event_day)"
+                    " VALUES (%s, %s, %s, (%s AT TIME ZONE 'UTC')::date)",
+                    (
+                        row.trans_num,
+                        FEATURE_VERSION if row.features else "v0",
+                        list(row.features or vector(0.0)),
+                        row.event_time,
+                    ),
                 )
                 if row.label is not None:
                     cursor.execute(

@@ -233,3 +233,29 @@ def test_webserver_and_daemon_serve_the_graph_and_stop_cleanly(postgres, tmp_pat
         assert "Traceback" not in output, f"{name}:\n{output[-4000:]}"
     stopped = ", ".join(f"{name} {seconds:.1f} s" for name, (_, seconds) in exits.items())
     print(f"serving after {serving_after:.1f} s; stopped in {stopped}")
+
+
+def test_the_local_instance_file_holds_no_database_password(postgres, tmp_path, monkeypatch):
+    """assets/instance.py with a database URL that carries a password (the local server trusts local connections,
+    so any password works): dagster.yaml names the variable, not the URL; the instance opens through the
+    environment; the file is 0600 in a 0700 folder."""
+    import stat
+
+    from assets.instance import DATABASE_URL_VARIABLE, local_instance, prepare_instance
+    from fraud.core.settings import Settings
+
+    password = "pw-" + secrets.token_hex(8)
+    url = postgres["url"].set(password=password).render_as_string(hide_password=False)
+    settings = Settings(home=tmp_path / "home", database_url=url)
+    monkeypatch.delenv(DATABASE_URL_VARIABLE, raising=False)
+    home = prepare_instance(settings)
+    written = (home / "dagster.yaml").read_text()
+    assert password not in written and "postgresql" not in written  # no URL at all
+    assert yaml.safe_load(written)["storage"]["postgres"]["postgres_url"] == {"env": DATABASE_URL_VARIABLE}
+    assert password in os.environ[DATABASE_URL_VARIABLE]  # the process carries it, for what it starts
+    assert stat.S_IMODE((home / "dagster.yaml").stat().st_mode) == 0o600 and stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert local_instance(settings).get_runs_count() == 0  # the instance opens through the environment
+    # the embedded server's own URL has no password: written as it is, so a bare `dagster` command can open it
+    plain_url = postgres["url"].render_as_string(hide_password=False)
+    plain = prepare_instance(Settings(home=tmp_path / "plain", database_url=plain_url))
+    assert isinstance(yaml.safe_load((plain / "dagster.yaml").read_text())["storage"]["postgres"]["postgres_url"], str)

@@ -86,7 +86,7 @@ def table_dumps(engine) -> dict[str, str]:
         ]
         dumps = {}
         for table in tables:
-            with cursor.copy(f"COPY {table} TO STDOUT") as copy:
+            with cursor.copy(f"COPY (SELECT * FROM {table}) TO STDOUT") as copy:  # a partitioned table too
                 dumps[table] = b"".join(bytes(block) for block in copy).decode()
         return dumps
 

@@ -81,3 +81,9 @@ def write_fake_image_context(folder: Path) -> Path:
     (folder / "deploy" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     (folder / "fraud" / "__init__.py").write_text('"""fake"""\n')
     return folder
+
+
+def write_fake_ca_bundle(path: Path) -> Path:
+    """A PEM file in the RDS CA bundle's place (deploy/rds-ca/global-bundle.pem); its bytes are never parsed."""
+    path.write_text("-----BEGIN CERTIFICATE-----\nZmFrZSBSRFMgQ0E=\n-----END CERTIFICATE-----\n")
+    return path

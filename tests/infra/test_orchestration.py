@@ -10,7 +10,18 @@ import json
 import pytest
 
 from tests.infra.fake_dist import write_fake_image_context
-from tests.infra.test_program import ACCOUNT, BASE_CONFIG, REGION, Program, _policy, run_program, with_dist
+from tests.infra.test_program import (
+    ACCOUNT,
+    BASE_CONFIG,
+    DB_RESOURCE_ID,
+    REGION,
+    Program,
+    _policy,
+    run_program,
+    with_dist,
+)
+
+DB_USER = f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{DB_RESOURCE_ID}/"  # + the PostgreSQL role
 
 
 @pytest.fixture(scope="module")
@@ -175,16 +186,18 @@ def test_each_dagster_role_lists_its_actions_and_arns_exactly(program):
         ),
         "s3:ListBucket": (sorted([buckets["raw"], buckets["models"]]), None),
         "s3:GetObject": (sorted([f"{buckets['raw']}/transactions/*", f"{buckets['models']}/fraud-mlp/LATEST"]), None),
-        "secretsmanager:GetSecretValue": ([secret], None),
+        "rds-db:connect": ([DB_USER + "fraud_writer"], None),  # the sensors
+        "secretsmanager:GetSecretValue": ([secret], None),  # the migration step, as the schema's owner
         "kms:Decrypt": ([key], None),
         "kms:DescribeKey": ([key], None),
         "kms:GenerateDataKey": ([key], None),
     }
 
-    # the review app: its port forward, the promoted model's version, the database's and its own signing secret
+    # the review app: its port forward, the promoted model's version, its database role and its own signing secret
     assert _grants(program, "review") == {f"ssmmessages:{a}": (["*"], None) for a in exec_actions} | {
         "s3:GetObject": ([f"{buckets['models']}/fraud-mlp/LATEST"], None),
-        "secretsmanager:GetSecretValue": (sorted([secret, program.outputs["review_key_secret_arn"]]), None),
+        "rds-db:connect": ([DB_USER + "fraud_review"], None),
+        "secretsmanager:GetSecretValue": ([program.outputs["review_key_secret_arn"]], None),
         "kms:Decrypt": ([key], None),
         "kms:DescribeKey": ([key], None),
         "kms:GenerateDataKey": ([key], None),
@@ -221,7 +234,7 @@ def test_dagster_storage_is_the_private_database_over_verified_tls_with_the_mana
     db = program.one("aws:rds/instance:Instance", "postgres")
     assert db[1]["publiclyAccessible"] is False and db[1]["caCertIdentifier"] == "rds-ca-rsa2048-g1"
     secret = program.outputs["db_secret_arn"]
-    for role in ("webserver", "daemon", "run"):
+    for role in ("webserver", "daemon", "run", "review"):
         _, container = _containers(program, role)
         env = {e["name"]: e["value"] for e in container["environment"]}
         assert env["DAGSTER_PG_HOST"] == db[2]["address"] == program.outputs["db_endpoint"]
@@ -230,7 +243,12 @@ def test_dagster_storage_is_the_private_database_over_verified_tls_with_the_mana
         assert (
             env["DAGSTER_RUN_TASK_DEFINITION"] == "fraud-dev-dagster-run" and env["DAGSTER_RUN_CONTAINER_NAME"] == "run"
         )
-        assert env["FRAUD_MODE"] == "aws" and env["FRAUD_DB_SECRET_ARN"] == secret
+        assert env["FRAUD_MODE"] == "aws"
+        # the platform database: the task's own role over verify-full with the bundle the Dockerfile copies
+        assert env["FRAUD_DB_ROLE"] == ("fraud_review" if role == "review" else "fraud_writer"), role
+        assert env["FRAUD_DB_SSL_ROOT_CERT"] == "/etc/ssl/certs/rds/global-bundle.pem"
+        # the master secret's ARN only where the migration step runs
+        assert env.get("FRAUD_DB_SECRET_ARN") == (secret if role == "daemon" else None), role
         assert not [
             name for name in env if "PASSWORD" in name or name in ("FRAUD_DATABASE_URL", "FRAUD_CARD_TOKEN_KEY")
         ]
@@ -244,9 +262,10 @@ def test_dagster_storage_is_the_private_database_over_verified_tls_with_the_mana
 def test_logs_go_to_cloudwatch_with_retention_and_the_cluster_has_container_insights(program):
     _, cluster, _ = program.one("aws:ecs/cluster:Cluster", "dagster")
     assert {"name": "containerInsights", "value": "enabled"} in cluster["settings"]
-    for role in ("webserver", "daemon", "run"):
+    key = program.of_type("aws:kms/key:Key")[0][2]["arn"]
+    for role in ("webserver", "daemon", "run", "review"):
         _, group, state = program.one("aws:cloudwatch/logGroup:LogGroup", f"dagster-{role}-logs")
-        assert group["retentionInDays"] == 30
+        assert group["retentionInDays"] == 30 and group["kmsKeyId"] == key
         _, container = _containers(program, role)
         options = container["logConfiguration"]["options"]
         assert container["logConfiguration"]["logDriver"] == "awslogs" and options["awslogs-group"] == state["name"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from tests.infra.fake_dist import write_fake_dist, write_fake_image_context
+from tests.infra.fake_dist import write_fake_ca_bundle, write_fake_dist, write_fake_image_context
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
@@ -26,6 +26,7 @@ if str(INFRA) not in sys.path:
     sys.path.insert(0, str(INFRA))  # as `pulumi up` runs the program: its folder is on the path
 REGION, ACCOUNT = "us-east-1", "123456789012"
 INTERVAL = 15
+DB_RESOURCE_ID = "db-ABCDEFGHIJKLMNOPQRSTUVWXY0"  # what RDS names the instance in rds-db:connect ARNs
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # pulumi.runtime.rpc._special_sig_key
 
 # ARN formats of the resource types the policies name (as AWS writes them)
@@ -43,11 +44,15 @@ ARN_FORMATS = {
     "aws:ecr/repository:Repository": "arn:aws:ecr:{region}:{account}:repository/{physical}",
     "aws:ecs/cluster:Cluster": "arn:aws:ecs:{region}:{account}:cluster/{physical}",
     "aws:ecs/taskDefinition:TaskDefinition": "arn:aws:ecs:{region}:{account}:task-definition/{physical}:1",
+    "aws:lambda/layerVersion:LayerVersion": "arn:aws:lambda:{region}:{account}:layer:{physical}:1",
+    "aws:cloudtrail/trail:Trail": "arn:aws:cloudtrail:{region}:{account}:trail/{physical}",
 }
 NAME_INPUTS = {
     "aws:s3/bucket:Bucket": "bucket",
     "aws:sesv2/emailIdentity:EmailIdentity": "emailIdentity",
     "aws:ecs/taskDefinition:TaskDefinition": "family",
+    "aws:lambda/layerVersion:LayerVersion": "layerName",
+    "aws:rds/instance:Instance": "identifier",
 }
 
 
@@ -70,10 +75,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ == "aws:rds/instance:Instance":
             secret = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:rds!db-{physical}-XyZ123"
             self.project_arns.add(secret)
+            self.project_arns.add(f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{DB_RESOURCE_ID}")  # its login roles
             state |= {
                 "address": f"{physical}.cabc.{REGION}.rds.amazonaws.com",
                 "port": 5432,
                 "masterUserSecrets": [{"secretArn": secret, "secretStatus": "active"}],
+                "resourceId": DB_RESOURCE_ID,
             }
         if args.typ == "aws:ec2/vpcEndpoint:VpcEndpoint":
             state["prefixListId"] = "pl-63a5400a"
@@ -169,8 +176,13 @@ def dist(tmp_path_factory) -> Path:
 
 def with_dist(dist: Path, config: dict[str, str] = BASE_CONFIG) -> dict[str, str]:
     context = write_fake_image_context(dist.parent / f"{dist.name}-image")  # the Dagster image's build context
-    # both absolute: used as they are, not under the repository; a config may name another image context
-    return {"fraud-platform:imageContext": str(context)} | config | {"fraud-platform:distDir": str(dist)}
+    ca_bundle = write_fake_ca_bundle(dist.parent / f"{dist.name}-rds-ca.pem")
+    # all absolute: used as they are, not under the repository; a config may name another image context
+    return (
+        {"fraud-platform:imageContext": str(context), "fraud-platform:rdsCaBundle": str(ca_bundle)}
+        | config
+        | {"fraud-platform:distDir": str(dist)}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +203,7 @@ def _policy(state_or_inputs: dict) -> dict:
 
 def test_every_bucket_is_encrypted_versioned_private_and_tls_only(program):
     buckets = {state["bucket"]: state["arn"] for _, _, state in program.of_type("aws:s3/bucket:Bucket")}
-    assert len(buckets) == 5  # raw, processed, models, reports, artifacts
+    assert len(buckets) == 6  # raw, processed, models, reports, artifacts; audit (the trail's log files)
     key_arn = program.of_type("aws:kms/key:Key")[0][2]["arn"]
 
     def by_bucket(typ):
@@ -318,8 +330,8 @@ def test_iam_policies_name_actions_and_stay_on_project_arns(program):
 
     named = {template.format(region=REGION, account=ACCOUNT) for template in AWS_NAMED_RESOURCES}
     statements = list(_allow_statements(program))
-    # glue, generator, scorer, dagster (the run workers), Dagster's execution, webserver and daemon roles
-    assert len({name for name, _ in statements}) == 8  # one policy per role
+    # glue, generator, scorer, realtime, dagster (the run workers), Dagster's execution, webserver, daemon, review
+    assert len({name for name, _ in statements}) == 9  # one policy per role
     for name, statement in statements:
         actions = _listed(statement["Action"])
         assert "NotAction" not in statement and "NotResource" not in statement, name
@@ -340,7 +352,7 @@ def test_iam_policies_name_actions_and_stay_on_project_arns(program):
 def test_each_role_has_its_own_policy_and_dagster_reaches_its_pieces(program):
     roles = {state["id"]: name for name, _, state in program.of_type("aws:iam/role:Role")}
     policy_roles = [inputs["role"] for _, inputs, _ in program.of_type("aws:iam/rolePolicy:RolePolicy")]
-    assert sorted(policy_roles) == sorted(roles) and len(roles) == 8
+    assert sorted(policy_roles) == sorted(roles) and len(roles) == 9
     assert not program.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")  # no broad managed policies
     dagster = next(
         inputs
@@ -352,25 +364,31 @@ def test_each_role_has_its_own_policy_and_dagster_reaches_its_pieces(program):
         for action in _listed(statement["Action"]):
             granted.setdefault(action, []).extend(_listed(statement["Resource"]))
     job = program.one("aws:glue/job:Job", "process-transactions")[2]["arn"]
-    functions = {state["arn"] for _, _, state in program.of_type("aws:lambda/function:Function")}
-    assert granted["glue:StartJobRun"] == [job] and set(granted["lambda:InvokeFunction"]) == functions
-    # the database's secret, and the review key that signs the alert emails' answer links
-    outputs = program.outputs
-    assert granted["secretsmanager:GetSecretValue"] == [outputs["db_secret_arn"], outputs["review_key_secret_arn"]]
+    functions = {name: state["arn"] for name, _, state in program.of_type("aws:lambda/function:Function")}
+    assert granted["glue:StartJobRun"] == [job]
+    assert granted["lambda:InvokeFunction"] == [functions["fraud-dev-generator"], functions["fraud-dev-scorer"]]
+    assert granted["lambda:InvokeFunctionUrl"] == [functions["fraud-dev-realtime"]]
+    # the review key that signs the alert emails' answer links; not the database's master secret
+    assert granted["secretsmanager:GetSecretValue"] == [program.outputs["review_key_secret_arn"]]
 
 
-def test_scorer_runs_in_the_private_subnets_behind_an_iam_function_url(program):
-    _, scorer, state = program.one("aws:lambda/function:Function", "scorer")
+def test_scorers_run_in_the_private_subnets_and_the_real_time_one_behind_an_iam_function_url(program):
     private = {s["id"] for _, _, s in program.of_type("aws:ec2/subnet:Subnet")}
-    assert set(scorer["vpcConfig"]["subnetIds"]) == private
     scorer_sg = program.one("aws:ec2/securityGroup:SecurityGroup", "-scorer")[2]["id"]
-    assert scorer["vpcConfig"]["securityGroupIds"] == [scorer_sg]
-    url = program.one("aws:lambda/functionUrl:FunctionUrl", "scorer-url")[1]
+    _, batch, _ = program.one("aws:lambda/function:Function", "-scorer")
+    _, realtime, state = program.one("aws:lambda/function:Function", "-realtime")
+    for scorer in (batch, realtime):  # one zip, two functions: each path with its own role
+        assert set(scorer["vpcConfig"]["subnetIds"]) == private
+        assert scorer["vpcConfig"]["securityGroupIds"] == [scorer_sg]
+        assert scorer["handler"] == "lambdas.scorer.handler.handler" and scorer["runtime"] == "python3.12"
+        env = scorer["environment"]["variables"]
+        assert env["FRAUD_MODE"] == "aws" and "FRAUD_DB_SECRET_ARN" not in env
+        assert not any("PASSWORD" in key or key == "FRAUD_CARD_TOKEN_KEY" for key in env)
+    assert batch["s3Key"] == realtime["s3Key"] and batch["role"] != realtime["role"]
+    url = program.one("aws:lambda/functionUrl:FunctionUrl", "realtime-url")[1]
     assert url["authorizationType"] == "AWS_IAM" and url["functionName"] == state["name"]
-    assert scorer["handler"] == "lambdas.scorer.handler.handler" and scorer["runtime"] == "python3.12"
-    env = scorer["environment"]["variables"]
-    assert env["FRAUD_MODE"] == "aws" and env["FRAUD_DB_SECRET_ARN"] == program.outputs["db_secret_arn"]
-    assert not any("PASSWORD" in key or key == "FRAUD_CARD_TOKEN_KEY" for key in env)
+    assert program.outputs["scorer_function_url"].startswith("https://fraud-dev-realtime-url")
+    assert [name for name, *_ in program.of_type("aws:lambda/functionUrl:FunctionUrl")] == ["fraud-dev-realtime-url"]
 
 
 def _sha256(path: Path) -> str:
@@ -380,7 +398,7 @@ def _sha256(path: Path) -> str:
 def test_lambda_code_comes_from_the_packaging_step(program, dist):
     objects = {inputs["key"]: inputs for name, inputs, _ in program.of_type("aws:s3/bucketObjectv2:BucketObjectv2")}
     for role in ("generator", "scorer"):
-        _, function, _ = program.one("aws:lambda/function:Function", role)
+        _, function, _ = program.one("aws:lambda/function:Function", f"-{role}")
         zip_path = dist / f"lambda-{role}.zip"
         assert Path(objects[function["s3Key"]]["source"].path) == zip_path
         manifest = json.loads((dist / f"lambda-{role}.manifest.json").read_text())
@@ -403,13 +421,13 @@ def test_glue_script_and_library_come_from_the_packaging_step_and_the_job_uses_t
     assert Path(library["source"].path) == dist / "glue-fraud-lib.zip"
     assert library["key"] == f"glue/lib/{_sha256(dist / 'glue-fraud-lib.zip')[:16]}/glue-fraud-lib.zip"
     assert job["defaultArguments"]["--extra-py-files"] == f"s3://{artifacts}/{library['key']}"
-    connection = program.one("aws:glue/connection:Connection", "postgres")[2]
+    connection = program.one("aws:glue/connection:Connection", "network")[2]
     assert job["connections"] == [connection["name"]]
-    properties = _unsecret(connection["connectionProperties"])  # the provider marks these secret
-    assert properties["SECRET_ID"] == program.outputs["db_secret_arn"] and "PASSWORD" not in properties
+    # only where the workers run: no credentials (the job logs in as fraud_writer with an IAM token)
+    assert connection["connectionType"] == "NETWORK" and not _unsecret(connection.get("connectionProperties"))
     # the script's settings come as --fraud_<setting> arguments (Glue has no job environment variables)
     arguments = job["defaultArguments"]
-    assert arguments["--fraud_mode"] == "aws" and arguments["--fraud_db_secret_arn"] == program.outputs["db_secret_arn"]
+    assert arguments["--fraud_mode"] == "aws" and "--fraud_db_secret_arn" not in arguments
     assert arguments["--fraud_card_token_key_secret_arn"] == program.outputs["card_token_key_secret_arn"]
     from fraud.core.settings import Settings
 

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from bench.scoring import load_world, requests_for
 from fraud.ingest.raw_values import FIRST_UNIX_SECOND, LAST_UNIX_SECOND
-from fraud.serving.api import api_token, create_app
+from fraud.serving.api import ANONYMOUS_BURST, api_token, create_app
 from fraud.serving.realtime import APPLICATION_NAME, RealtimeScorer
 from lambdas.scorer.handler import handler
 from tests.helpers.homes import free_port
@@ -258,7 +258,7 @@ def test_any_time_or_birth_date_gets_a_score_or_a_4xx_with_a_reason(client, body
         assert all(d["msg"] and d["type"] for d in detail(response)), response.text
 
 
-def test_rate_limit_per_client(world, body):
+def test_rate_limit_per_token(world, body):
     settings, _ = world
     with TestClient(create_app(settings, rate_limit=0.5, burst=2)) as limited:
         answers = [limited.post("/v1/score", json=body, headers=AUTH) for _ in range(3)]
@@ -266,11 +266,49 @@ def test_rate_limit_per_client(world, body):
     assert int(answers[2].headers["Retry-After"]) >= 1 and detail(answers[2])[0]["type"] == "rate_limited"
 
 
-def test_health_and_no_model_yet(client, world, body):
-    assert client.get("/health").json() == {"status": "ok", "model_version": "api-v1"}
+def test_a_spoofed_forwarded_for_does_not_change_the_rate_limit_key(world):
+    settings, _ = world
+    with TestClient(create_app(settings, anonymous_rate_limit=0.01, anonymous_burst=2)) as api:
+        spoofed = [api.get("/health", headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code for i in range(3)]
+    assert spoofed == [200, 200, 429]  # one caller, one bucket, whatever the header says
+    # behind a trusted proxy the header names the client: two clients, two buckets; a hop the caller wrote to the
+    # left of the proxy's is not the key
+    behind = settings.model_copy(update={"trusted_proxies": ["10.0.0.0/8"]})
+    app = create_app(behind, anonymous_rate_limit=0.01, anonymous_burst=2)
+    with TestClient(app, client=("10.0.0.5", 50000)) as proxied:
+
+        def health(forwarded: str) -> int:
+            return proxied.get("/health", headers={"X-Forwarded-For": forwarded}).status_code
+
+        assert [health("203.0.113.1"), health("203.0.113.2"), health("6.6.6.6, 203.0.113.1")] == [200, 200, 200]
+        assert [health("7.7.7.7, 203.0.113.1"), health("203.0.113.2")] == [429, 200]
+
+
+def test_an_unauthenticated_flood_hits_the_strict_limit_and_not_the_token_holder(world, body):
+    settings, _ = world
+    with TestClient(create_app(settings)) as api:  # the default limits
+        guesses = [
+            api.post("/v1/score", json=body, headers={"Authorization": f"Bearer guess-{i}"}).status_code
+            for i in range(ANONYMOUS_BURST + 5)
+        ]
+        anonymous_health = api.get("/health").status_code
+        scored = api.post("/v1/score", json=body, headers=AUTH)
+        health = api.get("/health", headers=AUTH)
+    assert set(guesses[:ANONYMOUS_BURST]) == {401} and guesses[-1] == 429  # refused before the token is judged
+    assert anonymous_health == 429
+    assert scored.status_code == 200 and health.json()["model_version"] == "api-v1"
+
+
+def test_health_tells_an_anonymous_caller_only_up_or_down(client, world, body):
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/health", headers={"Authorization": "Bearer wrong"}).json() == {"status": "ok"}
+    assert client.get("/health", headers=AUTH).json() == {"status": "ok", "model_version": "api-v1"}
     empty = world[0].model_copy(update={"model_name": "api-test-nothing-promoted"})
     with TestClient(create_app(empty)) as no_model:
-        assert no_model.get("/health").status_code == 503
+        down = no_model.get("/health")
+        assert down.status_code == 503 and down.json() == {"status": "unavailable"}
+        told = no_model.get("/health", headers=AUTH)
+        assert told.status_code == 503 and told.json() == {"status": "unavailable", "reason": "NoPromotedModel"}
         answer = no_model.post("/v1/score", json=body, headers=AUTH)
         assert answer.status_code == 503 and detail(answer)[0]["type"] == "no_model"
 
@@ -364,6 +402,12 @@ def test_fraud_serve_runs_on_loopback_and_never_prints_the_token(world, body, fr
         scored = httpx.post(f"{url}/v1/score", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert scored.status_code == 200 and scored.json()["model_version"] == "api-v1"
         assert httpx.post(f"{url}/v1/score", json=body, timeout=10).status_code == 401
+        # uvicorn's own X-Forwarded-For handling is off: a loopback caller naming other clients is still one client
+        flood = [
+            httpx.get(f"{url}/health", headers={"X-Forwarded-For": f"203.0.113.{i}"}, timeout=10).status_code
+            for i in range(ANONYMOUS_BURST + 1)
+        ]
+        assert 429 in flood, flood
     finally:
         process.terminate()
         output = process.communicate(timeout=30)[0]

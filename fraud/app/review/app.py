@@ -47,7 +47,6 @@ from fraud.app.review.auth import (
     LoginLimiter,
     SecurityHeaders,
     SignInRequired,
-    client_address,
     require_role,
     safe_next,
     session_username,
@@ -64,6 +63,7 @@ from fraud.features.phrases import CATEGORY_WORDS, describe_reasons
 from fraud.model.registry import latest_version, promoted_version
 from fraud.outreach.answers import LinkRefused, verify
 from fraud.outreach.notify import display_merchant
+from fraud.serving.clients import client_address, trusted_networks
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 25
@@ -159,12 +159,14 @@ def create_app(
     """The review app. `trusted_header`: take the user from this request header, set by an authenticating proxy
     (off by default: password sign-in); docs/review.md#oidc-in-aws."""
     from fraud.db.engine import get_engine
+    from fraud.db.roles import DbRole
 
     settings = settings or Settings()
-    engine = engine or get_engine(settings)
+    engine = engine or get_engine(settings, role=DbRole.REVIEW)
     secure = settings.review_base_url.lower().startswith("https://")
     answer_key = settings.review_signing_key("answer-link")
     limiter = LoginLimiter(login_limit)
+    proxies = trusted_networks(settings.trusted_proxies)
     env = environment()
     templates = Jinja2Templates(env=env)
     models = object_store(settings, settings.models_bucket)
@@ -245,7 +247,7 @@ def create_app(
         if header:
             return RedirectResponse("/queue", status_code=303)
         username = username.strip()[:200]
-        refused = limiter.attempt(username, client_address(request))
+        refused = limiter.attempt(username, client_address(request, proxies))
         if refused is not None:
             return page(
                 request,
@@ -447,8 +449,9 @@ def serve(settings: Settings, port: int, *, trusted_header: str | None = None, v
 
     from fraud.db.engine import get_engine
     from fraud.db.migrate import upgrade
+    from fraud.db.roles import DbRole
 
-    engine = get_engine(settings)
+    engine = get_engine(settings, role=DbRole.REVIEW)
     upgrade(engine)
     application = create_app(settings, engine, trusted_header=trusted_header)
     users = [u for u in list_users(engine) if u.active]
@@ -465,4 +468,5 @@ def serve(settings: Settings, port: int, *, trusted_header: str | None = None, v
         port=port,
         log_level="info" if verbose else "warning",
         access_log=verbose,
+        proxy_headers=False,  # the client address is the socket peer, or what fraud/serving/clients.py allows
     )

@@ -8,7 +8,9 @@ security headers.
   (itsdangerous), HttpOnly, SameSite=Lax, Secure when the app's address (`FRAUD_REVIEW_BASE_URL`) is https, valid
   for SESSION_SECONDS after sign-in. It holds the username and the time of sign-in, nothing else.
 - **Sign-in rate limit** (the `limits` library, a moving window in memory): LOGIN_LIMIT attempts per username and
-  per client address; the next ones get 429 with Retry-After and a message, whatever the password.
+  per client address; the next ones get 429 with Retry-After and a message, whatever the password. The client
+  address is the scoring API's rule (fraud/serving/clients.py): the socket peer, X-Forwarded-For only from a proxy
+  FRAUD_TRUSTED_PROXIES names.
 - **CSRF**: asgi-csrf's signed double-submit token on every POST (a cookie, and the same value in each form's hidden
   `csrftoken` field; the signature is `settings.review_signing_key("csrf")`'s); a POST without it or with another
   value is refused with 403 before the app sees it, so nothing changes. Sign-in and customers' answers are
@@ -76,11 +78,6 @@ class LoginLimiter:
             return None
         resets = [self.limiter.get_window_stats(self.rule, *key).reset_time for key in keys]
         return Refusal(max(1, math.ceil(max(resets) - time.time())))
-
-
-def client_address(request: Request) -> str:
-    # uvicorn sets the client from X-Forwarded-For only for the proxies it trusts (127.0.0.1 by default)
-    return request.client.host if request.client else "unknown"
 
 
 def signed_in(request: Request, user: User) -> None:

@@ -146,6 +146,27 @@ def test_sign_in_is_rate_limited_per_username_and_per_address(home):
     assert sign_in(client(limited, address="10.0.0.3"), "bob", PASSWORD).status_code == 303
 
 
+def test_a_spoofed_forwarded_for_does_not_change_the_sign_in_address(home):
+    settings, engine, _ = home
+    limited = create_app(settings, engine, login_limit="3/minute")
+    caller = client(limited, address="198.51.100.4")
+    for i in range(3):  # three usernames, three addresses claimed: one caller
+        caller.headers["X-Forwarded-For"] = f"203.0.113.{i}"
+        assert sign_in(caller, f"nobody-{i}", "wrong password!").status_code == 401
+    caller.headers["X-Forwarded-For"] = "203.0.113.99"
+    assert sign_in(caller, "bob", PASSWORD).status_code == 429
+    # behind a proxy FRAUD_TRUSTED_PROXIES names, the header names the client: another client is not affected
+    behind = settings.model_copy(update={"trusted_proxies": ["10.0.0.0/8"]})
+    proxied_app = create_app(behind, engine, login_limit="3/minute")
+    proxied = client(proxied_app, address="10.0.0.7")
+    for i in range(3):
+        proxied.headers["X-Forwarded-For"] = f"6.6.6.{i}, 203.0.113.1"  # the caller's own hops do not count
+        assert sign_in(proxied, f"nobody-{i}", "wrong password!").status_code == 401
+    assert sign_in(proxied, "bob", PASSWORD).status_code == 429
+    proxied.headers["X-Forwarded-For"] = "203.0.113.2"
+    assert sign_in(proxied, "bob", PASSWORD).status_code == 303
+
+
 # --- CSRF -----------------------------------------------------------------------------------------------------
 
 
