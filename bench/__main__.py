@@ -2,7 +2,8 @@
 on shared machines; ratios much less so). Uses its own temporary FRAUD_HOME and embedded PostgreSQL.
 
 `python -m bench [--only load,simulator,etl,scoring,api,training,robustness] [--json FILE]`: a line as each phase
-starts and ends, then the table."""
+starts and ends, then the table; `--json` writes one object per phase run, its figures by name (`etl`: `rows`,
+`seconds`, `peak_memory_gib`, ...; see bench/README.md "Running")."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from sqlalchemy import Engine
 from fraud.core.settings import Settings
 
 console = Console(width=150)  # a wide table even when piped to a file
+GIB = 1024**3
 
 
 def timed(fn, repeat: int = 3) -> float:
@@ -203,6 +206,95 @@ def raw_to_pandas(store, keys: list[str], key: bytes):
     return frame
 
 
+class TreeUsage:
+    """What a process tree uses while the `with` block runs, sampled every `interval` s in a thread (psutil):
+    the peak of the summed RSS of `root` and its descendants, split by process at that peak, and the CPU
+    seconds of each tree of `cpu_roots` (by name) from start to end.
+
+    For the ETL the tree of this process is the Spark driver (this process), the JVM it starts and the JVM's
+    Python workers; the embedded PostgreSQL is not in it (pg_ctl detaches the server). A page shared by forked
+    workers counts once per process in the summed RSS, so the peak is an upper bound. CPU is each live
+    process's user + system time plus that of its children already waited for (so a worker that exits still
+    counts), read at the start and at the end."""
+
+    def __init__(self, root: int, cpu_roots: dict[str, int | None], interval: float = 0.2):
+        import psutil
+
+        self._psutil = psutil
+        self.root = psutil.Process(root)
+        self.cpu_roots = {name: psutil.Process(pid) if pid else None for name, pid in cpu_roots.items()}
+        self.interval = interval
+        self.peak_rss = 0
+        self.peak_by_process: dict[str, int] = {}
+        self.cpu_seconds: dict[str, float | None] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tree-usage", daemon=True)
+
+    def _tree(self, root) -> list:
+        try:
+            return [root, *root.children(recursive=True)]
+        except self._psutil.NoSuchProcess:
+            return []
+
+    def _kind(self, process) -> str:
+        if process.pid == self.root.pid:
+            return "driver"
+        return "jvm" if process.name() == "java" else "workers"
+
+    def sample_memory(self) -> None:
+        total, by_kind = 0, {"driver": 0, "jvm": 0, "workers": 0}
+        for process in self._tree(self.root):
+            try:
+                rss, kind = process.memory_info().rss, self._kind(process)
+            except self._psutil.NoSuchProcess:  # ended between the listing and the reading (zombies too)
+                continue
+            total += rss
+            by_kind[kind] += rss
+        if total > self.peak_rss:
+            self.peak_rss, self.peak_by_process = total, by_kind
+
+    def _cpu(self) -> dict[str, float | None]:
+        seconds: dict[str, float | None] = {}
+        for name, root in self.cpu_roots.items():
+            if root is None:
+                seconds[name] = None
+                continue
+            total = 0.0
+            for process in self._tree(root):
+                try:
+                    t = process.cpu_times()
+                except self._psutil.NoSuchProcess:
+                    continue
+                total += t.user + t.system + t.children_user + t.children_system
+            seconds[name] = total
+        return seconds
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample_memory()
+
+    def __enter__(self) -> TreeUsage:
+        self._cpu_start = self._cpu()
+        self.sample_memory()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample_memory()
+        end = self._cpu()
+        self.cpu_seconds = {
+            name: None if end[name] is None else end[name] - self._cpu_start[name] for name in self.cpu_roots
+        }
+
+
+def postmaster_pid(settings: Settings) -> int | None:
+    """The embedded PostgreSQL's server process; None when none runs in the settings' home (FRAUD_DATABASE_URL)."""
+    pid_file = settings.pg_dir / "postmaster.pid"
+    return int(pid_file.read_text().split()[0]) if pid_file.exists() else None
+
+
 def bench_etl(settings, cards: int, days: int) -> dict:
     """The Spark job (raw -> features -> Parquet -> PostgreSQL) against pandas groupby/rolling on the same
     simulated rows; both must agree on a sample."""
@@ -229,7 +321,8 @@ def bench_etl(settings, cards: int, days: int) -> dict:
         "labels_keys": ",".join(labels),
     }
     started = time.perf_counter()
-    summary = run(args, settings, report=lambda s: None)
+    with TreeUsage(os.getpid(), {"job": os.getpid(), "database": postmaster_pid(settings)}) as usage:
+        summary = run(args, settings, report=lambda s: None)
     spark_total = time.perf_counter() - started
     spark_features = sum(v for k, v in summary["seconds"].items() if k != "database_load")
 
@@ -240,7 +333,7 @@ def bench_etl(settings, cards: int, days: int) -> dict:
     expected = pandas_features(tx, label_frame).set_index("trans_num")
     pandas_time = time.perf_counter() - started
 
-    sample = expected.sample(2_000, random_state=0)
+    sample = expected.sample(min(2_000, len(expected)), random_state=0)
     with get_engine(settings).connect() as connection:
         got = (
             pd.read_sql(
@@ -256,7 +349,11 @@ def bench_etl(settings, cards: int, days: int) -> dict:
     disagree = int((~np.isclose(spark_values[names], sample[names], rtol=1e-6, atol=1e-6)).sum())
     return {
         "rows": summary["rows_in"],
-        "spark_total": spark_total,
+        "seconds": spark_total,  # raw -> loaded: the whole job, the Spark session's start included
+        "peak_memory_gib": usage.peak_rss / GIB,
+        "peak_memory_by_process_gib": {kind: rss / GIB for kind, rss in usage.peak_by_process.items()},
+        "cpu_seconds": usage.cpu_seconds["job"],  # driver + JVM + Python workers
+        "database_cpu_seconds": usage.cpu_seconds["database"],  # PostgreSQL's processes; None if not embedded
         "spark_features": spark_features,
         "load": summary["seconds"]["database_load"],
         "pandas": pandas_time,
@@ -269,11 +366,25 @@ Row = tuple[str, ...]  # a line of the table: COLUMNS
 COLUMNS = ("benchmark", "rows", "baseline", "baseline s", "measured s", "ratio")
 
 
+@dataclass(frozen=True)
+class Sizes:
+    """How much each phase runs: `make bench`'s sizes by default; the tests pass tiny ones (their figures say
+    nothing, only that every figure is there)."""
+
+    load_rows: int = 10_000
+    etl_cards: int = 17_000  # about 1.1 million transactions over etl_days
+    etl_days: int = 30
+    scoring_rows: int = 100_000
+    api_rows: int = 100_000
+    api_load: dict[str, Any] = field(default_factory=dict)  # bench.api.bench_api's load arguments; {}: its own
+
+
 @dataclass
 class Workspace:
     """The run's own FRAUD_HOME; its embedded PostgreSQL is started by the first phase that needs it."""
 
     home: Path
+    sizes: Sizes = field(default_factory=Sizes)
     _engine: Engine | None = None
 
     @cached_property
@@ -308,7 +419,7 @@ class Outcome:
 
 
 def phase_load(work: Workspace) -> Outcome:
-    rows = 10_000
+    rows = work.sizes.load_rows
     base, measured = bench_load(work.database(), rows)
     line = ("bulk load (COPY + ON CONFLICT)", f"{rows:,}", "row-by-row ORM merge", f"{base:.2f}", f"{measured:.2f}")
     return Outcome(
@@ -348,10 +459,13 @@ def phase_simulator(work: Workspace) -> Outcome:
 
 def phase_etl(work: Workspace) -> Outcome:
     work.database()  # the Spark job loads into the migrated database
-    etl = bench_etl(work.settings, cards=17_000, days=30)
+    etl = bench_etl(work.settings, cards=work.sizes.etl_cards, days=work.sizes.etl_days)
+    by_process = ", ".join(f"{kind} {gib:.2f}" for kind, gib in etl["peak_memory_by_process_gib"].items())
+    database_cpu = "" if etl["database_cpu_seconds"] is None else f", PostgreSQL {etl['database_cpu_seconds']:.0f} s"
     console.print(
         f"ETL phases (s): {etl['phases']}; values disagreeing with pandas on a 2,000-row sample: "
-        f"{etl['disagreeing_values']}"
+        f"{etl['disagreeing_values']}; peak memory (summed RSS) {etl['peak_memory_gib']:.2f} GiB ({by_process}); "
+        f"CPU: job {etl['cpu_seconds']:.0f} s{database_cpu}"
     )
     rows = [
         (
@@ -367,8 +481,8 @@ def phase_etl(work: Workspace) -> Outcome:
             f"{etl['rows']:,}",
             "(goal: 90 s)",
             "",
-            f"{etl['spark_total']:.1f}",
-            f"{etl['rows'] / etl['spark_total']:,.0f} rows/s",
+            f"{etl['seconds']:.1f}",
+            f"{etl['rows'] / etl['seconds']:,.0f} rows/s",
         ),
     ]
     return Outcome(rows, etl)
@@ -377,14 +491,16 @@ def phase_etl(work: Workspace) -> Outcome:
 def phase_scoring(work: Workspace) -> Outcome:
     from bench.scoring import run
 
-    rows, figures = run(console, work.settings, work.database())  # batch DB → LiteRT → fraud_score vs Keras
+    # batch DB → LiteRT → fraud_score vs Keras
+    rows, figures = run(console, work.settings, work.database(), rows=work.sizes.scoring_rows)
     return Outcome(rows, figures)
 
 
 def phase_api(work: Workspace) -> Outcome:
     from bench.api import run
 
-    rows, figures = run(console, work.settings, work.database())  # steady 200/s open loop, saturation, step costs
+    # steady 200/s open loop, saturation, step costs
+    rows, figures = run(console, work.settings, work.database(), rows=work.sizes.api_rows, **work.sizes.api_load)
     return Outcome(rows, figures)
 
 
@@ -442,10 +558,12 @@ def run_phases(phases: list[Phase], work: Workspace, results: dict[str, dict[str
         outcome = phase.run(work)
         seconds = time.perf_counter() - started
         console.print(f"[{number}/{len(phases)}] {phase.name} done in {seconds:.0f} s")
+        reserved = {"phase_seconds", "table"} & set(outcome.figures)
+        assert not reserved, f"{phase.name}'s figures use the report's own keys {reserved}"
         results[phase.name] = {
-            "seconds": round(seconds, 1),
-            "rows": [dict(zip(COLUMNS, row, strict=True)) for row in outcome.rows],
-            "figures": outcome.figures,
+            "phase_seconds": round(seconds, 1),
+            "table": [dict(zip(COLUMNS, row, strict=True)) for row in outcome.rows],
+            **outcome.figures,
         }
 
 
@@ -454,16 +572,25 @@ def results_table(results: dict[str, dict[str, Any]]) -> Table:
     for column in COLUMNS:
         table.add_column(column)
     for result in results.values():
-        for row in result["rows"]:
+        for row in result["table"]:
             table.add_row(*row.values())
     return table
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    """The options; `--help` prints them and the phases, then exits before any work."""
+    phases = "\n".join(f"  {phase.name:<11} {phase.title}" for phase in PHASES)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__.split("\n\n")[0],
+        epilog=f"phases, in the order they run:\n{phases}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     names = ",".join(phase.name for phase in PHASES)
     parser.add_argument("--only", metavar="NAMES", help=f"comma-separated phases to run (default: all of {names})")
-    parser.add_argument("--json", metavar="FILE", help="also write every phase's table rows and figures as JSON")
+    parser.add_argument(
+        "--json", metavar="FILE", help="also write each phase's figures (and table rows, duration) as JSON"
+    )
     args = parser.parse_args(argv)
     try:
         args.phases = selected_phases(args.only, PHASES)
@@ -472,12 +599,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, sizes: Sizes | None = None) -> int:
     args = parse_args(argv)
     home = Path(tempfile.mkdtemp(prefix="fraud-bench-"))
     home.chmod(0o755)
     os.environ["FRAUD_HOME"] = str(home)  # the benchmark's own world; never the user's data
-    work = Workspace(home)
+    work = Workspace(home, sizes or Sizes())
     started = datetime.now(UTC)
     results: dict[str, dict[str, Any]] = {}
     try:

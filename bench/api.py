@@ -465,9 +465,11 @@ def settle(engine: Engine) -> None:
 
 
 def run(
-    console, settings: Settings, engine: Engine, rows: int = 100_000, workers: int = 1
+    console, settings: Settings, engine: Engine, rows: int = 100_000, workers: int = 1, **load
 ) -> tuple[list[tuple[str, ...]], dict]:
-    """Table rows (benchmark, rows, baseline, baseline s, measured s, ratio) and the figures for --json."""
+    """Table rows (benchmark, rows, baseline, baseline s, measured s, ratio) and the figures for --json: for the
+    steady load and each saturation step its offered rate, p50, p99 and achieved requests/s (`Load.figures`).
+    `load`: `bench_api`'s load arguments (rates, durations, the step costs' repeat), its defaults when absent."""
     from bench.scoring import load_world, mlp, publish
 
     with console.status(f"api: loading {rows:,} processed transactions and promoting a model"):
@@ -475,11 +477,12 @@ def run(
         features = np.stack(frame["features"].to_numpy()).astype(np.float32)
         publish(settings, "bench-api-mlp", mlp(features[:10_000]))
         settle(engine)
+    steady_rate, steady_seconds = load.get("steady_rate", STEADY_RATE), load.get("steady_seconds", STEADY_SECONDS)
     with console.status(
-        f"api: step costs in process, then {STEADY_RATE}/s for {STEADY_SECONDS} s and saturation steps of "
-        f"{SATURATION_SECONDS} s"
+        f"api: step costs in process, then {steady_rate:g}/s for {steady_seconds:g} s and saturation steps of "
+        f"{load.get('step_seconds', SATURATION_SECONDS):g} s"
     ):
-        api = bench_api(settings, frame, free_port(), workers=workers)
+        api = bench_api(settings, frame, free_port(), workers=workers, **load)
     met = {True: "met", False: "NOT met"}
     console.print(
         f"real-time API, steady: {describe(api.steady)} (goal p99 ≤ {STEADY_P99_GOAL_MS:g} ms at {STEADY_RATE}/s: "
@@ -499,7 +502,7 @@ def run(
     failing = api.failing
     rows_out = [
         (
-            f"real-time API p50 / p99, {STEADY_RATE} req/s offered for {STEADY_SECONDS} s (open loop)",
+            f"real-time API p50 / p99, {steady_rate:g} req/s offered for {steady_seconds:g} s (open loop)",
             f"{api.steady.requests:,}",
             "the request's steps in process, p50 / p99",
             f"{total['p50_ms']:.2f} / {total['p99_ms']:.2f} ms",
