@@ -14,12 +14,15 @@ as a zip through --extra-py-files).
 from __future__ import annotations
 
 import argparse
+import atexit
 import gzip
 import io
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 import zlib
 from collections import Counter
@@ -41,13 +44,14 @@ from fraud.db.load import PROCESSED_COLUMNS, BatchAccounting, load_processed
 from fraud.db.queries import stored_labels
 from fraud.db.roles import DbRole
 from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION, HISTORY_SECONDS
-from fraud.features.spark import RAW_SCHEMA, content, features, timestamp_of, validate
+from fraud.features.spark import RAW_SCHEMA, content, features, timestamp_of, tokenize, validate, with_card_numbers
 from fraud.ingest.validation import Reason
 
 LOAD_CHUNK_ROWS = 100_000  # rows a batch is fetched from Spark and COPY'd in: bounds the driver's memory
 LOAD_CONNECTIONS = 2  # batches loaded at once (see load_batches)
 EMPTY_LABELS = pa.table({c: pa.array([], pa.string()) for c in LABEL_COLUMNS})
 ARGUMENTS = ("raw_uri", "processed_uri", "transactions_keys", "labels_keys")
+LOCAL_UMASK = "077"  # the permissions a local run's files and folders are created with (see _new_session)
 
 
 def parse_arguments(argv: list[str]) -> dict[str, str]:
@@ -88,6 +92,9 @@ def _new_session(driver_memory: str) -> SparkSession:
         return GlueContext(SparkContext.getOrCreate()).spark_session
     except ImportError:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers must import fraud/ too
+        # Spark's local folder (shuffle, spill, blocks) in a folder of this process's own (0700, removed at exit)
+        local_dir = tempfile.mkdtemp(prefix="fraud-spark-")
+        atexit.register(shutil.rmtree, local_dir, ignore_errors=True)
         return (
             SparkSession.builder.master("local[2]")
             .appName("fraud-process-transactions")
@@ -100,12 +107,24 @@ def _new_session(driver_memory: str) -> SparkSession:
             .config("spark.ui.enabled", "false")
             .config("spark.ui.showConsoleProgress", "false")
             .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+            # what Spark keeps on local disk (shuffle and spill files, cached blocks that do not fit in memory) is
+            # encrypted with a key that lives only as long as the application
+            .config("spark.io.encryption.enabled", "true")
+            .config("spark.local.dir", local_dir)
+            # the files it writes (the curated Parquet, the quarantine, their temporary folders) readable by the job's
+            # user only: 0600 files, 0700 folders. Spark's own local folders (blockmgr-*, spark-*) are 0700 already
+            .config("spark.hadoop.fs.permissions.umask-mode", LOCAL_UMASK)
             .getOrCreate()
         )
 
 
 def _paths(root: str, keys: str) -> list[str]:
     return [f"{root.rstrip('/')}/{key}" for key in keys.split(",") if key]
+
+
+def _batch_of(path: str) -> str:
+    """A raw object's batch id, as read_raw derives it from the object's name."""
+    return os.path.basename(path).removesuffix(".jsonl.gz")
 
 
 def read_raw(spark: SparkSession, paths: list[str]) -> DataFrame:
@@ -301,8 +320,11 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
     label_paths = [p for p in label_paths if p not in broken]
     if not transaction_paths:
         raise SystemExit(f"no whole raw batch to process: {sorted(corrupt_objects)} are partial objects")
-    raw = read_raw(spark, transaction_paths).cache()
-    valid, quarantined, duplicates = validate(raw, settings.token_key(), read_loaded(spark, args["processed_uri"], raw))
+    # the raw rows are read once and tokenized before anything is cached or shuffled: from here on only the raw
+    # zone's quarantine holds a card number (with_card_numbers reads the quarantined rows' batches again for it)
+    tokenized = tokenize(read_raw(spark, transaction_paths), settings.token_key()).cache()
+    loaded = read_loaded(spark, args["processed_uri"], tokenized)
+    valid, quarantined, duplicates = validate(tokenized, settings.token_key(), loaded)
     bounds = valid.agg(F.min(F.unix_timestamp("event_time"))).first()[0]
     lap("read_validate_tokenize")
     history = read_history(spark, args["processed_uri"], (bounds or 0) - HISTORY_SECONDS) if bounds else None
@@ -322,13 +344,16 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
     )
     written = written_by_run(spark, args["processed_uri"], valid)
     lap("features_and_parquet")
-    quarantined.write.mode("overwrite").partitionBy("batch_id").json(
-        f"{args['raw_uri'].rstrip('/')}/quarantine/etl"
-    )  # fraud ingest writes beside it, in quarantine/ingest/
+    batches = {r["batch_id"] for r in quarantined.select("batch_id").distinct().collect()}
+    if batches:  # fraud ingest writes beside it, in quarantine/ingest/
+        again = read_raw(spark, [p for p in transaction_paths if _batch_of(p) in batches])
+        with_card_numbers(again, quarantined).write.mode("overwrite").partitionBy("batch_id").json(
+            f"{args['raw_uri'].rstrip('/')}/quarantine/etl"
+        )
     lap("quarantine")
 
     counts = (
-        raw.groupBy("batch_id", "source_key")
+        tokenized.groupBy("batch_id", "source_key")
         .count()
         .withColumnRenamed("count", "rows_in")
         .join(duplicates, "batch_id", "left")

@@ -13,10 +13,18 @@ expressions, built from the one place each lives and checked against it:
   months_between for the age (tests/glue/test_row_features.py checks the values are equal);
 - window features: the card and merchant windows below, with the label-based risk from fraud/features/catalog.py
   (run per merchant through applyInPandas); the online path writes the same windows in SQL
-  (tests/glue/test_online_parity.py) and the pandas reference with groupby (tests/glue/test_pandas_parity.py).
+  (tests/glue/test_online_parity.py) and the pandas reference with groupby (tests/glue/test_pandas_parity.py);
+  tests/glue/test_label_windows.py checks the label-based features against the catalog on late, early and
+  same-second labels.
 
-Built-in expressions only, besides the card tokenizer (fraud.core.privacy, whose key must not leave Python) and
-the per-merchant label risk.
+Built-in expressions only, besides two steps that stay in Python:
+- the card tokenizer, a pandas UDF: fraud.core.privacy's HMAC key must not appear in a query plan (Spark 3.5, which
+  Glue 5 runs, has no built-in HMAC; Spark 4's `hmac` would put the key in the plan as a literal). `tokenize` runs
+  it before anything is cached or shuffled and drops `cc_num` there;
+- the per-merchant label risk (applyInPandas over narrow rows). Written as window functions (each label an
+  interval of query times, summed over the merchant's and the card's time lines) it gave the same values but made
+  the features phase about 1.5x slower at 312,596 rows on 2 cores (60 s against 41 s): the merchant's time line
+  doubles the rows the windows sort, and the wide rows are shuffled once more.
 """
 
 from __future__ import annotations
@@ -196,21 +204,44 @@ def content(card_token: Column, merchant: Column, event_unix: Column, amt: Colum
     )
 
 
-def validate(raw: DataFrame, key: bytes, loaded: DataFrame | None = None) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """Split raw rows into (valid, quarantined with a reason, per-batch duplicate counts). A trans_num that
-    another batch already loaded (`loaded`, see glue/process_transactions.py read_loaded) or that an earlier batch
-    of this run carries is a duplicate when it is the same transaction (`content`), and quarantined as conflicting
-    otherwise."""
-    # rows are clustered by trans_num once: the dedupe and the trans_num window below share that shuffle (the
-    # tokenizer runs before it, as a Python UDF's output loses the clustering), and an exact copy is found by a
-    # digest of the row rather than by sorting on its 27 string columns
-    deduped = (
-        raw.withColumn("card", _tokenizer(key)(F.col("cc_num")))
-        .repartition("trans_num")
-        .withColumn("row_digest", F.sha2(F.to_json(F.struct(*RAW_COLUMNS, "_corrupt_record")), 256))
-        .dropDuplicates(["trans_num", "batch_id", "row_digest"])
-        .drop("row_digest")
+def row_digest() -> Column:
+    """A digest of the raw row as read, card number included: two rows of a batch with one digest are exact
+    copies; the quarantine finds its rows' raw values again by it (with_card_numbers)."""
+    return F.sha2(F.to_json(F.struct(*RAW_COLUMNS, "_corrupt_record")), 256)
+
+
+def tokenize(raw: DataFrame, key: bytes) -> DataFrame:
+    """Raw rows with the card number replaced: `card` (token, last4) and `row_digest` in place of `cc_num`.
+    Everything after this step (the shuffle, the cache, the curated zone) holds no card number."""
+    return (
+        raw.withColumn("card", _tokenizer(key)(F.col("cc_num"))).withColumn("row_digest", row_digest()).drop("cc_num")
     )
+
+
+def with_card_numbers(raw: DataFrame, quarantined: DataFrame) -> DataFrame:
+    """The quarantined rows (validate) with their raw `cc_num` again, found in `raw` (the raw zone's rows, read
+    again) by batch and row digest, in the raw column order: what the raw zone's quarantine stores. The quarantined
+    rows are broadcast, so the raw rows are not shuffled; only the quarantined ones are, once, to drop exact copies."""
+    numbers = raw.select("batch_id", row_digest().alias("row_digest"), "cc_num").join(
+        F.broadcast(quarantined), ["batch_id", "row_digest"]
+    )
+    return numbers.dropDuplicates(["batch_id", "row_digest"]).select(
+        *RAW_COLUMNS, "_corrupt_record", "batch_id", "source_key", "quarantine_reason"
+    )
+
+
+def validate(raw: DataFrame, key: bytes, loaded: DataFrame | None = None) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """Split raw rows (or rows `tokenize` has tokenized already) into (valid, quarantined with a reason, per-batch
+    duplicate counts); no output holds `cc_num` (the quarantine gets it back with `with_card_numbers`). A trans_num
+    that another batch already loaded (`loaded`, see glue/process_transactions.py read_loaded) or that an earlier
+    batch of this run carries is a duplicate when it is the same transaction (`content`), and quarantined as
+    conflicting otherwise."""
+    tokenized = tokenize(raw, key) if "cc_num" in raw.columns else raw
+    # rows are clustered by trans_num once: the dedupe and the trans_num window below share that shuffle (the
+    # tokenizer and the digest run before it, so the shuffle carries neither the card number nor a Python UDF's
+    # output, which would lose the clustering), and an exact copy is found by the digest rather than by sorting
+    # on its 27 string columns
+    deduped = tokenized.repartition("trans_num").dropDuplicates(["trans_num", "batch_id", "row_digest"])
     if loaded is None:  # nothing loaded before: no join
         no_content = "struct<card_token:string,merchant:string,event_unix:bigint,amt:double>"
         deduped = deduped.withColumn("loaded_batch", F.lit(None).cast("string")).withColumn(
@@ -257,13 +288,18 @@ def validate(raw: DataFrame, key: bytes, loaded: DataFrame | None = None) -> tup
         rows.withColumn("quarantine_reason", reason).where(~duplicate).cache()
     )  # tokenized once, read by every output below
     duplicates = (
-        raw.groupBy("batch_id")
+        tokenized.groupBy("batch_id")
         .count()
         .join(rows.groupBy("batch_id").count().withColumnRenamed("count", "kept"), "batch_id", "left")
         .select("batch_id", (F.col("count") - F.coalesce(F.col("kept"), F.lit(0))).alias("duplicates_dropped"))
     )
     quarantined = rows.where(F.col("quarantine_reason").isNotNull()).select(
-        *RAW_COLUMNS, "_corrupt_record", "batch_id", "source_key", "quarantine_reason"
+        *(c for c in RAW_COLUMNS if c != "cc_num"),
+        "_corrupt_record",
+        "batch_id",
+        "source_key",
+        "quarantine_reason",
+        "row_digest",
     )
     valid = rows.where(F.col("quarantine_reason").isNull())
     return valid, quarantined, duplicates
