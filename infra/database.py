@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+from logs import log_group
 
 ENGINE_VERSION = "16"
 DB_NAME = "fraud"
@@ -52,12 +53,12 @@ class Database(pulumi.ComponentResource):
         self._region, self._account = args.region, args.account
         identifier = f"{name}-postgres"  # fixed: the exported log's group is named after it
         # RDS would create this group itself, unencrypted and kept forever
-        self.log_group = aws.cloudwatch.LogGroup(
+        self.log_group = log_group(
             f"{name}-postgres-logs",
-            name=f"/aws/rds/instance/{identifier}/postgresql",
-            kms_key_id=args.kms_key_arn,
-            retention_in_days=args.log_retention_days,
-            opts=child,
+            f"/aws/rds/instance/{identifier}/postgresql",
+            args.kms_key_arn,
+            args.log_retention_days,
+            child,
         )
         subnets = aws.rds.SubnetGroup(f"{name}-subnets", subnet_ids=args.subnet_ids, opts=child)
         self.parameters = aws.rds.ParameterGroup(

@@ -34,6 +34,7 @@ from iam import (
     statement,
     vpc_eni_statement,
 )
+from logs import log_group
 
 GLUE_VERSION = "5.0"  # Spark 3.5, Python 3.11: the interpreter this project targets
 PIP_OFFLINE = "--no-index"  # Glue's pip installs the listed wheels and resolves among them only
@@ -121,12 +122,8 @@ class EtlJob(pulumi.ComponentResource):
         role_name = f"{name}-role"  # fixed: Glue names its log groups after the role and the security configuration
         logs_base = f"/aws-glue/jobs/{name}-security-role/{role_name}"
         self.log_groups = {
-            stream: aws.cloudwatch.LogGroup(
-                f"{name}-{stream}-logs",
-                name=f"{logs_base}/{stream}",
-                kms_key_id=args.kms_key_arn,
-                retention_in_days=args.log_retention_days,
-                opts=child,
+            stream: log_group(
+                f"{name}-{stream}-logs", f"{logs_base}/{stream}", args.kms_key_arn, args.log_retention_days, child
             )
             for stream in ("output", "error", "logs-v2")  # driver stdout (Dagster Pipes reads it), stderr, continuous
         }

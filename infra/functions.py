@@ -27,6 +27,7 @@ from iam import (
     statement,
     vpc_eni_statement,
 )
+from logs import log_group
 
 
 @dataclass
@@ -190,12 +191,8 @@ class Functions(pulumi.ComponentResource):
         name, args = f"{self._name}-{role}", self._args
         child = pulumi.ResourceOptions(parent=self)
         function_name = f"{name}"  # fixed, so the log group can exist (encrypted, with retention) before the function
-        logs = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/aws/lambda/{function_name}",
-            kms_key_id=args.kms_key_arn,
-            retention_in_days=args.log_retention_days,
-            opts=child,
+        logs = log_group(
+            f"{name}-logs", f"/aws/lambda/{function_name}", args.kms_key_arn, args.log_retention_days, child
         )
         execution_role = aws.iam.Role(
             f"{name}-role", assume_role_policy=assume_role_policy("lambda.amazonaws.com"), opts=child

@@ -23,6 +23,7 @@ import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 from database import CA_BUNDLE_IN_IMAGE, db_login
 from iam import db_connect_statement, ecs_task_trust, kms_statement, objects, policy_document, statement
+from logs import log_group
 
 WEB_PORT = 3000
 REVIEW_PORT = 8100  # `fraud review` (fraud/app/review/), on the task's loopback: reached like the UI, by port forward
@@ -167,12 +168,12 @@ class DagsterService(pulumi.ComponentResource):
             f"{name}-dagster", settings=[{"name": "containerInsights", "value": "enabled"}], opts=child
         )
         self.log_groups = {
-            role: aws.cloudwatch.LogGroup(
+            role: log_group(
                 f"{name}-dagster-{role}-logs",
-                name=f"/ecs/{name}/dagster-{role}",
-                kms_key_id=args.kms_key_arn,
-                retention_in_days=args.log_retention_days,
-                opts=child,
+                f"/ecs/{name}/dagster-{role}",
+                args.kms_key_arn,
+                args.log_retention_days,
+                child,
             )
             for role in ("webserver", "daemon", "run", "review")
         }
