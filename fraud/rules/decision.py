@@ -14,7 +14,7 @@ import numpy as np
 
 from fraud.features.catalog import FEATURE_NAMES
 from fraud.rules.lists import ListHit, ListKind, deciding_entry, hits_for
-from fraud.rules.ruleset import Outcome, RuleSet, Verdict, evaluate, evaluate_values
+from fraud.rules.ruleset import Outcome, RuleSet, Verdict, evaluate, evaluate_values, values_column
 
 _POSITION = {name: index for index, name in enumerate(FEATURE_NAMES)}
 _LIST_OUTCOME = {ListKind.BLOCK: Outcome.BLOCK, ListKind.ALLOW: Outcome.APPROVE}
@@ -29,6 +29,12 @@ def _with_lists(verdict: Verdict, hits: Iterable[ListHit]) -> Verdict:
     if entry is None:
         return verdict
     return replace(verdict, outcome=_LIST_OUTCOME[entry.kind], rule=entry.ref)
+
+
+def _raw_fields(amt, category, merchant, score, threshold) -> dict:
+    """The rule fields that are not features, by name: one transaction's values (rule_fields) or a page's columns
+    (decide_many)."""
+    return {"amt": amt, "category": category, "merchant": merchant, "score": score, "threshold": threshold}
 
 
 def decide_many(
@@ -46,15 +52,11 @@ def decide_many(
     scorer's): the same verdicts, with each field the rules name taken out of the page once, as a column of the
     values CEL takes, instead of a mapping built and converted per transaction."""
     n = len(scores)
-    own = {
-        "amt": lambda: [float(a) for a in amounts],
-        "score": lambda: [float(s) for s in scores.tolist()],
-        "threshold": lambda: [float(threshold)] * n,
-        "category": lambda: ["" if c is None else str(c) for c in categories],
-        "merchant": lambda: ["" if m is None else str(m) for m in merchants],
-    }
+    raw = _raw_fields(amounts, categories, merchants, scores.tolist(), [threshold] * n)
     names = (*ruleset._numeric, *ruleset._text)  # the order `evaluate` builds its values in
-    columns = [own[name]() if name in own else features[:, _POSITION[name]].tolist() for name in names]
+    columns = [
+        values_column(name, list(raw[name]) if name in raw else features[:, _POSITION[name]].tolist()) for name in names
+    ]
     if names:
         verdicts = [evaluate_values(ruleset, dict(zip(names, row, strict=True))) for row in zip(*columns, strict=True)]
     else:  # no rule reads a field (or there is no rule): one verdict for all
@@ -79,13 +81,7 @@ def rule_fields(
     """The values the rule set names, from one transaction's feature vector (FEATURE_NAMES order, as the model
     takes it: float32 values, so batch and real time compare the same numbers), raw fields and score: the one
     mapping both paths build."""
-    values: dict[str, float | str | None] = {
-        "amt": amt,
-        "category": category,
-        "merchant": merchant,
-        "score": score,
-        "threshold": threshold,
-    }
+    values: dict[str, float | str | None] = _raw_fields(amt, category, merchant, score, threshold)
     for name in ruleset.fields - values.keys():
         values[name] = features[_POSITION[name]]
     return values

@@ -306,6 +306,19 @@ def _value(name: str, value: object) -> float | str:
     return float(value)  # bools and numpy scalars too: CEL sees doubles only
 
 
+def values_column(name: str, values: list) -> list[float | str]:
+    """`_value` over a column of one field's values (the batch scorer converts a page field by field), with the same
+    rule: text as str ("" for None), numbers as float, None or a str for a number refused."""
+    if name in TEXT_FIELDS:
+        return ["" if value is None else str(value) for value in values]
+    column = [float(value) for value in values if value is not None and not isinstance(value, str)]
+    if len(column) != len(values):
+        raise ValueError(
+            f"field {name} must be a number, got {next(v for v in values if v is None or isinstance(v, str))!r}"
+        )
+    return column
+
+
 def evaluate(ruleset: RuleSet, fields: Mapping[str, float | str | bool | None]) -> Verdict:
     """The rules' verdict on one transaction. `fields` must hold every field the rule set names (ValueError
     otherwise: a caller's bug, not a rule's); other keys are ignored."""
