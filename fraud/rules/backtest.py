@@ -21,9 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
-from fraud.rules.ruleset import Outcome, RuleSet, evaluate
-
-ACTED_ON: frozenset[Outcome] = frozenset({Outcome.REVIEW, Outcome.BLOCK})
+from fraud.rules.ruleset import ACTED_ON, Outcome, RuleSet, evaluate
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,9 @@ class Outcome(StrEnum):
     BLOCK = "block"
 
 
+# the outcomes someone acts on (alerts, review cases, a backtest's hits), and so reads the reasons of
+ACTED_ON: frozenset[Outcome] = frozenset({Outcome.REVIEW, Outcome.BLOCK})
+
 # At equal priority the more severe outcome wins.
 _SEVERITY = {Outcome.APPROVE: 0, Outcome.REVIEW: 1, Outcome.BLOCK: 2}
 

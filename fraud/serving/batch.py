@@ -31,8 +31,9 @@ from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
 from fraud.model import registry
 from fraud.model.attribution import CHUNK_TRANSACTIONS, attribute, reasons_json, scores_of
 from fraud.model.litert import TFLiteScorer
-from fraud.rules import Outcome, RuleSet, Verdict, is_list_ref
+from fraud.rules import RuleSet, Verdict, is_list_ref
 from fraud.rules.decision import decide_many
+from fraud.rules.ruleset import ACTED_ON
 
 # transactions read, scored and written per round trip: small enough that reading the next page and writing the
 # last one overlap scoring this one (100,000 rows, median of 3: 14,400 tx/s with pages of 50,000, 19,300 with
@@ -319,14 +320,11 @@ def decide_page(
     return verdicts, reasons, decided
 
 
-_READ = frozenset({Outcome.REVIEW, Outcome.BLOCK})  # the outcomes an analyst or a report reads the reasons of
-
-
 def needs_reasons(scores: np.ndarray, flags: np.ndarray, verdicts: Sequence[Verdict], top_share: float) -> np.ndarray:
     """Which transactions get top reasons: the ones their readers show (the flagged: the report, customer alerts;
     a review or block decision: review cases), and the `top_share` of the page with the highest scores (at least
     one transaction when the share is above 0; ties at the cut are all in)."""
-    chosen = flags | np.fromiter((v.outcome in _READ for v in verdicts), dtype=bool, count=len(verdicts))
+    chosen = flags | np.fromiter((v.outcome in ACTED_ON for v in verdicts), dtype=bool, count=len(verdicts))
     if top_share > 0 and len(scores):
         keep = min(len(scores), math.ceil(top_share * len(scores)))
         cut = np.partition(scores, len(scores) - keep)[len(scores) - keep]
