@@ -162,8 +162,11 @@ def test_the_image_serves_the_asset_graph(image, postgres, tmp_path, moto_endpoi
             # as ECS stops a container: SIGTERM to the container's process (buildah run waits for it and exits
             # with its code), not to buildah itself
             for child in psutil.Process(process.pid).children(recursive=True):
-                if "dagster-webserver" in " ".join(child.cmdline()):
-                    child.send_signal(signal.SIGTERM)
+                try:
+                    if "dagster-webserver" in " ".join(child.cmdline()):
+                        child.send_signal(signal.SIGTERM)
+                except (psutil.ZombieProcess, psutil.NoSuchProcess):
+                    continue  # a helper that has exited (a zombie until buildah reaps it) has no command line
             try:
                 code = process.wait(timeout=15)
             except subprocess.TimeoutExpired:
