@@ -3,7 +3,8 @@ before the answer leaves.
 
 - `DECISION_SQL` reads, in the request's one read round trip, the transaction's online history
   (fraud/features/online.py), the block and allow list entries in force for it (fraud/db/lists.py) and any
-  decision already recorded for its trans_num.
+  decision already recorded for its trans_num; `SETTLED_DECISION_SQL` is the same read on the day partitions,
+  for the rare request whose history window reaches below recent_transaction's horizon (`complete` false).
 - `RECORD_SQL` records a decision: one autocommit INSERT ... ON CONFLICT DO NOTHING, so a decision is either
   wholly there or not at all, and of two concurrent requests for one trans_num exactly one records.
 - `recent_decisions` and `daily_decisions` / `channel_decisions` read the log for operators (`fraud decisions`)
@@ -19,7 +20,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import Engine, text
 
 from fraud.db.lists import hits_sql
-from fraud.features.online import HISTORY_SQL
+from fraud.features.online import HISTORY_SQL, SETTLED_HISTORY_SQL
 
 RECORDED = (
     "trans_num",
@@ -68,12 +69,18 @@ PRIOR = (
 
 # the recorded decision as one JSON object (`prior`, NULL when there is none): shorter than a column per value,
 # and the read has little room (below)
-_PRIOR = "(SELECT to_jsonb(p) FROM realtime_decision p WHERE p.trans_num = %(trans_num)s) AS prior"
-DECISION_SQL = (
-    f"SELECT h.*, {hits_sql('%(card)s', '%(merchant)s', '%(category)s')} AS listed, {_PRIOR} FROM ({HISTORY_SQL}) h"
-)
+_PRIOR = "(SELECT to_jsonb(p) FROM realtime_decision p WHERE trans_num = %(trans_num)s) AS prior"
+
+
+def _decision_sql(history: str) -> str:
+    return f"SELECT h.*, {hits_sql('%(card)s', '%(merchant)s', '%(category)s')} AS listed, {_PRIOR} FROM ({history}) h"
+
+
 # psycopg caches a query's parsing only up to 4,096 characters, and this read is on every request's path
 # (tests/serving/test_recorded_decisions.py keeps it under)
+DECISION_SQL = _decision_sql(HISTORY_SQL)
+# the same read when DECISION_SQL's `complete` is false: the window reaches below recent_transaction's horizon
+SETTLED_DECISION_SQL = _decision_sql(SETTLED_HISTORY_SQL)
 
 RECORD_SQL = f"""
 INSERT INTO realtime_decision ({", ".join(RECORDED)})

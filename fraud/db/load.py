@@ -4,7 +4,8 @@ partitions in one short transaction, then, in one more, the batch is checked onc
 against its rows, the rows whose trans_num is another transaction's (another time) dropped as duplicates, its facts,
 features, labels and accounting. The references (a fact's card, merchant and category; a feature row's
 transaction) are checked once per statement by 0009's triggers, and each new trans_num enters transaction_key,
-whose key refuses a duplicate. Re-loading a batch changes nothing; a crash loads no part of a batch (at most
+whose key refuses a duplicate (and recent_transaction, the real-time read's table: fraud/db/recent.py, which the
+load trims after each batch). Re-loading a batch changes nothing; a crash loads no part of a batch (at most
 dimension rows and empty partitions, which the rerun finds in place)."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy import Engine
 from fraud.core.schema import LABEL_COLUMNS
 from fraud.db.labels import REPLACES
 from fraud.db.models import utc_day
+from fraud.db.recent import trim_recent
 from fraud.features.catalog import FEATURE_NAMES, FEATURE_VERSION
 
 # Columns of the processed frame handed over by the Glue job (one row per valid transaction).
@@ -257,6 +259,10 @@ def load_processed(
                 merge(cursor, dimensions=False)
                 cursor.execute(_DROP_STAGING)
                 raw.commit()  # the batch's facts, features, labels and accounting: all of them or none
+                # the real-time read's table forgets what it no longer needs (a day at a time, in its own
+                # transaction: a crash here leaves the batch loaded and the next load trims)
+                trim_recent(cursor)
+                raw.commit()
         except BaseException:
             connection.invalidate()  # closed, not pooled: its transaction and temp tables go with it
             raise

@@ -102,6 +102,33 @@ class TransactionKey(Base):
     event_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class RecentTransaction(Base):
+    """fact_transaction's rows from `RecentHorizon.since` on, unpartitioned, written by fact_transaction's triggers:
+    what the real-time read looks a card's and a merchant's history up in (migration 0011 says why)."""
+
+    __tablename__ = "recent_transaction"
+    card_token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    trans_num: Mapped[str] = mapped_column(String(64), primary_key=True)
+    merchant: Mapped[str] = mapped_column(Text)
+    category: Mapped[str | None] = mapped_column(String(50))
+    amount: Mapped[float] = mapped_column(Numeric(12, 2))
+
+    __table_args__ = (Index("ix_recent_transaction_merchant_event_time", "merchant", "event_time"),)
+
+
+class RecentHorizon(Base):
+    """One row: the time from which recent_transaction holds every transaction (`fraud_trim_recent` moves it)."""
+
+    __tablename__ = "recent_horizon"
+    one: Mapped[bool] = mapped_column(Boolean, primary_key=True, server_default=text("true"))
+    since: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), comment="recent_transaction holds every transaction from here on"
+    )
+
+    __table_args__ = (CheckConstraint("one", name="recent_horizon_one_check"),)
+
+
 class TransactionFeatures(Base):
     """A transaction's feature vector, in the transaction's day's partition (event_day); its reference to the
     transaction is checked per statement (migration 0009)."""

@@ -39,6 +39,9 @@ GRANTS: dict[str, dict[DbRole, tuple[str, ...]]] = {
     "fact_transaction": {W: (S, INS), RT: (S,), REP: (S,), REV: (S,)},
     # 0009: written by fact_transaction's trigger, as the writer; real time reads whether a trans_num was loaded
     "transaction_key": {W: (S, INS), RT: (S,), REP: (S,)},
+    # 0011: written by fact_transaction's triggers, as the writer (trimmed by a function of the owner's)
+    "recent_transaction": {W: (S, INS), RT: (S,)},
+    "recent_horizon": {W: (S,), RT: (S,)},
     "transaction_features": {W: (S, INS, U), RT: (S,), REP: (S,), REV: (S,)},
     "transaction_label": {W: (S, INS, U), RT: (S,), REP: (S,), REV: (S, INS, U)},
     "fraud_score": {W: (S, INS), REP: (S,), REV: (S,)},

@@ -1,7 +1,9 @@
 """Online features: the feature vector of one new transaction, computed from the card's and the merchant's
-history in PostgreSQL with the ETL's definitions: the per-row features are fraud/features/rows.py's (the ETL's
-Spark expressions of them are checked against those), the window features are SQL here of the windows the ETL
-computes in fraud/features/spark.py, and the feature list and shared formulas are fraud/features/catalog.py's.
+history in PostgreSQL (`recent_transaction`, the last days of the facts in one unpartitioned table, migration 0011;
+the day partitions for a window older than it holds) with the ETL's definitions: the per-row features are
+fraud/features/rows.py's (the ETL's Spark expressions of them are checked against those), the window features are
+SQL here of the windows the ETL computes in fraud/features/spark.py, and the feature list and shared formulas are
+fraud/features/catalog.py's.
 
 The same rules as the ETL, point in time:
 - every window is [t - w, t) on whole seconds, so the history holds only transactions strictly before the
@@ -153,29 +155,36 @@ class History:
     merchant_seen_before: bool = False
 
 
-def _seen(key: str, parameter: str) -> str:
-    """The transactions of a card (key card_token) or merchant in [label_since, t): the settled ones
-    (fact_transaction) and those only the real-time path has seen so far (realtime_decision, until the batch path
-    loads the same trans_num: then the fact row counts, never both). Each side walks its (key, event_time) index;
-    whether the batch path has loaded a trans_num is one probe of transaction_key's primary key, not one per day
-    partition of fact_transaction."""
+# Where the settled side of the history is read: `recent_transaction` (migration 0011: the last days of
+# fact_transaction, unpartitioned) holds every transaction from `recent_horizon.since` on, so a window that starts
+# there or later reads it (`complete`); an older window reads the day partitions of fact_transaction, whose prepared
+# plan locks every partition (0011 has the figures).
+RECENT = "recent_transaction"
+SETTLED = "fact_transaction"
+
+
+def _seen(key: str, parameter: str, source: str) -> str:
+    """The transactions of a card (key card_token) or merchant in [label_since, t): the settled ones (`source`)
+    and those only the real-time path has seen so far (realtime_decision, until the batch path loads the same
+    trans_num: then the settled row counts, never both). Each side walks its (key, event_time) index; whether
+    the batch path has loaded a trans_num is one probe of transaction_key's primary key."""
     return f"""
-        SELECT trans_num, event_time, amount, merchant, category FROM fact_transaction
+        SELECT trans_num, event_time, amount, merchant, category FROM {source}
         WHERE {key} = %({parameter})s AND event_time >= %(label_since)s AND event_time < %(t)s
         UNION ALL
-        SELECT d.trans_num, d.event_time, d.amount, d.merchant, d.category FROM realtime_decision d
-        WHERE d.{key} = %({parameter})s AND d.event_time >= %(label_since)s AND d.event_time < %(t)s
+        SELECT trans_num, event_time, amount, merchant, category FROM realtime_decision d
+        WHERE {key} = %({parameter})s AND event_time >= %(label_since)s AND event_time < %(t)s
           AND NOT EXISTS (SELECT 1 FROM transaction_key k WHERE k.trans_num = d.trans_num)"""
 
 
-def _history_sql() -> str:
+def _history_sql(source: str) -> str:
     card = ",\n".join(
         f"count(*) FILTER (WHERE event_time >= %(card_{w})s) AS card_count_{w}, "
         f"(avg(amount) FILTER (WHERE event_time >= %(card_{w})s))::float8 AS card_mean_{w}"
         for w in WINDOWS
     )
     merchant_volume = ",\n".join(
-        f"count(*) FILTER (WHERE t.event_time >= %(merchant_{w})s) AS merchant_count_{w}" for w in MERCHANT_WINDOWS
+        f"count(*) FILTER (WHERE event_time >= %(merchant_{w})s) AS merchant_count_{w}" for w in MERCHANT_WINDOWS
     )
     # labels that arrived in [t - w, t), for the merchant's transactions of the lookback (fraud/features/catalog.py)
     merchant_labels = ",\n".join(
@@ -183,11 +192,12 @@ def _history_sql() -> str:
         f"count(*) FILTER (WHERE l.labelled_at >= %(label_{w})s AND l.is_fraud) AS merchant_frauds_{w}"
         for w in LABEL_WINDOWS
     )
+    complete = "(SELECT since FROM recent_horizon) <= %(label_since)s" if source == RECENT else "true"
     # One round trip. "Seen before" (the answer's new_card / new_merchant): a stored record, or an earlier
     # real-time decision at any time.
     return f"""
-    WITH card_seen AS ({_seen("card_token", "card")}
-    ), merchant_seen AS ({_seen("merchant", "merchant")}
+    WITH card_seen AS ({_seen("card_token", "card", source)}
+    ), merchant_seen AS ({_seen("merchant", "merchant", source)}
     ), card AS (
         SELECT {card},
                stddev_pop(amount)::float8 AS card_std_30d,
@@ -195,7 +205,7 @@ def _history_sql() -> str:
                count(DISTINCT merchant) FILTER (WHERE event_time >= %(card_1h)s) AS distinct_merchants_1h,
                count(DISTINCT merchant) FILTER (WHERE event_time >= %(card_1d)s) AS distinct_merchants_1d,
                count(*) FILTER (WHERE merchant = %(merchant)s) AS card_at_merchant_30d,
-               count(*) FILTER (WHERE coalesce(category, '') = %(category)s) AS card_in_category_30d
+               count(*) FILTER (WHERE coalesce(category,'') = %(category)s) AS card_in_category_30d
         FROM card_seen
         WHERE event_time >= %(card_since)s
     ), card_frauds AS (
@@ -207,8 +217,8 @@ def _history_sql() -> str:
                {merchant_labels}
         FROM merchant_seen t LEFT JOIN transaction_label l ON l.trans_num = t.trans_num AND l.labelled_at < %(t)s
     )
-    SELECT card.*, card_frauds.*, merchant.*, c.card_token IS NOT NULL AS known_card, c.dob, c.home_lat, c.home_long,
-           c.city_pop, m.merch_lat, m.merch_long,
+    SELECT {complete} AS complete, card.*, card_frauds.*, merchant.*, c.card_token IS NOT NULL AS known_card,
+           c.dob, c.home_lat, c.home_long, c.city_pop, m.merch_lat, m.merch_long,
            c.card_token IS NOT NULL OR EXISTS (SELECT 1 FROM realtime_decision d
                WHERE d.card_token = %(card)s AND d.event_time < %(t)s) AS card_seen_before,
            m.merchant IS NOT NULL OR EXISTS (SELECT 1 FROM realtime_decision d
@@ -218,9 +228,14 @@ def _history_sql() -> str:
     LEFT JOIN dim_merchant m ON m.merchant = %(merchant)s"""
 
 
-# on one line: psycopg caches the parsing of a query only up to 4,096 characters (with the decision lookup around
-# it, fraud/db/decisions.py, the real-time read is just under)
-HISTORY_SQL = " ".join(_history_sql().split())
+def _one_line(sql: str) -> str:
+    # psycopg caches the parsing of a query only up to 4,096 characters (with the decision lookup around it,
+    # fraud/db/decisions.py, the real-time read is just under)
+    return " ".join(sql.split())
+
+
+HISTORY_SQL = _one_line(_history_sql(RECENT))  # `complete` says whether recent_transaction held the whole window
+SETTLED_HISTORY_SQL = _one_line(_history_sql(SETTLED))  # for a window reaching below recent_transaction's horizon
 
 
 def window_start(t: datetime, seconds: int) -> datetime:
@@ -246,10 +261,13 @@ def history_parameters(tx: Transaction) -> dict[str, object]:
 
 
 def fetch_history(connection: psycopg.Connection, tx: Transaction) -> History:
-    # prepared: with the (card_token, event_time) and (merchant, event_time) indexes (migration 0003) the
-    # generic plan is the right one, and planning was half of an unprepared query's time (p50 0.8 vs 1.7 ms)
+    # prepared: with the (card_token, event_time) and (merchant, event_time) indexes the generic plan is the
+    # right one, and planning was half of an unprepared query's time (p50 0.8 vs 1.7 ms)
+    parameters = history_parameters(tx)
     with connection.cursor(row_factory=dict_row) as cursor:
-        row = cursor.execute(HISTORY_SQL, history_parameters(tx), prepare=True).fetchone()
+        row = cursor.execute(HISTORY_SQL, parameters, prepare=True).fetchone()
+        if not row["complete"]:
+            row = cursor.execute(SETTLED_HISTORY_SQL, parameters).fetchone()
     return history_from_row(row)
 
 

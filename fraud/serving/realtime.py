@@ -42,7 +42,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import Engine
 
 from fraud.core.settings import Settings
-from fraud.db.decisions import DECISION_SQL, PRIOR, PRIOR_SQL, RECORD_SQL
+from fraud.db.decisions import DECISION_SQL, PRIOR, PRIOR_SQL, RECORD_SQL, SETTLED_DECISION_SQL
 from fraud.db.engine import conninfo, get_engine
 from fraud.db.roles import DbRole
 from fraud.features.catalog import FEATURE_NAMES
@@ -234,7 +234,11 @@ class RealtimeScorer:
         async def read(connection: psycopg.AsyncConnection) -> dict:
             async with connection.cursor(row_factory=dict_row) as cursor:
                 await cursor.execute(DECISION_SQL, parameters, prepare=True)
-                return await cursor.fetchone()
+                row = await cursor.fetchone()
+                if not row["complete"]:  # a window older than recent_transaction holds: the day partitions
+                    await cursor.execute(SETTLED_DECISION_SQL, parameters)
+                    row = await cursor.fetchone()
+                return row
 
         row = await self._on_connection(read)
         prior = _prior(row, tx.trans_num, digest)

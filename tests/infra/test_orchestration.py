@@ -13,27 +13,13 @@ from tests.infra.fake_dist import write_fake_image_context
 from tests.infra.test_program import (
     ACCOUNT,
     BASE_CONFIG,
-    DB_RESOURCE_ID,
+    DB_USER,
     REGION,
     Program,
     _policy,
     run_program,
     with_dist,
 )
-
-DB_USER = f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{DB_RESOURCE_ID}/"  # + the PostgreSQL role
-
-
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory):
-    from tests.infra.fake_dist import write_fake_dist
-
-    return write_fake_dist(tmp_path_factory.mktemp("dist"))
-
-
-@pytest.fixture(scope="module")
-def program(dist) -> Program:
-    return run_program(with_dist(dist))
 
 
 def _containers(program: Program, role: str) -> tuple[dict, dict]:

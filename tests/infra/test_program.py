@@ -27,6 +27,7 @@ if str(INFRA) not in sys.path:
 REGION, ACCOUNT = "us-east-1", "123456789012"
 INTERVAL = 15
 DB_RESOURCE_ID = "db-ABCDEFGHIJKLMNOPQRSTUVWXY0"  # what RDS names the instance in rds-db:connect ARNs
+DB_USER = f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{DB_RESOURCE_ID}/"  # + the PostgreSQL role
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # pulumi.runtime.rpc._special_sig_key
 
 # ARN formats of the resource types the policies name (as AWS writes them)
@@ -169,11 +170,6 @@ BASE_CONFIG = {
 }
 
 
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory) -> Path:
-    return write_fake_dist(tmp_path_factory.mktemp("dist"))
-
-
 def with_dist(dist: Path, config: dict[str, str] = BASE_CONFIG) -> dict[str, str]:
     context = write_fake_image_context(dist.parent / f"{dist.name}-image")  # the Dagster image's build context
     ca_bundle = write_fake_ca_bundle(dist.parent / f"{dist.name}-rds-ca.pem")
@@ -183,11 +179,6 @@ def with_dist(dist: Path, config: dict[str, str] = BASE_CONFIG) -> dict[str, str
         | config
         | {"fraud-platform:distDir": str(dist)}
     )
-
-
-@pytest.fixture(scope="module")
-def program(dist) -> Program:
-    return run_program(with_dist(dist))
 
 
 def _unsecret(value):

@@ -10,11 +10,10 @@ import json
 import pulumi
 import pytest
 
-from tests.infra.fake_dist import write_fake_dist
 from tests.infra.test_program import (
     ACCOUNT,
     BASE_CONFIG,
-    DB_RESOURCE_ID,
+    DB_USER,
     REGION,
     Program,
     RecordingMocks,
@@ -23,22 +22,11 @@ from tests.infra.test_program import (
     with_dist,
 )
 
-DB_USER = f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{DB_RESOURCE_ID}/"  # + the PostgreSQL role
 IMAGE_CA, LAMBDA_CA, GLUE_CA = (
     "/etc/ssl/certs/rds/global-bundle.pem",
     "/opt/rds-ca/global-bundle.pem",
     "global-bundle.pem",
 )
-
-
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory):
-    return write_fake_dist(tmp_path_factory.mktemp("dist"))
-
-
-@pytest.fixture(scope="module")
-def program(dist) -> Program:
-    return run_program(with_dist(dist))
 
 
 def _statements(program: Program, policy_name: str) -> list[dict]:
