@@ -11,9 +11,9 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,10 +28,11 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
+from bench.usage import GIB, TreeUsage
 from fraud.core.settings import Settings
 
 console = Console(width=150)  # a wide table even when piped to a file
-GIB = 1024**3
+REPO = Path(__file__).resolve().parents[1]
 
 
 def timed(fn, repeat: int = 3) -> float:
@@ -206,89 +207,6 @@ def raw_to_pandas(store, keys: list[str], key: bytes):
     return frame
 
 
-class TreeUsage:
-    """What a process tree uses while the `with` block runs, sampled every `interval` s in a thread (psutil):
-    the peak of the summed RSS of `root` and its descendants, split by process at that peak, and the CPU
-    seconds of each tree of `cpu_roots` (by name) from start to end.
-
-    For the ETL the tree of this process is the Spark driver (this process), the JVM it starts and the JVM's
-    Python workers; the embedded PostgreSQL is not in it (pg_ctl detaches the server). A page shared by forked
-    workers counts once per process in the summed RSS, so the peak is an upper bound. CPU is each live
-    process's user + system time plus that of its children already waited for (so a worker that exits still
-    counts), read at the start and at the end."""
-
-    def __init__(self, root: int, cpu_roots: dict[str, int | None], interval: float = 0.2):
-        import psutil
-
-        self._psutil = psutil
-        self.root = psutil.Process(root)
-        self.cpu_roots = {name: psutil.Process(pid) if pid else None for name, pid in cpu_roots.items()}
-        self.interval = interval
-        self.peak_rss = 0
-        self.peak_by_process: dict[str, int] = {}
-        self.cpu_seconds: dict[str, float | None] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tree-usage", daemon=True)
-
-    def _tree(self, root) -> list:
-        try:
-            return [root, *root.children(recursive=True)]
-        except self._psutil.NoSuchProcess:
-            return []
-
-    def _kind(self, process) -> str:
-        if process.pid == self.root.pid:
-            return "driver"
-        return "jvm" if process.name() == "java" else "workers"
-
-    def sample_memory(self) -> None:
-        total, by_kind = 0, {"driver": 0, "jvm": 0, "workers": 0}
-        for process in self._tree(self.root):
-            try:
-                rss, kind = process.memory_info().rss, self._kind(process)
-            except self._psutil.NoSuchProcess:  # ended between the listing and the reading (zombies too)
-                continue
-            total += rss
-            by_kind[kind] += rss
-        if total > self.peak_rss:
-            self.peak_rss, self.peak_by_process = total, by_kind
-
-    def _cpu(self) -> dict[str, float | None]:
-        seconds: dict[str, float | None] = {}
-        for name, root in self.cpu_roots.items():
-            if root is None:
-                seconds[name] = None
-                continue
-            total = 0.0
-            for process in self._tree(root):
-                try:
-                    t = process.cpu_times()
-                except self._psutil.NoSuchProcess:
-                    continue
-                total += t.user + t.system + t.children_user + t.children_system
-            seconds[name] = total
-        return seconds
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.sample_memory()
-
-    def __enter__(self) -> TreeUsage:
-        self._cpu_start = self._cpu()
-        self.sample_memory()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sample_memory()
-        end = self._cpu()
-        self.cpu_seconds = {
-            name: None if end[name] is None else end[name] - self._cpu_start[name] for name in self.cpu_roots
-        }
-
-
 def postmaster_pid(settings: Settings) -> int | None:
     """The embedded PostgreSQL's server process; None when none runs in the settings' home (FRAUD_DATABASE_URL)."""
     pid_file = settings.pg_dir / "postmaster.pid"
@@ -307,7 +225,6 @@ def bench_etl(settings, cards: int, days: int) -> dict:
     from fraud.db.engine import get_engine
     from fraud.features.catalog import FEATURE_NAMES
     from fraud.ingest.raw_zone import label_keys, transaction_keys
-    from glue.process_transactions import run
     from lambdas.generator.handler import handler as generate
 
     world_settings = settings.model_copy(update={"sim_customers": cards, "sim_days": days})
@@ -320,10 +237,22 @@ def bench_etl(settings, cards: int, days: int) -> dict:
         "transactions_keys": ",".join(keys),
         "labels_keys": ",".join(labels),
     }
-    started = time.perf_counter()
-    with TreeUsage(os.getpid(), {"job": os.getpid(), "database": postmaster_pid(settings)}) as usage:
-        summary = run(args, settings, report=lambda s: None)
-    spark_total = time.perf_counter() - started
+    with tempfile.TemporaryDirectory(prefix="fraud-bench-etl-") as folder:
+        out, log = Path(folder) / "summary.json", Path(folder) / "job.log"
+        started = time.perf_counter()
+        with open(log, "wb") as output:  # Spark's own console lines go to the log, shown only on failure
+            job = subprocess.Popen(
+                [sys.executable, "-m", "bench.etl_job", json.dumps(args), str(out)],
+                cwd=REPO,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+            with TreeUsage(job.pid, {"database": postmaster_pid(settings)}) as usage:
+                code = job.wait()
+        spark_total = time.perf_counter() - started
+        if code != 0:
+            raise RuntimeError(f"the ETL job failed ({code}):\n{log.read_text(errors='replace')[-4000:]}")
+        summary = json.loads(out.read_text())
     spark_features = sum(v for k, v in summary["seconds"].items() if k != "database_load")
 
     started = time.perf_counter()
@@ -352,7 +281,7 @@ def bench_etl(settings, cards: int, days: int) -> dict:
         "seconds": spark_total,  # raw -> loaded: the whole job, the Spark session's start included
         "peak_memory_gib": usage.peak_rss / GIB,
         "peak_memory_by_process_gib": {kind: rss / GIB for kind, rss in usage.peak_by_process.items()},
-        "cpu_seconds": usage.cpu_seconds["job"],  # driver + JVM + Python workers
+        "cpu_seconds": summary["cpu_seconds"],  # the job's process tree: driver + JVM + Python workers
         "database_cpu_seconds": usage.cpu_seconds["database"],  # PostgreSQL's processes; None if not embedded
         "spark_features": spark_features,
         "load": summary["seconds"]["database_load"],

@@ -104,6 +104,9 @@ def _new_session(driver_memory: str) -> SparkSession:
             .config("spark.sql.shuffle.partitions", "16")
             .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
             .config("spark.driver.memory", driver_memory)  # local mode: the driver is the executor too
+            # the throughput collector: a batch job has no pauses to keep short, and on 2 cores G1's concurrent
+            # work is the job's own time (1M rows: 274-312 CPU-s against 347-363 with G1, bench/README.md#etl)
+            .config("spark.driver.extraJavaOptions", "-XX:+UseParallelGC")
             .config("spark.ui.enabled", "false")
             .config("spark.ui.showConsoleProgress", "false")
             .config("spark.sql.execution.arrow.pyspark.enabled", "true")
