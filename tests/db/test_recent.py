@@ -106,9 +106,12 @@ def test_the_load_trims_whole_days_older_than_keep_and_leaves_the_facts(own):
     assert _recent(engine) == _facts(engine, since=cut)  # the days below the cut are gone, the rest stay
     assert {r[0] for r in _recent(engine)} == {"old-2", "old-3", "old-4", "new-0"}  # from 3 March, 00:00 UTC
     assert len(_facts(engine)) == 6  # the facts themselves are never trimmed
+    # a transaction dated years ahead (validation admits up to 2100) does not move the horizon: the newest up to now
+    _load(engine, _rows("future", [datetime(2099, 1, 1, tzinfo=UTC)], "future"), "future")
+    assert _horizon(engine) == cut and "old-2" in {r[0] for r in _recent(engine)}
     # a backfilled day older than the horizon stays out of it; the facts take it
     _load(engine, _rows("back", [T0 - timedelta(days=9)], "back"), "back")
-    assert "back-0" not in {r[0] for r in _recent(engine)} and len(_facts(engine)) == 7
+    assert "back-0" not in {r[0] for r in _recent(engine)} and len(_facts(engine)) == 8
 
 
 def test_the_owners_updates_deletes_and_truncation_reach_it(own):

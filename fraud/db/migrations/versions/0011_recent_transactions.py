@@ -15,8 +15,9 @@ The read needs few columns and a bounded window, so it gets a table of its own:
   fact_transaction's statement triggers below write it in the same statement as the fact rows (inserts, updates,
   deletes and truncation alike), so it is never behind the facts, whoever writes them;
 - `fraud_trim_recent(keep)` (SECURITY DEFINER: no component role deletes rows) moves the horizon up to the newest
-  transaction's day minus `keep` and deletes what fell below; the load calls it after each batch (fraud/db/recent.py
-  says how much is kept). It trims at most once a day: the horizon moves in whole days;
+  transaction's day (not counting any dated after now) minus `keep` and deletes what fell below; the load calls it
+  after each batch (fraud/db/recent.py says how much is kept). It trims at most once a day: the horizon moves in
+  whole days;
 - the reader checks the horizon in the same read (`complete`) and, for a window that reaches below it (a request
   far older than the newest loaded day), reads fact_transaction instead: slower, never wrong.
 
@@ -65,7 +66,9 @@ DECLARE
     cut timestamptz;
     removed bigint;
 BEGIN
-    SELECT max(event_time) INTO newest FROM fact_transaction;
+    -- the newest transaction up to now: one row dated years ahead (validation admits up to 2100) must not empty
+    -- the table
+    SELECT max(event_time) INTO newest FROM fact_transaction WHERE event_time <= now();
     IF newest IS NULL THEN
         RETURN 0;
     END IF;
