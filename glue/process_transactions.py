@@ -92,6 +92,9 @@ def _new_session(driver_memory: str) -> SparkSession:
         return GlueContext(SparkContext.getOrCreate()).spark_session
     except ImportError:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers must import fraud/ too
+        # the JVM (launched now, with this environment) and its Python workers: two malloc arenas instead of glibc's
+        # 8 per core, whose fragments the JVM's many threads keep resident (1M rows: JVM 2.55 GiB against 2.63-2.71)
+        os.environ.setdefault("MALLOC_ARENA_MAX", "2")
         # Spark's local folder (shuffle, spill, blocks) in a folder of this process's own (0700, removed at exit)
         local_dir = tempfile.mkdtemp(prefix="fraud-spark-")
         atexit.register(shutil.rmtree, local_dir, ignore_errors=True)
