@@ -37,10 +37,7 @@ def secret_string(settings: Settings, arn: str) -> str:
     """The secret's value, cached per process (Lambda warm starts, one ETL run); never logged."""
     key = (settings.aws_region, settings.aws_endpoint_url, arn)
     if key not in _cached_secrets:
-        manager = boto3.client(
-            "secretsmanager", region_name=settings.aws_region, endpoint_url=endpoint_url(settings, "secretsmanager")
-        )
-        _cached_secrets[key] = manager.get_secret_value(SecretId=arn)["SecretString"]
+        _cached_secrets[key] = client(settings, "secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
     return _cached_secrets[key]
 
 
