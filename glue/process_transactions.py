@@ -36,7 +36,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from fraud.core.schema import LABEL_COLUMNS
+from fraud.core.schema import LABEL_COLUMNS, batch_id_of
 from fraud.core.settings import Settings
 from fraud.core.storage import s3_client
 from fraud.db.engine import get_engine
@@ -126,11 +126,6 @@ def _new_session(driver_memory: str) -> SparkSession:
 
 def _paths(root: str, keys: str) -> list[str]:
     return [f"{root.rstrip('/')}/{key}" for key in keys.split(",") if key]
-
-
-def _batch_of(path: str) -> str:
-    """A raw object's batch id, as read_raw derives it from the object's name."""
-    return os.path.basename(path).removesuffix(".jsonl.gz")
 
 
 def read_raw(spark: SparkSession, paths: list[str]) -> DataFrame:
@@ -352,7 +347,7 @@ def run(args: dict[str, str], settings: Settings, report=print) -> dict:
     lap("features_and_parquet")
     batches = {r["batch_id"] for r in quarantined.select("batch_id").distinct().collect()}
     if batches:  # fraud ingest writes beside it, in quarantine/ingest/
-        again = read_raw(spark, [p for p in transaction_paths if _batch_of(p) in batches])
+        again = read_raw(spark, [p for p in transaction_paths if batch_id_of(p) in batches])
         with_card_numbers(again, quarantined).write.mode("overwrite").partitionBy("batch_id").json(
             f"{args['raw_uri'].rstrip('/')}/quarantine/etl"
         )
