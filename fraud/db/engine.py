@@ -152,23 +152,27 @@ def _rds(settings: Settings, role: DbRole) -> tuple[URL, _RdsLogin]:
     return url, login
 
 
-def database_url(settings: Settings, role: DbRole = DbRole.OWNER) -> str:
-    """The SQLAlchemy URL `role` connects with (the owner's unless named). In aws mode it holds no password:
-    `get_engine`'s connections and `conninfo` get a fresh one each."""
+def _url_and_login(settings: Settings, role: DbRole) -> tuple[URL, _RdsLogin | None]:
+    """The URL `role` connects with and, on RDS, how each connection gets its password (None elsewhere)."""
     if settings.database_url is None and settings.mode == "aws" and settings.db_host is None:
         if settings.db_secret_arn is not None:
             raise RuntimeError("aws mode needs FRAUD_DB_HOST (the RDS endpoint; `fraud aws-env` prints it)")
     if _on_rds(settings):
-        url = _rds(settings, role)[0]
+        return _rds(settings, role)
+    if settings.database_url is not None:
+        url = _sqlalchemy_url(settings.database_url.get_secret_value())
     else:
-        if settings.database_url is not None:
-            url = _sqlalchemy_url(settings.database_url.get_secret_value())
-        else:
-            url = _sqlalchemy_url(start_embedded(settings.pg_dir))
-        user = user_of(settings, role)
-        if user is not None:  # the same server as the role: trusted locally (see the module docstring)
-            url = url.set(username=user, password=None)
-    return url.render_as_string(hide_password=False)
+        url = _sqlalchemy_url(start_embedded(settings.pg_dir))
+    user = user_of(settings, role)
+    if user is not None:  # the same server as the role: trusted locally (see the module docstring)
+        url = url.set(username=user, password=None)
+    return url, None
+
+
+def database_url(settings: Settings, role: DbRole = DbRole.OWNER) -> str:
+    """The SQLAlchemy URL `role` connects with (the owner's unless named). In aws mode it holds no password:
+    `get_engine`'s connections and `conninfo` get a fresh one each."""
+    return _url_and_login(settings, role)[0].render_as_string(hide_password=False)
 
 
 def conninfo(settings: Settings, role: DbRole) -> str | Callable[[], str]:
@@ -176,10 +180,10 @@ def conninfo(settings: Settings, role: DbRole) -> str | Callable[[], str]:
     per new connection, returning one with a fresh password."""
     from psycopg.conninfo import make_conninfo
 
-    url = make_url(database_url(settings, role)).set(drivername="postgresql").render_as_string(hide_password=False)
-    if not _on_rds(settings):
+    url, login = _url_and_login(settings, role)
+    url = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    if login is None:
         return url
-    login = _rds(settings, role)[1]
     return lambda: make_conninfo(url, password=login.password())
 
 
@@ -224,8 +228,8 @@ def _engine_for(url: str, login: _RdsLogin | None) -> Engine:
 def get_engine(settings: Settings, *, role: DbRole = DbRole.OWNER) -> Engine:
     """The engine of `role` (fraud/db/roles.py) on the platform's database; one per URL and process. Components
     name their role (tests/db/test_roles.py checks they do); the owner's is for migrations, tests and tools."""
-    url = database_url(settings, role)
-    engine = _engine_for(url, _rds(settings, role)[1] if _on_rds(settings) else None)
+    url, login = _url_and_login(settings, role)
+    engine = _engine_for(url.render_as_string(hide_password=False), login)
     _BUILT[engine] = (settings, role)
     return engine
 
