@@ -236,7 +236,7 @@ def score_selection(
                     flags = scores >= model.threshold
                     # decided while PostgreSQL takes the previous page's rows (the writer waits on it, GIL released)
                     verdicts, reasons, decided = decide_page(
-                        engine, model, ruleset, page, scores, reasons_top_share, reasons_for
+                        engine, model, ruleset, page, scores, flags, reasons_top_share, reasons_for
                     )
                     if last is not None:
                         settle(last)  # at most one page waiting: bounded memory, and errors surface early
@@ -286,6 +286,7 @@ def decide_page(
     ruleset: RuleSet,
     page: Page,
     scores: np.ndarray,
+    flags: np.ndarray,
     top_share: float,
     reasons_for: Callable[[np.ndarray], np.ndarray],
 ) -> tuple[list[Verdict], list[str | None], dict[str, int]]:
@@ -309,7 +310,6 @@ def decide_page(
         "listed": sum(is_list_ref(v.rule) for v in verdicts),
         "rule_errors": sum(len(v.errors) for v in verdicts),
     }
-    flags = scores >= model.threshold
     chosen = np.flatnonzero(needs_reasons(scores, flags, verdicts, top_share))
     reasons: list[str | None] = [None] * len(scores)
     if len(chosen):
